@@ -1,0 +1,169 @@
+//! The chunk map: which chunks make up each file, where their replicas are, and how long
+//! they are.
+//!
+//! A chunk is allocated the first time a writer needs it, with replicas that placement chose
+//! beforehand (the choice is an input, so applying an allocation is deterministic). After
+//! writing data to the replica chain, the writer commits the new lengths and file size; a
+//! commit for a chunk that was dropped or replaced meanwhile (a truncate, an unlink) is
+//! refused as stale rather than resurrecting it.
+
+use dfs_proto::FsError;
+use dfs_proto::chunk::ChunkLayout;
+use dfs_proto::pb::{self, Attr, FileKind, Timestamp};
+
+use crate::error::Result;
+use crate::namespace::{invalid, require};
+use crate::store::{ChunkRecord, Inode, meta};
+use crate::txn::{Txn, Writer};
+
+/// The first version of a new chunk.
+pub const FIRST_CHUNK_VERSION: u64 = 1;
+
+/// The chunks of (part of) one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChunks {
+    /// Allocated chunks as `(index, record)`, in index order; a missing index is a hole.
+    pub chunks: Vec<(u64, ChunkRecord)>,
+    /// Size of the file in bytes.
+    pub file_size: u64,
+}
+
+/// The chunk map of one cluster.
+pub struct ChunkMap {
+    writer: Writer,
+    layout: ChunkLayout,
+}
+
+impl ChunkMap {
+    /// A chunk map over `writer`'s store, with chunks of `layout.chunk_size` bytes.
+    pub fn new(writer: Writer, layout: ChunkLayout) -> ChunkMap {
+        ChunkMap { writer, layout }
+    }
+
+    /// The chunks of regular file `ino` with indexes in `[first, first + count)` (`count` 0 =
+    /// to the end of the file), and the file's size.
+    pub fn chunks(&self, ino: u64, first: u64, count: u64) -> Result<FileChunks> {
+        let store = self.writer.store();
+        let inode = regular_file(store.inode(ino)?)?;
+        let end = if count == 0 {
+            None
+        } else {
+            first.checked_add(count)
+        };
+        let chunks = store.chunks(ino, first, end)?;
+        Ok(FileChunks {
+            chunks,
+            file_size: inode.attr.size,
+        })
+    }
+
+    /// The chunk at `index` of regular file `ino`, if allocated.
+    pub fn chunk(&self, ino: u64, index: u64) -> Result<Option<ChunkRecord>> {
+        let store = self.writer.store();
+        regular_file(store.inode(ino)?)?;
+        store.chunk(ino, index)
+    }
+
+    /// Allocates the chunk at `index` of file `ino` on `replicas` (in chain order) with a new
+    /// chunk id, version 1 and length 0. If the chunk exists already (another writer got there
+    /// first) the existing chunk is returned unchanged.
+    pub fn allocate_chunk(&self, ino: u64, index: u64, replicas: Vec<u64>) -> Result<ChunkRecord> {
+        if index.checked_mul(self.layout.chunk_size).is_none() {
+            return Err(invalid("chunk index past the largest file size"));
+        }
+        if replicas.is_empty() {
+            return Err(FsError::NoSpace.into());
+        }
+        let mut txn = self.writer.begin();
+        regular_file(txn.inode(ino)?)?;
+        if let Some(existing) = txn.store().chunk(ino, index)? {
+            return Ok(existing);
+        }
+        let chunk_id = txn.next_id(meta::NEXT_CHUNK_ID, 1)?;
+        let chunk = ChunkRecord {
+            chunk_id,
+            version: FIRST_CHUNK_VERSION,
+            length: 0,
+            replicas,
+        };
+        txn.put_chunk(ino, index, &chunk);
+        txn.commit()?;
+        Ok(chunk)
+    }
+
+    /// Records a completed write to file `ino`: each committed chunk grows to at least the
+    /// committed length, the file to at least `size` bytes; mtime becomes `mtime` (or `now`)
+    /// and ctime `now`. Fails with `ENOENT` for a missing file and `ESTALE` if a chunk no
+    /// longer exists with that id (or has moved to a newer version); nothing is applied then.
+    pub fn commit_write(
+        &self,
+        ino: u64,
+        commits: &[pb::ChunkCommit],
+        size: u64,
+        mtime: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Attr> {
+        let mut txn = self.writer.begin();
+        let mut inode = regular_file(txn.inode(ino)?)?;
+        let mut updated: Vec<(u64, ChunkRecord)> = Vec::with_capacity(commits.len());
+        for commit in commits {
+            if commit.length > self.layout.chunk_size {
+                return Err(invalid("chunk length past the chunk size"));
+            }
+            // Several commits of one chunk in one request accumulate.
+            let position = updated.iter().position(|(index, _)| *index == commit.index);
+            let chunk = match position {
+                Some(i) => &mut updated[i].1,
+                None => {
+                    let chunk = current_chunk(&txn, ino, commit)?;
+                    updated.push((commit.index, chunk));
+                    &mut updated.last_mut().expect("just pushed").1
+                }
+            };
+            chunk.length = chunk.length.max(commit.length);
+        }
+        for (index, chunk) in &updated {
+            txn.put_chunk(ino, *index, chunk);
+        }
+        inode.attr.size = inode.attr.size.max(size);
+        inode.attr.mtime = Some(mtime.unwrap_or(now));
+        inode.attr.ctime = Some(now);
+        let attr = inode.attr;
+        txn.put_inode(inode);
+        txn.commit()?;
+        Ok(attr)
+    }
+}
+
+/// The master's record of the chunk a commit names, or `ESTALE` if the commit refers to a
+/// chunk that is gone or to an older version of it.
+fn current_chunk(txn: &Txn<'_>, ino: u64, commit: &pb::ChunkCommit) -> Result<ChunkRecord> {
+    let stale = |why: &str| {
+        FsError::Stale(format!(
+            "chunk {} (index {}) of inode {ino} {why}",
+            commit.chunk_id, commit.index
+        ))
+    };
+    let chunk = txn
+        .store()
+        .chunk(ino, commit.index)?
+        .ok_or_else(|| stale("no longer exists"))?;
+    if chunk.chunk_id != commit.chunk_id {
+        return Err(stale("was replaced").into());
+    }
+    if commit.version < chunk.version {
+        return Err(stale("has a newer version").into());
+    }
+    Ok(chunk)
+}
+
+/// The inode if it is a regular file: `ENOENT` if missing, `EISDIR` for a directory,
+/// `EINVAL` for other kinds (they have no data).
+fn regular_file(inode: Option<Inode>) -> Result<Inode> {
+    let inode = require(inode)?;
+    match inode.kind() {
+        FileKind::Regular => Ok(inode),
+        FileKind::Directory => Err(FsError::IsDir.into()),
+        _ => Err(invalid("only regular files have chunks")),
+    }
+}

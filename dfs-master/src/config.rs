@@ -1,0 +1,128 @@
+//! Configuration of the master: command-line options (each with a `DFS_*` environment
+//! variable), also constructible directly by tests through [`Config::new`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use dfs_proto::chunk::ChunkLayout;
+use dfs_proto::{DEFAULT_BLOCK_SIZE, DEFAULT_CHUNK_SIZE};
+
+use crate::error::{Error, Result};
+
+/// Default listen address of the master's gRPC service.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9400";
+/// Default number of replicas per chunk.
+pub const DEFAULT_REPLICATION: u32 = 3;
+/// Default minimum number of replicas for a chunk allocation to succeed.
+pub const DEFAULT_MIN_REPLICATION: u32 = 1;
+/// Default seconds without a heartbeat after which a chunkserver is considered dead.
+pub const DEFAULT_HEARTBEAT_TIMEOUT_SECS: u64 = 15;
+
+/// Settings of one master.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address of the gRPC service (`host:port`; port 0 picks a free port, see --addr-file).
+    #[arg(long, env = "DFS_MASTER_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+
+    /// Directory holding the metadata database; created if missing.
+    #[arg(long, env = "DFS_MASTER_DATA_DIR")]
+    pub data_dir: PathBuf,
+
+    /// Bytes per chunk. Only used when the cluster is created: a cluster keeps the chunk size
+    /// it was created with, because existing files are laid out in it.
+    #[arg(long, env = "DFS_CHUNK_SIZE", default_value_t = DEFAULT_CHUNK_SIZE)]
+    pub chunk_size: u64,
+
+    /// Bytes per checksum block; must divide the chunk size. Fixed at cluster creation like
+    /// the chunk size.
+    #[arg(long, env = "DFS_BLOCK_SIZE", default_value_t = DEFAULT_BLOCK_SIZE)]
+    pub block_size: u32,
+
+    /// Replicas per chunk that new allocations aim for.
+    #[arg(long, env = "DFS_REPLICATION", default_value_t = DEFAULT_REPLICATION)]
+    pub replication: u32,
+
+    /// Fewest live chunkservers (with room for a chunk) an allocation accepts; with fewer,
+    /// writes fail with ENOSPC rather than store data with too little redundancy.
+    #[arg(long, env = "DFS_MIN_REPLICATION", default_value_t = DEFAULT_MIN_REPLICATION)]
+    pub min_replication: u32,
+
+    /// Seconds without a heartbeat after which a chunkserver no longer counts as live: it gets
+    /// no new replicas and its replicas are offered last to readers.
+    #[arg(long, env = "DFS_HEARTBEAT_TIMEOUT", default_value_t = DEFAULT_HEARTBEAT_TIMEOUT_SECS)]
+    pub heartbeat_timeout_secs: u64,
+
+    /// Sync the database's write-ahead log before acknowledging a mutation, so that an
+    /// acknowledged create, rename or commit survives a machine crash. Turning it off trades
+    /// that for speed (a process crash still loses nothing).
+    #[arg(
+        long,
+        env = "DFS_MASTER_SYNC",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = BoolishValueParser::new(),
+    )]
+    pub sync_writes: bool,
+
+    /// Once the master serves, write its bound `host:port` to this file (atomically, via a
+    /// rename), so scripts and tests that listen on port 0 learn the address.
+    #[arg(long, env = "DFS_MASTER_ADDR_FILE")]
+    pub addr_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// A configuration with every default, storing metadata in `data_dir` and listening on an
+    /// ephemeral loopback port.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: data_dir.into(),
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            block_size: DEFAULT_BLOCK_SIZE,
+            replication: DEFAULT_REPLICATION,
+            min_replication: DEFAULT_MIN_REPLICATION,
+            heartbeat_timeout_secs: DEFAULT_HEARTBEAT_TIMEOUT_SECS,
+            sync_writes: true,
+            addr_file: None,
+        }
+    }
+
+    /// Checks that the settings make sense together.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |msg: String| Err(Error::Config(msg));
+        if self.block_size == 0 || self.chunk_size == 0 {
+            return fail("chunk and block size must be non-zero".into());
+        }
+        if self.chunk_size % u64::from(self.block_size) != 0 {
+            return fail(format!(
+                "chunk size {} is not a multiple of block size {}",
+                self.chunk_size, self.block_size
+            ));
+        }
+        if self.replication == 0 {
+            return fail("replication must be at least 1".into());
+        }
+        if self.min_replication == 0 || self.min_replication > self.replication {
+            return fail(format!(
+                "min replication {} must be between 1 and replication {}",
+                self.min_replication, self.replication
+            ));
+        }
+        if self.heartbeat_timeout_secs == 0 {
+            return fail("heartbeat timeout must be at least 1 second".into());
+        }
+        Ok(())
+    }
+
+    /// The chunk layout these settings ask for (a cluster may already have another one).
+    pub fn layout(&self) -> ChunkLayout {
+        ChunkLayout::new(self.chunk_size, u64::from(self.block_size))
+    }
+
+    /// How long a chunkserver stays live after its last heartbeat.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_timeout_secs)
+    }
+}

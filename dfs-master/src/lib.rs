@@ -1,0 +1,98 @@
+//! `dfs-master`: the metadata server of dfs.
+//!
+//! The master owns everything about the filesystem except file data: the namespace (inodes and
+//! directory entries), the chunk map (which chunks make up a file and where their replicas
+//! live), and the registry of chunkservers. Clients ask it where data is, then move the data
+//! straight to and from chunkservers.
+//!
+//! A tour, bottom up:
+//! * [`store`] — the RocksDB schema: one column family per key space, fixed-width big-endian
+//!   keys so a directory listing or a file's chunk list is one prefix scan.
+//! * [`txn`] — a mutation in progress: mutations are serialised on one writer lock and applied
+//!   as one atomic (synced) `WriteBatch`.
+//! * [`namespace`] and [`rename`] — POSIX namespace operations as a deterministic state
+//!   machine: the caller passes in the time and credentials.
+//! * [`chunks`] — chunk allocation and write commits.
+//! * [`registry`] — chunkserver registration, heartbeats, liveness, and garbage collection
+//!   of replicas through heartbeat replies.
+//! * [`placement`] — which servers get a new chunk's replicas.
+//! * [`master`] — the [`Master`] handle tying these together; what the service and the tests
+//!   call.
+//! * [`service`] — the thin tonic `Master` service; the only place that reads the clock.
+//! * [`config`] and [`error`] — settings (clap options) and the crate's error type.
+//!
+//! [`run`] serves a master on a listener until a shutdown signal; `main` and the tests both
+//! call it.
+
+#![warn(missing_docs)]
+
+pub mod chunks;
+pub mod config;
+pub mod error;
+pub mod master;
+pub mod namespace;
+pub mod placement;
+pub mod registry;
+pub mod rename;
+pub mod service;
+pub mod store;
+pub mod txn;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use dfs_proto::pb::master_server::MasterServer;
+use dfs_proto::time;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+pub use crate::config::Config;
+pub use crate::error::{Error, Result};
+pub use crate::master::Master;
+pub use crate::service::MasterService;
+
+/// Serves a master with `config` on `listener` until `shutdown` completes, then drains
+/// in-flight requests and closes the database.
+///
+/// The database is opened (and a new cluster initialised) before anything is served; only then
+/// is `config.addr_file` written, so whoever waits for that file finds a master ready to answer.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let local_addr = listener.local_addr()?;
+    let addr_file = config.addr_file.clone();
+    let data_dir = config.data_dir.clone();
+    let master = tokio::task::spawn_blocking(move || Master::open(&config, time::now())).await??;
+    let service = MasterServer::new(MasterService::new(Arc::new(master)));
+    if let Some(path) = &addr_file {
+        write_addr_file(path, local_addr)?;
+    }
+    tracing::info!(%local_addr, data_dir = %data_dir.display(), "master serving");
+    // Metadata calls are small request/response pairs: without TCP_NODELAY, Nagle's
+    // algorithm would hold replies back for tens of milliseconds.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    tracing::info!("master stopped");
+    Ok(())
+}
+
+/// Writes `addr` to `path` through a temporary file and a rename, so a reader never sees a
+/// partial line.
+fn write_addr_file(path: &Path, addr: SocketAddr) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, addr.to_string())?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! The master's logic in one handle: opens the store, settles the cluster's chunk layout, and
+//! ties the namespace, the chunk map, the registry and placement together for the few
+//! operations that need more than one of them. The gRPC layer ([`crate::service`]) calls only
+//! this; tests drive it directly, without a network.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use dfs_proto::MAX_NAME_LEN;
+use dfs_proto::chunk::ChunkLayout;
+use dfs_proto::pb::{self, Timestamp};
+
+use crate::chunks::ChunkMap;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::namespace::Namespace;
+use crate::placement::{self, PlacementPolicy};
+use crate::registry::Registry;
+use crate::store::{ChunkRecord, Store, meta};
+use crate::txn::Writer;
+
+/// Name of the RocksDB directory inside the data directory.
+const DB_DIR: &str = "metadata";
+
+/// One master's state: namespace, chunk map and chunkserver registry over one RocksDB.
+pub struct Master {
+    namespace: Namespace,
+    chunk_map: ChunkMap,
+    registry: Registry,
+    layout: ChunkLayout,
+    policy: PlacementPolicy,
+}
+
+impl Master {
+    /// Opens (or creates) the master's database in `config.data_dir`. A new cluster gets
+    /// the configured chunk layout and a root directory stamped `now`; an existing one keeps
+    /// the layout it was created with.
+    pub fn open(config: &Config, now: Timestamp) -> Result<Master> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir)?;
+        let store = Store::open(&config.data_dir.join(DB_DIR), config.sync_writes)?;
+        let writer = Writer::new(Arc::new(store));
+        let layout = settle_layout(&writer, config.layout())?;
+        let namespace = Namespace::new(writer.clone(), layout);
+        namespace.bootstrap(now)?;
+        let chunk_map = ChunkMap::new(writer.clone(), layout);
+        let registry = Registry::open(writer, config.heartbeat_timeout())?;
+        let policy = PlacementPolicy {
+            replication: config.replication as usize,
+            min_replication: config.min_replication as usize,
+            chunk_size: layout.chunk_size,
+        };
+        Ok(Master {
+            namespace,
+            chunk_map,
+            registry,
+            layout,
+            policy,
+        })
+    }
+
+    /// The namespace (lookups, attributes, directory operations).
+    pub fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    /// The chunk map (allocation and write commits of file chunks).
+    pub fn chunk_map(&self) -> &ChunkMap {
+        &self.chunk_map
+    }
+
+    /// The chunkserver registry (registration, heartbeats, liveness).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The cluster's chunk layout.
+    pub fn layout(&self) -> ChunkLayout {
+        self.layout
+    }
+
+    /// What a client needs to know before doing I/O.
+    pub fn cluster_config(&self) -> pb::ClusterConfig {
+        pb::ClusterConfig {
+            chunk_size: self.layout.chunk_size,
+            block_size: self.layout.block_size as u32,
+            replication: self.policy.replication as u32,
+        }
+    }
+
+    /// Filesystem statistics: capacity of the live chunkservers and the inode count.
+    pub fn statfs(&self, now: Instant) -> Result<pb::StatFsReply> {
+        let capacity = self.registry.capacity(now);
+        Ok(pb::StatFsReply {
+            total_bytes: capacity.total_bytes,
+            free_bytes: capacity.free_bytes,
+            files: self.namespace.inode_count()?,
+            block_size: self.layout.block_size as u32,
+            max_name_len: MAX_NAME_LEN as u32,
+            live_servers: capacity.live_servers,
+        })
+    }
+
+    /// The allocated chunks of file `ino` in `[first, first + count)` (`count` 0 = all) with
+    /// their replica addresses, live servers first.
+    pub fn get_chunks(
+        &self,
+        ino: u64,
+        first: u64,
+        count: u64,
+        now: Instant,
+    ) -> Result<pb::GetChunksReply> {
+        let file = self.chunk_map.chunks(ino, first, count)?;
+        let chunks = file
+            .chunks
+            .iter()
+            .map(|(index, chunk)| self.chunk_info(*index, chunk, now))
+            .collect();
+        Ok(pb::GetChunksReply {
+            chunks,
+            file_size: file.file_size,
+        })
+    }
+
+    /// The chunk at `index` of file `ino`, allocated on servers chosen by placement (with
+    /// `seed`) if it does not exist yet.
+    pub fn allocate_chunk(
+        &self,
+        ino: u64,
+        index: u64,
+        now: Instant,
+        seed: u64,
+    ) -> Result<pb::ChunkInfo> {
+        if let Some(chunk) = self.chunk_map.chunk(ino, index)? {
+            return Ok(self.chunk_info(index, &chunk, now));
+        }
+        // Placement is decided before the allocation is applied, so applying it stays a
+        // deterministic step. If another writer allocates the chunk in between, the
+        // allocation returns theirs and this choice is discarded.
+        let candidates = self.registry.candidates(now);
+        let replicas =
+            placement::choose_replicas(&candidates, &self.policy, seed).inspect_err(|_| {
+                tracing::warn!(
+                    live = candidates.len(),
+                    ino,
+                    index,
+                    "no room for a new chunk"
+                );
+            })?;
+        let chunk = self.chunk_map.allocate_chunk(ino, index, replicas)?;
+        Ok(self.chunk_info(index, &chunk, now))
+    }
+
+    /// A chunk as clients see it, with its replica addresses resolved.
+    fn chunk_info(&self, index: u64, chunk: &ChunkRecord, now: Instant) -> pb::ChunkInfo {
+        pb::ChunkInfo {
+            index,
+            chunk_id: chunk.chunk_id,
+            version: chunk.version,
+            length: chunk.length,
+            replicas: self.registry.locations(&chunk.replicas, now),
+        }
+    }
+}
+
+/// The chunk layout of the cluster: the persisted one if the cluster exists (a differing
+/// configuration is logged and ignored, since existing files are laid out in the old one),
+/// otherwise `configured`, which is persisted.
+fn settle_layout(writer: &Writer, configured: ChunkLayout) -> Result<ChunkLayout> {
+    let mut txn = writer.begin();
+    let persisted = (
+        txn.counter(meta::CHUNK_SIZE)?,
+        txn.counter(meta::BLOCK_SIZE)?,
+    );
+    let layout = match persisted {
+        (0, 0) => {
+            txn.set_counter(meta::CHUNK_SIZE, configured.chunk_size);
+            txn.set_counter(meta::BLOCK_SIZE, configured.block_size);
+            configured
+        }
+        (chunk_size, block_size)
+            if chunk_size > 0 && block_size > 0 && chunk_size % block_size == 0 =>
+        {
+            ChunkLayout::new(chunk_size, block_size)
+        }
+        (chunk_size, block_size) => {
+            let detail = format!("chunk size {chunk_size}, block size {block_size}");
+            return Err(Error::Corrupt {
+                cf: crate::store::CF_META,
+                detail,
+            });
+        }
+    };
+    if layout != configured {
+        tracing::warn!(
+            chunk_size = layout.chunk_size,
+            block_size = layout.block_size,
+            "the cluster keeps the chunk layout it was created with; configured sizes ignored"
+        );
+    }
+    txn.commit()?;
+    Ok(layout)
+}

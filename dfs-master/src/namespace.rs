@@ -1,0 +1,388 @@
+//! The namespace: inodes and directory entries, as a deterministic state machine over the
+//! store.
+//!
+//! Every mutation takes its timestamp (`now`) and the caller's credentials from the caller and
+//! never reads the clock itself; inode numbers come from a persisted counter. Applying the same
+//! commands in the same order to the same store therefore gives the same result, which is what
+//! a replicated (Raft) master will rely on. Each mutation is one [`Txn`]: serialised with every
+//! other mutation and applied as one atomic batch (WAL-synced unless configured otherwise).
+//!
+//! POSIX rules kept here: directory `nlink` is 2 plus its subdirectories; creating, removing or
+//! renaming an entry updates the parent's mtime and ctime; unlinking the last link of an inode
+//! deletes it together with its chunks, whose replicas are queued for deletion on their
+//! chunkservers. `.` and `..` are not stored: the kernel resolves them.
+//! Rename lives in [`crate::rename`].
+
+use dfs_proto::chunk::ChunkLayout;
+use dfs_proto::pb::{self, Attr, FileKind, Timestamp};
+use dfs_proto::{FsError, MAX_NAME_LEN, ROOT_INO};
+
+use crate::error::{Error, Result};
+use crate::store::{Dentry, Inode, meta};
+use crate::txn::{Txn, Writer};
+
+/// Longest symlink target, in bytes (Linux `PATH_MAX`).
+pub const MAX_SYMLINK_LEN: usize = 4096;
+
+/// Directory entries per `readdir` page when the caller asks for 0.
+pub const DEFAULT_READDIR_LIMIT: u32 = 1024;
+
+/// Most directory entries one `readdir` page returns, whatever the caller asks for, so a reply
+/// stays well below gRPC's message size limit.
+pub const MAX_READDIR_LIMIT: u32 = 8192;
+
+/// Permission of the root directory created with a new cluster.
+const ROOT_PERM: u32 = 0o755;
+
+/// The namespace of one cluster. Cheap to share: reads take no lock, mutations serialise on
+/// the store's writer.
+pub struct Namespace {
+    pub(crate) writer: Writer,
+    pub(crate) layout: ChunkLayout,
+}
+
+impl Namespace {
+    /// A namespace over `writer`'s store, whose files are laid out in `layout`.
+    pub fn new(writer: Writer, layout: ChunkLayout) -> Namespace {
+        Namespace { writer, layout }
+    }
+
+    /// Creates the root directory (inode 1, mode 0755, owned by root) if it does not exist
+    /// yet, so a new cluster starts with an empty, usable filesystem.
+    pub fn bootstrap(&self, now: Timestamp) -> Result<()> {
+        let mut txn = self.writer.begin();
+        if txn.inode(ROOT_INO)?.is_none() {
+            let attr = new_attr(ROOT_INO, FileKind::Directory, ROOT_PERM, 0, 0, now);
+            // The root is its own parent, which ends every walk up the tree.
+            txn.create_inode(Inode {
+                attr,
+                parent: ROOT_INO,
+            })?;
+            tracing::info!("created the root directory of a new namespace");
+        }
+        txn.commit()
+    }
+
+    /// Resolves `name` in directory `parent`.
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr> {
+        check_name(name)?;
+        let store = self.writer.store();
+        let Some(dentry) = store.dentry(parent, name)? else {
+            // Tell "no such directory" and "not a directory" apart from "no such name".
+            require_dir(store.inode(parent)?)?;
+            return Err(FsError::NotFound.into());
+        };
+        // A concurrent unlink may remove the inode between the two reads.
+        Ok(require(store.inode(dentry.ino)?)?.attr)
+    }
+
+    /// The attributes of an inode.
+    pub fn getattr(&self, ino: u64) -> Result<Attr> {
+        Ok(require(self.writer.store().inode(ino)?)?.attr)
+    }
+
+    /// Applies a `setattr`: permission bits, owner, group, times and size. A size change of
+    /// a regular file also sets mtime (unless given), and shrinking drops the chunks wholly
+    /// past the new end (queuing their replicas for deletion) and clamps the new last chunk.
+    pub fn setattr(&self, req: &pb::SetAttrRequest, now: Timestamp) -> Result<Attr> {
+        let mut txn = self.writer.begin();
+        let mut inode = require(txn.inode(req.ino)?)?;
+        let kind = inode.kind();
+        if let Some(size) = req.size {
+            match kind {
+                FileKind::Regular => {}
+                FileKind::Directory => return Err(FsError::IsDir.into()),
+                _ => return Err(invalid("only regular files have a settable size")),
+            }
+            if size < inode.attr.size {
+                self.truncate_chunks(&mut txn, req.ino, size)?;
+            }
+            inode.attr.size = size;
+            inode.attr.mtime = Some(now);
+        }
+        let attr = &mut inode.attr;
+        if let Some(perm) = req.perm {
+            attr.perm = perm & 0o7777;
+        }
+        if let Some(uid) = req.uid {
+            attr.uid = uid;
+        }
+        if let Some(gid) = req.gid {
+            attr.gid = gid;
+        }
+        if let Some(atime) = req.atime {
+            attr.atime = Some(atime);
+        }
+        if let Some(mtime) = req.mtime {
+            attr.mtime = Some(mtime);
+        }
+        attr.ctime = Some(now);
+        let attr = *attr;
+        txn.put_inode(inode);
+        txn.commit()?;
+        Ok(attr)
+    }
+
+    /// Drops the chunks of `ino` that lie wholly at or past `size` and clamps the length of
+    /// the chunk that now ends the file.
+    fn truncate_chunks(&self, txn: &mut Txn<'_>, ino: u64, size: u64) -> Result<()> {
+        let keep = self.layout.chunk_count(size);
+        let first = keep.saturating_sub(1);
+        for (index, mut chunk) in txn.store().chunks(ino, first, None)? {
+            if index >= keep {
+                txn.remove_chunk(ino, index, &chunk);
+                continue;
+            }
+            let end_in_chunk = size - self.layout.chunk_start(index);
+            if chunk.length > end_in_chunk {
+                chunk.length = end_in_chunk;
+                txn.put_chunk(ino, index, &chunk);
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a regular file, directory, symlink, FIFO, device node or socket named
+    /// `req.name` in `req.parent`, owned by `req.uid`/`req.gid`. A non-exclusive create of a
+    /// regular file that already exists returns the existing file.
+    pub fn make_node(&self, req: &pb::MakeNodeRequest, now: Timestamp) -> Result<Attr> {
+        check_name(&req.name)?;
+        let kind = match FileKind::try_from(req.kind) {
+            Ok(FileKind::Unspecified) | Err(_) => return Err(invalid("unknown file kind")),
+            Ok(kind) => kind,
+        };
+        if kind == FileKind::Symlink {
+            if req.symlink_target.is_empty() {
+                return Err(invalid("empty symlink target"));
+            }
+            if req.symlink_target.len() > MAX_SYMLINK_LEN {
+                return Err(FsError::NameTooLong.into());
+            }
+        }
+
+        let mut txn = self.writer.begin();
+        require_dir(txn.inode(req.parent)?)?;
+        if let Some(existing) = txn.store().dentry(req.parent, &req.name)? {
+            return match existing.kind {
+                FileKind::Regular if kind == FileKind::Regular && !req.exclusive => {
+                    Ok(require(txn.inode(existing.ino)?)?.attr)
+                }
+                FileKind::Directory if kind == FileKind::Regular && !req.exclusive => {
+                    Err(FsError::IsDir.into())
+                }
+                _ => Err(FsError::Exists.into()),
+            };
+        }
+
+        let ino = txn.next_id(meta::NEXT_INO, ROOT_INO + 1)?;
+        let mut attr = new_attr(ino, kind, req.perm, req.uid, req.gid, now);
+        match kind {
+            FileKind::Symlink => {
+                attr.size = req.symlink_target.len() as u64;
+                txn.put_symlink(ino, &req.symlink_target);
+            }
+            FileKind::CharDevice | FileKind::BlockDevice => attr.rdev = req.rdev,
+            _ => {}
+        }
+        let is_dir = kind == FileKind::Directory;
+        txn.create_inode(Inode {
+            attr,
+            parent: if is_dir { req.parent } else { 0 },
+        })?;
+        txn.put_dentry(req.parent, &req.name, Dentry { ino, kind });
+        update_dir(&mut txn, req.parent, if is_dir { 1 } else { 0 }, now)?;
+        txn.commit()?;
+        Ok(attr)
+    }
+
+    /// Removes the entry `name` (not a directory) from `parent`; the inode goes with its last
+    /// link.
+    pub fn unlink(&self, parent: u64, name: &[u8], now: Timestamp) -> Result<()> {
+        check_name(name)?;
+        let mut txn = self.writer.begin();
+        let dentry = entry(&mut txn, parent, name)?;
+        if dentry.is_dir() {
+            return Err(FsError::IsDir.into());
+        }
+        txn.delete_dentry(parent, name);
+        update_dir(&mut txn, parent, 0, now)?;
+        drop_link(&mut txn, dentry.ino, now)?;
+        txn.commit()
+    }
+
+    /// Removes the empty directory `name` from `parent`.
+    pub fn rmdir(&self, parent: u64, name: &[u8], now: Timestamp) -> Result<()> {
+        check_name(name)?;
+        let mut txn = self.writer.begin();
+        let dentry = entry(&mut txn, parent, name)?;
+        if !dentry.is_dir() {
+            return Err(FsError::NotDir.into());
+        }
+        if !txn.store().dir_is_empty(dentry.ino)? {
+            return Err(FsError::NotEmpty.into());
+        }
+        txn.delete_dentry(parent, name);
+        txn.remove_inode(dentry.ino)?;
+        update_dir(&mut txn, parent, -1, now)?;
+        txn.commit()
+    }
+
+    /// Adds the hard link `new_name` in `new_parent` to inode `ino` (not a directory).
+    pub fn link(&self, ino: u64, new_parent: u64, new_name: &[u8], now: Timestamp) -> Result<Attr> {
+        check_name(new_name)?;
+        let mut txn = self.writer.begin();
+        let mut inode = require(txn.inode(ino)?)?;
+        if inode.is_dir() {
+            return Err(FsError::NotPermitted.into());
+        }
+        require_dir(txn.inode(new_parent)?)?;
+        if txn.store().dentry(new_parent, new_name)?.is_some() {
+            return Err(FsError::Exists.into());
+        }
+        inode.attr.nlink = inode
+            .attr
+            .nlink
+            .checked_add(1)
+            .ok_or(FsError::TooManyLinks)?;
+        inode.attr.ctime = Some(now);
+        let attr = inode.attr;
+        txn.put_dentry(
+            new_parent,
+            new_name,
+            Dentry {
+                ino,
+                kind: inode.kind(),
+            },
+        );
+        txn.put_inode(inode);
+        update_dir(&mut txn, new_parent, 0, now)?;
+        txn.commit()?;
+        Ok(attr)
+    }
+
+    /// The target of a symlink.
+    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        let store = self.writer.store();
+        if require(store.inode(ino)?)?.kind() != FileKind::Symlink {
+            return Err(invalid("not a symlink"));
+        }
+        store.symlink(ino)?.ok_or_else(|| FsError::NotFound.into())
+    }
+
+    /// One page of directory `ino`: up to `limit` entries (0 = a default page) whose names
+    /// sort strictly after `after`, with their attributes, in name order.
+    pub fn readdir(&self, ino: u64, after: &[u8], limit: u32) -> Result<pb::ReadDirReply> {
+        let store = self.writer.store();
+        require_dir(store.inode(ino)?)?;
+        let limit = match limit {
+            0 => DEFAULT_READDIR_LIMIT,
+            n => n.min(MAX_READDIR_LIMIT),
+        } as usize;
+        // One entry past the page tells whether another page follows.
+        let mut page = store.dentries_after(ino, after, limit + 1)?;
+        let more = page.len() > limit;
+        page.truncate(limit);
+        let mut entries = Vec::with_capacity(page.len());
+        for (name, dentry) in page {
+            // An entry unlinked since the scan is simply not listed.
+            if let Some(inode) = store.inode(dentry.ino)? {
+                entries.push(pb::DirEntry {
+                    name,
+                    attr: Some(inode.attr),
+                });
+            }
+        }
+        Ok(pb::ReadDirReply { entries, more })
+    }
+
+    /// Number of inodes in the namespace.
+    pub fn inode_count(&self) -> Result<u64> {
+        Ok(self.writer.store().meta(meta::INODE_COUNT)?.unwrap_or(0))
+    }
+}
+
+/// Attributes of a new inode: one link (two for a directory), every time set to `now`.
+fn new_attr(ino: u64, kind: FileKind, perm: u32, uid: u32, gid: u32, now: Timestamp) -> Attr {
+    Attr {
+        ino,
+        kind: kind as i32,
+        perm: perm & 0o7777,
+        uid,
+        gid,
+        size: 0,
+        nlink: if kind == FileKind::Directory { 2 } else { 1 },
+        atime: Some(now),
+        mtime: Some(now),
+        ctime: Some(now),
+        crtime: Some(now),
+        rdev: 0,
+    }
+}
+
+/// An `EINVAL` with a reason.
+pub(crate) fn invalid(reason: &str) -> Error {
+    FsError::Invalid(reason.into()).into()
+}
+
+/// Checks one path component: not empty, no `/` or NUL, at most 255 bytes.
+pub(crate) fn check_name(name: &[u8]) -> Result<()> {
+    if name.is_empty() || name.contains(&b'/') || name.contains(&0) {
+        return Err(invalid("a name must be non-empty without '/' or NUL"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(FsError::NameTooLong.into());
+    }
+    Ok(())
+}
+
+/// The inode, or `ENOENT`.
+pub(crate) fn require(inode: Option<Inode>) -> Result<Inode> {
+    inode.ok_or_else(|| FsError::NotFound.into())
+}
+
+/// The inode if it is a directory; `ENOENT` or `ENOTDIR` otherwise.
+pub(crate) fn require_dir(inode: Option<Inode>) -> Result<Inode> {
+    let inode = require(inode)?;
+    if !inode.is_dir() {
+        return Err(FsError::NotDir.into());
+    }
+    Ok(inode)
+}
+
+/// The entry `name` of directory `parent`; `ENOENT`/`ENOTDIR` for a bad parent, `ENOENT` for
+/// a missing name.
+pub(crate) fn entry(txn: &mut Txn<'_>, parent: u64, name: &[u8]) -> Result<Dentry> {
+    require_dir(txn.inode(parent)?)?;
+    txn.store()
+        .dentry(parent, name)?
+        .ok_or_else(|| FsError::NotFound.into())
+}
+
+/// Records a change to the entries of directory `dir`: its link count moves by
+/// `subdir_delta` (subdirectories added or removed) and its mtime and ctime become `now`.
+pub(crate) fn update_dir(
+    txn: &mut Txn<'_>,
+    dir: u64,
+    subdir_delta: i32,
+    now: Timestamp,
+) -> Result<()> {
+    let mut inode = require(txn.inode(dir)?)?;
+    inode.attr.nlink = inode.attr.nlink.saturating_add_signed(subdir_delta);
+    inode.attr.mtime = Some(now);
+    inode.attr.ctime = Some(now);
+    txn.put_inode(inode);
+    Ok(())
+}
+
+/// Removes one link of a non-directory inode; the last link deletes the inode, its chunks
+/// and (through the deletion queue) their replicas.
+pub(crate) fn drop_link(txn: &mut Txn<'_>, ino: u64, now: Timestamp) -> Result<()> {
+    let mut inode = require(txn.inode(ino)?)?;
+    inode.attr.nlink = inode.attr.nlink.saturating_sub(1);
+    if inode.attr.nlink == 0 {
+        return txn.remove_inode(ino);
+    }
+    inode.attr.ctime = Some(now);
+    txn.put_inode(inode);
+    Ok(())
+}

@@ -1,0 +1,254 @@
+//! The chunkserver registry: who the chunkservers are, which are live, how full they are, and
+//! which replicas each must delete.
+//!
+//! A server's identity (id, address, storage uuid, rack) is persisted: a chunkserver that
+//! restarts with the same data directory (same `storage_uuid`) gets its old id back, and the
+//! master remembers every server across its own restarts. Load and liveness are in memory only,
+//! fed by heartbeats: after a master restart a server counts as live again with its first
+//! heartbeat.
+//!
+//! Garbage collection rides on heartbeats. Replicas of dropped chunks are queued in the
+//! `deletions` column family (by the same batch that drops the chunk) and handed to their
+//! server with its next heartbeat reply, then dequeued. A full block report additionally
+//! returns every reported replica the master does not reference or whose version is older
+//! than the master's, so a deletion lost in transit is repaired by the next full report.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use dfs_proto::pb;
+
+use crate::error::Result;
+use crate::namespace::invalid;
+use crate::placement::Candidate;
+use crate::store::{ServerRecord, meta};
+use crate::txn::Writer;
+
+/// What the master knows about one chunkserver.
+#[derive(Debug, Clone)]
+struct Server {
+    record: ServerRecord,
+    capacity_bytes: u64,
+    free_bytes: u64,
+    /// When the last heartbeat (or registration) arrived; `None` since the master started.
+    last_heartbeat: Option<Instant>,
+}
+
+/// Capacity summed over live chunkservers, for `statfs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClusterCapacity {
+    /// Total bytes of the live servers' data directories.
+    pub total_bytes: u64,
+    /// Free bytes on the live servers.
+    pub free_bytes: u64,
+    /// Number of live servers.
+    pub live_servers: u32,
+}
+
+/// The chunkserver registry.
+///
+/// Lock order: a registry mutation takes the store's writer (a [`crate::txn::Txn`]) before
+/// the in-memory `servers` lock, and never holds `servers` while waiting for the writer, so the
+/// two locks cannot deadlock. `servers` is held only for short in-memory updates.
+pub struct Registry {
+    writer: Writer,
+    heartbeat_timeout: Duration,
+    servers: Mutex<HashMap<u64, Server>>,
+}
+
+impl Registry {
+    /// Loads the registered servers from the store; none counts as live until it heartbeats.
+    pub fn open(writer: Writer, heartbeat_timeout: Duration) -> Result<Registry> {
+        let servers = writer
+            .store()
+            .servers()?
+            .into_iter()
+            .map(|(id, record)| {
+                let server = Server {
+                    record,
+                    capacity_bytes: 0,
+                    free_bytes: 0,
+                    last_heartbeat: None,
+                };
+                (id, server)
+            })
+            .collect();
+        Ok(Registry {
+            writer,
+            heartbeat_timeout,
+            servers: Mutex::new(servers),
+        })
+    }
+
+    fn servers(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Server>> {
+        // Updates under this lock are single assignments; a panic cannot leave it half-done.
+        self.servers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a chunkserver (or re-registers a known `storage_uuid`, updating its address
+    /// and rack) and returns its id. Registration counts as a heartbeat.
+    pub fn register(&self, req: &pb::RegisterChunkserverRequest, now: Instant) -> Result<u64> {
+        if req.addr.is_empty() || req.storage_uuid.is_empty() {
+            return Err(invalid("a chunkserver needs an address and a storage uuid"));
+        }
+        let record = ServerRecord {
+            addr: req.addr.clone(),
+            storage_uuid: req.storage_uuid.clone(),
+            rack: req.rack.clone(),
+        };
+        let mut txn = self.writer.begin();
+        let known = self
+            .servers()
+            .iter()
+            .find(|(_, s)| s.record.storage_uuid == req.storage_uuid)
+            .map(|(&id, s)| (id, s.record == record));
+        let server_id = match known {
+            Some((id, true)) => id,
+            Some((id, false)) => {
+                txn.put_server(id, &record);
+                id
+            }
+            None => {
+                let id = txn.next_id(meta::NEXT_SERVER_ID, 1)?;
+                txn.put_server(id, &record);
+                id
+            }
+        };
+        txn.commit()?;
+        let server = Server {
+            record,
+            capacity_bytes: req.capacity_bytes,
+            free_bytes: req.free_bytes,
+            last_heartbeat: Some(now),
+        };
+        self.servers().insert(server_id, server);
+        tracing::info!(server_id, addr = %req.addr, uuid = %req.storage_uuid, "chunkserver registered");
+        Ok(server_id)
+    }
+
+    /// Takes a heartbeat: records load and liveness, and answers with the replicas the server
+    /// should delete (see the module documentation). An unknown server is told to register.
+    pub fn heartbeat(
+        &self,
+        req: &pb::HeartbeatRequest,
+        now: Instant,
+    ) -> Result<pb::HeartbeatReply> {
+        {
+            let mut servers = self.servers();
+            let Some(server) = servers.get_mut(&req.server_id) else {
+                return Ok(pb::HeartbeatReply {
+                    delete_chunks: Vec::new(),
+                    reregister: true,
+                });
+            };
+            server.capacity_bytes = req.capacity_bytes;
+            server.free_bytes = req.free_bytes;
+            server.last_heartbeat = Some(now);
+        }
+
+        let mut delete_chunks = Vec::new();
+        if req.full_report {
+            for replica in &req.chunks {
+                if self.is_garbage(replica)? {
+                    delete_chunks.push(replica.chunk_id);
+                }
+            }
+        }
+        // Most heartbeats find the queue empty; only a non-empty one needs the writer (and is
+        // read again under it, so two heartbeats of one server never hand out an entry twice).
+        if !self.writer.store().deletions(req.server_id)?.is_empty() {
+            let mut txn = self.writer.begin();
+            for chunk_id in txn.store().deletions(req.server_id)? {
+                txn.dequeue_deletion(req.server_id, chunk_id);
+                delete_chunks.push(chunk_id);
+            }
+            txn.commit()?;
+        }
+        delete_chunks.sort_unstable();
+        delete_chunks.dedup();
+        if !delete_chunks.is_empty() {
+            tracing::debug!(
+                server_id = req.server_id,
+                count = delete_chunks.len(),
+                "replicas to delete"
+            );
+        }
+        Ok(pb::HeartbeatReply {
+            delete_chunks,
+            reregister: false,
+        })
+    }
+
+    /// Whether a reported replica is garbage: its chunk is not in any file, or the master
+    /// knows a newer version of it.
+    fn is_garbage(&self, replica: &pb::ChunkReplicaReport) -> Result<bool> {
+        let store = self.writer.store();
+        let Some((ino, index)) = store.chunk_owner(replica.chunk_id)? else {
+            return Ok(true);
+        };
+        Ok(match store.chunk(ino, index)? {
+            Some(chunk) => chunk.chunk_id != replica.chunk_id || replica.version < chunk.version,
+            None => true,
+        })
+    }
+
+    fn is_live(&self, server: &Server, now: Instant) -> bool {
+        server
+            .last_heartbeat
+            .is_some_and(|seen| now.saturating_duration_since(seen) <= self.heartbeat_timeout)
+    }
+
+    /// The live servers, as placement candidates.
+    pub fn candidates(&self, now: Instant) -> Vec<Candidate> {
+        self.servers()
+            .iter()
+            .filter(|(_, s)| self.is_live(s, now))
+            .map(|(&server_id, s)| Candidate {
+                server_id,
+                free_bytes: s.free_bytes,
+                rack: s.record.rack.clone(),
+            })
+            .collect()
+    }
+
+    /// Addresses of the replicas on `server_ids`: live servers first, each group in the given
+    /// (chain) order. Servers the registry has never heard of are left out.
+    pub fn locations(&self, server_ids: &[u64], now: Instant) -> Vec<pb::ReplicaLocation> {
+        let servers = self.servers();
+        let known = server_ids
+            .iter()
+            .filter_map(|id| servers.get(id).map(|s| (*id, s)));
+        let (live, dead): (Vec<_>, Vec<_>) = known.partition(|(_, s)| self.is_live(s, now));
+        live.into_iter()
+            .chain(dead)
+            .map(|(server_id, s)| pb::ReplicaLocation {
+                server_id,
+                addr: s.record.addr.clone(),
+            })
+            .collect()
+    }
+
+    /// Capacity of the live servers.
+    pub fn capacity(&self, now: Instant) -> ClusterCapacity {
+        let servers = self.servers();
+        let mut capacity = ClusterCapacity::default();
+        for server in servers.values().filter(|s| self.is_live(s, now)) {
+            capacity.total_bytes += server.capacity_bytes;
+            capacity.free_bytes += server.free_bytes;
+            capacity.live_servers += 1;
+        }
+        capacity
+    }
+
+    /// The id of the server registered with `storage_uuid`, if any.
+    pub fn server_id(&self, storage_uuid: &str) -> Option<u64> {
+        let servers = self.servers();
+        servers
+            .iter()
+            .find(|(_, s)| s.record.storage_uuid == storage_uuid)
+            .map(|(&id, _)| id)
+    }
+}

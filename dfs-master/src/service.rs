@@ -1,0 +1,243 @@
+//! The `Master` gRPC service: thin handlers that unwrap a request, call [`Master`] on a
+//! blocking thread, and wrap the answer.
+//!
+//! The clock is read here and nowhere below: wall-clock timestamps (`time::now()`) for
+//! namespace mutations and monotonic instants for chunkserver liveness are passed down as
+//! arguments, which keeps the metadata logic deterministic. Metadata work runs under
+//! `spawn_blocking` because RocksDB calls block, a synced write for milliseconds.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+use std::time::Instant;
+
+use dfs_proto::pb::{self, master_server};
+use dfs_proto::time;
+use tonic::{Request, Response, Status};
+
+use crate::error::{Error, Result};
+use crate::master::Master;
+
+/// The gRPC face of a [`Master`].
+pub struct MasterService {
+    master: Arc<Master>,
+}
+
+impl MasterService {
+    /// Serves `master`.
+    pub fn new(master: Arc<Master>) -> MasterService {
+        MasterService { master }
+    }
+
+    /// Runs `op` against the master on a blocking thread and wraps its answer.
+    async fn call<T, F>(&self, op: F) -> Result<Response<T>, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Master) -> Result<T> + Send + 'static,
+    {
+        let master = Arc::clone(&self.master);
+        let reply = tokio::task::spawn_blocking(move || op(&master))
+            .await
+            .map_err(Error::from)??;
+        Ok(Response::new(reply))
+    }
+}
+
+fn attr_reply(attr: pb::Attr) -> pb::AttrReply {
+    pb::AttrReply { attr: Some(attr) }
+}
+
+/// A fresh random seed for placement (std's hasher keys are randomly seeded).
+fn placement_seed() -> u64 {
+    RandomState::new().hash_one(Instant::now())
+}
+
+#[tonic::async_trait]
+impl master_server::Master for MasterService {
+    async fn get_cluster_config(
+        &self,
+        _request: Request<pb::Empty>,
+    ) -> Result<Response<pb::ClusterConfig>, Status> {
+        Ok(Response::new(self.master.cluster_config()))
+    }
+
+    async fn lookup(
+        &self,
+        request: Request<pb::LookupRequest>,
+    ) -> Result<Response<pb::AttrReply>, Status> {
+        let req = request.into_inner();
+        self.call(move |m| m.namespace().lookup(req.parent, &req.name).map(attr_reply))
+            .await
+    }
+
+    async fn get_attr(
+        &self,
+        request: Request<pb::GetAttrRequest>,
+    ) -> Result<Response<pb::AttrReply>, Status> {
+        let req = request.into_inner();
+        self.call(move |m| m.namespace().getattr(req.ino).map(attr_reply))
+            .await
+    }
+
+    async fn set_attr(
+        &self,
+        request: Request<pb::SetAttrRequest>,
+    ) -> Result<Response<pb::AttrReply>, Status> {
+        let req = request.into_inner();
+        let now = time::now();
+        self.call(move |m| m.namespace().setattr(&req, now).map(attr_reply))
+            .await
+    }
+
+    async fn make_node(
+        &self,
+        request: Request<pb::MakeNodeRequest>,
+    ) -> Result<Response<pb::AttrReply>, Status> {
+        let req = request.into_inner();
+        let now = time::now();
+        self.call(move |m| m.namespace().make_node(&req, now).map(attr_reply))
+            .await
+    }
+
+    async fn unlink(
+        &self,
+        request: Request<pb::RemoveRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = request.into_inner();
+        let now = time::now();
+        self.call(move |m| {
+            m.namespace()
+                .unlink(req.parent, &req.name, now)
+                .map(|()| pb::Empty {})
+        })
+        .await
+    }
+
+    async fn rmdir(
+        &self,
+        request: Request<pb::RemoveRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = request.into_inner();
+        let now = time::now();
+        self.call(move |m| {
+            m.namespace()
+                .rmdir(req.parent, &req.name, now)
+                .map(|()| pb::Empty {})
+        })
+        .await
+    }
+
+    async fn rename(
+        &self,
+        request: Request<pb::RenameRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = request.into_inner();
+        let now = time::now();
+        self.call(move |m| {
+            let ns = m.namespace();
+            ns.rename(r.parent, &r.name, r.new_parent, &r.new_name, r.flags, now)
+                .map(|()| pb::Empty {})
+        })
+        .await
+    }
+
+    async fn link(
+        &self,
+        request: Request<pb::LinkRequest>,
+    ) -> Result<Response<pb::AttrReply>, Status> {
+        let req = request.into_inner();
+        let now = time::now();
+        self.call(move |m| {
+            m.namespace()
+                .link(req.ino, req.new_parent, &req.new_name, now)
+                .map(attr_reply)
+        })
+        .await
+    }
+
+    async fn read_link(
+        &self,
+        request: Request<pb::ReadLinkRequest>,
+    ) -> Result<Response<pb::ReadLinkReply>, Status> {
+        let req = request.into_inner();
+        self.call(move |m| {
+            m.namespace()
+                .readlink(req.ino)
+                .map(|target| pb::ReadLinkReply { target })
+        })
+        .await
+    }
+
+    async fn read_dir(
+        &self,
+        request: Request<pb::ReadDirRequest>,
+    ) -> Result<Response<pb::ReadDirReply>, Status> {
+        let req = request.into_inner();
+        self.call(move |m| m.namespace().readdir(req.ino, &req.after, req.limit))
+            .await
+    }
+
+    async fn stat_fs(
+        &self,
+        _request: Request<pb::Empty>,
+    ) -> Result<Response<pb::StatFsReply>, Status> {
+        let now = Instant::now();
+        self.call(move |m| m.statfs(now)).await
+    }
+
+    async fn get_chunks(
+        &self,
+        request: Request<pb::GetChunksRequest>,
+    ) -> Result<Response<pb::GetChunksReply>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.call(move |m| m.get_chunks(req.ino, req.first_index, req.count, now))
+            .await
+    }
+
+    async fn allocate_chunk(
+        &self,
+        request: Request<pb::AllocateChunkRequest>,
+    ) -> Result<Response<pb::ChunkInfo>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        let seed = placement_seed();
+        self.call(move |m| m.allocate_chunk(req.ino, req.index, now, seed))
+            .await
+    }
+
+    async fn commit_write(
+        &self,
+        request: Request<pb::CommitWriteRequest>,
+    ) -> Result<Response<pb::AttrReply>, Status> {
+        let req = request.into_inner();
+        let now = time::now();
+        self.call(move |m| {
+            m.chunk_map()
+                .commit_write(req.ino, &req.chunks, req.size, req.mtime, now)
+                .map(attr_reply)
+        })
+        .await
+    }
+
+    async fn register_chunkserver(
+        &self,
+        request: Request<pb::RegisterChunkserverRequest>,
+    ) -> Result<Response<pb::RegisterChunkserverReply>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.call(move |m| {
+            let server_id = m.registry().register(&req, now)?;
+            Ok(pb::RegisterChunkserverReply { server_id })
+        })
+        .await
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatReply>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.call(move |m| m.registry().heartbeat(&req, now)).await
+    }
+}

@@ -1,0 +1,392 @@
+//! The RocksDB schema of the master: column families, key layout and value encoding.
+//!
+//! This module only knows how metadata is laid out on disk; what the records *mean* lives in
+//! [`crate::namespace`], [`crate::chunks`] and [`crate::registry`], and every write goes
+//! through a [`crate::txn::Txn`].
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `inodes` | ino u64 BE | [`Inode`] |
+//! | `dentries` | parent u64 BE ‖ name bytes | child ino u64 BE ‖ kind byte ([`Dentry`]) |
+//! | `symlinks` | ino u64 BE | target bytes |
+//! | `chunks` | ino u64 BE ‖ chunk index u64 BE | [`ChunkRecord`] |
+//! | `chunk_ids` | chunk id u64 BE | ino u64 BE ‖ chunk index u64 BE |
+//! | `servers` | server id u64 BE | [`ServerRecord`] |
+//! | `deletions` | server id u64 BE ‖ chunk id u64 BE | empty |
+//! | `meta` | counter name | u64 BE |
+//!
+//! Keys are fixed-width big-endian integers so that RocksDB's byte order is numeric order: the
+//! entries of one directory, the chunks of one file or the pending deletions of one server are
+//! each a single prefix scan, in order. `chunk_ids` is the reverse index a block report needs
+//! to tell a live replica from garbage without scanning every file.
+
+use std::path::Path;
+
+use dfs_proto::pb::{self, FileKind};
+use prost::Message;
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, PrefixRange,
+    ReadOptions, WriteBatch, WriteOptions,
+};
+
+use crate::error::{Error, Result};
+
+/// Column family of inode records.
+pub const CF_INODES: &str = "inodes";
+/// Column family of directory entries.
+pub const CF_DENTRIES: &str = "dentries";
+/// Column family of symlink targets.
+pub const CF_SYMLINKS: &str = "symlinks";
+/// Column family of the chunks of every file.
+pub const CF_CHUNKS: &str = "chunks";
+/// Column family mapping a chunk id back to its file and index.
+pub const CF_CHUNK_IDS: &str = "chunk_ids";
+/// Column family of registered chunkservers.
+pub const CF_SERVERS: &str = "servers";
+/// Column family of replicas that chunkservers must delete.
+pub const CF_DELETIONS: &str = "deletions";
+/// Column family of counters and cluster settings.
+pub const CF_META: &str = "meta";
+
+const ALL_CFS: [&str; 8] = [
+    CF_INODES,
+    CF_DENTRIES,
+    CF_SYMLINKS,
+    CF_CHUNKS,
+    CF_CHUNK_IDS,
+    CF_SERVERS,
+    CF_DELETIONS,
+    CF_META,
+];
+
+/// Names of the `meta` entries; each holds a u64 BE.
+pub mod meta {
+    /// The next inode number to hand out.
+    pub const NEXT_INO: &[u8] = b"next_ino";
+    /// The next chunk id to hand out.
+    pub const NEXT_CHUNK_ID: &[u8] = b"next_chunk_id";
+    /// The next chunkserver id to hand out.
+    pub const NEXT_SERVER_ID: &[u8] = b"next_server_id";
+    /// Number of inodes in the namespace (for `statfs`).
+    pub const INODE_COUNT: &[u8] = b"inode_count";
+    /// The cluster's chunk size, fixed when the cluster was created.
+    pub const CHUNK_SIZE: &[u8] = b"chunk_size";
+    /// The cluster's checksum block size, fixed when the cluster was created.
+    pub const BLOCK_SIZE: &[u8] = b"block_size";
+}
+
+/// The persisted form of an inode: its `stat` attributes plus what the namespace needs to
+/// walk upwards.
+#[derive(Clone, PartialEq, Message)]
+pub struct Inode {
+    /// The attributes exactly as clients see them.
+    #[prost(message, required, tag = "1")]
+    pub attr: pb::Attr,
+    /// The directory holding this directory (directories only: they have exactly one parent,
+    /// which rename needs to refuse moving a directory into its own subtree). 0 otherwise.
+    #[prost(uint64, tag = "2")]
+    pub parent: u64,
+}
+
+impl Inode {
+    /// The kind of the inode (`FILE_KIND_UNSPECIFIED` for a value this build does not know).
+    pub fn kind(&self) -> FileKind {
+        self.attr.kind()
+    }
+
+    /// Whether the inode is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.kind() == FileKind::Directory
+    }
+}
+
+/// The value of a directory entry: which inode the name points to, and its kind (so that
+/// name-only decisions such as "is the rename target a directory" need no inode read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dentry {
+    /// The inode the name refers to.
+    pub ino: u64,
+    /// The kind of that inode.
+    pub kind: FileKind,
+}
+
+impl Dentry {
+    /// Whether the entry names a directory.
+    pub fn is_dir(&self) -> bool {
+        self.kind == FileKind::Directory
+    }
+}
+
+/// One chunk of a file as the master records it.
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct ChunkRecord {
+    /// Cluster-unique id of the chunk; replicas on chunkservers are named by it.
+    #[prost(uint64, tag = "1")]
+    pub chunk_id: u64,
+    /// Version of the chunk; replicas with an older version are stale.
+    #[prost(uint64, tag = "2")]
+    pub version: u64,
+    /// Committed length in bytes.
+    #[prost(uint64, tag = "3")]
+    pub length: u64,
+    /// Servers holding a replica, in write-chain order.
+    #[prost(uint64, repeated, tag = "4")]
+    pub replicas: Vec<u64>,
+}
+
+/// The persisted identity of a chunkserver (its load is in-memory only, see
+/// [`crate::registry`]).
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct ServerRecord {
+    /// `host:port` of the server's data service, updated on every registration.
+    #[prost(string, tag = "1")]
+    pub addr: String,
+    /// Identity of the server's data directory; the same uuid always gets the same id.
+    #[prost(string, tag = "2")]
+    pub storage_uuid: String,
+    /// Rack label used by placement; empty when racks are not configured.
+    #[prost(string, tag = "3")]
+    pub rack: String,
+}
+
+/// Key of an inode, symlink, server or chunk-id entry: the id as u64 BE.
+pub fn id_key(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+/// Key of the directory entry `name` in directory `parent`.
+pub fn dentry_key(parent: u64, name: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + name.len());
+    key.extend_from_slice(&parent.to_be_bytes());
+    key.extend_from_slice(name);
+    key
+}
+
+/// Key of a pair of ids (`chunks`: ino ‖ index, `deletions`: server ‖ chunk id).
+pub fn pair_key(a: u64, b: u64) -> [u8; 16] {
+    let mut key = [0; 16];
+    key[..8].copy_from_slice(&a.to_be_bytes());
+    key[8..].copy_from_slice(&b.to_be_bytes());
+    key
+}
+
+/// Encodes a directory entry value.
+pub fn encode_dentry(dentry: Dentry) -> [u8; 9] {
+    let mut value = [0; 9];
+    value[..8].copy_from_slice(&dentry.ino.to_be_bytes());
+    value[8] = dentry.kind as u8;
+    value
+}
+
+/// A raw key and value as a RocksDB iterator yields them.
+type KeyValue = (Box<[u8]>, Box<[u8]>);
+
+fn decode_u64(cf: &'static str, bytes: &[u8]) -> Result<u64> {
+    let array: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Error::Corrupt {
+            cf,
+            detail: format!("{} bytes, want 8", bytes.len()),
+        })?;
+    Ok(u64::from_be_bytes(array))
+}
+
+fn decode_pair(cf: &'static str, bytes: &[u8]) -> Result<(u64, u64)> {
+    if bytes.len() != 16 {
+        let detail = format!("{} bytes, want 16", bytes.len());
+        return Err(Error::Corrupt { cf, detail });
+    }
+    Ok((decode_u64(cf, &bytes[..8])?, decode_u64(cf, &bytes[8..])?))
+}
+
+fn decode_dentry(bytes: &[u8]) -> Result<Dentry> {
+    let ino = decode_u64(CF_DENTRIES, bytes)?;
+    let kind = bytes
+        .get(8)
+        .and_then(|&k| FileKind::try_from(i32::from(k)).ok())
+        .ok_or_else(|| Error::Corrupt {
+            cf: CF_DENTRIES,
+            detail: "bad kind byte".into(),
+        })?;
+    Ok(Dentry { ino, kind })
+}
+
+fn decode<M: Message + Default>(cf: &'static str, bytes: &[u8]) -> Result<M> {
+    M::decode(bytes).map_err(|e| Error::Corrupt {
+        cf,
+        detail: e.to_string(),
+    })
+}
+
+/// The master's RocksDB database with every column family open.
+///
+/// Reads are plain methods here and may run concurrently from any thread. Writes are
+/// assembled in a [`crate::txn::Txn`] and applied with [`Store::write`].
+pub struct Store {
+    db: DB,
+    sync: bool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`. With `sync`, every write syncs the
+    /// WAL before returning, so an acknowledged mutation survives a machine crash.
+    pub fn open(path: &Path, sync: bool) -> Result<Store> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let cfs = ALL_CFS
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, cfs)?;
+        Ok(Store { db, sync })
+    }
+
+    /// The handle of a column family. Every name in `ALL_CFS` is created by [`Store::open`],
+    /// so a missing one is a programming error, not a runtime condition.
+    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
+    }
+
+    /// Applies a batch atomically (synced when the store was opened with `sync`).
+    pub(crate) fn write(&self, batch: WriteBatch) -> Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(self.sync);
+        self.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
+    /// Reads a counter or setting from `meta`; absent means never set.
+    pub fn meta(&self, key: &[u8]) -> Result<Option<u64>> {
+        let value = self.db.get_cf(self.cf(CF_META), key)?;
+        value.map(|v| decode_u64(CF_META, &v)).transpose()
+    }
+
+    /// Reads an inode.
+    pub fn inode(&self, ino: u64) -> Result<Option<Inode>> {
+        let value = self.db.get_cf(self.cf(CF_INODES), id_key(ino))?;
+        value.map(|v| decode(CF_INODES, &v)).transpose()
+    }
+
+    /// Reads the directory entry `name` of `parent`.
+    pub fn dentry(&self, parent: u64, name: &[u8]) -> Result<Option<Dentry>> {
+        let value = self
+            .db
+            .get_cf(self.cf(CF_DENTRIES), dentry_key(parent, name))?;
+        value.map(|v| decode_dentry(&v)).transpose()
+    }
+
+    /// Reads up to `limit` entries of directory `parent` whose names sort strictly after
+    /// `after` (all entries when `after` is empty), in name order.
+    pub fn dentries_after(
+        &self,
+        parent: u64,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Dentry)>> {
+        let prefix = id_key(parent);
+        let mut start = dentry_key(parent, after);
+        if !after.is_empty() {
+            // The smallest key strictly greater than `parent ‖ after`.
+            start.push(0);
+        }
+        let mut entries = Vec::new();
+        for item in self.scan(CF_DENTRIES, &prefix, &start).take(limit) {
+            let (key, value) = item?;
+            entries.push((key[8..].to_vec(), decode_dentry(&value)?));
+        }
+        Ok(entries)
+    }
+
+    /// Whether directory `ino` has no entries.
+    pub fn dir_is_empty(&self, ino: u64) -> Result<bool> {
+        let prefix = id_key(ino);
+        Ok(self
+            .scan(CF_DENTRIES, &prefix, &prefix)
+            .next()
+            .transpose()?
+            .is_none())
+    }
+
+    /// Reads the target of a symlink.
+    pub fn symlink(&self, ino: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(CF_SYMLINKS), id_key(ino))?)
+    }
+
+    /// Reads the chunk at `index` of file `ino`.
+    pub fn chunk(&self, ino: u64, index: u64) -> Result<Option<ChunkRecord>> {
+        let value = self.db.get_cf(self.cf(CF_CHUNKS), pair_key(ino, index))?;
+        value.map(|v| decode(CF_CHUNKS, &v)).transpose()
+    }
+
+    /// Reads the chunks of file `ino` with index `>= first`, in index order, stopping before
+    /// index `end` (exclusive; `None` for no bound).
+    pub fn chunks(
+        &self,
+        ino: u64,
+        first: u64,
+        end: Option<u64>,
+    ) -> Result<Vec<(u64, ChunkRecord)>> {
+        let prefix = id_key(ino);
+        let mut chunks = Vec::new();
+        for item in self.scan(CF_CHUNKS, &prefix, &pair_key(ino, first)) {
+            let (key, value) = item?;
+            let (_, index) = decode_pair(CF_CHUNKS, &key)?;
+            if end.is_some_and(|end| index >= end) {
+                break;
+            }
+            chunks.push((index, decode(CF_CHUNKS, &value)?));
+        }
+        Ok(chunks)
+    }
+
+    /// Finds which file and index a chunk id belongs to.
+    pub fn chunk_owner(&self, chunk_id: u64) -> Result<Option<(u64, u64)>> {
+        let value = self.db.get_cf(self.cf(CF_CHUNK_IDS), id_key(chunk_id))?;
+        value.map(|v| decode_pair(CF_CHUNK_IDS, &v)).transpose()
+    }
+
+    /// Reads every registered chunkserver.
+    pub fn servers(&self) -> Result<Vec<(u64, ServerRecord)>> {
+        let mut servers = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_SERVERS), IteratorMode::Start)
+        {
+            let (key, value) = item?;
+            servers.push((decode_u64(CF_SERVERS, &key)?, decode(CF_SERVERS, &value)?));
+        }
+        Ok(servers)
+    }
+
+    /// Reads the chunk ids queued for deletion on `server_id`, in id order.
+    pub fn deletions(&self, server_id: u64) -> Result<Vec<u64>> {
+        let prefix = id_key(server_id);
+        let mut chunk_ids = Vec::new();
+        for item in self.scan(CF_DELETIONS, &prefix, &prefix) {
+            let (key, _) = item?;
+            chunk_ids.push(decode_pair(CF_DELETIONS, &key)?.1);
+        }
+        Ok(chunk_ids)
+    }
+
+    /// Iterates the keys of `cf` that start with `prefix`, beginning at `start`.
+    fn scan<'a>(
+        &'a self,
+        cf: &str,
+        prefix: &[u8],
+        start: &[u8],
+    ) -> impl Iterator<Item = Result<KeyValue>> + 'a {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_range(PrefixRange(prefix.to_vec()));
+        self.db
+            .iterator_cf_opt(
+                self.cf(cf),
+                opts,
+                IteratorMode::From(start, Direction::Forward),
+            )
+            .map(|item| item.map_err(Error::from))
+    }
+}

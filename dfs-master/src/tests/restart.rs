@@ -1,0 +1,108 @@
+//! Everything the master acknowledged is still there after it reopens its database.
+
+use std::time::Instant;
+
+use dfs_proto::ROOT_INO;
+use dfs_proto::pb::{self, FileKind};
+
+use super::{BLOCK, CHUNK, Fixture, ts};
+
+#[test]
+fn reopen_finds_namespace_chunks_servers_and_counters() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let server = fx.register("disk-a", 10 * CHUNK, now);
+    let d = fx.dir(ROOT_INO, "d");
+    let f = fx.file(d, "f");
+    fx.make(d, "l", FileKind::Symlink);
+    fx.ns().link(f, ROOT_INO, b"hard", ts(20)).unwrap();
+    let chunks: Vec<_> = (0..2)
+        .map(|i| {
+            fx.master
+                .chunk_map()
+                .allocate_chunk(f, i, vec![server])
+                .unwrap()
+        })
+        .collect();
+    let commits: Vec<_> = chunks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| pb::ChunkCommit {
+            index: i as u64,
+            chunk_id: c.chunk_id,
+            version: c.version,
+            length: 100,
+        })
+        .collect();
+    fx.master
+        .chunk_map()
+        .commit_write(f, &commits, CHUNK + 100, None, ts(30))
+        .unwrap();
+    let doomed = fx.file(ROOT_INO, "doomed");
+    let doomed_chunk = fx
+        .master
+        .chunk_map()
+        .allocate_chunk(doomed, 0, vec![server])
+        .unwrap();
+    fx.ns().unlink(ROOT_INO, b"doomed", ts(31)).unwrap();
+    let before_attrs = (fx.attr(ROOT_INO), fx.attr(d), fx.attr(f));
+
+    let fx = fx.reopen();
+    assert_eq!((fx.attr(ROOT_INO), fx.attr(d), fx.attr(f)), before_attrs);
+    assert_eq!(fx.names(ROOT_INO), ["d", "hard"]);
+    assert_eq!(fx.names(d), ["f", "l"]);
+    let link = fx.lookup(d, "l").unwrap();
+    assert_eq!(fx.ns().readlink(link.ino).unwrap(), b"target");
+    assert_eq!(fx.ns().inode_count().unwrap(), 4);
+
+    let file = fx.master.chunk_map().chunks(f, 0, 0).unwrap();
+    assert_eq!(file.file_size, CHUNK + 100);
+    let ids: Vec<_> = file
+        .chunks
+        .iter()
+        .map(|(i, c)| (*i, c.chunk_id, c.length))
+        .collect();
+    assert_eq!(
+        ids,
+        [(0, chunks[0].chunk_id, 100), (1, chunks[1].chunk_id, 100)]
+    );
+    let store = fx.master.namespace().writer.store();
+    assert_eq!(store.deletions(server).unwrap(), [doomed_chunk.chunk_id]);
+
+    // The server is known (not live until it heartbeats) and keeps its id.
+    let later = Instant::now();
+    assert_eq!(fx.master.registry().capacity(later).live_servers, 0);
+    assert_eq!(fx.master.registry().server_id("disk-a"), Some(server));
+    assert_eq!(fx.register("disk-a", CHUNK, later), server);
+    assert_ne!(fx.register("disk-b", CHUNK, later), server);
+
+    // Counters continue: nothing handed out before is handed out again.
+    let g = fx.file(ROOT_INO, "g");
+    assert!(g > doomed);
+    let next = fx
+        .master
+        .chunk_map()
+        .allocate_chunk(g, 0, vec![server])
+        .unwrap();
+    assert!(next.chunk_id > doomed_chunk.chunk_id);
+}
+
+#[test]
+fn the_chunk_layout_of_a_cluster_never_changes() {
+    let fx = Fixture::new();
+    let Fixture {
+        dir,
+        mut config,
+        master,
+    } = fx;
+    drop(master);
+    config.chunk_size = 4 * CHUNK;
+    config.block_size = 2 * BLOCK;
+    let master = crate::master::Master::open(&config, ts(5)).unwrap();
+    let layout = master.layout();
+    assert_eq!(
+        (layout.chunk_size, layout.block_size),
+        (CHUNK, u64::from(BLOCK))
+    );
+    drop((master, dir));
+}

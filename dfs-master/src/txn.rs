@@ -1,0 +1,265 @@
+//! A metadata mutation in progress: the single writer's view of the store plus the
+//! `WriteBatch` that will apply it atomically.
+//!
+//! Every mutation of the master (namespace, chunk map, registry, deletion queue) is a
+//! read-modify-write: read inodes and counters, decide, write. Two such mutations interleaved
+//! would lose updates (two creates reading the same `next_ino`, two renames both checking the
+//! target is free), so they are serialised: [`Writer::begin`] takes a `std::sync::Mutex`
+//! that the [`Txn`] holds until it is committed or dropped. A plain mutex is the right tool:
+//! a mutation is a handful of point reads plus one (possibly synced) batch write, it runs on a
+//! blocking thread (never across an `.await`), and a single ordered writer is also exactly
+//! the shape a replicated (Raft) state machine will need. Reads outside a transaction go
+//! straight to the [`Store`] and run concurrently; each batch lands atomically, so a reader
+//! sees a mutation entirely or not at all.
+//!
+//! Inodes and counters read through a transaction see its own earlier writes, so an operation
+//! that touches the same inode twice (a rename inside one directory, a hard link replacing
+//! another link of itself) composes correctly.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rocksdb::WriteBatch;
+
+use crate::error::Result;
+use crate::store::{
+    self, CF_CHUNK_IDS, CF_CHUNKS, CF_DELETIONS, CF_DENTRIES, CF_INODES, CF_META, CF_SERVERS,
+    CF_SYMLINKS, ChunkRecord, Dentry, Inode, ServerRecord, Store, meta,
+};
+
+/// The store plus the lock that makes its mutations one-at-a-time. Cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    store: Arc<Store>,
+    lock: Arc<Mutex<()>>,
+}
+
+impl Writer {
+    /// Wraps an open store.
+    pub fn new(store: Arc<Store>) -> Writer {
+        Writer {
+            store,
+            lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    /// The store, for reads outside a transaction.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Starts a mutation, waiting for the one in progress (if any) to finish.
+    pub fn begin(&self) -> Txn<'_> {
+        // A panic in another mutation leaves nothing half-applied (its batch was never
+        // written), so a poisoned lock is safe to take over.
+        let guard = self
+            .lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Txn {
+            store: &self.store,
+            _guard: guard,
+            batch: WriteBatch::default(),
+            inodes: HashMap::new(),
+            counters: HashMap::new(),
+        }
+    }
+}
+
+/// One atomic mutation. Nothing reaches the database until [`Txn::commit`]; dropping the
+/// transaction (for example on an error) discards it.
+pub struct Txn<'a> {
+    store: &'a Store,
+    _guard: MutexGuard<'a, ()>,
+    batch: WriteBatch,
+    /// Inodes read or written by this transaction (`None` = absent or deleted).
+    inodes: HashMap<u64, Cached<Option<Inode>>>,
+    /// Counters read or written by this transaction.
+    counters: HashMap<&'static [u8], Cached<u64>>,
+}
+
+/// A value read through a transaction, and whether the transaction changed it (only changed
+/// values are written back on commit).
+struct Cached<T> {
+    value: T,
+    dirty: bool,
+}
+
+impl Txn<'_> {
+    /// The store, for reads this transaction does not modify (dentries, chunks).
+    pub fn store(&self) -> &Store {
+        self.store
+    }
+
+    /// Reads an inode, seeing this transaction's own changes.
+    pub fn inode(&mut self, ino: u64) -> Result<Option<Inode>> {
+        if let Some(cached) = self.inodes.get(&ino) {
+            return Ok(cached.value.clone());
+        }
+        let inode = self.store.inode(ino)?;
+        self.inodes.insert(
+            ino,
+            Cached {
+                value: inode.clone(),
+                dirty: false,
+            },
+        );
+        Ok(inode)
+    }
+
+    /// Writes an inode (on commit).
+    pub fn put_inode(&mut self, inode: Inode) {
+        self.inodes.insert(
+            inode.attr.ino,
+            Cached {
+                value: Some(inode),
+                dirty: true,
+            },
+        );
+    }
+
+    /// Reads a counter, 0 if never set.
+    pub fn counter(&mut self, key: &'static [u8]) -> Result<u64> {
+        if let Some(cached) = self.counters.get(key) {
+            return Ok(cached.value);
+        }
+        let value = self.store.meta(key)?.unwrap_or(0);
+        self.counters.insert(
+            key,
+            Cached {
+                value,
+                dirty: false,
+            },
+        );
+        Ok(value)
+    }
+
+    /// Sets a counter (on commit).
+    pub fn set_counter(&mut self, key: &'static [u8], value: u64) {
+        self.counters.insert(key, Cached { value, dirty: true });
+    }
+
+    /// Hands out the next value of an id counter; ids start at `first`.
+    pub fn next_id(&mut self, key: &'static [u8], first: u64) -> Result<u64> {
+        let id = self.counter(key)?.max(first);
+        self.set_counter(key, id + 1);
+        Ok(id)
+    }
+
+    /// Adds a new inode to the namespace count.
+    pub fn create_inode(&mut self, inode: Inode) -> Result<()> {
+        let count = self.counter(meta::INODE_COUNT)?;
+        self.set_counter(meta::INODE_COUNT, count + 1);
+        self.put_inode(inode);
+        Ok(())
+    }
+
+    /// Deletes an inode and everything it owns: its symlink target, its chunks, and (through
+    /// the deletion queue) the replicas of those chunks.
+    pub fn remove_inode(&mut self, ino: u64) -> Result<()> {
+        self.inodes.insert(
+            ino,
+            Cached {
+                value: None,
+                dirty: true,
+            },
+        );
+        self.batch
+            .delete_cf(self.store.cf(CF_SYMLINKS), store::id_key(ino));
+        for (index, chunk) in self.store.chunks(ino, 0, None)? {
+            self.remove_chunk(ino, index, &chunk);
+        }
+        let count = self.counter(meta::INODE_COUNT)?;
+        self.set_counter(meta::INODE_COUNT, count.saturating_sub(1));
+        Ok(())
+    }
+
+    /// Writes a directory entry.
+    pub fn put_dentry(&mut self, parent: u64, name: &[u8], dentry: Dentry) {
+        let key = store::dentry_key(parent, name);
+        self.batch.put_cf(
+            self.store.cf(CF_DENTRIES),
+            key,
+            store::encode_dentry(dentry),
+        );
+    }
+
+    /// Deletes a directory entry.
+    pub fn delete_dentry(&mut self, parent: u64, name: &[u8]) {
+        self.batch
+            .delete_cf(self.store.cf(CF_DENTRIES), store::dentry_key(parent, name));
+    }
+
+    /// Writes a symlink target.
+    pub fn put_symlink(&mut self, ino: u64, target: &[u8]) {
+        self.batch
+            .put_cf(self.store.cf(CF_SYMLINKS), store::id_key(ino), target);
+    }
+
+    /// Writes the chunk at `index` of file `ino` (and its reverse index entry).
+    pub fn put_chunk(&mut self, ino: u64, index: u64, chunk: &ChunkRecord) {
+        let key = store::pair_key(ino, index);
+        self.batch.put_cf(
+            self.store.cf(CF_CHUNKS),
+            key,
+            prost::Message::encode_to_vec(chunk),
+        );
+        self.batch.put_cf(
+            self.store.cf(CF_CHUNK_IDS),
+            store::id_key(chunk.chunk_id),
+            key,
+        );
+    }
+
+    /// Drops the chunk at `index` of file `ino` and queues its replicas for deletion.
+    pub fn remove_chunk(&mut self, ino: u64, index: u64, chunk: &ChunkRecord) {
+        self.batch
+            .delete_cf(self.store.cf(CF_CHUNKS), store::pair_key(ino, index));
+        self.batch
+            .delete_cf(self.store.cf(CF_CHUNK_IDS), store::id_key(chunk.chunk_id));
+        for &server_id in &chunk.replicas {
+            let key = store::pair_key(server_id, chunk.chunk_id);
+            self.batch.put_cf(self.store.cf(CF_DELETIONS), key, []);
+        }
+    }
+
+    /// Removes a replica from a server's deletion queue (it has been handed to the server).
+    pub fn dequeue_deletion(&mut self, server_id: u64, chunk_id: u64) {
+        let key = store::pair_key(server_id, chunk_id);
+        self.batch.delete_cf(self.store.cf(CF_DELETIONS), key);
+    }
+
+    /// Writes a chunkserver's persisted identity.
+    pub fn put_server(&mut self, server_id: u64, server: &ServerRecord) {
+        let value = prost::Message::encode_to_vec(server);
+        self.batch
+            .put_cf(self.store.cf(CF_SERVERS), store::id_key(server_id), value);
+    }
+
+    /// Applies every change of the transaction as one atomic (and, if configured, synced)
+    /// batch, then releases the writer lock.
+    pub fn commit(mut self) -> Result<()> {
+        for (ino, cached) in std::mem::take(&mut self.inodes) {
+            let cf = self.store.cf(CF_INODES);
+            match cached.value {
+                _ if !cached.dirty => {}
+                Some(inode) => {
+                    let value = prost::Message::encode_to_vec(&inode);
+                    self.batch.put_cf(cf, store::id_key(ino), value);
+                }
+                None => self.batch.delete_cf(cf, store::id_key(ino)),
+            }
+        }
+        for (key, cached) in std::mem::take(&mut self.counters) {
+            if cached.dirty {
+                self.batch
+                    .put_cf(self.store.cf(CF_META), key, cached.value.to_be_bytes());
+            }
+        }
+        let batch = std::mem::take(&mut self.batch);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.store.write(batch)
+    }
+}
