@@ -1,0 +1,272 @@
+//! The data path: streaming chunk reads and chain-replicated chunk writes to chunkservers.
+//!
+//! A write is ONE stream to the first replica of a chunk, whose header names the rest of the
+//! chain as `downstream`; each chunkserver forwards the stream to the next, so the client sends
+//! every byte once and the reply arrives when every replica holds the data. A read goes to one
+//! replica and falls back to the next on any replica fault (corrupt, stale, unreachable, I/O),
+//! so a bad disk or a dead server costs latency, not an error.
+//!
+//! Channels are pooled per chunkserver address and connect lazily, with the same timeouts as
+//! the master channel.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use dfs_proto::FsError;
+use dfs_proto::pb::{self, chunkserver_client::ChunkserverClient, write_chunk_request::Msg};
+use tonic::transport::Channel;
+
+use crate::config::endpoint_uri;
+use crate::master::lazy_channel;
+
+/// Largest data message of a write stream: big enough to amortise per-message costs, small
+/// enough to pipeline along the chain.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// Pool of chunkserver channels, keyed by `host:port`.
+#[derive(Debug, Clone)]
+pub struct ChunkIo {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    timeout: Duration,
+}
+
+/// What a chunk write stream asks the chain to do besides storing data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteFlags {
+    /// fsync every replica before acknowledging.
+    pub sync: bool,
+    /// Cut every replica to end where this stream's data ends.
+    pub truncate: bool,
+}
+
+impl ChunkIo {
+    /// An empty pool whose calls fail after `timeout`.
+    pub fn new(timeout: Duration) -> ChunkIo {
+        ChunkIo {
+            channels: Arc::default(),
+            timeout,
+        }
+    }
+
+    fn client(&self, addr: &str) -> Result<ChunkserverClient<Channel>, FsError> {
+        // A std mutex is fine: it is held only to look up or insert a channel, never across an
+        // `.await`.
+        let mut channels = self.channels.lock().expect("channel pool poisoned");
+        let channel = match channels.get(addr) {
+            Some(channel) => channel.clone(),
+            None => {
+                let channel = lazy_channel(&endpoint_uri(addr), self.timeout)?;
+                channels.insert(addr.to_string(), channel.clone());
+                channel
+            }
+        };
+        Ok(ChunkserverClient::new(channel).max_decoding_message_size(2 * MAX_MESSAGE_BYTES))
+    }
+
+    /// Writes `data` at `offset` inside `chunk` on every replica, through the chain starting
+    /// at its first replica. Returns the replica length after the write.
+    pub async fn write_chunk(
+        &self,
+        chunk: &pb::ChunkInfo,
+        offset: u64,
+        data: Bytes,
+        flags: WriteFlags,
+    ) -> Result<u64, FsError> {
+        let first = chunk.replicas.first().ok_or_else(|| {
+            FsError::Unavailable(format!("chunk {} has no replicas", chunk.chunk_id))
+        })?;
+        let header = pb::WriteHeader {
+            chunk_id: chunk.chunk_id,
+            version: chunk.version,
+            offset,
+            downstream: chunk.replicas[1..].iter().map(|r| r.addr.clone()).collect(),
+            sync: flags.sync,
+            truncate: flags.truncate,
+        };
+        let messages = write_messages(header, data);
+        let mut client = self.client(&first.addr)?;
+        let call = client.write_chunk(tokio_stream::iter(messages));
+        let reply = self.deadline(call).await?;
+        let expected = chunk.replicas.len() as u32;
+        if reply.replicas_written < expected {
+            tracing::warn!(
+                chunk_id = chunk.chunk_id,
+                written = reply.replicas_written,
+                expected,
+                "chunk write reached fewer replicas than the chain holds"
+            );
+        }
+        Ok(reply.length)
+    }
+
+    /// Cuts every replica of `chunk` to `length` bytes, so bytes past a truncated file's end
+    /// cannot reappear when the file grows again.
+    pub async fn truncate_chunk(&self, chunk: &pb::ChunkInfo, length: u64) -> Result<u64, FsError> {
+        let flags = WriteFlags {
+            sync: false,
+            truncate: true,
+        };
+        self.write_chunk(chunk, length, Bytes::new(), flags).await
+    }
+
+    /// Makes every replica of `chunk` durable (fsync of data and checksums).
+    pub async fn sync_chunk(&self, chunk: &pb::ChunkInfo, length: u64) -> Result<u64, FsError> {
+        let flags = WriteFlags {
+            sync: true,
+            truncate: false,
+        };
+        self.write_chunk(chunk, length, Bytes::new(), flags).await
+    }
+
+    /// Reads up to `len` bytes at `offset` of `chunk`, trying its replicas in order. The result
+    /// is shorter than `len` when the replica ends earlier (a sparse chunk): the caller fills
+    /// the rest with zeros up to the file size.
+    pub async fn read_chunk(
+        &self,
+        chunk: &pb::ChunkInfo,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, FsError> {
+        let mut last_error =
+            FsError::Unavailable(format!("chunk {} has no replicas", chunk.chunk_id));
+        for replica in &chunk.replicas {
+            match self.read_replica(&replica.addr, chunk, offset, len).await {
+                Ok(data) => return Ok(data),
+                Err(err) if err.is_replica_fault() => {
+                    tracing::warn!(
+                        chunk_id = chunk.chunk_id,
+                        replica = %replica.addr,
+                        error = %err,
+                        "chunk read failed, trying the next replica"
+                    );
+                    last_error = err;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(last_error)
+    }
+
+    async fn read_replica(
+        &self,
+        addr: &str,
+        chunk: &pb::ChunkInfo,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, FsError> {
+        let req = pb::ReadChunkRequest {
+            chunk_id: chunk.chunk_id,
+            version: chunk.version,
+            offset,
+            length: len,
+        };
+        let mut client = self.client(addr)?;
+        // The channel timeout covers the call up to the response headers; the deadline here
+        // also covers the streamed body.
+        let read = async move {
+            let mut stream = client.read_chunk(req).await?.into_inner();
+            let mut pieces: Vec<Bytes> = Vec::new();
+            while let Some(reply) = stream.message().await? {
+                pieces.push(reply.data);
+            }
+            Ok::<_, tonic::Status>(concat(pieces, len))
+        };
+        match tokio::time::timeout(self.timeout, read).await {
+            Ok(result) => result.map_err(|status| FsError::from_status(&status)),
+            Err(_) => Err(FsError::Unavailable(format!("read from {addr} timed out"))),
+        }
+    }
+
+    /// Runs a unary-response call under the mount's deadline.
+    async fn deadline<T>(
+        &self,
+        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, FsError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result
+                .map(tonic::Response::into_inner)
+                .map_err(|status| FsError::from_status(&status)),
+            Err(_) => Err(FsError::Unavailable("chunkserver call timed out".into())),
+        }
+    }
+}
+
+/// The messages of one write stream: the header, then the data in pieces of at most
+/// [`MAX_MESSAGE_BYTES`] (zero-copy slices of `data`).
+fn write_messages(header: pb::WriteHeader, data: Bytes) -> Vec<pb::WriteChunkRequest> {
+    let mut messages = Vec::with_capacity(1 + data.len().div_ceil(MAX_MESSAGE_BYTES));
+    messages.push(pb::WriteChunkRequest {
+        msg: Some(Msg::Header(header)),
+    });
+    let mut pos = 0;
+    while pos < data.len() {
+        let end = (pos + MAX_MESSAGE_BYTES).min(data.len());
+        // `.into()`: the generated field is `Vec<u8>` or `Bytes` depending on the proto build's
+        // `bytes` configuration.
+        messages.push(pb::WriteChunkRequest {
+            msg: Some(Msg::Data(data.slice(pos..end).into())),
+        });
+        pos = end;
+    }
+    messages
+}
+
+/// Joins the pieces of a streamed read (without copying when there is only one), keeping at
+/// most `limit` bytes in case a replica sends more than asked.
+fn concat(mut pieces: Vec<Bytes>, limit: u64) -> Bytes {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut data = if pieces.len() == 1 {
+        pieces.pop().unwrap_or_default()
+    } else {
+        let mut joined = BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum());
+        for piece in pieces {
+            joined.extend_from_slice(&piece);
+        }
+        joined.freeze()
+    };
+    data.truncate(limit);
+    data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_stream_is_header_then_bounded_pieces() {
+        let header = pb::WriteHeader {
+            chunk_id: 7,
+            ..Default::default()
+        };
+        let data = Bytes::from(vec![1u8; 2 * MAX_MESSAGE_BYTES + 5]);
+        let messages = write_messages(header, data);
+        assert_eq!(messages.len(), 4);
+        assert!(matches!(messages[0].msg, Some(Msg::Header(ref h)) if h.chunk_id == 7));
+        let sizes: Vec<usize> = messages[1..]
+            .iter()
+            .map(|m| match &m.msg {
+                Some(Msg::Data(d)) => d.len(),
+                _ => panic!("expected data"),
+            })
+            .collect();
+        assert_eq!(sizes, vec![MAX_MESSAGE_BYTES, MAX_MESSAGE_BYTES, 5]);
+        // A truncate or sync stream is a header alone.
+        assert_eq!(
+            write_messages(pb::WriteHeader::default(), Bytes::new()).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn read_pieces_are_joined_and_capped() {
+        let pieces = vec![Bytes::from_static(b"abc"), Bytes::from_static(b"defg")];
+        assert_eq!(concat(pieces, 5), Bytes::from_static(b"abcde"));
+        assert_eq!(
+            concat(vec![Bytes::from_static(b"xy")], 10),
+            Bytes::from_static(b"xy")
+        );
+        assert_eq!(concat(Vec::new(), 10), Bytes::new());
+    }
+}

@@ -1,0 +1,594 @@
+//! [`Client`]: every filesystem operation as a plain async method, in the domain's terms.
+//!
+//! The FUSE adapter ([`crate::fs`]) only unpacks kernel requests, calls a method here on the
+//! runtime, and packs the answer; everything the operation means (name checks, umask, open
+//! inode state, page-cache decisions, directory snapshots) lives here.
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use dfs_proto::chunk::ChunkLayout;
+use dfs_proto::pb::{self, FileKind};
+use dfs_proto::{FsError, MAX_NAME_LEN};
+use fuser::FileAttr;
+use lru::LruCache;
+
+use crate::attr::{creation_perm, file_attr};
+use crate::chunkio::ChunkIo;
+use crate::config::Config;
+use crate::datapath::DataPath;
+use crate::error::Error;
+use crate::handles::OpenInodes;
+use crate::inode::OpenInode;
+use crate::master::MasterClient;
+use crate::read;
+use crate::readdir::{DirHandles, DirListing, PAGE_ENTRIES, Slot};
+
+/// Files whose last-seen version is remembered for `FOPEN_KEEP_CACHE`.
+const SEEN_VERSIONS: usize = 65_536;
+
+/// `statfs` block size: the unit `df` reports in.
+pub const STATFS_BLOCK_SIZE: u32 = 4096;
+
+/// Free inodes reported by `statfs`: the master allocates inode numbers without a fixed table.
+const STATFS_FREE_INODES: u64 = 1 << 32;
+
+/// Who asks: the owner of the nodes a request creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// User id of the calling process.
+    pub uid: u32,
+    /// Group id of the calling process.
+    pub gid: u32,
+}
+
+/// An open file handle: its number and whether the kernel may keep the file's page cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    /// The handle number passed back with every request on it.
+    pub fh: u64,
+    /// The file is unchanged since this mount last saw it: cached pages are still valid.
+    pub keep_cache: bool,
+}
+
+/// Capacity and usage as `statfs` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatFs {
+    /// Total blocks of [`STATFS_BLOCK_SIZE`] bytes.
+    pub blocks: u64,
+    /// Free blocks.
+    pub bfree: u64,
+    /// Total inodes (used + free).
+    pub files: u64,
+    /// Free inodes.
+    pub ffree: u64,
+}
+
+/// What a new node is, for [`Client::make_node`] and [`Client::create`].
+#[derive(Debug, Clone, Copy)]
+struct NewNode<'a> {
+    parent: u64,
+    name: &'a [u8],
+    kind: FileKind,
+    perm: u32,
+    rdev: u32,
+    symlink_target: &'a [u8],
+    exclusive: bool,
+}
+
+/// A file's content version as far as page caching goes.
+type Version = (Option<pb::Timestamp>, u64);
+
+/// The mount's client: metadata through the master, data through chunkservers, plus the
+/// client-side state of open files and directories. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    io: DataPath,
+    replication: u32,
+    write_buffer_bytes: usize,
+    inodes: OpenInodes,
+    dirs: DirHandles,
+    next_fh: AtomicU64,
+    // A std mutex: only held to look up or record a version, never across an `.await`.
+    seen: Mutex<LruCache<u64, Version>>,
+}
+
+/// Rejects names the master would refuse anyway, before any RPC.
+fn check_name(name: &[u8]) -> Result<(), FsError> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(FsError::NameTooLong);
+    }
+    Ok(())
+}
+
+impl Client {
+    /// Connects to the master and fetches the cluster configuration, retrying for up to the
+    /// RPC timeout: a mount whose master is unreachable fails here instead of serving EIO.
+    pub async fn connect(config: &Config) -> Result<Client, Error> {
+        let timeout = config.rpc_timeout();
+        let master = MasterClient::new(&config.master_uri(), timeout)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let deadline = Instant::now() + timeout;
+        let cluster = loop {
+            match master.cluster_config().await {
+                Ok(cluster) => break cluster,
+                Err(err) if Instant::now() >= deadline => {
+                    return Err(Error::MasterUnreachable {
+                        addr: config.master.clone(),
+                        source: err,
+                    });
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "master not reachable yet, retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        };
+        let block_size = u64::from(cluster.block_size);
+        if cluster.chunk_size == 0 || block_size == 0 || cluster.chunk_size % block_size != 0 {
+            return Err(Error::Config(format!(
+                "master sent an unusable cluster config: {cluster:?}"
+            )));
+        }
+        tracing::info!(
+            chunk_size = cluster.chunk_size,
+            block_size,
+            replication = cluster.replication,
+            "connected to master"
+        );
+        let io = DataPath {
+            master,
+            chunks: ChunkIo::new(timeout),
+            layout: ChunkLayout::new(cluster.chunk_size, block_size),
+        };
+        Ok(Client::new(
+            io,
+            cluster.replication,
+            config.write_buffer_bytes(),
+        ))
+    }
+
+    /// A client over an existing data path.
+    pub fn new(io: DataPath, replication: u32, write_buffer_bytes: usize) -> Client {
+        let seen = LruCache::new(NonZeroUsize::new(SEEN_VERSIONS).expect("non-zero capacity"));
+        Client {
+            shared: Arc::new(Shared {
+                io,
+                replication,
+                write_buffer_bytes,
+                inodes: OpenInodes::default(),
+                dirs: DirHandles::default(),
+                next_fh: AtomicU64::new(1),
+                seen: Mutex::new(seen),
+            }),
+        }
+    }
+
+    fn io(&self) -> &DataPath {
+        &self.shared.io
+    }
+
+    fn master(&self) -> &MasterClient {
+        &self.shared.io.master
+    }
+
+    fn next_fh(&self) -> u64 {
+        self.shared.next_fh.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The kernel's attributes for `attr`, with the size of this client's uncommitted writes.
+    pub fn present(&self, attr: &pb::Attr) -> FileAttr {
+        let mut out = file_attr(attr);
+        if let Some(size) = self
+            .shared
+            .inodes
+            .get(attr.ino)
+            .and_then(|i| i.uncommitted_size())
+        {
+            out.size = out.size.max(size);
+            out.blocks = out.size.div_ceil(512);
+        }
+        out
+    }
+
+    fn open_inode(&self, ino: u64) -> Result<Arc<OpenInode>, FsError> {
+        self.shared
+            .inodes
+            .get(ino)
+            .ok_or_else(|| FsError::Invalid(format!("inode {ino} is not open")))
+    }
+
+    /// Records the version of a file this mount has seen (and has in its page cache);
+    /// returns whether it equals the version seen before.
+    fn note_version(&self, attr: &pb::Attr) -> bool {
+        let version = (attr.mtime, attr.size);
+        let mut seen = self.shared.seen.lock().expect("seen versions poisoned");
+        seen.put(attr.ino, version) == Some(version)
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Namespace
+    // ------------------------------------------------------------------------------------
+
+    /// Looks up `name` in directory `parent`.
+    pub async fn lookup(&self, parent: u64, name: &[u8]) -> Result<FileAttr, FsError> {
+        check_name(name)?;
+        Ok(self.present(&self.master().lookup(parent, name).await?))
+    }
+
+    /// Attributes of an inode.
+    pub async fn getattr(&self, ino: u64) -> Result<FileAttr, FsError> {
+        Ok(self.present(&self.master().get_attr(ino).await?))
+    }
+
+    /// Changes attributes; a size change commits this client's writes first and cuts the
+    /// replicas of the new last chunk when shrinking.
+    pub async fn setattr(&self, req: pb::SetAttrRequest) -> Result<FileAttr, FsError> {
+        let ino = req.ino;
+        let attr = match req.size {
+            Some(size) => match self.shared.inodes.get(ino) {
+                Some(inode) => inode.resize(self.io(), req, size).await?,
+                None => {
+                    self.io().truncate_replicas(ino, size, 0).await?;
+                    self.master().set_attr(req).await?
+                }
+            },
+            None => self.master().set_attr(req).await?,
+        };
+        Ok(self.present(&attr))
+    }
+
+    /// The target of a symlink.
+    pub async fn readlink(&self, ino: u64) -> Result<Vec<u8>, FsError> {
+        self.master().read_link(ino).await
+    }
+
+    /// Creates a node of `kind` owned by the caller. `mode` carries the requested permission
+    /// bits; `umask` is applied here.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn make_node(
+        &self,
+        caller: Caller,
+        parent: u64,
+        name: &[u8],
+        kind: FileKind,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        symlink_target: &[u8],
+    ) -> Result<FileAttr, FsError> {
+        let node = NewNode {
+            parent,
+            name,
+            kind,
+            perm: creation_perm(mode, umask),
+            rdev,
+            symlink_target,
+            exclusive: true,
+        };
+        Ok(self.present(&self.create_node(caller, node).await?))
+    }
+
+    async fn create_node(&self, caller: Caller, node: NewNode<'_>) -> Result<pb::Attr, FsError> {
+        check_name(node.name)?;
+        let req = pb::MakeNodeRequest {
+            parent: node.parent,
+            name: node.name.to_vec(),
+            kind: node.kind as i32,
+            perm: node.perm,
+            uid: caller.uid,
+            gid: caller.gid,
+            rdev: node.rdev,
+            symlink_target: node.symlink_target.to_vec(),
+            exclusive: node.exclusive,
+        };
+        self.master().make_node(req).await
+    }
+
+    /// Removes a non-directory entry.
+    pub async fn unlink(&self, parent: u64, name: &[u8]) -> Result<(), FsError> {
+        check_name(name)?;
+        self.master().unlink(parent, name).await
+    }
+
+    /// Removes an empty directory.
+    pub async fn rmdir(&self, parent: u64, name: &[u8]) -> Result<(), FsError> {
+        check_name(name)?;
+        self.master().rmdir(parent, name).await
+    }
+
+    /// Renames an entry; `flags` are `renameat2` flags, passed through.
+    pub async fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        flags: u32,
+    ) -> Result<(), FsError> {
+        check_name(name)?;
+        check_name(new_name)?;
+        let req = pb::RenameRequest {
+            parent,
+            name: name.to_vec(),
+            new_parent,
+            new_name: new_name.to_vec(),
+            flags,
+        };
+        self.master().rename(req).await
+    }
+
+    /// Adds a hard link to `ino` as `new_name` in `new_parent`.
+    pub async fn link(
+        &self,
+        ino: u64,
+        new_parent: u64,
+        new_name: &[u8],
+    ) -> Result<FileAttr, FsError> {
+        check_name(new_name)?;
+        Ok(self.present(&self.master().link(ino, new_parent, new_name).await?))
+    }
+
+    /// Whether the inode exists (permission bits are checked by the kernel, which mounts with
+    /// `default_permissions`).
+    pub async fn access(&self, ino: u64) -> Result<(), FsError> {
+        self.master().get_attr(ino).await.map(drop)
+    }
+
+    /// Capacity and usage, in [`STATFS_BLOCK_SIZE`] blocks of usable (post-replication) space.
+    pub async fn statfs(&self) -> Result<StatFs, FsError> {
+        let st = self.master().stat_fs().await?;
+        let unit = u64::from(STATFS_BLOCK_SIZE) * u64::from(self.shared.replication.max(1));
+        Ok(StatFs {
+            blocks: st.total_bytes / unit,
+            bfree: st.free_bytes / unit,
+            files: st.files + STATFS_FREE_INODES,
+            ffree: STATFS_FREE_INODES,
+        })
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Files
+    // ------------------------------------------------------------------------------------
+
+    /// Opens a regular file: loads its chunk map fresh from the master (close-to-open
+    /// consistency) and truncates it for `O_TRUNC`.
+    pub async fn open(&self, ino: u64, flags: i32) -> Result<Opened, FsError> {
+        let inode = self.shared.inodes.open(ino, self.shared.write_buffer_bytes);
+        let result = async {
+            let (attr, ()) =
+                tokio::try_join!(self.master().get_attr(ino), inode.refresh(self.io()))?;
+            if flags & libc::O_TRUNC != 0 && attr.size > 0 {
+                let req = truncate_request(ino);
+                let attr = inode.resize(self.io(), req, 0).await?;
+                self.note_version(&attr);
+                return Ok(false);
+            }
+            Ok::<_, FsError>(self.note_version(&attr))
+        }
+        .await;
+        match result {
+            Ok(keep_cache) => Ok(Opened {
+                fh: self.next_fh(),
+                keep_cache,
+            }),
+            Err(err) => {
+                self.shared.inodes.close(ino);
+                Err(err)
+            }
+        }
+    }
+
+    /// Creates (or, without `O_EXCL`, possibly finds) a regular file and opens it.
+    pub async fn create(
+        &self,
+        caller: Caller,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> Result<(FileAttr, Opened), FsError> {
+        let node = NewNode {
+            parent,
+            name,
+            kind: FileKind::Regular,
+            perm: creation_perm(mode, umask),
+            rdev: 0,
+            symlink_target: &[],
+            exclusive: flags & libc::O_EXCL != 0,
+        };
+        let attr = self.create_node(caller, node).await?;
+        if attr.size == 0 {
+            // A new (or empty) file has no chunks to load.
+            self.shared
+                .inodes
+                .open(attr.ino, self.shared.write_buffer_bytes);
+            self.note_version(&attr);
+            return Ok((
+                self.present(&attr),
+                Opened {
+                    fh: self.next_fh(),
+                    keep_cache: false,
+                },
+            ));
+        }
+        let opened = self.open(attr.ino, flags).await?;
+        Ok((self.getattr(attr.ino).await?, opened))
+    }
+
+    /// Reads up to `len` bytes at `offset`.
+    pub async fn read(&self, ino: u64, offset: u64, len: u32) -> Result<Bytes, FsError> {
+        let inode = self.open_inode(ino)?;
+        read::read(self.io(), &inode, offset, u64::from(len)).await
+    }
+
+    /// Buffers a write; returns the bytes accepted.
+    pub async fn write(&self, ino: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
+        let inode = self.open_inode(ino)?;
+        inode.write(self.io(), offset, data).await?;
+        Ok(data.len() as u32)
+    }
+
+    /// Sends and commits this inode's writes (at every `close`).
+    pub async fn flush(&self, ino: u64) -> Result<(), FsError> {
+        let Some(inode) = self.shared.inodes.get(ino) else {
+            return Ok(());
+        };
+        if let Some(attr) = inode.flush(self.io()).await? {
+            self.note_version(&attr);
+        }
+        Ok(())
+    }
+
+    /// Sends, syncs on every replica, and commits.
+    pub async fn fsync(&self, ino: u64) -> Result<(), FsError> {
+        let Some(inode) = self.shared.inodes.get(ino) else {
+            return Ok(());
+        };
+        if let Some(attr) = inode.fsync(self.io()).await? {
+            self.note_version(&attr);
+        }
+        Ok(())
+    }
+
+    /// Drops one handle; the last one flushes and forgets the inode's state.
+    pub async fn release(&self, ino: u64) -> Result<(), FsError> {
+        let result = self.flush(ino).await;
+        if let Err(err) = &result {
+            tracing::error!(ino, error = %err, "flush at release failed");
+        }
+        self.shared.inodes.close(ino);
+        result
+    }
+
+    /// Flushes every open inode (when the filesystem goes away with files still open).
+    pub async fn flush_all(&self) {
+        for inode in self.shared.inodes.all() {
+            if let Err(err) = inode.flush(self.io()).await {
+                tracing::error!(ino = inode.ino, error = %err, "flush at unmount failed");
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Directories
+    // ------------------------------------------------------------------------------------
+
+    /// Opens a directory listing handle.
+    pub async fn opendir(&self, ino: u64) -> Result<u64, FsError> {
+        let attr = self.master().get_attr(ino).await?;
+        if attr.kind != FileKind::Directory as i32 {
+            return Err(FsError::NotDir);
+        }
+        let fh = self.next_fh();
+        self.shared.dirs.insert(fh, DirListing::new(attr));
+        Ok(fh)
+    }
+
+    /// Feeds entries from position `offset` of the handle's listing to `add` (cookie, entry,
+    /// attributes) until `add` reports the kernel's buffer full or the listing ends; pages
+    /// are fetched from the master as needed. Offset 0 restarts the listing.
+    pub async fn readdir(
+        &self,
+        fh: u64,
+        offset: u64,
+        mut add: impl FnMut(u64, Slot<'_>, FileAttr) -> bool,
+    ) -> Result<(), FsError> {
+        let listing = self
+            .shared
+            .dirs
+            .get(fh)
+            .ok_or_else(|| FsError::Invalid(format!("no directory handle {fh}")))?;
+        let mut listing = listing.lock().await;
+        if offset == 0 {
+            listing.restart();
+        }
+        let mut pos = offset;
+        loop {
+            if listing.needs_page(pos) {
+                let page = self
+                    .master()
+                    .read_dir(listing.ino, listing.last_name(), PAGE_ENTRIES)
+                    .await?;
+                listing.append(page);
+            }
+            let Some(slot) = listing.slot(pos) else { break };
+            let attr = match slot {
+                Slot::Child(entry) => {
+                    self.present(entry.attr.as_ref().unwrap_or(&pb::Attr::default()))
+                }
+                Slot::Dot | Slot::DotDot => self.present(&listing.attr),
+            };
+            if add(DirListing::cookie(pos), slot, attr) {
+                break;
+            }
+            pos += 1;
+        }
+        Ok(())
+    }
+
+    /// Closes a directory listing handle.
+    pub fn releasedir(&self, fh: u64) {
+        self.shared.dirs.remove(fh);
+    }
+}
+
+/// A `SetAttr` that truncates a file to zero, as `open(O_TRUNC)` does (and so updates mtime).
+fn truncate_request(ino: u64) -> pb::SetAttrRequest {
+    pb::SetAttrRequest {
+        ino,
+        size: Some(0),
+        mtime: Some(dfs_proto::time::now()),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_names_are_refused_before_any_rpc() {
+        assert_eq!(check_name(&[b'a'; MAX_NAME_LEN]), Ok(()));
+        assert_eq!(
+            check_name(&[b'a'; MAX_NAME_LEN + 1]),
+            Err(FsError::NameTooLong)
+        );
+    }
+
+    #[tokio::test]
+    async fn keep_cache_only_for_unchanged_versions() {
+        let io = DataPath {
+            master: MasterClient::new("http://127.0.0.1:1", std::time::Duration::from_millis(100))
+                .unwrap(),
+            chunks: ChunkIo::new(std::time::Duration::from_millis(100)),
+            layout: ChunkLayout::new(64 << 20, 64 << 10),
+        };
+        let client = Client::new(io, 3, 1 << 20);
+        let attr = pb::Attr {
+            ino: 5,
+            size: 10,
+            mtime: Some(pb::Timestamp { secs: 1, nanos: 2 }),
+            ..Default::default()
+        };
+        assert!(!client.note_version(&attr));
+        assert!(client.note_version(&attr));
+        let changed = pb::Attr {
+            mtime: Some(pb::Timestamp { secs: 1, nanos: 3 }),
+            ..attr
+        };
+        assert!(!client.note_version(&changed));
+        // A master that is down fails fast with EIO-class errors instead of hanging.
+        let err = client.getattr(1).await.unwrap_err();
+        assert!(matches!(err, FsError::Unavailable(_)), "{err:?}");
+    }
+}

@@ -1,0 +1,167 @@
+//! Configuration of a mount: which master to talk to, where to mount, and the knobs that trade
+//! consistency for speed (cache TTLs, write buffer size).
+//!
+//! Every option is a command-line flag with an environment variable, so the same binary is
+//! configured by scripts, systemd units and integration tests alike.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Smallest accepted per-file write buffer: one kernel write request (`max_write` is 1 MiB),
+/// so a single request never has to be split across buffers.
+pub const MIN_WRITE_BUFFER_BYTES: usize = 1 << 20;
+
+/// Options of the `dfs-fuse` daemon.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address of the master: `host:port` or `http://host:port`.
+    #[arg(long, env = "DFS_MASTER", default_value = "127.0.0.1:9400")]
+    pub master: String,
+
+    /// Directory to mount the filesystem on (positional form; wins over `--mountpoint`).
+    #[arg(value_name = "MOUNTPOINT")]
+    pub mountpoint_arg: Option<PathBuf>,
+
+    /// Directory to mount the filesystem on.
+    #[arg(long = "mountpoint", env = "DFS_MOUNT", default_value = "/mnt/dfs")]
+    pub mountpoint_opt: PathBuf,
+
+    /// Every master and chunkserver call fails after this many milliseconds instead of
+    /// hanging (connect timeout and per-request timeout); the mount stays usable and the next
+    /// call tries again.
+    #[arg(long, env = "DFS_RPC_TIMEOUT_MS", default_value_t = 10_000)]
+    pub rpc_timeout_ms: u64,
+
+    /// How long the kernel may cache attributes (size, mode, times) before asking again.
+    /// Longer is faster for `stat`-heavy workloads; shorter sees other mounts' changes sooner.
+    #[arg(long, env = "DFS_ATTR_TTL_MS", default_value_t = 1_000)]
+    pub attr_ttl_ms: u64,
+
+    /// How long the kernel may cache a name -> inode lookup before asking again.
+    #[arg(long, env = "DFS_ENTRY_TTL_MS", default_value_t = 1_000)]
+    pub entry_ttl_ms: u64,
+
+    /// Bytes of sequential writes buffered per open file before they are streamed to the
+    /// replica chain (at least 1 MiB). Bounds the daemon's memory per file being written.
+    #[arg(long, env = "DFS_WRITE_BUFFER_BYTES", default_value_t = 8 << 20)]
+    pub write_buffer_bytes: usize,
+
+    /// Kernel readahead for the mount, in KiB (0 keeps the kernel's default of 128 KiB, the most
+    /// it grants at mount time). Sequential reads of large files are several times faster with
+    /// a few MiB; raised through `/sys/class/bdi`, so it needs root.
+    #[arg(long, env = "DFS_READ_AHEAD_KB", default_value_t = 4096)]
+    pub read_ahead_kb: u32,
+
+    /// Let users other than the one who mounted access the filesystem (the kernel still checks
+    /// permission bits). Defaults to true when running as root.
+    #[arg(long, env = "DFS_ALLOW_OTHER", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_other: Option<bool>,
+
+    /// Number of threads reading requests from the kernel. Requests are handed to the async
+    /// runtime at once, so a few threads suffice even for many concurrent readers.
+    #[arg(long, env = "DFS_FUSE_THREADS", default_value_t = 4)]
+    pub fuse_threads: usize,
+
+    /// Log every FUSE request and reply (the `fuser` crate's debug log).
+    #[arg(long, env = "DFS_DEBUG_FUSE")]
+    pub debug_fuse: bool,
+}
+
+impl Config {
+    /// A configuration with every default, for tests and embedding.
+    pub fn new(master: impl Into<String>, mountpoint: impl Into<PathBuf>) -> Config {
+        Config {
+            master: master.into(),
+            mountpoint_arg: None,
+            mountpoint_opt: mountpoint.into(),
+            rpc_timeout_ms: 10_000,
+            attr_ttl_ms: 1_000,
+            entry_ttl_ms: 1_000,
+            write_buffer_bytes: 8 << 20,
+            read_ahead_kb: 4096,
+            allow_other: None,
+            fuse_threads: 4,
+            debug_fuse: false,
+        }
+    }
+
+    /// The directory to mount on.
+    pub fn mountpoint(&self) -> &PathBuf {
+        self.mountpoint_arg.as_ref().unwrap_or(&self.mountpoint_opt)
+    }
+
+    /// The master address as a URI tonic accepts (`http://` added when no scheme is given).
+    pub fn master_uri(&self) -> String {
+        endpoint_uri(&self.master)
+    }
+
+    /// Deadline of every RPC.
+    pub fn rpc_timeout(&self) -> Duration {
+        Duration::from_millis(self.rpc_timeout_ms.max(1))
+    }
+
+    /// Attribute cache TTL handed to the kernel.
+    pub fn attr_ttl(&self) -> Duration {
+        Duration::from_millis(self.attr_ttl_ms)
+    }
+
+    /// Entry cache TTL handed to the kernel.
+    pub fn entry_ttl(&self) -> Duration {
+        Duration::from_millis(self.entry_ttl_ms)
+    }
+
+    /// Per-file write buffer size, raised to the minimum if configured lower.
+    pub fn write_buffer_bytes(&self) -> usize {
+        self.write_buffer_bytes.max(MIN_WRITE_BUFFER_BYTES)
+    }
+
+    /// Whether other users may use the mount: as configured, else only when running as root
+    /// (an unprivileged user needs `user_allow_other` in /etc/fuse.conf for it).
+    pub fn allow_other(&self) -> bool {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        self.allow_other
+            .unwrap_or_else(|| unsafe { libc::geteuid() } == 0)
+    }
+}
+
+/// Turns `host:port` into `http://host:port`; leaves addresses with a scheme alone.
+pub fn endpoint_uri(addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn master_address_gets_a_scheme() {
+        assert_eq!(endpoint_uri("10.0.0.1:9400"), "http://10.0.0.1:9400");
+        assert_eq!(endpoint_uri("http://m:1"), "http://m:1");
+        assert_eq!(endpoint_uri("https://m:1"), "https://m:1");
+    }
+
+    #[test]
+    fn positional_mountpoint_wins_and_buffer_has_a_floor() {
+        let cli = Cli::parse_from(["dfs-fuse", "/tmp/x", "--write-buffer-bytes", "10"]);
+        assert_eq!(cli.config.mountpoint(), &PathBuf::from("/tmp/x"));
+        assert_eq!(cli.config.write_buffer_bytes(), MIN_WRITE_BUFFER_BYTES);
+        let cli = Cli::parse_from(["dfs-fuse", "--mountpoint", "/tmp/y", "--allow-other"]);
+        assert_eq!(cli.config.mountpoint(), &PathBuf::from("/tmp/y"));
+        assert_eq!(cli.config.allow_other, Some(true));
+        let cli = Cli::parse_from(["dfs-fuse", "--allow-other", "false"]);
+        assert_eq!(cli.config.allow_other, Some(false));
+    }
+}

@@ -1,0 +1,444 @@
+//! Client state of open inodes: the cached chunk map, the write buffer, and the writes that
+//! reached the replicas but are not yet committed to the master.
+//!
+//! All open handles of an inode share one [`OpenInode`] (created at the first `open`, dropped
+//! at the last `release`), so two descriptors of one file see each other's writes. Its state
+//! sits behind an async mutex, held across the chunk writes of a flush: writes to one file are
+//! applied in order, while different files proceed in parallel. Reads take the mutex only to
+//! flush a dirty buffer and copy the chunk locations they need, then read without it.
+//!
+//! Write errors follow NFS: a failed flush drops the buffered bytes (memory stays bounded),
+//! logs, and the error is returned by the next `write`, `flush` or `fsync` of the inode.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dfs_proto::FsError;
+use dfs_proto::chunk::{ChunkLayout, ChunkSpan};
+use dfs_proto::pb;
+
+use crate::chunkio::WriteFlags;
+use crate::datapath::DataPath;
+use crate::read::{ReadPlan, plan_read};
+use crate::writebuf::{SpanData, WriteBuffer};
+
+/// State of one open inode, guarded by [`OpenInode`]'s mutex.
+#[derive(Debug)]
+pub struct InodeState {
+    /// Allocated chunks by index, as of the last open / allocation.
+    chunks: BTreeMap<u64, pb::ChunkInfo>,
+    /// File size the master last reported.
+    master_size: u64,
+    /// End of the furthest write not yet committed (0 when everything is committed).
+    written_end: u64,
+    buffer: WriteBuffer,
+    /// Chunk lengths written to replicas and not yet committed, by chunk index.
+    pending: BTreeMap<u64, pb::ChunkCommit>,
+    /// Chunks written without `sync` since the last `fsync`.
+    unsynced: BTreeSet<u64>,
+    /// A failed flush, reported by the next write/flush/fsync.
+    write_error: Option<FsError>,
+}
+
+impl InodeState {
+    fn new(buffer_bytes: usize) -> InodeState {
+        InodeState {
+            chunks: BTreeMap::new(),
+            master_size: 0,
+            written_end: 0,
+            buffer: WriteBuffer::new(buffer_bytes),
+            pending: BTreeMap::new(),
+            unsynced: BTreeSet::new(),
+            write_error: None,
+        }
+    }
+
+    /// The size this client sees: the master's, or further if it wrote past it.
+    pub fn size(&self) -> u64 {
+        self.master_size.max(self.written_end)
+    }
+
+    /// Whether there are writes the master does not know of yet.
+    fn has_uncommitted(&self) -> bool {
+        !self.buffer.is_empty() || !self.pending.is_empty()
+    }
+
+    /// Replaces the chunk map and size with the master's (at open: close-to-open consistency).
+    fn apply_chunk_map(&mut self, reply: pb::GetChunksReply) {
+        self.chunks = reply.chunks.into_iter().map(|c| (c.index, c)).collect();
+        self.master_size = reply.file_size;
+    }
+
+    /// Remembers a span written to `chunk`.
+    fn record_write(
+        &mut self,
+        layout: &ChunkLayout,
+        chunk: pb::ChunkInfo,
+        span: &ChunkSpan,
+        sync: bool,
+    ) {
+        let end_in_chunk = span.offset + span.len;
+        let old = self
+            .pending
+            .get(&span.index)
+            .map_or(chunk.length, |c| c.length.max(chunk.length));
+        let length = old.max(end_in_chunk);
+        self.pending.insert(
+            span.index,
+            pb::ChunkCommit {
+                index: span.index,
+                chunk_id: chunk.chunk_id,
+                version: chunk.version,
+                length,
+            },
+        );
+        self.chunks
+            .insert(span.index, pb::ChunkInfo { length, ..chunk });
+        if sync {
+            self.unsynced.remove(&span.index);
+        } else {
+            self.unsynced.insert(span.index);
+        }
+        self.written_end = self
+            .written_end
+            .max(layout.chunk_start(span.index) + end_in_chunk);
+    }
+
+    /// End of the data that reached replicas and waits for a commit (what survives a failed
+    /// flush).
+    fn pending_end(&self, layout: &ChunkLayout) -> u64 {
+        self.pending
+            .values()
+            .map(|c| layout.chunk_start(c.index) + c.length)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Sends the buffered bytes to their replica chains, allocating chunks as needed.
+    async fn flush_buffer(&mut self, io: &DataPath, ino: u64, sync: bool) -> Result<(), FsError> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let flags = WriteFlags {
+            sync,
+            truncate: false,
+        };
+        for SpanData { span, data } in self.buffer.take(&io.layout) {
+            let result = async {
+                let chunk = match self.chunks.get(&span.index) {
+                    Some(chunk) => chunk.clone(),
+                    None => io.master.allocate_chunk(ino, span.index).await?,
+                };
+                io.write_span(ino, chunk, &span, data, flags).await
+            }
+            .await;
+            match result {
+                Ok(chunk) => self.record_write(&io.layout, chunk, &span, sync),
+                Err(err) => {
+                    tracing::error!(ino, index = span.index, error = %err, "write to replicas failed; buffered data dropped");
+                    // Bytes after the failure are lost: do not report them in the size.
+                    self.written_end = self.pending_end(&io.layout);
+                    self.write_error = Some(err.clone());
+                    return Err(err);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the master the new chunk lengths and file size.
+    async fn commit(&mut self, io: &DataPath, ino: u64) -> Result<Option<pb::Attr>, FsError> {
+        if self.pending.is_empty() {
+            self.written_end = 0;
+            return Ok(None);
+        }
+        let req = pb::CommitWriteRequest {
+            ino,
+            chunks: self.pending.values().cloned().collect(),
+            size: self.size(),
+            mtime: Some(dfs_proto::time::now()),
+        };
+        match io.master.commit_write(req).await {
+            Ok(attr) => {
+                self.master_size = attr.size;
+                self.pending.clear();
+                self.written_end = 0;
+                Ok(Some(attr))
+            }
+            Err(err) => {
+                // The data is on the replicas; the commit is retried by the next flush.
+                tracing::error!(ino, error = %err, "commit to master failed");
+                self.write_error = Some(err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    /// Reports a failure to a write/flush/fsync: the remembered error if there is one (it is
+    /// reported once), else `err`.
+    fn report(&mut self, err: FsError) -> FsError {
+        self.write_error.take().unwrap_or(err)
+    }
+
+    /// Buffers a write, flushing first or after as the buffer asks.
+    async fn write(
+        &mut self,
+        io: &DataPath,
+        ino: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), FsError> {
+        if let Some(err) = self.write_error.take() {
+            return Err(err);
+        }
+        if self
+            .buffer
+            .needs_flush_before(&io.layout, offset, data.len())
+        {
+            self.flush_buffer(io, ino, false)
+                .await
+                .map_err(|e| self.report(e))?;
+        }
+        self.buffer.absorb(offset, data);
+        self.written_end = self.written_end.max(offset + data.len() as u64);
+        if self.buffer.is_full() {
+            self.flush_buffer(io, ino, false)
+                .await
+                .map_err(|e| self.report(e))?;
+        }
+        Ok(())
+    }
+
+    /// Sends everything and commits it (`flush`, i.e. `close`, and `release`); returns the
+    /// attributes after the commit if there was anything to commit.
+    async fn flush(&mut self, io: &DataPath, ino: u64) -> Result<Option<pb::Attr>, FsError> {
+        let result = async {
+            if let Some(err) = self.write_error.take() {
+                return Err(err);
+            }
+            self.flush_buffer(io, ino, false).await?;
+            self.commit(io, ino).await
+        }
+        .await;
+        result.map_err(|e| self.report(e))
+    }
+
+    /// Like [`flush`](InodeState::flush), but returns only when every replica of every chunk
+    /// written since the last fsync has synced it to disk.
+    async fn fsync(&mut self, io: &DataPath, ino: u64) -> Result<Option<pb::Attr>, FsError> {
+        let result = async {
+            if let Some(err) = self.write_error.take() {
+                return Err(err);
+            }
+            self.flush_buffer(io, ino, true).await?;
+            let unsynced: Vec<u64> = self.unsynced.iter().copied().collect();
+            for index in unsynced {
+                if let Some(chunk) = self.chunks.get(&index).cloned() {
+                    io.chunks.sync_chunk(&chunk, chunk.length).await?;
+                }
+                self.unsynced.remove(&index);
+            }
+            self.commit(io, ino).await
+        }
+        .await;
+        result.map_err(|e| self.report(e))
+    }
+
+    /// After the master resized the file: forget chunks and buffered bytes past the new end.
+    fn resized(&mut self, layout: &ChunkLayout, size: u64) {
+        self.buffer.truncate_at(size);
+        self.master_size = size;
+        self.written_end = 0;
+        let index = layout.chunk_index(size);
+        let in_chunk = size - layout.chunk_start(index);
+        let keep = |i: &u64| *i < index || (*i == index && in_chunk > 0);
+        self.chunks.retain(|i, _| keep(i));
+        self.pending.retain(|i, _| keep(i));
+        self.unsynced.retain(keep);
+        if let Some(chunk) = self.chunks.get_mut(&index) {
+            chunk.length = chunk.length.min(in_chunk);
+        }
+    }
+
+    /// The chunk (if allocated) behind each span of a read, and the size to read up to.
+    pub fn read_plan(&self, layout: &ChunkLayout, offset: u64, len: u64) -> ReadPlan {
+        plan_read(layout, &self.chunks, self.size(), offset, len)
+    }
+}
+
+/// One open inode, shared by its open handles.
+#[derive(Debug)]
+pub struct OpenInode {
+    /// The inode number.
+    pub ino: u64,
+    state: tokio::sync::Mutex<InodeState>,
+    /// The local size while there are uncommitted writes, 0 otherwise; readable without
+    /// waiting for a flush in progress, so `stat` never stalls behind a slow write.
+    uncommitted_size: AtomicU64,
+}
+
+impl OpenInode {
+    pub(crate) fn new(ino: u64, buffer_bytes: usize) -> OpenInode {
+        OpenInode {
+            ino,
+            state: tokio::sync::Mutex::new(InodeState::new(buffer_bytes)),
+            uncommitted_size: AtomicU64::new(0),
+        }
+    }
+
+    fn publish(&self, state: &InodeState) {
+        let size = if state.has_uncommitted() {
+            state.size()
+        } else {
+            0
+        };
+        self.uncommitted_size.store(size, Ordering::Release);
+    }
+
+    /// The size to report instead of the master's, if this client has uncommitted writes.
+    pub fn uncommitted_size(&self) -> Option<u64> {
+        Some(self.uncommitted_size.load(Ordering::Acquire)).filter(|&s| s > 0)
+    }
+
+    /// Loads the chunk map and size from the master (at every open).
+    pub async fn refresh(&self, io: &DataPath) -> Result<(), FsError> {
+        let reply = io.master.get_chunks(self.ino, 0, 0).await?;
+        let mut state = self.state.lock().await;
+        state.apply_chunk_map(reply);
+        self.publish(&state);
+        Ok(())
+    }
+
+    /// Buffers a write (see [`InodeState`] for when it is sent).
+    pub async fn write(&self, io: &DataPath, offset: u64, data: &[u8]) -> Result<(), FsError> {
+        let mut state = self.state.lock().await;
+        let result = state.write(io, self.ino, offset, data).await;
+        self.publish(&state);
+        result
+    }
+
+    /// Sends buffered writes and commits them to the master; returns the attributes after
+    /// the commit if there was anything to commit.
+    pub async fn flush(&self, io: &DataPath) -> Result<Option<pb::Attr>, FsError> {
+        let mut state = self.state.lock().await;
+        let result = state.flush(io, self.ino).await;
+        self.publish(&state);
+        result
+    }
+
+    /// Sends, syncs on every replica, and commits.
+    pub async fn fsync(&self, io: &DataPath) -> Result<Option<pb::Attr>, FsError> {
+        let mut state = self.state.lock().await;
+        let result = state.fsync(io, self.ino).await;
+        self.publish(&state);
+        result
+    }
+
+    /// Flushes a dirty buffer (so a read sees this client's writes) and plans the read.
+    pub async fn plan_read(
+        &self,
+        io: &DataPath,
+        offset: u64,
+        len: u64,
+    ) -> Result<ReadPlan, FsError> {
+        let mut state = self.state.lock().await;
+        if !state.buffer.is_empty() {
+            let result = state.flush_buffer(io, self.ino, false).await;
+            self.publish(&state);
+            result?;
+        }
+        Ok(state.read_plan(&io.layout, offset, len))
+    }
+
+    /// Changes the size: commits this client's writes, cuts replicas when shrinking, then
+    /// sends `req` (which carries the size and possibly other attributes) to the master.
+    pub async fn resize(
+        &self,
+        io: &DataPath,
+        req: pb::SetAttrRequest,
+        size: u64,
+    ) -> Result<pb::Attr, FsError> {
+        let mut state = self.state.lock().await;
+        let result = async {
+            state.flush(io, self.ino).await?;
+            io.truncate_replicas(self.ino, size, state.size()).await?;
+            let attr = io.master.set_attr(req).await?;
+            state.resized(&io.layout, attr.size);
+            Ok::<_, FsError>(attr)
+        }
+        .await;
+        self.publish(&state);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> ChunkLayout {
+        ChunkLayout::new(100, 10)
+    }
+
+    fn chunk(index: u64, length: u64) -> pb::ChunkInfo {
+        pb::ChunkInfo {
+            index,
+            chunk_id: 10 + index,
+            version: 1,
+            length,
+            replicas: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn local_size_covers_uncommitted_writes() {
+        let mut state = InodeState::new(1000);
+        state.apply_chunk_map(pb::GetChunksReply {
+            chunks: vec![chunk(0, 100), chunk(1, 20)],
+            file_size: 120,
+        });
+        assert_eq!(state.size(), 120);
+        let span = ChunkSpan {
+            index: 1,
+            offset: 10,
+            len: 50,
+            buf_offset: 0,
+        };
+        state.record_write(&layout(), state.chunks[&1].clone(), &span, false);
+        assert_eq!(state.size(), 160);
+        assert_eq!(state.pending[&1].length, 60);
+        assert_eq!(state.chunks[&1].length, 60);
+        assert!(state.unsynced.contains(&1));
+        // A write inside the existing length keeps the larger length.
+        let span = ChunkSpan {
+            index: 1,
+            offset: 0,
+            len: 5,
+            buf_offset: 0,
+        };
+        state.record_write(&layout(), state.chunks[&1].clone(), &span, true);
+        assert_eq!(state.pending[&1].length, 60);
+        assert!(!state.unsynced.contains(&1));
+        assert_eq!(state.pending_end(&layout()), 160);
+        // Buffered but unsent bytes count too.
+        state.buffer.absorb(160, &[0; 30]);
+        state.written_end = 190;
+        assert_eq!(state.size(), 190);
+        assert!(state.has_uncommitted());
+    }
+
+    #[test]
+    fn resize_forgets_chunks_past_the_end() {
+        let mut state = InodeState::new(1000);
+        state.apply_chunk_map(pb::GetChunksReply {
+            chunks: vec![chunk(0, 100), chunk(1, 100), chunk(2, 50)],
+            file_size: 250,
+        });
+        state.resized(&layout(), 130);
+        assert_eq!(state.chunks.keys().copied().collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(state.chunks[&1].length, 30);
+        assert_eq!(state.size(), 130);
+        state.resized(&layout(), 100);
+        assert_eq!(state.chunks.keys().copied().collect::<Vec<_>>(), vec![0]);
+    }
+}

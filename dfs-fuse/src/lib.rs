@@ -1,0 +1,215 @@
+//! `dfs-fuse`: mounts a dfs cluster as a POSIX directory.
+//!
+//! A tour, from the kernel inwards:
+//!
+//! * [`fs`] — the `fuser::Filesystem` adapter. Every kernel request is copied into a task on
+//!   the tokio runtime and replied to from there, so the threads reading `/dev/fuse` never
+//!   wait on the network.
+//! * [`client`] — [`Client`]: each filesystem operation as a plain async method (name checks,
+//!   umask, open/close bookkeeping, page-cache decisions, directory snapshots).
+//! * [`inode`] — the client state of an open inode, shared by its handles: the cached chunk
+//!   map, the write buffer ([`writebuf`]), writes awaiting their commit, and the sticky write
+//!   error; [`handles`] counts the open handles that keep it alive. [`read`] is the read path
+//!   (holes and short replicas read as zeros); [`datapath`] bundles what both talk to.
+//! * [`readdir`] — directory handles: paged listings and stable offset cookies.
+//! * [`master`] and [`chunkio`] — the wire: metadata RPCs to the master, streaming chunk reads
+//!   and chain-replicated writes to chunkservers, all on lazily (re)connecting channels with
+//!   timeouts, so a dead server means EIO within the timeout, never a hang.
+//! * [`attr`] — conversions between wire types and the kernel's; [`error`] — the crate's one
+//!   error type and its one mapping to errno; [`config`] — the command-line options.
+//!
+//! Consistency is close-to-open, as NFS: `close` commits a file's writes to the master, and
+//! `open` loads the chunk map fresh, keeping the kernel's page cache only when the file's
+//! version (mtime, size) is the one this mount saw last.
+//!
+//! [`run`] is the one entry point; `main` only parses options and sets up logging.
+
+pub mod attr;
+pub mod chunkio;
+pub mod client;
+pub mod config;
+pub mod datapath;
+pub mod error;
+pub mod fs;
+pub mod handles;
+pub mod inode;
+pub mod master;
+pub mod read;
+pub mod readdir;
+pub mod writebuf;
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use fuser::{MountOption, Session, SessionACL};
+use tokio::sync::oneshot;
+
+pub use crate::client::Client;
+pub use crate::config::Config;
+pub use crate::error::{Error, Result};
+use crate::fs::DfsFs;
+
+/// The fuser session options of a mount: named `dfs`, permission bits checked by the kernel,
+/// unmounted by `fusermount3` when the daemon dies (even by `kill -9`), several request loops.
+fn session_config(config: &Config) -> fuser::Config {
+    let mut session = fuser::Config::default();
+    session.mount_options = vec![
+        MountOption::FSName("dfs".into()),
+        MountOption::Subtype("dfs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::AutoUnmount,
+    ];
+    // `auto_unmount` needs the kernel's `allow_other`; without `--allow-other`, fuser itself
+    // refuses requests from anyone but the mounting user and root.
+    session.acl = if config.allow_other() {
+        SessionACL::All
+    } else {
+        SessionACL::RootAndOwner
+    };
+    session.n_threads = Some(config.fuse_threads.max(1));
+    session.clone_fd = true;
+    session
+}
+
+/// Mounts the cluster at the configured mount point and serves it until `shutdown` completes
+/// (then unmounts) or the filesystem is unmounted from outside. Must be called on a
+/// multi-threaded tokio runtime, which serves the filesystem's requests.
+///
+/// Fails before mounting if the master cannot be reached within the RPC timeout.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let client = Client::connect(&config).await?;
+    let mountpoint = config.mountpoint().clone();
+    let mount_error = |source| Error::Mount {
+        mountpoint: mountpoint.display().to_string(),
+        source,
+    };
+    let fs = DfsFs::new(
+        client,
+        tokio::runtime::Handle::current(),
+        config.attr_ttl(),
+        config.entry_ttl(),
+    );
+    let notifier = fs.notifier_slot();
+    let options = session_config(&config);
+
+    // The session blocks a thread: mount + handshake, then the request loops until unmount.
+    let (mounted_tx, mounted_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel();
+    let session_mountpoint = mountpoint.clone();
+    std::thread::Builder::new()
+        .name("dfs-fuse-session".into())
+        .spawn(move || {
+            serve(
+                fs,
+                &session_mountpoint,
+                &options,
+                &notifier,
+                mounted_tx,
+                done_tx,
+            )
+        })
+        .map_err(mount_error)?;
+    let unmounter = match mounted_rx.await {
+        Ok(Ok(unmounter)) => unmounter,
+        Ok(Err(err)) => return Err(mount_error(err)),
+        Err(_) => return Err(mount_error(std::io::Error::other("session thread died"))),
+    };
+    tracing::info!(mountpoint = %mountpoint.display(), master = %config.master, "mounted");
+    if config.read_ahead_kb > 0 {
+        let (mountpoint, kb) = (mountpoint.clone(), config.read_ahead_kb);
+        // Stats the mount root, which the session (now running) answers.
+        match tokio::task::spawn_blocking(move || set_read_ahead(&mountpoint, kb)).await {
+            Ok(Ok(())) => tracing::info!(kb, "kernel readahead raised"),
+            Ok(Err(err)) => tracing::info!(error = %err, "kernel readahead left at its default"),
+            Err(err) => tracing::warn!(error = %err, "readahead task failed"),
+        }
+    }
+
+    let mut done_rx = done_rx;
+    tokio::select! {
+        () = shutdown => {
+            tracing::info!("shutting down: unmounting");
+            let mountpoint = mountpoint.clone();
+            let unmount = tokio::task::spawn_blocking(move || unmount(&mountpoint, unmounter));
+            match unmount.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(error = %err, "unmount failed"),
+                Err(err) => tracing::warn!(error = %err, "unmount task failed"),
+            }
+        }
+        _ = &mut done_rx => {
+            tracing::info!("unmounted from outside");
+            return Ok(());
+        }
+    }
+    match done_rx.await {
+        Ok(result) => result.map_err(mount_error),
+        Err(_) => Err(mount_error(std::io::Error::other("session thread died"))),
+    }
+}
+
+/// Sets the kernel readahead of the mount at `mountpoint` (its backing device info is named
+/// after the mount's anonymous device number, `0:<minor>`).
+fn set_read_ahead(mountpoint: &Path, kb: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(mountpoint)?.dev();
+    let bdi = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    std::fs::write(&bdi, kb.to_string())
+        .map_err(|err| std::io::Error::new(err.kind(), format!("{bdi}: {err}")))
+}
+
+/// Unmounts lazily: the mount disappears from the namespace at once, and files still open keep
+/// the session alive until they are closed.
+///
+/// fuser's own unmount cannot be relied on here: with `auto_unmount` it only closes the socket
+/// of the `fusermount3` watcher, which unmounts only a filesystem whose daemon is gone (it
+/// checks for ENOTCONN) and otherwise just exits. So detach explicitly with `fusermount3 -u
+/// -z` (which works for root and for the mounting user alike), then release the watcher.
+fn unmount(mountpoint: &Path, mut unmounter: fuser::SessionUnmounter) -> std::io::Result<()> {
+    let detached = std::process::Command::new("fusermount3")
+        .args(["-u", "-z", "--"])
+        .arg(mountpoint)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output();
+    let released = unmounter.unmount();
+    let output = detached?;
+    if !output.status.success() {
+        return Err(std::io::Error::other(format!(
+            "fusermount3 -u failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    released
+}
+
+/// The session thread: mounts, reports the unmount handle, serves until unmounted.
+fn serve(
+    fs: DfsFs,
+    mountpoint: &Path,
+    options: &fuser::Config,
+    notifier: &OnceLock<fuser::Notifier>,
+    mounted: oneshot::Sender<std::io::Result<fuser::SessionUnmounter>>,
+    done: oneshot::Sender<std::io::Result<()>>,
+) {
+    let mut session = match Session::new(fs, mountpoint, options) {
+        Ok(session) => session,
+        Err(err) => {
+            let _ = mounted.send(Err(err));
+            return;
+        }
+    };
+    // Before the request loops start: no request can need the notifier earlier.
+    let _ = notifier.set(session.notifier());
+    let _ = mounted.send(Ok(session.unmount_callable()));
+    let result = session.run();
+    tracing::info!("FUSE session ended");
+    let _ = done.send(result);
+}

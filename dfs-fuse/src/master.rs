@@ -1,0 +1,185 @@
+//! [`MasterClient`]: the metadata RPCs the mount makes, over one lazily connecting channel.
+//!
+//! The channel connects on first use and reconnects by itself, so while the master is down
+//! every call fails within the RPC timeout (as [`FsError::Unavailable`], i.e. EIO) and the
+//! mount works again as soon as the master is back, without being restarted.
+
+use std::time::Duration;
+
+use dfs_proto::FsError;
+use dfs_proto::pb::{self, master_client::MasterClient as PbMasterClient};
+use tonic::transport::{Channel, Endpoint};
+
+/// Builds a lazily connecting channel with the mount's timeouts: a connect timeout, a
+/// per-request timeout and HTTP/2 keepalives (so a dead peer is noticed on an idle channel).
+pub fn lazy_channel(uri: &str, timeout: Duration) -> Result<Channel, FsError> {
+    let endpoint = Endpoint::from_shared(uri.to_string())
+        .map_err(|err| FsError::Invalid(format!("bad address {uri}: {err}")))?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(timeout)
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(4u32 << 20)
+        .initial_connection_window_size(16u32 << 20);
+    Ok(endpoint.connect_lazy())
+}
+
+/// A cheap, cloneable handle on the master's `Master` service.
+#[derive(Debug, Clone)]
+pub struct MasterClient {
+    inner: PbMasterClient<Channel>,
+}
+
+/// Unwraps an `AttrReply`, which always carries an attribute on success.
+fn attr_of(reply: pb::AttrReply) -> Result<pb::Attr, FsError> {
+    reply
+        .attr
+        .ok_or_else(|| FsError::Io("master replied without attributes".into()))
+}
+
+/// Converts a tonic result into the shared error vocabulary.
+fn answer<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Result<T, FsError> {
+    result
+        .map(tonic::Response::into_inner)
+        .map_err(|status| FsError::from_status(&status))
+}
+
+impl MasterClient {
+    /// A client for the master at `uri` (`http://host:port`); does not connect yet.
+    pub fn new(uri: &str, timeout: Duration) -> Result<MasterClient, FsError> {
+        let channel = lazy_channel(uri, timeout)?;
+        // Chunk maps of huge files and directory pages can exceed tonic's 4 MiB default.
+        let inner = PbMasterClient::new(channel).max_decoding_message_size(64 << 20);
+        Ok(MasterClient { inner })
+    }
+
+    fn client(&self) -> PbMasterClient<Channel> {
+        self.inner.clone()
+    }
+
+    /// The cluster's chunk size, block size and replication.
+    pub async fn cluster_config(&self) -> Result<pb::ClusterConfig, FsError> {
+        answer(self.client().get_cluster_config(pb::Empty {}).await)
+    }
+
+    /// The inode named `name` in directory `parent`.
+    pub async fn lookup(&self, parent: u64, name: &[u8]) -> Result<pb::Attr, FsError> {
+        let req = pb::LookupRequest {
+            parent,
+            name: name.to_vec(),
+        };
+        attr_of(answer(self.client().lookup(req).await)?)
+    }
+
+    /// Attributes of an inode.
+    pub async fn get_attr(&self, ino: u64) -> Result<pb::Attr, FsError> {
+        attr_of(answer(
+            self.client().get_attr(pb::GetAttrRequest { ino }).await,
+        )?)
+    }
+
+    /// Changes attributes; absent fields of `req` are left alone.
+    pub async fn set_attr(&self, req: pb::SetAttrRequest) -> Result<pb::Attr, FsError> {
+        attr_of(answer(self.client().set_attr(req).await)?)
+    }
+
+    /// Creates a node of any kind.
+    pub async fn make_node(&self, req: pb::MakeNodeRequest) -> Result<pb::Attr, FsError> {
+        attr_of(answer(self.client().make_node(req).await)?)
+    }
+
+    /// Removes a non-directory entry.
+    pub async fn unlink(&self, parent: u64, name: &[u8]) -> Result<(), FsError> {
+        let req = pb::RemoveRequest {
+            parent,
+            name: name.to_vec(),
+        };
+        answer(self.client().unlink(req).await).map(drop)
+    }
+
+    /// Removes an empty directory.
+    pub async fn rmdir(&self, parent: u64, name: &[u8]) -> Result<(), FsError> {
+        let req = pb::RemoveRequest {
+            parent,
+            name: name.to_vec(),
+        };
+        answer(self.client().rmdir(req).await).map(drop)
+    }
+
+    /// Renames an entry (`flags` as for `renameat2`).
+    pub async fn rename(&self, req: pb::RenameRequest) -> Result<(), FsError> {
+        answer(self.client().rename(req).await).map(drop)
+    }
+
+    /// Adds a hard link to `ino`.
+    pub async fn link(
+        &self,
+        ino: u64,
+        new_parent: u64,
+        new_name: &[u8],
+    ) -> Result<pb::Attr, FsError> {
+        let req = pb::LinkRequest {
+            ino,
+            new_parent,
+            new_name: new_name.to_vec(),
+        };
+        attr_of(answer(self.client().link(req).await)?)
+    }
+
+    /// The target of a symlink.
+    pub async fn read_link(&self, ino: u64) -> Result<Vec<u8>, FsError> {
+        let reply = answer(self.client().read_link(pb::ReadLinkRequest { ino }).await)?;
+        Ok(reply.target)
+    }
+
+    /// One page of a directory listing: up to `limit` entries after `after`.
+    pub async fn read_dir(
+        &self,
+        ino: u64,
+        after: &[u8],
+        limit: u32,
+    ) -> Result<pb::ReadDirReply, FsError> {
+        let req = pb::ReadDirRequest {
+            ino,
+            after: after.to_vec(),
+            limit,
+        };
+        answer(self.client().read_dir(req).await)
+    }
+
+    /// Capacity and usage of the cluster.
+    pub async fn stat_fs(&self) -> Result<pb::StatFsReply, FsError> {
+        answer(self.client().stat_fs(pb::Empty {}).await)
+    }
+
+    /// Allocated chunks of a file from `first_index` on (`count` 0 = all), and its size.
+    pub async fn get_chunks(
+        &self,
+        ino: u64,
+        first_index: u64,
+        count: u64,
+    ) -> Result<pb::GetChunksReply, FsError> {
+        let req = pb::GetChunksRequest {
+            ino,
+            first_index,
+            count,
+        };
+        answer(self.client().get_chunks(req).await)
+    }
+
+    /// The chunk at `index` of a file, allocated with fresh replicas if it does not exist.
+    pub async fn allocate_chunk(&self, ino: u64, index: u64) -> Result<pb::ChunkInfo, FsError> {
+        answer(
+            self.client()
+                .allocate_chunk(pb::AllocateChunkRequest { ino, index })
+                .await,
+        )
+    }
+
+    /// Records written chunk lengths and the file's new size; returns the new attributes.
+    pub async fn commit_write(&self, req: pb::CommitWriteRequest) -> Result<pb::Attr, FsError> {
+        attr_of(answer(self.client().commit_write(req).await)?)
+    }
+}

@@ -1,0 +1,217 @@
+//! The read path: fetch the spans of a read from chunk replicas and assemble the reply.
+//!
+//! A read is clipped to the file size this client sees; inside it, a chunk that was never
+//! allocated (a hole) and the part of a replica shorter than asked (a sparse chunk) both read
+//! as zeros.
+
+use std::collections::BTreeMap;
+
+use bytes::{Bytes, BytesMut};
+use dfs_proto::FsError;
+use dfs_proto::chunk::{ChunkLayout, ChunkSpan};
+use dfs_proto::pb;
+
+use crate::datapath::DataPath;
+use crate::inode::OpenInode;
+
+/// The chunks a read touches, in order, clipped to the file size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadPlan {
+    /// Bytes the reply carries (the request clipped at end of file).
+    pub len: u64,
+    /// Each span with its chunk, `None` for a hole (reads as zeros).
+    pub spans: Vec<(ChunkSpan, Option<pb::ChunkInfo>)>,
+}
+
+/// Plans a read of `len` bytes at `offset` of a file of `file_size` bytes.
+pub fn plan_read(
+    layout: &ChunkLayout,
+    chunks: &BTreeMap<u64, pb::ChunkInfo>,
+    file_size: u64,
+    offset: u64,
+    len: u64,
+) -> ReadPlan {
+    let len = len.min(file_size.saturating_sub(offset));
+    let spans = layout
+        .split(offset, len)
+        .map(|span| (span, chunks.get(&span.index).cloned()))
+        .collect();
+    ReadPlan { len, spans }
+}
+
+/// Bytes fetched for one span of a read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    /// Offset of the span in the reply.
+    pub buf_offset: u64,
+    /// Length of the span.
+    pub len: u64,
+    /// What the replica returned (may be shorter than `len`).
+    pub data: Bytes,
+}
+
+/// Reads up to `len` bytes at `offset` of an open inode.
+pub async fn read(
+    io: &DataPath,
+    inode: &OpenInode,
+    offset: u64,
+    len: u64,
+) -> Result<Bytes, FsError> {
+    let plan = inode.plan_read(io, offset, len).await?;
+    let mut pieces = Vec::with_capacity(plan.spans.len());
+    for (span, chunk) in plan.spans {
+        let Some(chunk) = chunk else { continue };
+        let data = read_span(io, inode.ino, &chunk, &span).await?;
+        pieces.push(Piece {
+            buf_offset: span.buf_offset,
+            len: span.len,
+            data,
+        });
+    }
+    Ok(assemble(plan.len, pieces))
+}
+
+/// Reads one span. When every replica failed, the chunk may have moved or changed version
+/// since this client loaded the chunk map: ask the master once and retry if it did.
+async fn read_span(
+    io: &DataPath,
+    ino: u64,
+    chunk: &pb::ChunkInfo,
+    span: &ChunkSpan,
+) -> Result<Bytes, FsError> {
+    let err = match io.chunks.read_chunk(chunk, span.offset, span.len).await {
+        Ok(data) => return Ok(data),
+        Err(err) if err.is_replica_fault() => err,
+        Err(err) => return Err(err),
+    };
+    let reply = io.master.get_chunks(ino, span.index, 1).await?;
+    match reply.chunks.into_iter().find(|c| c.index == span.index) {
+        Some(fresh) if same_replicas(&fresh, chunk) => Err(err),
+        Some(fresh) => {
+            tracing::info!(
+                ino,
+                index = span.index,
+                "chunk moved since open, retrying read"
+            );
+            io.chunks.read_chunk(&fresh, span.offset, span.len).await
+        }
+        // Dropped meanwhile (the file was truncated elsewhere): it reads as a hole.
+        None => Ok(Bytes::new()),
+    }
+}
+
+/// Whether two views of a chunk name the same data on the same servers.
+fn same_replicas(a: &pb::ChunkInfo, b: &pb::ChunkInfo) -> bool {
+    a.chunk_id == b.chunk_id && a.version == b.version && a.replicas == b.replicas
+}
+
+/// Builds a reply of `len` bytes from the fetched pieces; whatever no piece covers (holes,
+/// short replicas) is zero. A single piece covering everything is returned without a copy.
+pub fn assemble(len: u64, mut pieces: Vec<Piece>) -> Bytes {
+    let whole = |p: &Piece| p.buf_offset == 0 && p.len == len && p.data.len() as u64 == len;
+    if pieces.len() == 1 && whole(&pieces[0]) {
+        return pieces.pop().map(|p| p.data).unwrap_or_default();
+    }
+    let mut out = BytesMut::zeroed(len as usize);
+    for piece in pieces {
+        let start = piece.buf_offset as usize;
+        let n = piece
+            .data
+            .len()
+            .min(piece.len as usize)
+            .min(out.len().saturating_sub(start));
+        out[start..start + n].copy_from_slice(&piece.data[..n]);
+    }
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> ChunkLayout {
+        ChunkLayout::new(100, 10)
+    }
+
+    fn chunk(index: u64, length: u64) -> pb::ChunkInfo {
+        pb::ChunkInfo {
+            index,
+            chunk_id: 10 + index,
+            version: 1,
+            length,
+            replicas: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn reads_are_clipped_to_the_file_and_see_holes() {
+        let chunks: BTreeMap<u64, pb::ChunkInfo> = [(0, chunk(0, 100)), (2, chunk(2, 40))]
+            .into_iter()
+            .collect();
+        let plan = plan_read(&layout(), &chunks, 240, 90, 1000);
+        assert_eq!(plan.len, 150);
+        let shape: Vec<(u64, u64, u64, Option<u64>)> = plan
+            .spans
+            .iter()
+            .map(|(s, c)| (s.index, s.offset, s.len, c.as_ref().map(|c| c.chunk_id)))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (0, 90, 10, Some(10)),
+                (1, 0, 100, None),
+                (2, 0, 40, Some(12))
+            ]
+        );
+        assert_eq!(plan_read(&layout(), &chunks, 240, 240, 10).len, 0);
+        assert_eq!(
+            plan_read(&layout(), &chunks, 240, 500, 10).spans,
+            Vec::new()
+        );
+    }
+
+    fn piece(buf_offset: u64, len: u64, data: &'static [u8]) -> Piece {
+        Piece {
+            buf_offset,
+            len,
+            data: Bytes::from_static(data),
+        }
+    }
+
+    #[test]
+    fn a_full_single_piece_is_passed_through() {
+        let out = assemble(3, vec![piece(0, 3, b"abc")]);
+        assert_eq!(out, Bytes::from_static(b"abc"));
+    }
+
+    #[test]
+    fn holes_and_short_replicas_read_as_zeros() {
+        // Span 0: a replica with 2 of 4 bytes; span 1: a hole (no piece); span 2: full.
+        let out = assemble(10, vec![piece(0, 4, b"ab"), piece(7, 3, b"xyz")]);
+        assert_eq!(&out[..], b"ab\0\0\0\0\0xyz");
+        // A replica that sends more than its span never spills into the next span.
+        let out = assemble(4, vec![piece(0, 2, b"abcd")]);
+        assert_eq!(&out[..], b"ab\0\0");
+        assert_eq!(assemble(0, Vec::new()).len(), 0);
+    }
+
+    #[test]
+    fn moved_chunks_are_recognised() {
+        let a = pb::ChunkInfo {
+            chunk_id: 1,
+            version: 2,
+            length: 5,
+            ..Default::default()
+        };
+        let longer = pb::ChunkInfo {
+            length: 9,
+            ..a.clone()
+        };
+        assert!(same_replicas(&a, &longer));
+        let newer = pb::ChunkInfo {
+            version: 3,
+            ..a.clone()
+        };
+        assert!(!same_replicas(&a, &newer));
+    }
+}

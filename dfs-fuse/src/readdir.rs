@@ -1,0 +1,228 @@
+//! Directory handles: a listing snapshot per `opendir`, and the offset cookies the kernel
+//! hands back to continue a listing.
+//!
+//! The master lists a directory in pages ordered by name (`ReadDir` with `after` = the last
+//! name seen), so a huge directory is never loaded at once. The kernel, however, continues a
+//! listing by an opaque 64-bit offset that must stay valid for the life of the handle, also
+//! when entries are created or removed meanwhile. So each handle keeps the entries it has
+//! fetched so far, and an entry's cookie is its position in that snapshot: position 0 is `.`,
+//! 1 is `..`, then the children in name order, and the cookie of position `p` is `p + 1`
+//! (where the next `readdir` starts). A `readdir` at offset 0 (`rewinddir`) starts a fresh
+//! snapshot, as POSIX asks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use dfs_proto::pb;
+
+/// Number of entries asked from the master per page.
+pub const PAGE_ENTRIES: u32 = 1024;
+
+/// One entry of a listing as the kernel sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Slot<'a> {
+    /// `.`: the directory itself.
+    Dot,
+    /// `..`: the parent (reported with the directory's own inode; the kernel never looks it
+    /// up through the filesystem).
+    DotDot,
+    /// A child from the master.
+    Child(&'a pb::DirEntry),
+}
+
+impl Slot<'_> {
+    /// The name to report.
+    pub fn name(&self) -> &[u8] {
+        match self {
+            Slot::Dot => b".",
+            Slot::DotDot => b"..",
+            Slot::Child(entry) => &entry.name,
+        }
+    }
+}
+
+/// The part of a directory listing one handle has fetched so far.
+#[derive(Debug)]
+pub struct DirListing {
+    /// The directory's inode.
+    pub ino: u64,
+    /// The directory's attributes at `opendir`, reported for `.` and `..`.
+    pub attr: pb::Attr,
+    children: Vec<pb::DirEntry>,
+    more: bool,
+}
+
+/// Positions taken by `.` and `..` before the children.
+const DOTS: u64 = 2;
+
+impl DirListing {
+    /// A listing with no children fetched yet.
+    pub fn new(attr: pb::Attr) -> DirListing {
+        DirListing {
+            ino: attr.ino,
+            attr,
+            children: Vec::new(),
+            more: true,
+        }
+    }
+
+    /// Forgets every fetched child, so the next pages come fresh from the master.
+    pub fn restart(&mut self) {
+        self.children.clear();
+        self.more = true;
+    }
+
+    /// Whether the child at `pos` is not fetched yet but the master has more: the caller
+    /// fetches the page after [`last_name`](DirListing::last_name) and [`append`]s it.
+    ///
+    /// [`append`]: DirListing::append
+    pub fn needs_page(&self, pos: u64) -> bool {
+        self.more && pos >= DOTS + self.children.len() as u64
+    }
+
+    /// The name the next page starts after (empty for the first page).
+    pub fn last_name(&self) -> &[u8] {
+        self.children
+            .last()
+            .map(|e| e.name.as_slice())
+            .unwrap_or_default()
+    }
+
+    /// Adds a page fetched from the master.
+    pub fn append(&mut self, page: pb::ReadDirReply) {
+        // A page that adds nothing while claiming more would loop forever: treat it as the end.
+        self.more = page.more && !page.entries.is_empty();
+        self.children.extend(page.entries);
+    }
+
+    /// The entry at position `pos`, or `None` past the end of what was fetched.
+    pub fn slot(&self, pos: u64) -> Option<Slot<'_>> {
+        match pos {
+            0 => Some(Slot::Dot),
+            1 => Some(Slot::DotDot),
+            _ => self
+                .children
+                .get(usize::try_from(pos - DOTS).ok()?)
+                .map(Slot::Child),
+        }
+    }
+
+    /// The cookie reported with the entry at `pos`: the offset the next `readdir` passes to
+    /// continue after it.
+    pub fn cookie(pos: u64) -> u64 {
+        pos + 1
+    }
+}
+
+/// Open directory handles of the mount, by file handle.
+#[derive(Debug, Default)]
+pub struct DirHandles {
+    // A std mutex: held only to insert, find or remove a handle, never across an `.await`;
+    // each listing has its own async mutex for the page fetches.
+    handles: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<DirListing>>>>,
+}
+
+impl DirHandles {
+    /// Registers a listing under `fh`.
+    pub fn insert(&self, fh: u64, listing: DirListing) {
+        let listing = Arc::new(tokio::sync::Mutex::new(listing));
+        self.handles
+            .lock()
+            .expect("dir handles poisoned")
+            .insert(fh, listing);
+    }
+
+    /// The listing of `fh`.
+    pub fn get(&self, fh: u64) -> Option<Arc<tokio::sync::Mutex<DirListing>>> {
+        self.handles
+            .lock()
+            .expect("dir handles poisoned")
+            .get(&fh)
+            .cloned()
+    }
+
+    /// Drops the listing of `fh` (at `releasedir`).
+    pub fn remove(&self, fh: u64) {
+        self.handles
+            .lock()
+            .expect("dir handles poisoned")
+            .remove(&fh);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str) -> pb::DirEntry {
+        pb::DirEntry {
+            name: name.as_bytes().to_vec(),
+            attr: Some(pb::Attr::default()),
+        }
+    }
+
+    fn page(names: &[&str], more: bool) -> pb::ReadDirReply {
+        pb::ReadDirReply {
+            entries: names.iter().map(|n| entry(n)).collect(),
+            more,
+        }
+    }
+
+    fn names_from(listing: &DirListing, mut pos: u64) -> Vec<String> {
+        let mut names = Vec::new();
+        while let Some(slot) = listing.slot(pos) {
+            names.push(String::from_utf8(slot.name().to_vec()).unwrap());
+            pos += 1;
+        }
+        names
+    }
+
+    #[test]
+    fn cookies_address_dots_then_children_across_pages() {
+        let mut listing = DirListing::new(pb::Attr {
+            ino: 5,
+            ..Default::default()
+        });
+        assert_eq!(listing.slot(0), Some(Slot::Dot));
+        assert_eq!(listing.slot(1), Some(Slot::DotDot));
+        assert!(!listing.needs_page(1));
+        assert!(listing.needs_page(2));
+        assert_eq!(listing.last_name(), b"");
+
+        listing.append(page(&["a", "b"], true));
+        assert_eq!(listing.last_name(), b"b");
+        assert!(!listing.needs_page(3));
+        assert!(listing.needs_page(4));
+        listing.append(page(&["c"], false));
+        assert!(!listing.needs_page(5));
+        assert_eq!(listing.slot(5), None);
+
+        // The kernel resumes with the cookie of the last entry it took.
+        let last_taken = 2; // "a"
+        assert_eq!(
+            names_from(&listing, DirListing::cookie(last_taken)),
+            vec!["b", "c"]
+        );
+        assert_eq!(names_from(&listing, 0), vec![".", "..", "a", "b", "c"]);
+    }
+
+    #[test]
+    fn restart_refetches_and_empty_pages_end_the_listing() {
+        let mut listing = DirListing::new(pb::Attr::default());
+        listing.append(page(&["x"], true));
+        listing.restart();
+        assert!(listing.needs_page(2));
+        assert_eq!(listing.slot(2), None);
+        listing.append(page(&[], true));
+        assert!(!listing.needs_page(2));
+    }
+
+    #[test]
+    fn handles_are_found_until_released() {
+        let handles = DirHandles::default();
+        handles.insert(3, DirListing::new(pb::Attr::default()));
+        assert!(handles.get(3).is_some());
+        handles.remove(3);
+        assert!(handles.get(3).is_none());
+    }
+}
