@@ -1,0 +1,427 @@
+//! The pipelined chain write: a `WriteChunk` stream is written to the local replica and, at
+//! the same time, forwarded to the next replica of the chain, which does the same.
+//!
+//! ```text
+//! client ──stream──> chunkserver A ──stream──> chunkserver B ──stream──> chunkserver C
+//!                       │ disk                    │ disk                    │ disk
+//!         <──reply────  └ waits for B  <──reply── └ waits for C  <──reply──  ┘
+//! ```
+//!
+//! The client sends each byte once; every hop forwards a data message as soon as it arrives
+//! and writes it to disk on a blocking thread meanwhile, so network and disks overlap. The
+//! local writer and the downstream each sit behind a small bounded queue: memory per write
+//! is a few messages, and a slow disk or a slow next hop slows the client down (backpressure)
+//! instead of buffering without bound.
+//!
+//! A hop replies only when its own write and the downstream's reply both succeeded. Every
+//! wait is bounded: the upstream's silence by the idle timeout, the downstream's connect,
+//! acceptance of data and reply by the RPC timeout.
+//!
+//! **Aborting a write.** A hop that fails half-way must not let the next hop treat the data
+//! so far as the whole write (and apply `truncate` or `sync` to it). Cancelling the call
+//! does not do that: tonic hands a server a cancelled request stream as a clean end (see
+//! `tonic::codec::decode`, `Code::Cancelled` on a request). So an aborting sender sends a
+//! [`WriteChunkRequest`] with no `msg` — invalid, so the receiver fails the write without
+//! applying its flags, keeps (and checksums) the data that arrived, and aborts its own
+//! downstream the same way. Clients abandoning a write stream should do the same.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use dfs_proto::FsError;
+use dfs_proto::pb::write_chunk_request::Msg;
+use dfs_proto::pb::{WriteChunkReply, WriteChunkRequest, WriteHeader};
+use tokio::sync::mpsc;
+use tokio::task::{self, JoinHandle};
+use tokio::time::timeout;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::Status;
+
+use crate::error::{Error, Result};
+use crate::net::Peers;
+use crate::store::{ChunkStore, ReplicaWriter};
+
+/// Data messages queued for the local writer and for the downstream, each. Enough to keep
+/// disk and network busy while the next message arrives; small enough to bound memory.
+const QUEUE_DEPTH: usize = 4;
+
+/// One step of a write stream, as handed to the local writer and to the downstream.
+#[derive(Debug)]
+enum Piece {
+    /// Data continuing where the previous piece ended.
+    Data(Bytes),
+    /// The stream arrived whole: apply the header's flags and finish. A queue that closes
+    /// without an `End` means the write failed.
+    End,
+    /// The write failed: tell the downstream with an empty message (see the module docs).
+    Abort,
+}
+
+/// Timeouts of a chain write.
+#[derive(Debug, Clone, Copy)]
+pub struct ChainTimeouts {
+    /// Connecting to the downstream, the downstream accepting a piece, and its final reply.
+    pub rpc: Duration,
+    /// How long the upstream may stay silent before the write is abandoned.
+    pub idle: Duration,
+}
+
+/// Runs write streams: the local replica plus the rest of the chain.
+#[derive(Debug)]
+pub struct ChainWriter {
+    store: ChunkStore,
+    peers: Peers,
+    timeouts: ChainTimeouts,
+}
+
+/// Why the loop moving data from upstream to the consumers stopped early.
+enum Stop {
+    /// The local writer quit; its own result says why.
+    LocalGone,
+    /// Anything else: upstream broken or idle, a protocol error, a failed downstream.
+    Failed(Error),
+}
+
+impl ChainWriter {
+    /// A chain writer storing into `store`.
+    pub fn new(store: ChunkStore, timeouts: ChainTimeouts) -> ChainWriter {
+        ChainWriter {
+            store,
+            peers: Peers::new(timeouts.rpc),
+            timeouts,
+        }
+    }
+
+    /// Runs one write stream to its end: a header, then data. Returns the reply for the
+    /// upstream once the local replica and every downstream replica hold the data.
+    pub async fn write<S>(&self, mut upstream: S) -> Result<WriteChunkReply>
+    where
+        S: Stream<Item = Result<WriteChunkRequest, Status>> + Unpin,
+    {
+        let header = match self.next(&mut upstream).await? {
+            Some(WriteChunkRequest {
+                msg: Some(Msg::Header(header)),
+            }) => header,
+            _ => {
+                return Err(
+                    FsError::Invalid("a write stream must start with a header".into()).into(),
+                );
+            }
+        };
+        // Check the version before involving anyone else: a stale write fails right here.
+        let store = self.store.clone();
+        let (chunk_id, version) = (header.chunk_id, header.version);
+        let writer = task::spawn_blocking(move || store.open_writer(chunk_id, version)).await??;
+
+        let mut downstream = match header.downstream.split_first() {
+            Some((next, rest)) => {
+                let forwarded = WriteHeader {
+                    downstream: rest.to_vec(),
+                    ..header.clone()
+                };
+                Some(Downstream::open(
+                    &self.peers,
+                    next,
+                    forwarded,
+                    self.timeouts.rpc,
+                )?)
+            }
+            None => None,
+        };
+        let (local_tx, local_rx) = mpsc::channel(QUEUE_DEPTH);
+        let plan = LocalPlan {
+            offset: header.offset,
+            truncate: header.truncate,
+            sync: header.sync,
+        };
+        let local = task::spawn_blocking(move || write_locally(writer, plan, local_rx));
+
+        if let Err(stop) = self
+            .pump(&mut upstream, &local_tx, downstream.as_mut())
+            .await
+        {
+            if let Some(downstream) = downstream.as_mut() {
+                downstream.abort().await;
+            }
+            // Closing the queue without `End` stops the local writer, which keeps what was
+            // written (with its checksums) but applies no flags.
+            drop(local_tx);
+            let local = local.await?;
+            return Err(match (stop, local) {
+                (Stop::Failed(err), _) | (Stop::LocalGone, Err(err)) => err,
+                (Stop::LocalGone, Ok(_)) => FsError::Io("local replica writer quit".into()).into(),
+            });
+        }
+
+        // A closed queue means the local writer failed; its result says why.
+        let _ = local_tx.send(Piece::End).await;
+        let remote = async {
+            match downstream.as_mut() {
+                Some(downstream) => Some(downstream.finish().await),
+                None => None,
+            }
+        };
+        let (local, remote) = tokio::join!(local, remote);
+        let length = local??;
+        let mut replicas_written = 1;
+        if let (Some(remote), Some(downstream)) = (remote, downstream.as_ref()) {
+            let reply = remote?;
+            if reply.length != length {
+                return Err(downstream.error(FsError::Io(format!(
+                    "replica length {} differs from the upstream replica's {length}",
+                    reply.length
+                ))));
+            }
+            replicas_written += reply.replicas_written;
+        }
+        Ok(WriteChunkReply {
+            length,
+            replicas_written,
+        })
+    }
+
+    /// Moves data messages from the upstream to the downstream and the local writer until
+    /// the upstream ends.
+    async fn pump<S>(
+        &self,
+        upstream: &mut S,
+        local: &mpsc::Sender<Piece>,
+        mut downstream: Option<&mut Downstream>,
+    ) -> Result<(), Stop>
+    where
+        S: Stream<Item = Result<WriteChunkRequest, Status>> + Unpin,
+    {
+        while let Some(message) = self.next(upstream).await.map_err(Stop::Failed)? {
+            let data = match message.msg {
+                Some(Msg::Data(data)) => data,
+                None => {
+                    let err = FsError::Invalid("write stream aborted by its sender".into());
+                    return Err(Stop::Failed(err.into()));
+                }
+                Some(Msg::Header(_)) => {
+                    let err = FsError::Invalid("a write stream has one header, then data".into());
+                    return Err(Stop::Failed(err.into()));
+                }
+            };
+            if data.is_empty() {
+                continue;
+            }
+            // Forward first: the next hop starts on this piece while the local disk does.
+            if let Some(downstream) = downstream.as_deref_mut() {
+                downstream.send(data.clone()).await.map_err(Stop::Failed)?;
+            }
+            local
+                .send(Piece::Data(data))
+                .await
+                .map_err(|_| Stop::LocalGone)?;
+        }
+        Ok(())
+    }
+
+    /// The next upstream message, or `None` at its end; an error if it broke or went silent.
+    async fn next<S>(&self, upstream: &mut S) -> Result<Option<WriteChunkRequest>>
+    where
+        S: Stream<Item = Result<WriteChunkRequest, Status>> + Unpin,
+    {
+        match timeout(self.timeouts.idle, upstream.next()).await {
+            Err(_) => Err(FsError::Unavailable(format!(
+                "write stream silent for {:?}; abandoned",
+                self.timeouts.idle
+            ))
+            .into()),
+            Ok(Some(Err(status))) => Err(FsError::from_status(&status).into()),
+            Ok(Some(Ok(message))) => Ok(Some(message)),
+            Ok(None) => Ok(None),
+        }
+    }
+}
+
+/// What the local writer does once the data has arrived.
+struct LocalPlan {
+    offset: u64,
+    truncate: bool,
+    sync: bool,
+}
+
+/// Writes the pieces to the local replica, on a blocking thread, in order; at `End` applies
+/// the flags and commits. Returns the replica length.
+fn write_locally(
+    writer: ReplicaWriter,
+    plan: LocalPlan,
+    mut pieces: mpsc::Receiver<Piece>,
+) -> Result<u64> {
+    let mut pos = plan.offset;
+    let failure = loop {
+        match pieces.blocking_recv() {
+            Some(Piece::Data(data)) => {
+                if let Err(err) = writer.write(pos, &data) {
+                    break err;
+                }
+                pos += data.len() as u64;
+            }
+            Some(Piece::End) => {
+                if plan.truncate {
+                    writer.truncate(pos)?;
+                }
+                return writer.commit(plan.sync);
+            }
+            Some(Piece::Abort) | None => {
+                break FsError::Io("write stream ended before its end".into()).into();
+            }
+        }
+    };
+    // What was written stays on disk; persist the checksums that describe it.
+    if let Err(err) = writer.commit(false) {
+        tracing::warn!(chunk = %format!("{:016x}", writer.chunk_id()), error = %err,
+            "could not persist checksums after a failed write");
+    }
+    Err(failure)
+}
+
+/// The write stream to the next chunkserver of the chain, running in its own task.
+struct Downstream {
+    addr: String,
+    pieces: mpsc::Sender<Piece>,
+    /// The `WriteChunk` call; taken once its outcome has been awaited.
+    call: Option<JoinHandle<Result<WriteChunkReply, Status>>>,
+    rpc_timeout: Duration,
+}
+
+impl Downstream {
+    /// Starts the call to `addr`, opening with `header`.
+    fn open(peers: &Peers, addr: &str, header: WriteHeader, rpc_timeout: Duration) -> Result<Self> {
+        let mut client = peers.client(addr)?;
+        let (pieces, queue) = mpsc::channel(QUEUE_DEPTH);
+        let requests = request_stream(header, queue);
+        let call = tokio::spawn(async move {
+            client
+                .write_chunk(requests)
+                .await
+                .map(tonic::Response::into_inner)
+        });
+        Ok(Downstream {
+            addr: addr.to_string(),
+            pieces,
+            call: Some(call),
+            rpc_timeout,
+        })
+    }
+
+    /// Queues a data piece; fails if the downstream failed or accepts nothing for the RPC
+    /// timeout.
+    async fn send(&mut self, data: Bytes) -> Result<()> {
+        match timeout(self.rpc_timeout, self.pieces.send(Piece::Data(data))).await {
+            Ok(Ok(())) => Ok(()),
+            // The call ended before the stream did: its outcome says why.
+            Ok(Err(_)) => Err(match self.outcome().await {
+                Ok(_) => self.error(FsError::Io("replied before the write stream ended".into())),
+                Err(err) => err,
+            }),
+            Err(_) => Err(self.error(FsError::Unavailable(format!(
+                "accepted no data for {:?}",
+                self.rpc_timeout
+            )))),
+        }
+    }
+
+    /// Ends the stream cleanly and waits for the downstream's reply.
+    async fn finish(&mut self) -> Result<WriteChunkReply> {
+        // A closed queue means the call already ended: its outcome says how.
+        if timeout(self.rpc_timeout, self.pieces.send(Piece::End))
+            .await
+            .is_err()
+        {
+            return Err(self.error(FsError::Unavailable(format!(
+                "accepted no data for {:?}",
+                self.rpc_timeout
+            ))));
+        }
+        self.outcome().await
+    }
+
+    /// Aborts the downstream's write (see the module docs) and waits, bounded, until it
+    /// has failed.
+    async fn abort(&mut self) {
+        if let Some(call) = self.call.take() {
+            abort_call(self.pieces.clone(), call, self.rpc_timeout).await;
+        }
+    }
+
+    /// Waits (bounded) for the call to end.
+    async fn outcome(&mut self) -> Result<WriteChunkReply> {
+        let Some(mut call) = self.call.take() else {
+            return Err(self.error(FsError::Io("write stream already failed".into())));
+        };
+        match timeout(self.rpc_timeout, &mut call).await {
+            Ok(Ok(Ok(reply))) => Ok(reply),
+            Ok(Ok(Err(status))) => Err(self.error(FsError::from_status(&status))),
+            Ok(Err(join)) => Err(Error::Task(join)),
+            Err(_) => {
+                call.abort();
+                Err(self.error(FsError::Unavailable(format!(
+                    "no reply within {:?}",
+                    self.rpc_timeout
+                ))))
+            }
+        }
+    }
+
+    fn error(&self, cause: FsError) -> Error {
+        Error::Downstream {
+            addr: self.addr.clone(),
+            cause,
+        }
+    }
+}
+
+impl Drop for Downstream {
+    /// A write dropped half-way (the handler was cancelled) must abort the downstream's
+    /// write too, not leave it running or let it look complete.
+    fn drop(&mut self) {
+        if let (Some(call), Ok(runtime)) = (self.call.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(abort_call(self.pieces.clone(), call, self.rpc_timeout));
+        }
+    }
+}
+
+/// Sends the abort message and waits (bounded) for the call to fail; cancels it if the
+/// downstream does not take the message in time (it is then broken anyway).
+async fn abort_call(
+    pieces: mpsc::Sender<Piece>,
+    mut call: JoinHandle<Result<WriteChunkReply, Status>>,
+    rpc_timeout: Duration,
+) {
+    let sent = timeout(rpc_timeout, pieces.send(Piece::Abort)).await;
+    if matches!(sent, Ok(Ok(()))) && timeout(rpc_timeout, &mut call).await.is_ok() {
+        return;
+    }
+    call.abort();
+    let _ = call.await;
+}
+
+/// The messages sent downstream: the header, then the queued data until `End`, or an empty
+/// message at `Abort`. Neither a closed queue nor an abort ever ends the stream cleanly: the
+/// stream then stays open until the call ends, so a failed write never looks complete.
+fn request_stream(
+    header: WriteHeader,
+    queue: mpsc::Receiver<Piece>,
+) -> impl Stream<Item = WriteChunkRequest> + Send + 'static {
+    let header = WriteChunkRequest {
+        msg: Some(Msg::Header(header)),
+    };
+    let data = ReceiverStream::new(queue)
+        .chain(tokio_stream::pending())
+        .map_while(|piece| {
+            match piece {
+                // `Bytes`: the local writer and the downstream share one buffer, no copy.
+                Piece::Data(data) => Some(WriteChunkRequest {
+                    msg: Some(Msg::Data(data)),
+                }),
+                Piece::Abort => Some(WriteChunkRequest { msg: None }),
+                Piece::End => None,
+            }
+        });
+    tokio_stream::once(header).chain(data)
+}

@@ -1,0 +1,323 @@
+//! The chunkserver's side of the master protocol: fetching the cluster configuration,
+//! registering, and the heartbeat loop.
+//!
+//! * Registration names this server's address, rack and storage uuid (so a restarted server
+//!   gets its old identity back) and is retried with backoff while the master is down.
+//! * Every interval a heartbeat reports capacity, free space and replica count. The first
+//!   heartbeat after registering, and then every `full_report_every`-th, carries a full block
+//!   report: every replica with its version and length.
+//! * The reply names replicas to delete (the master no longer references them) and may ask
+//!   the server to register again (the master forgot it, e.g. after its registry was reset).
+//!
+//! An unreachable master is never fatal: the server keeps serving reads and writes and keeps
+//! trying, logging the outage once rather than on every attempt.
+
+use std::future::Future;
+use std::time::Duration;
+
+use dfs_proto::FsError;
+use dfs_proto::pb::master_client::MasterClient;
+use dfs_proto::pb::{
+    ChunkReplicaReport, ClusterConfig, Empty, HeartbeatRequest, RegisterChunkserverRequest,
+};
+use tokio::task;
+use tokio::time::{MissedTickBehavior, interval, sleep};
+use tonic::transport::Channel;
+use tracing::{debug, info, warn};
+
+use crate::error::{Error, Result};
+use crate::net::{MAX_MESSAGE_SIZE, endpoint};
+use crate::shutdown::Shutdown;
+use crate::store::{ChunkStore, ReplicaInfo};
+
+/// First wait before retrying a failed call to the master.
+const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// While the master stays unreachable, log every this many failed attempts.
+const LOG_EVERY_FAILURES: u32 = 20;
+
+/// A client of the master with the configured timeouts.
+#[derive(Debug, Clone)]
+pub struct Master {
+    addr: String,
+    client: MasterClient<Channel>,
+}
+
+impl Master {
+    /// A client of the master at `addr` (`host:port` or a URI). Connects on first use; every
+    /// call fails after `rpc_timeout` instead of hanging on a master that does not answer.
+    pub fn new(addr: &str, rpc_timeout: Duration) -> Result<Master> {
+        let channel = endpoint(addr, rpc_timeout)
+            .map_err(|e| Error::Config(format!("bad master address {addr:?}: {e}")))?
+            .timeout(rpc_timeout)
+            .connect_lazy();
+        let client = MasterClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE);
+        Ok(Master {
+            addr: addr.to_string(),
+            client,
+        })
+    }
+
+    /// The cluster's chunk and block sizes, retried until the master answers. `None` if
+    /// shutdown came first.
+    pub async fn cluster_config(&self, shutdown: &mut Shutdown) -> Option<ClusterConfig> {
+        retry(
+            "get the cluster configuration from the master",
+            shutdown,
+            || {
+                let mut client = self.client.clone();
+                async move {
+                    client
+                        .get_cluster_config(Empty {})
+                        .await
+                        .map(tonic::Response::into_inner)
+                }
+            },
+        )
+        .await
+        .ok()
+    }
+
+    fn error(&self, status: &tonic::Status) -> Error {
+        Error::Master {
+            addr: self.addr.clone(),
+            cause: FsError::from_status(status),
+        }
+    }
+}
+
+/// What the master is told about this server when it registers.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// Address clients and other chunkservers use to reach this server.
+    pub addr: String,
+    /// Rack label for placement.
+    pub rack: String,
+}
+
+/// How often to heartbeat and to send full block reports.
+#[derive(Debug, Clone, Copy)]
+pub struct HeartbeatSchedule {
+    /// Time between heartbeats.
+    pub interval: Duration,
+    /// Heartbeats between full block reports.
+    pub full_report_every: u32,
+}
+
+/// The registration and heartbeat state of one chunkserver.
+#[derive(Debug)]
+pub struct Heartbeater {
+    master: Master,
+    store: ChunkStore,
+    registration: Registration,
+    schedule: HeartbeatSchedule,
+    /// The id the master gave at the last registration.
+    server_id: u64,
+    /// Heartbeats left until the next full block report; 0 means the next one is full.
+    beats_until_full: u32,
+    /// Consecutive failed heartbeats, to log an outage once.
+    failures: u32,
+}
+
+impl Heartbeater {
+    /// A heartbeater that has not registered yet.
+    pub fn new(
+        master: Master,
+        store: ChunkStore,
+        registration: Registration,
+        schedule: HeartbeatSchedule,
+    ) -> Heartbeater {
+        Heartbeater {
+            master,
+            store,
+            registration,
+            schedule,
+            server_id: 0,
+            beats_until_full: 0,
+            failures: 0,
+        }
+    }
+
+    /// Registers with the master, retrying with backoff until it answers. Returns the
+    /// server id, or `None` if shutdown came first.
+    pub async fn register(&mut self, shutdown: &mut Shutdown) -> Option<u64> {
+        let master = &self.master;
+        let (store, registration) = (&self.store, &self.registration);
+        let server_id = retry("register with the master", shutdown, || async move {
+            let request = registration_request(store, registration)
+                .await
+                .map_err(|e| tonic::Status::internal(e.to_string()))?;
+            let mut client = master.client.clone();
+            client
+                .register_chunkserver(request)
+                .await
+                .map(|r| r.into_inner().server_id)
+        })
+        .await
+        .ok()?;
+        info!(server_id, addr = %self.registration.addr, storage_uuid = %self.store.storage_uuid(),
+            "registered with the master");
+        self.server_id = server_id;
+        self.beats_until_full = 0;
+        Some(server_id)
+    }
+
+    /// Sends heartbeats every interval until shutdown, acting on the replies.
+    pub async fn run(mut self, mut shutdown: Shutdown) {
+        let mut ticker = interval(self.schedule.interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.wait() => return,
+            }
+            match self.beat().await {
+                Ok(reregister) => {
+                    if self.failures > 0 {
+                        info!(failures = self.failures, "master reachable again");
+                        // It may have restarted and lost what it knew: report everything.
+                        self.beats_until_full = 0;
+                    }
+                    self.failures = 0;
+                    if reregister {
+                        info!("the master does not know this server; registering again");
+                        if self.register(&mut shutdown).await.is_none() {
+                            return;
+                        }
+                    }
+                }
+                Err(err) => {
+                    if self.failures % LOG_EVERY_FAILURES == 0 {
+                        warn!(error = %err, failures = self.failures + 1, "heartbeat failed");
+                    }
+                    self.failures += 1;
+                }
+            }
+        }
+    }
+
+    /// One heartbeat; returns whether the master asked to register again.
+    async fn beat(&mut self) -> Result<bool> {
+        let full_report = self.beats_until_full == 0;
+        let store = self.store.clone();
+        let (usage, replicas) = task::spawn_blocking(move || {
+            let replicas = if full_report {
+                store.list()
+            } else {
+                Vec::new()
+            };
+            store.usage().map(|usage| (usage, replicas))
+        })
+        .await??;
+        let request = HeartbeatRequest {
+            server_id: self.server_id,
+            capacity_bytes: usage.capacity_bytes,
+            free_bytes: usage.free_bytes,
+            chunk_count: usage.replica_count,
+            chunks: replicas.into_iter().map(ChunkReplicaReport::from).collect(),
+            full_report,
+        };
+        let mut client = self.master.client.clone();
+        let reply = client
+            .heartbeat(request)
+            .await
+            .map_err(|s| self.master.error(&s))?
+            .into_inner();
+        self.beats_until_full = if full_report {
+            self.schedule.full_report_every
+        } else {
+            self.beats_until_full - 1
+        };
+        if !reply.delete_chunks.is_empty() {
+            self.delete(reply.delete_chunks).await;
+        }
+        Ok(reply.reregister)
+    }
+
+    /// Deletes the replicas the master no longer references.
+    async fn delete(&self, chunk_ids: Vec<u64>) {
+        let store = self.store.clone();
+        let deleted = task::spawn_blocking(move || {
+            for chunk_id in chunk_ids {
+                let chunk = format!("{chunk_id:016x}");
+                match store.delete(chunk_id) {
+                    Ok(true) => info!(%chunk, "deleted replica the master no longer references"),
+                    Ok(false) => debug!(%chunk, "master asked to delete a replica we do not have"),
+                    Err(err) => warn!(%chunk, error = %err, "could not delete replica"),
+                }
+            }
+        })
+        .await;
+        if let Err(err) = deleted {
+            warn!(error = %err, "replica deletion task failed");
+        }
+    }
+}
+
+impl From<ReplicaInfo> for ChunkReplicaReport {
+    fn from(replica: ReplicaInfo) -> ChunkReplicaReport {
+        ChunkReplicaReport {
+            chunk_id: replica.chunk_id,
+            version: replica.version,
+            length: replica.length,
+        }
+    }
+}
+
+/// The registration request with current capacity figures.
+async fn registration_request(
+    store: &ChunkStore,
+    registration: &Registration,
+) -> Result<RegisterChunkserverRequest> {
+    let usage = {
+        let store = store.clone();
+        task::spawn_blocking(move || store.usage()).await??
+    };
+    Ok(RegisterChunkserverRequest {
+        addr: registration.addr.clone(),
+        storage_uuid: store.storage_uuid().to_string(),
+        rack: registration.rack.clone(),
+        capacity_bytes: usage.capacity_bytes,
+        free_bytes: usage.free_bytes,
+    })
+}
+
+/// Calls `attempt` until it succeeds, with exponential backoff, logging the first failure
+/// and then every [`LOG_EVERY_FAILURES`]-th. `Err` carries the last failure if shutdown came
+/// first.
+async fn retry<T, F, Fut>(
+    what: &str,
+    shutdown: &mut Shutdown,
+    mut attempt: F,
+) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    let mut delay = INITIAL_BACKOFF;
+    let mut failures = 0u32;
+    loop {
+        let status = match attempt().await {
+            Ok(value) => {
+                if failures > 0 {
+                    info!(failures, "{what}: succeeded after retrying");
+                }
+                return Ok(value);
+            }
+            Err(status) => status,
+        };
+        if failures % LOG_EVERY_FAILURES == 0 {
+            warn!(error = %FsError::from_status(&status), failures = failures + 1,
+                "could not {what}; retrying");
+        }
+        failures += 1;
+        tokio::select! {
+            _ = sleep(delay) => {}
+            _ = shutdown.wait() => return Err(status),
+        }
+        delay = (delay * 2).min(MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,122 @@
+//! The `Chunkserver` gRPC service: thin handlers over the chain writer and the store.
+//!
+//! `WriteChunk` hands its stream to [`ChainWriter`]. `ReadChunk` streams the requested range
+//! in pieces of at most [`READ_PIECE`] bytes, each read and verified on a blocking thread
+//! while the previous one is on the wire.
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use dfs_proto::pb::chunkserver_server::{Chunkserver, ChunkserverServer};
+use dfs_proto::pb::{ReadChunkReply, ReadChunkRequest, WriteChunkReply, WriteChunkRequest};
+use tokio::sync::mpsc;
+use tokio::task;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::chain::{ChainTimeouts, ChainWriter};
+use crate::error::Result;
+use crate::net::MAX_MESSAGE_SIZE;
+use crate::store::ChunkStore;
+
+/// Largest data message of a read reply. Pieces after the first start at multiples of this
+/// (a multiple of any sensible block size), so every block is read and verified once.
+pub const READ_PIECE: u64 = 1 << 20;
+
+/// Read pieces buffered ahead of the network: one being sent, one being read.
+const READ_AHEAD: usize = 2;
+
+/// The data service of one chunkserver.
+#[derive(Debug)]
+pub struct ChunkserverService {
+    store: ChunkStore,
+    chain: ChainWriter,
+}
+
+impl ChunkserverService {
+    /// A service over `store`, forwarding chain writes with `timeouts`.
+    pub fn new(store: ChunkStore, timeouts: ChainTimeouts) -> ChunkserverService {
+        ChunkserverService {
+            chain: ChainWriter::new(store.clone(), timeouts),
+            store,
+        }
+    }
+
+    /// The tonic server for this service, accepting and sending messages of up to
+    /// [`MAX_MESSAGE_SIZE`].
+    pub fn into_server(self) -> ChunkserverServer<ChunkserverService> {
+        ChunkserverServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_SIZE)
+            .max_encoding_message_size(MAX_MESSAGE_SIZE)
+    }
+}
+
+/// Stream of read pieces sent to the client.
+type ReadStream = Pin<Box<dyn Stream<Item = Result<ReadChunkReply, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Chunkserver for ChunkserverService {
+    async fn write_chunk(
+        &self,
+        request: Request<Streaming<WriteChunkRequest>>,
+    ) -> Result<Response<WriteChunkReply>, Status> {
+        let reply = self.chain.write(request.into_inner()).await?;
+        Ok(Response::new(reply))
+    }
+
+    type ReadChunkStream = ReadStream;
+
+    async fn read_chunk(
+        &self,
+        request: Request<ReadChunkRequest>,
+    ) -> Result<Response<ReadStream>, Status> {
+        let ReadChunkRequest {
+            chunk_id,
+            version,
+            offset,
+            length,
+        } = request.into_inner();
+        let end = offset.saturating_add(length);
+        // The first piece is read before answering, so a missing, stale or corrupt replica
+        // fails the call itself rather than arriving as a stream item.
+        let first_end = end.min((offset / READ_PIECE + 1) * READ_PIECE);
+        let first = read_piece(&self.store, chunk_id, version, offset, first_end).await?;
+        let (tx, rx) = mpsc::channel(READ_AHEAD);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let mut pos = offset + first.len() as u64;
+            let mut full = pos == first_end;
+            if !first.is_empty() && tx.send(Ok(ReadChunkReply { data: first })).await.is_err() {
+                return;
+            }
+            // A short piece means the replica ended: stop there.
+            while full && pos < end {
+                let piece_end = end.min(pos + READ_PIECE);
+                let piece = read_piece(&store, chunk_id, version, pos, piece_end).await;
+                let reply = piece.map(|data| {
+                    pos += data.len() as u64;
+                    full = pos == piece_end;
+                    ReadChunkReply { data }
+                });
+                let failed = reply.is_err();
+                if tx.send(reply.map_err(Status::from)).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Reads and verifies `[offset, end)` of a replica on a blocking thread.
+async fn read_piece(
+    store: &ChunkStore,
+    chunk_id: u64,
+    version: u64,
+    offset: u64,
+    end: u64,
+) -> Result<Bytes> {
+    let store = store.clone();
+    task::spawn_blocking(move || store.read(chunk_id, version, offset, end - offset)).await?
+}

@@ -1,0 +1,425 @@
+//! The data service over real gRPC: three chunkservers in this process on loopback, no
+//! master. Chain writes reach every replica, reads stream them back, and a broken chain
+//! fails in bounded time instead of hanging.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dfs_chunkserver::{ChainTimeouts, ChunkStore, StoreOptions};
+use dfs_proto::FsError;
+use dfs_proto::pb::chunkserver_client::ChunkserverClient;
+use dfs_proto::pb::write_chunk_request::Msg;
+use dfs_proto::pb::{ReadChunkRequest, WriteChunkReply, WriteChunkRequest, WriteHeader};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+use tonic::transport::Channel;
+
+const BLOCK: u64 = 64 << 10;
+const CHUNK: u64 = 64 << 20;
+const TIMEOUTS: ChainTimeouts = ChainTimeouts {
+    rpc: Duration::from_millis(1000),
+    idle: Duration::from_secs(5),
+};
+
+/// One chunkserver data service on `127.0.0.1:0`, stopped on drop.
+struct TestServer {
+    addr: String,
+    stop: Option<oneshot::Sender<()>>,
+    dir: TempDir,
+}
+
+impl TestServer {
+    async fn start() -> TestServer {
+        TestServer::start_with(TIMEOUTS).await
+    }
+
+    async fn start_with(timeouts: ChainTimeouts) -> TestServer {
+        let dir = TempDir::new().unwrap();
+        let options = StoreOptions {
+            block_size: BLOCK,
+            chunk_size: CHUNK,
+            capacity_limit: None,
+        };
+        let store = ChunkStore::open(dir.path(), options).unwrap();
+        // Bound before serving: connections queue in the backlog, so the address is usable
+        // right away and no readiness wait is needed.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(dfs_chunkserver::serve(store, timeouts, listener, async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            stop: Some(stop),
+            dir,
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn client(addr: &str) -> ChunkserverClient<Channel> {
+    ChunkserverClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+        .max_decoding_message_size(16 << 20)
+        .max_encoding_message_size(16 << 20)
+}
+
+fn header(chunk_id: u64, version: u64, offset: u64, downstream: &[&TestServer]) -> WriteHeader {
+    WriteHeader {
+        chunk_id,
+        version,
+        offset,
+        downstream: downstream.iter().map(|s| s.addr.clone()).collect(),
+        sync: false,
+        truncate: false,
+    }
+}
+
+/// Streams `header` and then `data` in pieces of `piece` bytes.
+async fn write(
+    addr: &str,
+    header: WriteHeader,
+    data: &[u8],
+    piece: usize,
+) -> Result<WriteChunkReply, Status> {
+    let mut messages = vec![WriteChunkRequest {
+        msg: Some(Msg::Header(header)),
+    }];
+    messages.extend(data.chunks(piece).map(|c| WriteChunkRequest {
+        msg: Some(Msg::Data(Bytes::copy_from_slice(c))),
+    }));
+    let mut client = client(addr).await;
+    client
+        .write_chunk(tokio_stream::iter(messages))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Reads a whole replica, checking that no piece is larger than 1 MiB.
+async fn read_all(addr: &str, chunk_id: u64, version: u64) -> Result<Vec<u8>, Status> {
+    let request = ReadChunkRequest {
+        chunk_id,
+        version,
+        offset: 0,
+        length: u64::MAX,
+    };
+    let mut stream = client(addr).await.read_chunk(request).await?.into_inner();
+    let mut out = Vec::new();
+    while let Some(piece) = stream.message().await? {
+        assert!(
+            piece.data.len() <= 1 << 20,
+            "read piece of {} bytes",
+            piece.data.len()
+        );
+        out.extend_from_slice(&piece.data);
+    }
+    Ok(out)
+}
+
+fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_write_reaches_every_replica() {
+    let (a, b, c) = (
+        TestServer::start().await,
+        TestServer::start().await,
+        TestServer::start().await,
+    );
+    // Not a multiple of the block size or of the piece size.
+    let data = pseudo_random(1, (3 << 20) + 12_345);
+    let mut head = header(0x42, 1, 0, &[&b, &c]);
+    head.sync = true;
+    let reply = write(&a.addr, head, &data, 300_000).await.unwrap();
+    assert_eq!(
+        reply,
+        WriteChunkReply {
+            length: data.len() as u64,
+            replicas_written: 3
+        }
+    );
+    for server in [&a, &b, &c] {
+        assert!(
+            read_all(&server.addr, 0x42, 1).await.unwrap() == data,
+            "{}",
+            server.addr
+        );
+    }
+
+    // Overwrite a range across a block boundary, then cut the replicas where it ends.
+    let patch = pseudo_random(2, 100_000);
+    let offset = BLOCK - 10;
+    let mut head = header(0x42, 1, offset, &[&b, &c]);
+    head.truncate = true;
+    let reply = write(&a.addr, head, &patch, 40_000).await.unwrap();
+    let mut expected = data[..offset as usize].to_vec();
+    expected.extend_from_slice(&patch);
+    assert_eq!(
+        reply,
+        WriteChunkReply {
+            length: expected.len() as u64,
+            replicas_written: 3
+        }
+    );
+    for server in [&a, &b, &c] {
+        assert!(
+            read_all(&server.addr, 0x42, 1).await.unwrap() == expected,
+            "{}",
+            server.addr
+        );
+    }
+
+    // A ranged read returns exactly the range.
+    let request = ReadChunkRequest {
+        chunk_id: 0x42,
+        version: 1,
+        offset: 1000,
+        length: 70_000,
+    };
+    let mut stream = client(&c.addr)
+        .await
+        .read_chunk(request)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = Vec::new();
+    while let Some(piece) = stream.message().await.unwrap() {
+        got.extend_from_slice(&piece.data);
+    }
+    assert!(got == expected[1000..71_000]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_writes_report_errors_with_their_errno() {
+    let a = TestServer::start().await;
+    let status = read_all(&a.addr, 7, 1).await.unwrap_err();
+    assert_eq!(FsError::from_status(&status), FsError::NotFound);
+
+    write(&a.addr, header(7, 3, 0, &[]), b"v3", 1024)
+        .await
+        .unwrap();
+    let status = write(&a.addr, header(7, 2, 0, &[]), b"v2", 1024)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(FsError::from_status(&status), FsError::Stale(_)),
+        "{status:?}"
+    );
+    let status = read_all(&a.addr, 7, 2).await.unwrap_err();
+    assert!(
+        matches!(FsError::from_status(&status), FsError::Stale(_)),
+        "{status:?}"
+    );
+
+    // A stream without a header is refused.
+    let mut client = client(&a.addr).await;
+    let data_only = vec![WriteChunkRequest {
+        msg: Some(Msg::Data(Bytes::from_static(b"x"))),
+    }];
+    let status = client
+        .write_chunk(tokio_stream::iter(data_only))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(FsError::from_status(&status), FsError::Invalid(_)),
+        "{status:?}"
+    );
+
+    // A damaged replica is reported as corrupt.
+    write(
+        &a.addr,
+        header(8, 1, 0, &[]),
+        &pseudo_random(3, 200_000),
+        65_536,
+    )
+    .await
+    .unwrap();
+    let path = a.dir.path().join("chunks/08/0000000000000008.data");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[150_000] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let status = read_all(&a.addr, 8, 1).await.unwrap_err();
+    assert!(
+        matches!(FsError::from_status(&status), FsError::Corrupt(_)),
+        "{status:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_downstream_fails_the_write_in_bounded_time() {
+    let a = TestServer::start().await;
+    // An address nothing listens on: connections are refused.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let mut head = header(9, 1, 0, &[]);
+    head.downstream = vec![dead.clone()];
+    let started = Instant::now();
+    let status = write(&a.addr, head, &pseudo_random(4, 1 << 20), 256 << 10)
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        status.message().contains(&dead),
+        "error does not name {dead}: {status:?}"
+    );
+    assert!(
+        FsError::from_status(&status).is_replica_fault(),
+        "{status:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_downstream_fails_the_write_in_bounded_time() {
+    let a = TestServer::start().await;
+    // Accepts connections but never speaks HTTP/2.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let accepted = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            held.push(conn);
+        }
+    });
+    for len in [100, 8 << 20] {
+        let mut head = header(10, 1, 0, &[]);
+        head.downstream = vec![silent_addr.clone()];
+        let started = Instant::now();
+        let status = write(&a.addr, head, &pseudo_random(5, len), 1 << 20)
+            .await
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(status.message().contains(&silent_addr), "{status:?}");
+    }
+    accepted.abort();
+}
+
+/// Starts a truncating write of 100 bytes at offset 0 through `chain[0]` and returns the
+/// sender for more messages and the call.
+async fn start_truncating_write(
+    chain: &[&TestServer],
+) -> (
+    mpsc::Sender<WriteChunkRequest>,
+    JoinHandle<Result<WriteChunkReply, Status>>,
+) {
+    let (tx, rx) = mpsc::channel(4);
+    let mut head = header(11, 1, 0, &chain[1..]);
+    head.truncate = true;
+    tx.send(WriteChunkRequest {
+        msg: Some(Msg::Header(head)),
+    })
+    .await
+    .unwrap();
+    tx.send(WriteChunkRequest {
+        msg: Some(Msg::Data(vec![0xee; 100].into())),
+    })
+    .await
+    .unwrap();
+    let mut writer = client(&chain[0].addr).await;
+    let call = tokio::spawn(async move {
+        writer
+            .write_chunk(ReceiverStream::new(rx))
+            .await
+            .map(tonic::Response::into_inner)
+    });
+    (tx, call)
+}
+
+/// Every replica holds the aborted write's piece, and still its old length: the flags of a
+/// write that did not arrive whole were not applied anywhere.
+async fn assert_piece_kept_without_truncate(chain: &[&TestServer], original: &[u8]) {
+    let mut expected = original.to_vec();
+    expected[..100].fill(0xee);
+    for server in chain {
+        let got = read_all(&server.addr, 11, 1).await.unwrap();
+        assert_eq!(got.len(), original.len(), "{} was truncated", server.addr);
+        assert!(got == expected, "{} holds other bytes", server.addr);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_aborted_by_its_client_applies_no_flags_anywhere() {
+    let (a, b, c) = (
+        TestServer::start().await,
+        TestServer::start().await,
+        TestServer::start().await,
+    );
+    let original = pseudo_random(6, 1 << 20);
+    write(&a.addr, header(11, 1, 0, &[&b, &c]), &original, 1 << 18)
+        .await
+        .unwrap();
+
+    let (tx, call) = start_truncating_write(&[&a, &b, &c]).await;
+    // The abort message: a request without `msg`.
+    tx.send(WriteChunkRequest { msg: None }).await.unwrap();
+    let status = call.await.unwrap().unwrap_err();
+    assert!(
+        matches!(FsError::from_status(&status), FsError::Invalid(_)),
+        "{status:?}"
+    );
+    // The reply came after the whole chain had failed the write.
+    assert_piece_kept_without_truncate(&[&a, &b, &c], &original).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_falls_silent_is_abandoned_without_applying_flags() {
+    let quick = ChainTimeouts {
+        rpc: Duration::from_secs(1),
+        idle: Duration::from_millis(500),
+    };
+    let a = TestServer::start_with(quick).await;
+    let (b, c) = (TestServer::start().await, TestServer::start().await);
+    let original = pseudo_random(7, 1 << 20);
+    write(&a.addr, header(11, 1, 0, &[&b, &c]), &original, 1 << 18)
+        .await
+        .unwrap();
+
+    // The client sends a piece and then nothing, without ending its stream.
+    let started = Instant::now();
+    let (tx, call) = start_truncating_write(&[&a, &b, &c]).await;
+    let status = call.await.unwrap().unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(FsError::from_status(&status), FsError::Unavailable(_)),
+        "{status:?}"
+    );
+    assert_piece_kept_without_truncate(&[&a, &b, &c], &original).await;
+    drop(tx);
+}
