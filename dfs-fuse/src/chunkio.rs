@@ -206,7 +206,7 @@ fn write_messages(header: pb::WriteHeader, data: Bytes) -> Vec<pb::WriteChunkReq
         // `.into()`: the generated field is `Vec<u8>` or `Bytes` depending on the proto build's
         // `bytes` configuration.
         messages.push(pb::WriteChunkRequest {
-            msg: Some(Msg::Data(data.slice(pos..end).into())),
+            msg: Some(Msg::Data(data.slice(pos..end))),
         });
         pos = end;
     }

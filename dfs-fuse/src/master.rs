@@ -30,6 +30,8 @@ pub fn lazy_channel(uri: &str, timeout: Duration) -> Result<Channel, FsError> {
 #[derive(Debug, Clone)]
 pub struct MasterClient {
     inner: PbMasterClient<Channel>,
+    /// The mount's RPC timeout, also the bound on retrying an allocation the master defers.
+    timeout: Duration,
 }
 
 /// Unwraps an `AttrReply`, which always carries an attribute on success.
@@ -52,7 +54,7 @@ impl MasterClient {
         let channel = lazy_channel(uri, timeout)?;
         // Chunk maps of huge files and directory pages can exceed tonic's 4 MiB default.
         let inner = PbMasterClient::new(channel).max_decoding_message_size(64 << 20);
-        Ok(MasterClient { inner })
+        Ok(MasterClient { inner, timeout })
     }
 
     fn client(&self) -> PbMasterClient<Channel> {
@@ -170,12 +172,22 @@ impl MasterClient {
     }
 
     /// The chunk at `index` of a file, allocated with fresh replicas if it does not exist.
+    ///
+    /// A master that has just restarted answers `Unavailable` until its chunkservers have
+    /// reported again; the allocation is retried for up to the RPC timeout, so a write right
+    /// after a master restart waits a moment instead of failing.
     pub async fn allocate_chunk(&self, ino: u64, index: u64) -> Result<pb::ChunkInfo, FsError> {
-        answer(
-            self.client()
-                .allocate_chunk(pb::AllocateChunkRequest { ino, index })
-                .await,
-        )
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let req = pb::AllocateChunkRequest { ino, index };
+            match answer(self.client().allocate_chunk(req).await) {
+                Err(FsError::Unavailable(why)) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(ino, index, %why, "allocation deferred, retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Records written chunk lengths and the file's new size; returns the new attributes.

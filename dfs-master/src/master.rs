@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use dfs_proto::MAX_NAME_LEN;
 use dfs_proto::chunk::ChunkLayout;
 use dfs_proto::pb::{self, Timestamp};
+use dfs_proto::{FsError, MAX_NAME_LEN};
 
 use crate::chunks::ChunkMap;
 use crate::config::Config;
@@ -44,7 +44,8 @@ impl Master {
         let namespace = Namespace::new(writer.clone(), layout);
         namespace.bootstrap(now)?;
         let chunk_map = ChunkMap::new(writer.clone(), layout);
-        let registry = Registry::open(writer, config.heartbeat_timeout())?;
+        // Liveness is measured on the monotonic clock of this process, from now on.
+        let registry = Registry::open(writer, config.heartbeat_timeout(), Instant::now())?;
         let policy = PlacementPolicy {
             replication: config.replication as usize,
             min_replication: config.min_replication as usize,
@@ -138,15 +139,23 @@ impl Master {
         // deterministic step. If another writer allocates the chunk in between, the
         // allocation returns theirs and this choice is discarded.
         let candidates = self.registry.candidates(now);
-        let replicas =
-            placement::choose_replicas(&candidates, &self.policy, seed).inspect_err(|_| {
+        let replicas = match placement::choose_replicas(&candidates, &self.policy, seed) {
+            Ok(replicas) => replicas,
+            Err(_) if self.registry.awaiting_reports(now) => {
+                return Err(Error::Fs(FsError::Unavailable(
+                    "chunkservers have not reported since the master started; retry".into(),
+                )));
+            }
+            Err(err) => {
                 tracing::warn!(
                     live = candidates.len(),
                     ino,
                     index,
                     "no room for a new chunk"
                 );
-            })?;
+                return Err(err.into());
+            }
+        };
         let chunk = self.chunk_map.allocate_chunk(ino, index, replicas)?;
         Ok(self.chunk_info(index, &chunk, now))
     }

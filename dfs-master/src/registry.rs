@@ -54,12 +54,16 @@ pub struct ClusterCapacity {
 pub struct Registry {
     writer: Writer,
     heartbeat_timeout: Duration,
+    /// When this master started: for one heartbeat timeout after it, known servers that have
+    /// not reported yet are presumed alive but not yet heard from (see
+    /// [`Registry::awaiting_reports`]).
+    started: Instant,
     servers: Mutex<HashMap<u64, Server>>,
 }
 
 impl Registry {
     /// Loads the registered servers from the store; none counts as live until it heartbeats.
-    pub fn open(writer: Writer, heartbeat_timeout: Duration) -> Result<Registry> {
+    pub fn open(writer: Writer, heartbeat_timeout: Duration, started: Instant) -> Result<Registry> {
         let servers = writer
             .store()
             .servers()?
@@ -77,6 +81,7 @@ impl Registry {
         Ok(Registry {
             writer,
             heartbeat_timeout,
+            started,
             servers: Mutex::new(servers),
         })
     }
@@ -199,6 +204,14 @@ impl Registry {
         server
             .last_heartbeat
             .is_some_and(|seen| now.saturating_duration_since(seen) <= self.heartbeat_timeout)
+    }
+
+    /// Whether the master has just started and some registered servers have not reported
+    /// since: their silence says nothing yet, so a placement that finds too few live servers
+    /// should be retried shortly rather than fail with ENOSPC (as HDFS's safe mode).
+    pub fn awaiting_reports(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.started) < self.heartbeat_timeout
+            && self.servers().values().any(|s| s.last_heartbeat.is_none())
     }
 
     /// The live servers, as placement candidates.

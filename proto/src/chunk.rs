@@ -34,7 +34,10 @@ impl ChunkLayout {
     /// which configuration validation guarantees.
     pub fn new(chunk_size: u64, block_size: u64) -> ChunkLayout {
         assert!(chunk_size > 0 && block_size > 0 && chunk_size % block_size == 0);
-        ChunkLayout { chunk_size, block_size }
+        ChunkLayout {
+            chunk_size,
+            block_size,
+        }
     }
 
     /// Index of the chunk holding file offset `offset`.
@@ -63,7 +66,12 @@ impl ChunkLayout {
             let index = self.chunk_index(pos);
             let in_chunk = pos - self.chunk_start(index);
             let span_len = (self.chunk_size - in_chunk).min(end - pos);
-            let span = ChunkSpan { index, offset: in_chunk, len: span_len, buf_offset: pos - offset };
+            let span = ChunkSpan {
+                index,
+                offset: in_chunk,
+                len: span_len,
+                buf_offset: pos - offset,
+            };
             pos += span_len;
             Some(span)
         })
@@ -89,9 +97,24 @@ mod tests {
         assert_eq!(
             spans,
             vec![
-                ChunkSpan { index: 0, offset: 95, len: 5, buf_offset: 0 },
-                ChunkSpan { index: 1, offset: 0, len: 100, buf_offset: 5 },
-                ChunkSpan { index: 2, offset: 0, len: 5, buf_offset: 105 },
+                ChunkSpan {
+                    index: 0,
+                    offset: 95,
+                    len: 5,
+                    buf_offset: 0
+                },
+                ChunkSpan {
+                    index: 1,
+                    offset: 0,
+                    len: 100,
+                    buf_offset: 5
+                },
+                ChunkSpan {
+                    index: 2,
+                    offset: 0,
+                    len: 5,
+                    buf_offset: 105
+                },
             ]
         );
         assert_eq!(layout.split(10, 0).count(), 0);

@@ -165,9 +165,10 @@ impl FsError {
 impl From<FsError> for Status {
     fn from(err: FsError) -> Status {
         let mut status = Status::new(err.code(), err.to_string());
-        status
-            .metadata_mut()
-            .insert(ERRNO_KEY, tonic::metadata::MetadataValue::from_static(err.wire_name()));
+        status.metadata_mut().insert(
+            ERRNO_KEY,
+            tonic::metadata::MetadataValue::from_static(err.wire_name()),
+        );
         status
     }
 }

@@ -7,7 +7,10 @@ use crate::pb::Timestamp;
 impl From<SystemTime> for Timestamp {
     fn from(t: SystemTime) -> Timestamp {
         match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => Timestamp { secs: d.as_secs() as i64, nanos: d.subsec_nanos() },
+            Ok(d) => Timestamp {
+                secs: d.as_secs() as i64,
+                nanos: d.subsec_nanos(),
+            },
             Err(before) => {
                 // Before 1970: keep nanos in [0, 1e9) with a negative second count.
                 let d = before.duration();

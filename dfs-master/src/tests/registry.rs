@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use dfs_proto::ROOT_INO;
 use dfs_proto::pb::{self, ChunkReplicaReport};
+use dfs_proto::{FsError, ROOT_INO};
 
 use super::{CHUNK, Fixture};
 
@@ -181,4 +181,29 @@ fn old_versions_are_garbage() {
         now,
     );
     assert!(reply.delete_chunks.is_empty());
+}
+
+#[test]
+fn a_restarted_master_defers_allocation_until_its_servers_report() {
+    let fx = Fixture::new();
+    let file = fx.file(ROOT_INO, "f");
+    for uuid in ["a", "b", "c"] {
+        fx.register(uuid, 10 * CHUNK, Instant::now());
+    }
+    let fx = fx.reopen();
+    let now = Instant::now();
+    assert!(fx.master.registry().awaiting_reports(now));
+    // No server has reported to the new master yet: retry later, not ENOSPC.
+    let err = fx.master.allocate_chunk(file, 0, now, 1).unwrap_err();
+    assert!(
+        matches!(err, crate::error::Error::Fs(FsError::Unavailable(_))),
+        "{err:?}"
+    );
+
+    for uuid in ["a", "b", "c"] {
+        fx.register(uuid, 10 * CHUNK, now);
+    }
+    assert!(!fx.master.registry().awaiting_reports(now));
+    let chunk = fx.master.allocate_chunk(file, 0, now, 1).unwrap();
+    assert_eq!(chunk.replicas.len(), 3);
 }

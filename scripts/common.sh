@@ -1,0 +1,50 @@
+# Shared by the scripts in this directory: prerequisites, the one build, and the layout of a
+# local cluster's state directory. Source it; it does nothing on its own.
+
+DFS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# One build directory per machine (also set in .cargo/config.toml): the bundled RocksDB takes
+# ~20 minutes to compile on two cores, so every clone, script and CI run shares it.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/dfs-target}
+DFS_BIN=$CARGO_TARGET_DIR/release
+
+# Debian packages the build and the mount need: protoc for the gRPC contract, libclang for
+# RocksDB's bindings, fuse3 for fusermount3 (unprivileged and auto-unmounting mounts).
+DFS_DEBIAN_PACKAGES="protobuf-compiler libclang-dev clang pkg-config fuse3 g++ make"
+
+log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Installs the Debian packages that are missing (as root, or through sudo).
+install_prerequisites() {
+  local missing=()
+  for pkg in $DFS_DEBIAN_PACKAGES "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  command -v cargo >/dev/null || die "cargo is not installed: install a Rust toolchain (https://rustup.rs) and retry"
+}
+
+# Builds every binary with the one shared release profile.
+build_release() {
+  log "building dfs (release; the first build compiles RocksDB and takes ~20 minutes)"
+  (cd "$DFS_ROOT" && cargo build --release --workspace --bins --quiet)
+}
+
+# Where a local cluster keeps its data, pid files and logs.
+DFS_STATE_DIR=${DFS_STATE_DIR:-$([ "$(id -u)" -eq 0 ] && echo /var/lib/dfs || echo "$HOME/.local/state/dfs")}
+DFS_MOUNT=${DFS_MOUNT:-/mnt/dfs}
+DFS_MASTER_PORT=${DFS_MASTER_PORT:-9400}
+DFS_CHUNKSERVER_BASE_PORT=${DFS_CHUNKSERVER_BASE_PORT:-9500}
+DFS_CHUNKSERVERS=${DFS_CHUNKSERVERS:-3}
+
+# Whether the process in pid file $1 is alive.
+running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# Whether $1 is a mount point.
+mounted() { awk -v m="$1" '$5 == m { found = 1 } END { exit !found }' /proc/self/mountinfo; }
