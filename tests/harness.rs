@@ -197,6 +197,21 @@ impl Cluster {
         self.chunkservers[i] = Some(server);
     }
 
+    /// Freezes chunkserver `i` (SIGSTOP): it keeps its connections but answers nothing, as a
+    /// server stuck on a dying disk would. [`Cluster::resume_chunkserver`] thaws it.
+    pub fn pause_chunkserver(&self, i: usize) {
+        if let Some(server) = self.chunkservers[i].as_ref() {
+            signal(&server.child, libc::SIGSTOP);
+        }
+    }
+
+    /// Thaws a chunkserver frozen by [`Cluster::pause_chunkserver`].
+    pub fn resume_chunkserver(&self, i: usize) {
+        if let Some(server) = self.chunkservers[i].as_ref() {
+            signal(&server.child, libc::SIGCONT);
+        }
+    }
+
     /// Restarts the master and every chunkserver (master first), as after a cluster reboot.
     pub fn restart_all(&mut self) {
         for i in 0..self.chunkservers.len() {
