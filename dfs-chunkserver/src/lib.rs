@@ -11,6 +11,9 @@
 //!   streaming read.
 //! * [`heartbeat`] — the master protocol: cluster configuration, registration, heartbeats with
 //!   block reports, deleting the replicas the master no longer references.
+//! * [`repair`] — copying replicas from other chunkservers on the master's command
+//!   (re-replication), and the repair outcomes heartbeats report.
+//! * [`scrub`] — the background scrubber that re-verifies replicas at a bounded rate.
 //! * [`net`] — transport settings shared by the server and its clients, and the pool of
 //!   connections to other chunkservers.
 //! * [`config`] and [`error`] — the command-line options and the crate's one error type.
@@ -23,12 +26,15 @@ pub mod config;
 pub mod error;
 pub mod heartbeat;
 pub mod net;
+pub mod repair;
+pub mod scrub;
 pub mod service;
 pub mod shutdown;
 pub mod store;
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 
 use dfs_proto::pb::ClusterConfig;
 use tokio::net::TcpListener;
@@ -43,7 +49,8 @@ pub use crate::error::{Error, Result};
 pub use crate::store::{ChunkStore, StoreOptions};
 
 use crate::heartbeat::{HeartbeatSchedule, Heartbeater, Master, Registration};
-use crate::net::{CONNECTION_WINDOW, STREAM_WINDOW};
+use crate::net::{CONNECTION_WINDOW, Peers, STREAM_WINDOW};
+use crate::repair::{Copier, RepairReports};
 use crate::service::ChunkserverService;
 use crate::shutdown::Shutdown;
 
@@ -98,7 +105,21 @@ pub async fn run(
         interval: config.heartbeat_interval(),
         full_report_every: config.full_report_every,
     };
-    let mut heartbeater = Heartbeater::new(master, store, registration, schedule);
+    let reports = RepairReports::default();
+    let peers = Arc::new(Peers::new(config.rpc_timeout()));
+    let copier = Copier::new(
+        store.clone(),
+        peers,
+        config.max_copies as usize,
+        reports.clone(),
+    );
+    tokio::spawn(scrub::run(
+        store.clone(),
+        reports.clone(),
+        config.scrub_bytes_per_sec,
+        stop.clone(),
+    ));
+    let mut heartbeater = Heartbeater::new(master, store, registration, schedule, copier, reports);
     let addr_file = config.addr_file.clone();
     let heartbeats = async move {
         if heartbeater.register(&mut stop).await.is_none() {
