@@ -301,7 +301,8 @@ impl Replication {
     }
 
     /// Records copies `server_id` completed: each becomes a replica of its chunk if the chunk
-    /// still exists at that version.
+    /// still exists at that version and the copy holds at least the committed length (a copy
+    /// cut short is left to orphan collection).
     pub fn replicated(&self, server_id: u64, copies: &[pb::ChunkReplicaReport]) -> Result<()> {
         if copies.is_empty() {
             return Ok(());
@@ -328,6 +329,7 @@ impl Replication {
             };
             if chunk.chunk_id == copy.chunk_id
                 && copy.version >= chunk.version
+                && copy.length >= chunk.length
                 && !chunk.replicas.contains(&server_id)
             {
                 chunk.replicas.push(server_id);
