@@ -1,7 +1,8 @@
 //! Cluster management on four chunkservers with short timeouts: a dead server's chunks return
 //! to replication 3, a returning server's stale replicas are deleted, deleted and truncated
 //! files free disk space, orphaned replica files go after the grace period, the scrubber
-//! finds and repairs a corrupt replica, a decommissioned server drains, and racks are spread.
+//! finds and repairs a corrupt replica, a decommissioned server drains, racks are spread, and
+//! an empty server that joins is filled by balancing.
 //! Everything is observed through the `dfs` admin CLI and the chunkservers' disks.
 
 use std::collections::HashSet;
@@ -336,5 +337,40 @@ fn replicas_of_a_chunk_are_on_distinct_racks_also_after_a_failure() {
         fully_replicated(&cluster) && status_line(&cluster, 0).contains(" dead ")
     });
     assert!(racks_distinct(&cluster), "{}", cluster.dfs(&["info", "/x"]));
+    assert_contents(&files);
+}
+
+#[test]
+fn an_empty_server_that_joins_gets_replicas_until_usage_is_even() {
+    let mut cluster = Cluster::start(ClusterOptions {
+        chunkservers: 3,
+        // 40 MiB per server, so usage is a fraction the test controls.
+        capacity_bytes: Some(40 * CHUNK),
+        ..options()
+    });
+    let mount = cluster.mount();
+    let files = write_files(mount.path(), 13, &[("half", 20 * CHUNK as usize)]);
+    wait_until(LIMIT, "the file is replicated", || {
+        fully_replicated(&cluster)
+    });
+
+    let joined = cluster.add_chunkserver();
+    let started = Instant::now();
+    let spread = |cluster: &Cluster| {
+        let used: Vec<u64> = (0..=joined).map(|i| cluster.replica_bytes(i)).collect();
+        used.iter().max().unwrap() - used.iter().min().unwrap()
+    };
+    // The balancing spread is 10 % of 40 MiB; allow one more round of slack.
+    wait_until(LIMIT, "usage is balanced", || {
+        spread(&cluster) <= 6 * CHUNK && fully_replicated(&cluster)
+    });
+    println!(
+        "balanced onto the new server in {:?}: {:?} bytes per server",
+        started.elapsed(),
+        (0..=joined)
+            .map(|i| cluster.replica_bytes(i))
+            .collect::<Vec<_>>()
+    );
+    assert!(cluster.replica_bytes(joined) >= 8 * CHUNK);
     assert_contents(&files);
 }

@@ -631,6 +631,14 @@ impl Cluster {
         files
     }
 
+    /// Starts one more chunkserver (with a fresh data directory); returns its index.
+    pub fn add_chunkserver(&mut self) -> usize {
+        let i = self.chunkservers.len();
+        let server = self.spawn_chunkserver(i, None);
+        self.chunkservers.push(Some(server));
+        i
+    }
+
     /// Bytes of replica data on chunkserver `i`'s disk.
     pub fn replica_bytes(&self, i: usize) -> u64 {
         self.replica_files(i)

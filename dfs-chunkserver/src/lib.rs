@@ -91,8 +91,11 @@ pub async fn run(
         rpc: config.rpc_timeout(),
         idle: config.write_idle_timeout(),
     };
+    let reports = RepairReports::default();
+    let service =
+        ChunkserverService::new(store.clone(), timeouts).with_repair_reports(reports.clone());
     let mut server_stop = stop.clone();
-    let mut server = tokio::spawn(serve(store.clone(), timeouts, listener, async move {
+    let mut server = tokio::spawn(serve_service(service, listener, async move {
         server_stop.wait().await
     }));
     info!(listen = %bound, advertise = %advertise, "serving");
@@ -105,7 +108,6 @@ pub async fn run(
         interval: config.heartbeat_interval(),
         full_report_every: config.full_report_every,
     };
-    let reports = RepairReports::default();
     let peers = Arc::new(Peers::new(config.rpc_timeout()));
     let copier = Copier::new(
         store.clone(),
@@ -159,6 +161,15 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    serve_service(ChunkserverService::new(store, timeouts), listener, shutdown).await
+}
+
+/// Serves `service` on `listener` until `shutdown` completes.
+async fn serve_service(
+    service: ChunkserverService,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     // Small write acknowledgements and read pieces should not wait for Nagle.
     let incoming = TcpListenerStream::new(listener).map(|conn| {
         if let Ok(conn) = &conn {
@@ -169,7 +180,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
-        .add_service(ChunkserverService::new(store, timeouts).into_server())
+        .add_service(service.into_server())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

@@ -87,6 +87,13 @@ pub struct Config {
         value_parser = clap::value_parser!(u32).range(1..))]
     pub max_copies_per_server: u32,
 
+    /// Largest difference in disk usage, in percent of capacity, between the fullest and the
+    /// emptiest active chunkserver before replicas are moved from one to the other (e.g. onto
+    /// a newly added server). 0 disables balancing.
+    #[arg(long, env = "DFS_BALANCE_SPREAD_PERCENT", default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub balance_spread_percent: u32,
+
     /// Sync the database's write-ahead log before acknowledging a mutation, so that an
     /// acknowledged create, rename or commit survives a machine crash. Turning it off trades
     /// that for speed (a process crash still loses nothing).
@@ -121,6 +128,7 @@ impl Config {
             orphan_grace_secs: DEFAULT_ORPHAN_GRACE_SECS,
             replication_interval_ms: DEFAULT_REPLICATION_INTERVAL_MS,
             max_copies_per_server: DEFAULT_MAX_COPIES_PER_SERVER,
+            balance_spread_percent: 10,
             sync_writes: true,
             addr_file: None,
         }

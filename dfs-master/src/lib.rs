@@ -18,6 +18,7 @@
 //! * [`placement`] — which servers get a new chunk's replicas.
 //! * [`replication`] — keeping chunks at their replication factor: copies, trimming,
 //!   dropping dead, draining and corrupt replicas.
+//! * [`balance`] — moving replicas from full to empty servers.
 //! * [`admin`] — what the `dfs` admin CLI asks: cluster status, file health, fsck.
 //! * [`master`] — the [`Master`] handle tying these together; what the service and the tests
 //!   call.
@@ -30,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod balance;
 pub mod chunks;
 pub mod config;
 pub mod error;

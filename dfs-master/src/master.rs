@@ -57,6 +57,8 @@ impl Master {
             max_copies_per_server: config.max_copies_per_server as usize,
             // Generous: a copy of a whole chunk between two busy servers.
             copy_timeout: config.registry_timeouts().dead.max(Duration::from_secs(60)),
+            balance_spread: (config.balance_spread_percent > 0)
+                .then(|| f64::from(config.balance_spread_percent) / 100.0),
         };
         let replication = Replication::new(writer, policy, limits);
         Ok(Master {

@@ -16,6 +16,9 @@
 //!   first.
 //! * **missing**: no replica on a live server; nothing to copy from until one returns.
 //!
+//! When every chunk is healthy and no copy is in flight, [`crate::balance`] may plan moves
+//! from the fullest to the emptiest server (copies whose surplus replica is then trimmed).
+//!
 //! Every record change re-reads the chunk under the writer lock and is one batch, so a
 //! concurrent write commit is never overwritten. Copies in flight live in memory only: after
 //! a master restart, the next check plans them again.
@@ -26,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use dfs_proto::pb::{self, ServerState};
 
+use crate::balance;
 use crate::error::Result;
 use crate::placement::{self, Candidate, PlacementPolicy};
 use crate::registry::ServerView;
@@ -83,6 +87,9 @@ pub struct ReplicationLimits {
     pub max_copies_per_server: usize,
     /// A copy not reported done after this long is forgotten (and planned again).
     pub copy_timeout: Duration,
+    /// Largest difference in disk usage (a fraction of capacity) between the fullest and the
+    /// emptiest active server before replicas are moved to balance them; `None` disables it.
+    pub balance_spread: Option<f64>,
 }
 
 /// A copy handed to (or waiting for) its target.
@@ -155,15 +162,17 @@ impl Replication {
         let replication = self.policy.replication;
         let mut counts = HealthCounts::default();
         let mut endangered = Vec::new();
-        for (ino, index, chunk) in self.writer.store().all_chunks()? {
+        let all_chunks = self.writer.store().all_chunks()?;
+        for (ino, index, chunk) in &all_chunks {
+            let (ino, index) = (*ino, *index);
             counts.chunks += 1;
-            let health = ChunkHealth::of(&chunk, &views);
+            let health = ChunkHealth::of(chunk, &views);
             if health.is_missing() {
                 counts.missing += 1;
             } else if health.healthy.len() < replication {
                 counts.under_replicated += 1;
                 if !busy_chunks.contains(&chunk.chunk_id) {
-                    endangered.push((health, chunk));
+                    endangered.push((health, chunk.clone()));
                 }
             } else if !busy_chunks.contains(&chunk.chunk_id) {
                 if health.healthy.len() > replication {
@@ -182,6 +191,29 @@ impl Replication {
         let mut planned = 0;
         for (i, (health, chunk)) in endangered.iter().enumerate() {
             if self.plan_copy(health, chunk, &views, now, seed.wrapping_add(i as u64)) {
+                planned += 1;
+            }
+        }
+        let healthy = counts.under_replicated == 0 && counts.missing == 0;
+        if let Some(spread) = self
+            .limits
+            .balance_spread
+            .filter(|_| healthy && busy_chunks.is_empty())
+        {
+            let records: Vec<ChunkRecord> = all_chunks.into_iter().map(|(_, _, c)| c).collect();
+            let moves = balance::plan_moves(
+                servers,
+                &records,
+                spread,
+                self.policy.chunk_size,
+                self.limits.max_copies_per_server,
+            );
+            for m in moves {
+                let version = records
+                    .iter()
+                    .find(|c| c.chunk_id == m.chunk_id)
+                    .map_or(0, |c| c.version);
+                self.issue_copy(m.chunk_id, version, m.source, m.target, &views, now);
                 planned += 1;
             }
         }
@@ -206,7 +238,7 @@ impl Replication {
         now: Instant,
         seed: u64,
     ) -> bool {
-        let mut pending = self.pending();
+        let pending = self.pending();
         let mut load: HashMap<u64, usize> = HashMap::new();
         for copy in pending.copies.values() {
             *load.entry(copy.source).or_default() += 1;
@@ -249,30 +281,40 @@ impl Replication {
         else {
             return false;
         };
+        tracing::info!(chunk = %format!("{:016x}", chunk.chunk_id), source, target,
+            healthy = health.healthy.len(), "copying replica");
+        drop(pending);
+        self.issue_copy(chunk.chunk_id, chunk.version, source, target, views, now);
+        true
+    }
+
+    /// Records a copy in flight and queues its command for the target's next heartbeat.
+    fn issue_copy(
+        &self,
+        chunk_id: u64,
+        version: u64,
+        source: u64,
+        target: u64,
+        views: &HashMap<u64, &ServerView>,
+        now: Instant,
+    ) {
         let source_addr = views
             .get(&source)
             .map(|v| v.addr.clone())
             .unwrap_or_default();
-        tracing::info!(chunk = %format!("{:016x}", chunk.chunk_id), source, target,
-            healthy = health.healthy.len(), "copying replica");
-        pending.copies.insert(
-            chunk.chunk_id,
-            Copy {
-                source,
-                target,
-                issued: now,
-            },
-        );
-        pending
-            .outbox
-            .entry(target)
-            .or_default()
-            .push(pb::ReplicateCommand {
-                chunk_id: chunk.chunk_id,
-                version: chunk.version,
-                source: source_addr,
-            });
-        true
+        let mut pending = self.pending();
+        let copy = Copy {
+            source,
+            target,
+            issued: now,
+        };
+        pending.copies.insert(chunk_id, copy);
+        let command = pb::ReplicateCommand {
+            chunk_id,
+            version,
+            source: source_addr,
+        };
+        pending.outbox.entry(target).or_default().push(command);
     }
 
     /// Drops `servers` from the record of chunk `chunk_id` (at `ino`/`index`) and queues
