@@ -374,3 +374,29 @@ fn an_empty_server_that_joins_gets_replicas_until_usage_is_even() {
     assert!(cluster.replica_bytes(joined) >= 8 * CHUNK);
     assert_contents(&files);
 }
+
+#[test]
+fn put_and_get_copy_files_without_a_mount() {
+    let cluster = Cluster::start(options());
+    let mount = cluster.mount();
+    fs::create_dir(mount.join("in")).unwrap();
+    let data = pseudo_random_bytes(17, 3 * CHUNK as usize + 4321);
+    let local = cluster.dir().join("local.bin");
+    fs::write(&local, &data).unwrap();
+
+    let out = cluster.dfs(&["put", local.to_str().unwrap(), "/in/copied"]);
+    assert!(out.contains(&format!("{} bytes", data.len())), "{out}");
+    // Visible through a mount, and replicated like any file.
+    assert!(fs::read(mount.join("in/copied")).unwrap() == data);
+    let info = cluster.dfs(&["info", "in/copied"]);
+    assert_eq!(report_value(&info, "chunks"), 4, "{info}");
+    assert_eq!(info.matches(" 3/3 ok").count(), 4, "{info}");
+
+    // Replacing it, and copying it out again.
+    let shorter = &data[..1000];
+    fs::write(&local, shorter).unwrap();
+    cluster.dfs(&["put", local.to_str().unwrap(), "in/copied"]);
+    let back = cluster.dir().join("back.bin");
+    cluster.dfs(&["get", "/in/copied", back.to_str().unwrap()]);
+    assert_eq!(fs::read(&back).unwrap(), shorter);
+}

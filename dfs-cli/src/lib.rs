@@ -5,11 +5,16 @@
 //! * `dfs info PATH` — a file's chunks, versions, replicas and their health.
 //! * `dfs fsck [PATH]` — replication health of a subtree; exits 1 if a chunk is damaged.
 //! * `dfs decommission SERVER` — start draining a server (by id or address).
+//! * `dfs put LOCAL PATH`, `dfs get PATH LOCAL` — copy a file in or out without a mount
+//!   ([`transfer`]), with progress on standard error.
 //!
 //! Paths are relative to the filesystem's root, not to a mount. The output is plain text
 //! with one `key: value` per line for the summary, so scripts (and the tests) can read it.
 
+pub mod transfer;
+
 use std::fmt::Write as _;
+use std::path::PathBuf;
 
 use dfs_proto::FsError;
 use dfs_proto::pb::master_client::MasterClient;
@@ -55,6 +60,20 @@ pub enum Command {
         /// The server's id or `host:port` address, as `dfs status` lists it.
         server: String,
     },
+    /// Copy a local file into the cluster (created or replaced), synced on every replica.
+    Put {
+        /// The local file.
+        local: PathBuf,
+        /// Path in the cluster, relative to the filesystem root; its directory must exist.
+        path: String,
+    },
+    /// Copy a file out of the cluster.
+    Get {
+        /// Path in the cluster, relative to the filesystem root.
+        path: String,
+        /// The local file to write.
+        local: PathBuf,
+    },
 }
 
 /// Everything that makes a `dfs` command fail.
@@ -68,9 +87,12 @@ pub enum Error {
         /// Why.
         source: tonic::transport::Error,
     },
-    /// The master refused or failed the request.
+    /// The master (or a chunkserver) refused or failed the request.
     #[error("{0}")]
     Master(FsError),
+    /// A local file could not be read or written.
+    #[error("{0}: {1}")]
+    Local(String, std::io::Error),
 }
 
 /// What a command prints and its exit code.
@@ -84,6 +106,16 @@ pub struct Output {
 
 /// Runs one command against the master.
 pub async fn run(cli: Cli) -> Result<Output, Error> {
+    let ok = |text| Output { text, code: 0 };
+    match &cli.command {
+        Command::Put { local, path } => {
+            return Ok(ok(transfer::put(&cli.master, local, path).await?));
+        }
+        Command::Get { path, local } => {
+            return Ok(ok(transfer::get(&cli.master, path, local).await?));
+        }
+        _ => {}
+    }
     let uri = if cli.master.contains("://") {
         cli.master.clone()
     } else {
@@ -100,7 +132,6 @@ pub async fn run(cli: Cli) -> Result<Output, Error> {
         .map_err(connect)?;
     let mut master = MasterClient::new(channel);
     let rpc = |status: tonic::Status| Error::Master(FsError::from_status(&status));
-    let ok = |text| Output { text, code: 0 };
     match cli.command {
         Command::Status => {
             let reply = master.cluster_status(pb::Empty {}).await.map_err(rpc)?;
@@ -134,6 +165,7 @@ pub async fn run(cli: Cli) -> Result<Output, Error> {
                 state_name(reply.state)
             )))
         }
+        Command::Put { .. } | Command::Get { .. } => unreachable!("handled above"),
     }
 }
 
