@@ -181,3 +181,21 @@ fn surplus_and_corrupt_replicas_are_dropped_and_draining_servers_emptied() {
         .state;
     assert_eq!(state, ServerState::Draining);
 }
+
+#[test]
+fn draining_survives_a_master_restart_and_a_server_restart() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let id = fx.register("a", 10 * CHUNK, now);
+    fx.master.registry().decommission("a.test:7000").unwrap();
+    let fx = fx.reopen();
+    // The flag is persisted: draining before the server reports again, and after it
+    // registers again under the same id.
+    let state = |fx: &Fixture, now| fx.master.registry().snapshot(now)[0].state;
+    assert_eq!(state(&fx, Instant::now()), ServerState::Draining);
+    let now = Instant::now();
+    assert_eq!(fx.register("a", 10 * CHUNK, now), id);
+    assert_eq!(state(&fx, now), ServerState::Draining);
+    assert!(fx.master.registry().candidates(now).is_empty());
+    assert!(fx.master.registry().decommission("nobody").is_err());
+}
