@@ -333,8 +333,9 @@ fn replicas_of_a_chunk_are_on_distinct_racks_also_after_a_failure() {
 
     // Losing a server of rack r1: the copies go to the other r1 server.
     cluster.stop_chunkserver(0, libc::SIGKILL);
+    // Dead first: health observed before the death would be the old one.
     wait_until(LIMIT, "re-replicated across racks", || {
-        fully_replicated(&cluster) && status_line(&cluster, 0).contains(" dead ")
+        status_line(&cluster, 0).contains(" dead ") && fully_replicated(&cluster)
     });
     assert!(racks_distinct(&cluster), "{}", cluster.dfs(&["info", "/x"]));
     assert_contents(&files);
@@ -399,4 +400,32 @@ fn put_and_get_copy_files_without_a_mount() {
     let back = cluster.dir().join("back.bin");
     cluster.dfs(&["get", "/in/copied", back.to_str().unwrap()]);
     assert_eq!(fs::read(&back).unwrap(), shorter);
+}
+
+#[test]
+fn replicas_lost_from_a_disk_are_noticed_in_its_block_report_and_copied_again() {
+    let mut cluster = Cluster::start(options());
+    let mount = cluster.mount();
+    let files = write_files(mount.path(), 19, &[("f", 3 * CHUNK as usize)]);
+    wait_until(LIMIT, "the file is replicated", || {
+        fully_replicated(&cluster)
+    });
+    let victim = (0..4)
+        .max_by_key(|&i| cluster.replica_files(i).len())
+        .unwrap();
+    let lost = cluster.replica_files(victim);
+    assert!(!lost.is_empty());
+
+    // The server restarts without its replica files, as after losing them on disk.
+    cluster.stop_chunkserver(victim, libc::SIGTERM);
+    for data in &lost {
+        fs::remove_file(data).unwrap();
+        fs::remove_file(data.with_extension("meta")).unwrap();
+    }
+    cluster.restart_chunkserver(victim);
+    wait_until(LIMIT, "the lost replicas are copied again", || {
+        let copies: usize = (0..4).map(|i| cluster.replica_files(i).len()).sum();
+        copies == 3 * 3 && fully_replicated(&cluster)
+    });
+    assert_contents(&files);
 }

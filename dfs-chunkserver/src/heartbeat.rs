@@ -234,6 +234,7 @@ impl Heartbeater {
             full_report,
             replicated: outcomes.replicated.clone(),
             corrupt_chunks: outcomes.corrupt.iter().copied().collect(),
+            failed_copies: outcomes.failed.clone(),
         };
         let mut client = self.master.client.clone();
         let reply = match client.heartbeat(request).await {

@@ -5,7 +5,7 @@
 //! A copy pulls the whole replica from its source with the ordinary `ReadChunk` (so the
 //! source verifies every block it sends) into a fresh local replica of the commanded version,
 //! synced before it is reported. At most `max_copies` run at once; a failed copy leaves
-//! nothing behind and is simply not reported, so the master plans it again.
+//! nothing behind and is reported as failed, so the master plans it again.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,6 +32,8 @@ pub struct Outcomes {
     pub replicated: Vec<ChunkReplicaReport>,
     /// Replicas found corrupt.
     pub corrupt: HashSet<u64>,
+    /// Commanded copies that failed.
+    pub failed: Vec<u64>,
 }
 
 impl RepairReports {
@@ -50,6 +52,11 @@ impl RepairReports {
         self.lock().corrupt.insert(chunk_id);
     }
 
+    /// Records a failed copy.
+    pub fn failed(&self, chunk_id: u64) {
+        self.lock().failed.push(chunk_id);
+    }
+
     /// Takes every outcome not yet reported.
     pub fn take(&self) -> Outcomes {
         std::mem::take(&mut *self.lock())
@@ -60,6 +67,7 @@ impl RepairReports {
         let mut current = self.lock();
         current.replicated.extend(outcomes.replicated);
         current.corrupt.extend(outcomes.corrupt);
+        current.failed.extend(outcomes.failed);
     }
 }
 
@@ -109,6 +117,7 @@ impl Copier {
                     warn!(%chunk, source = %command.source, error = %err, "replica copy failed");
                     let store = copier.store.clone();
                     let _ = task::spawn_blocking(move || store.delete(command.chunk_id)).await;
+                    copier.reports.failed(command.chunk_id);
                 }
             }
         });

@@ -91,9 +91,9 @@ impl Master {
         &self.replication
     }
 
-    /// Takes a chunkserver heartbeat: load, liveness and deletions through the registry,
-    /// completed copies and corrupt replicas through re-replication, and hands the server
-    /// the copies planned for it.
+    /// Takes a chunkserver heartbeat: load, liveness and deletions through the registry;
+    /// replicas a full report lacks, completed and failed copies and corrupt replicas through
+    /// re-replication; and hands the server the copies planned for it.
     pub fn heartbeat(
         &self,
         req: &pb::HeartbeatRequest,
@@ -103,6 +103,11 @@ impl Master {
         if reply.reregister {
             return Ok(reply);
         }
+        if req.full_report {
+            // Before adding finished copies: the report was listed before they were taken.
+            self.replication.reconcile(req.server_id, &req.chunks)?;
+        }
+        self.replication.failed(req.server_id, &req.failed_copies);
         self.replication
             .replicated(req.server_id, &req.replicated)?;
         self.replication

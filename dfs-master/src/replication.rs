@@ -381,6 +381,59 @@ impl Replication {
         txn.commit()
     }
 
+    /// Forgets copies to `server_id` that failed, so the next check plans them again.
+    pub fn failed(&self, server_id: u64, chunk_ids: &[u64]) {
+        let mut pending = self.pending();
+        for chunk_id in chunk_ids {
+            if pending
+                .copies
+                .get(chunk_id)
+                .is_some_and(|c| c.target == server_id)
+            {
+                pending.copies.remove(chunk_id);
+            }
+        }
+    }
+
+    /// Squares the chunk map with a full block report of `server_id`: a chunk with committed
+    /// data whose record lists the server but which the report lacks (the replica was lost,
+    /// e.g. its files were removed) no longer counts the server, so the check copies it
+    /// again. Chunks without committed data are left alone: their first write may still be
+    /// on its way. A full scan of the chunk map, once per full report.
+    pub fn reconcile(&self, server_id: u64, reported: &[pb::ChunkReplicaReport]) -> Result<()> {
+        let held: std::collections::HashSet<u64> = reported.iter().map(|r| r.chunk_id).collect();
+        let lost: Vec<(u64, u64, u64)> = self
+            .writer
+            .store()
+            .all_chunks()?
+            .into_iter()
+            .filter(|(_, _, c)| {
+                c.length > 0 && c.replicas.contains(&server_id) && !held.contains(&c.chunk_id)
+            })
+            .map(|(ino, index, c)| (ino, index, c.chunk_id))
+            .collect();
+        if lost.is_empty() {
+            return Ok(());
+        }
+        let mut txn = self.writer.begin();
+        for &(ino, index, chunk_id) in &lost {
+            let Some(mut chunk) = txn.store().chunk(ino, index)? else {
+                continue;
+            };
+            if chunk.chunk_id == chunk_id && chunk.length > 0 {
+                chunk.replicas.retain(|&id| id != server_id);
+                txn.put_chunk(ino, index, &chunk);
+            }
+        }
+        txn.commit()?;
+        tracing::warn!(
+            server_id,
+            lost = lost.len(),
+            "replicas missing from a block report"
+        );
+        Ok(())
+    }
+
     /// Drops replicas `server_id` found corrupt from their chunks' records and queues them for
     /// deletion, so the next check copies a good replica instead. The last replica of a chunk
     /// is kept: a partly readable replica beats none.

@@ -199,3 +199,60 @@ fn draining_survives_a_master_restart_and_a_server_restart() {
     assert!(fx.master.registry().candidates(now).is_empty());
     assert!(fx.master.registry().decommission("nobody").is_err());
 }
+
+#[test]
+fn a_replica_missing_from_a_full_report_is_copied_again_and_failed_copies_are_replanned() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let ids: Vec<u64> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|uuid| fx.register(uuid, 10 * CHUNK, now))
+        .collect();
+    let ino = fx.file(ROOT_INO, "f");
+    let map = fx.master.chunk_map();
+    let chunk = map.allocate_chunk(ino, 0, ids[..3].to_vec()).unwrap();
+    let empty = fx.file(ROOT_INO, "empty");
+    map.allocate_chunk(empty, 0, ids[..3].to_vec()).unwrap();
+    let commit = pb::ChunkCommit {
+        index: 0,
+        chunk_id: chunk.chunk_id,
+        version: chunk.version,
+        length: 10,
+    };
+    map.commit_write(ino, &[commit], 10, None, super::ts(20))
+        .unwrap();
+
+    // `a` reports nothing: the written chunk no longer counts it; the unwritten one does.
+    let report = pb::HeartbeatRequest {
+        server_id: ids[0],
+        full_report: true,
+        ..Default::default()
+    };
+    fx.master.heartbeat(&report, now).unwrap();
+    assert_eq!(fx.replicas(ino), ids[1..3]);
+    assert_eq!(fx.replicas(empty), ids[..3]);
+
+    // The copy goes to `a` or `d`; when it fails, the next check plans it again.
+    fx.master.check_replication(now, 3).unwrap();
+    let commands = |fx: &Fixture| -> Vec<(u64, pb::ReplicateCommand)> {
+        [ids[0], ids[3]]
+            .iter()
+            .flat_map(|&id| {
+                let reply = fx.beat(id, vec![], vec![], now);
+                reply.replicate.into_iter().map(move |c| (id, c))
+            })
+            .collect()
+    };
+    let first = commands(&fx);
+    assert_eq!(first.len(), 1, "{first:?}");
+    fx.master.check_replication(now, 4).unwrap();
+    assert!(commands(&fx).is_empty(), "planned twice while in flight");
+    let req = pb::HeartbeatRequest {
+        server_id: first[0].0,
+        failed_copies: vec![chunk.chunk_id],
+        ..Default::default()
+    };
+    fx.master.heartbeat(&req, now).unwrap();
+    fx.master.check_replication(now, 5).unwrap();
+    assert_eq!(commands(&fx).len(), 1);
+}
