@@ -18,6 +18,15 @@ pub const DEFAULT_REPLICATION: u32 = 3;
 pub const DEFAULT_MIN_REPLICATION: u32 = 1;
 /// Default seconds without a heartbeat after which a chunkserver is considered dead.
 pub const DEFAULT_HEARTBEAT_TIMEOUT_SECS: u64 = 15;
+/// Default seconds without a heartbeat after which a chunkserver's replicas are copied
+/// elsewhere.
+pub const DEFAULT_DEAD_TIMEOUT_SECS: u64 = 120;
+/// Default seconds a replica no metadata references survives before it is deleted.
+pub const DEFAULT_ORPHAN_GRACE_SECS: u64 = 600;
+/// Default milliseconds between replication checks.
+pub const DEFAULT_REPLICATION_INTERVAL_MS: u64 = 2000;
+/// Default copies in flight per chunkserver.
+pub const DEFAULT_MAX_COPIES_PER_SERVER: u32 = 4;
 
 /// Settings of one master.
 #[derive(Debug, Clone, clap::Args)]
@@ -54,6 +63,37 @@ pub struct Config {
     #[arg(long, env = "DFS_HEARTBEAT_TIMEOUT", default_value_t = DEFAULT_HEARTBEAT_TIMEOUT_SECS)]
     pub heartbeat_timeout_secs: u64,
 
+    /// Seconds without a heartbeat after which a chunkserver is dead: its replicas are copied
+    /// to other servers (most endangered chunk first) and dropped from it. Never shorter than
+    /// the heartbeat timeout.
+    #[arg(long, env = "DFS_DEAD_TIMEOUT", default_value_t = DEFAULT_DEAD_TIMEOUT_SECS)]
+    pub dead_timeout_secs: u64,
+
+    /// Seconds a replica that no metadata references (reported in a full block report) stays
+    /// on its chunkserver before it is deleted. Replicas of deleted or truncated files are
+    /// deleted at once; this grace protects replicas whose record is still on its way.
+    #[arg(long, env = "DFS_ORPHAN_GRACE", default_value_t = DEFAULT_ORPHAN_GRACE_SECS)]
+    pub orphan_grace_secs: u64,
+
+    /// Milliseconds between replication checks (under-replicated chunks get copies planned,
+    /// surplus and dead replicas are dropped).
+    #[arg(long, env = "DFS_REPLICATION_INTERVAL_MS", default_value_t = DEFAULT_REPLICATION_INTERVAL_MS,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub replication_interval_ms: u64,
+
+    /// Replica copies in flight per chunkserver (as source or target), so that re-replication
+    /// does not swamp a server's disk or network.
+    #[arg(long, env = "DFS_MAX_COPIES_PER_SERVER", default_value_t = DEFAULT_MAX_COPIES_PER_SERVER,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_copies_per_server: u32,
+
+    /// Largest difference in disk usage, in percent of capacity, between the fullest and the
+    /// emptiest active chunkserver before replicas are moved from one to the other (e.g. onto
+    /// a newly added server). 0 disables balancing.
+    #[arg(long, env = "DFS_BALANCE_SPREAD_PERCENT", default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub balance_spread_percent: u32,
+
     /// Sync the database's write-ahead log before acknowledging a mutation, so that an
     /// acknowledged create, rename or commit survives a machine crash. Turning it off trades
     /// that for speed (a process crash still loses nothing).
@@ -84,6 +124,11 @@ impl Config {
             replication: DEFAULT_REPLICATION,
             min_replication: DEFAULT_MIN_REPLICATION,
             heartbeat_timeout_secs: DEFAULT_HEARTBEAT_TIMEOUT_SECS,
+            dead_timeout_secs: DEFAULT_DEAD_TIMEOUT_SECS,
+            orphan_grace_secs: DEFAULT_ORPHAN_GRACE_SECS,
+            replication_interval_ms: DEFAULT_REPLICATION_INTERVAL_MS,
+            max_copies_per_server: DEFAULT_MAX_COPIES_PER_SERVER,
+            balance_spread_percent: 10,
             sync_writes: true,
             addr_file: None,
         }
@@ -124,5 +169,19 @@ impl Config {
     /// How long a chunkserver stays live after its last heartbeat.
     pub fn heartbeat_timeout(&self) -> Duration {
         Duration::from_secs(self.heartbeat_timeout_secs)
+    }
+
+    /// The registry's timeouts and grace period.
+    pub fn registry_timeouts(&self) -> crate::registry::RegistryTimeouts {
+        crate::registry::RegistryTimeouts {
+            heartbeat: self.heartbeat_timeout(),
+            dead: Duration::from_secs(self.dead_timeout_secs),
+            orphan_grace: Duration::from_secs(self.orphan_grace_secs),
+        }
+    }
+
+    /// Time between replication checks.
+    pub fn replication_interval(&self) -> Duration {
+        Duration::from_millis(self.replication_interval_ms)
     }
 }

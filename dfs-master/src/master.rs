@@ -4,7 +4,7 @@
 //! this; tests drive it directly, without a network.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dfs_proto::chunk::ChunkLayout;
 use dfs_proto::pb::{self, Timestamp};
@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::namespace::Namespace;
 use crate::placement::{self, PlacementPolicy};
 use crate::registry::Registry;
+use crate::replication::{Replication, ReplicationLimits};
 use crate::store::{ChunkRecord, Store, meta};
 use crate::txn::Writer;
 
@@ -27,6 +28,7 @@ pub struct Master {
     namespace: Namespace,
     chunk_map: ChunkMap,
     registry: Registry,
+    replication: Replication,
     layout: ChunkLayout,
     policy: PlacementPolicy,
 }
@@ -45,16 +47,25 @@ impl Master {
         namespace.bootstrap(now)?;
         let chunk_map = ChunkMap::new(writer.clone(), layout);
         // Liveness is measured on the monotonic clock of this process, from now on.
-        let registry = Registry::open(writer, config.heartbeat_timeout(), Instant::now())?;
+        let registry = Registry::open(writer.clone(), config.registry_timeouts(), Instant::now())?;
         let policy = PlacementPolicy {
             replication: config.replication as usize,
             min_replication: config.min_replication as usize,
             chunk_size: layout.chunk_size,
         };
+        let limits = ReplicationLimits {
+            max_copies_per_server: config.max_copies_per_server as usize,
+            // Generous: a copy of a whole chunk between two busy servers.
+            copy_timeout: config.registry_timeouts().dead.max(Duration::from_secs(60)),
+            balance_spread: (config.balance_spread_percent > 0)
+                .then(|| f64::from(config.balance_spread_percent) / 100.0),
+        };
+        let replication = Replication::new(writer, policy, limits);
         Ok(Master {
             namespace,
             chunk_map,
             registry,
+            replication,
             layout,
             policy,
         })
@@ -73,6 +84,43 @@ impl Master {
     /// The chunkserver registry (registration, heartbeats, liveness).
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Re-replication planning.
+    pub fn replication(&self) -> &Replication {
+        &self.replication
+    }
+
+    /// Takes a chunkserver heartbeat: load, liveness and deletions through the registry;
+    /// replicas a full report lacks, completed and failed copies and corrupt replicas through
+    /// re-replication; and hands the server the copies planned for it.
+    pub fn heartbeat(
+        &self,
+        req: &pb::HeartbeatRequest,
+        now: Instant,
+    ) -> Result<pb::HeartbeatReply> {
+        let mut reply = self.registry.heartbeat(req, now)?;
+        if reply.reregister {
+            return Ok(reply);
+        }
+        if req.full_report {
+            // Before adding finished copies: the report was listed before they were taken.
+            self.replication.reconcile(req.server_id, &req.chunks)?;
+        }
+        self.replication.failed(req.server_id, &req.failed_copies);
+        self.replication
+            .replicated(req.server_id, &req.replicated)?;
+        self.replication
+            .corrupt(req.server_id, &req.corrupt_chunks)?;
+        reply.replicate = self.replication.take_commands(req.server_id);
+        Ok(reply)
+    }
+
+    /// One replication check over the whole chunk map (see [`crate::replication`]).
+    pub fn check_replication(&self, now: Instant, seed: u64) -> Result<()> {
+        let servers = self.registry.snapshot(now);
+        self.replication.check(&servers, now, seed)?;
+        Ok(())
     }
 
     /// The cluster's chunk layout.

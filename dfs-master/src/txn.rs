@@ -229,6 +229,13 @@ impl Txn<'_> {
         self.batch.delete_cf(self.store.cf(CF_DELETIONS), key);
     }
 
+    /// Queues the replica of `chunk_id` on `server_id` for deletion (cluster management: a
+    /// trimmed, drained, dead or corrupt replica the chunk record no longer lists).
+    pub fn queue_deletion(&mut self, server_id: u64, chunk_id: u64) {
+        let key = store::pair_key(server_id, chunk_id);
+        self.batch.put_cf(self.store.cf(CF_DELETIONS), key, []);
+    }
+
     /// Writes a chunkserver's persisted identity.
     pub fn put_server(&mut self, server_id: u64, server: &ServerRecord) {
         let value = prost::Message::encode_to_vec(server);

@@ -7,6 +7,7 @@ mod chunks;
 mod namespace;
 mod registry;
 mod rename;
+mod replication;
 mod restart;
 
 use std::fmt::Debug;
@@ -39,6 +40,8 @@ impl Fixture {
         config.block_size = BLOCK;
         // Durability is not what these tests check; syncing every batch only slows them.
         config.sync_writes = false;
+        // Orphaned replicas are deleted at the first report that finds them.
+        config.orphan_grace_secs = 0;
         let master = Master::open(&config, ts(1)).expect("open master");
         Fixture {
             dir,

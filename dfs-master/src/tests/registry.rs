@@ -38,6 +38,7 @@ impl Fixture {
             chunk_count: report.as_ref().map_or(0, |r| r.len() as u64),
             full_report: report.is_some(),
             chunks: report.unwrap_or_default(),
+            ..Default::default()
         };
         self.master.registry().heartbeat(&req, now).unwrap()
     }
