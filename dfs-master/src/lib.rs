@@ -34,6 +34,7 @@ pub mod namespace;
 pub mod placement;
 pub mod registry;
 pub mod rename;
+pub mod replicas;
 pub mod service;
 pub mod store;
 pub mod txn;

@@ -240,4 +240,22 @@ impl master_server::Master for MasterService {
         let now = Instant::now();
         self.call(move |m| m.registry().heartbeat(&req, now)).await
     }
+
+    async fn replace_replicas(
+        &self,
+        request: Request<pb::ReplaceReplicasRequest>,
+    ) -> Result<Response<pb::ChunkInfo>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.call(move |m| m.replace_replicas(&req, now)).await
+    }
+
+    async fn report_bad_replica(
+        &self,
+        request: Request<pb::ReportBadReplicaRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = request.into_inner();
+        self.call(move |m| m.report_bad_replica(&req).map(|_| pb::Empty {}))
+            .await
+    }
 }

@@ -223,6 +223,13 @@ impl Txn<'_> {
         }
     }
 
+    /// Queues the replica of `chunk_id` on `server_id` for deletion (handed to the server with
+    /// its next heartbeat reply).
+    pub fn queue_deletion(&mut self, server_id: u64, chunk_id: u64) {
+        let key = store::pair_key(server_id, chunk_id);
+        self.batch.put_cf(self.store.cf(CF_DELETIONS), key, []);
+    }
+
     /// Removes a replica from a server's deletion queue (it has been handed to the server).
     pub fn dequeue_deletion(&mut self, server_id: u64, chunk_id: u64) {
         let key = store::pair_key(server_id, chunk_id);
