@@ -22,36 +22,114 @@ pub struct DataPath {
 }
 
 impl DataPath {
-    /// Writes one span to its chunk's replica chain. A replica fault may mean the chain
-    /// changed (a replaced server, a new version), so the chunk is fetched again from the
-    /// master and, if it did change, the write is retried once on the new chain.
+    /// Writes one span to its chunk's replica chain. When a replica fails mid-write, the
+    /// master is asked for a chain without it (same chunk, newer version) and the span is
+    /// rewritten there, so the write completes on the survivors; the survivors already hold
+    /// the chunk's earlier bytes, the dropped replica is left stale at the old version.
+    /// Returns the chunk as finally written (the caller commits with its version).
     pub async fn write_span(
         &self,
         ino: u64,
-        chunk: pb::ChunkInfo,
+        mut chunk: pb::ChunkInfo,
         span: &ChunkSpan,
         data: Bytes,
         flags: WriteFlags,
     ) -> Result<pb::ChunkInfo, FsError> {
-        match self
-            .chunks
-            .write_chunk(&chunk, span.offset, data.clone(), flags)
-            .await
-        {
-            Ok(_) => Ok(chunk),
-            Err(err) if err.is_replica_fault() => {
-                let fresh = self.master.allocate_chunk(ino, span.index).await?;
-                if fresh == chunk {
-                    return Err(err);
-                }
-                tracing::info!(ino, index = span.index, error = %err, "chunk chain changed, retrying write");
-                self.chunks
-                    .write_chunk(&fresh, span.offset, data, flags)
-                    .await?;
-                Ok(fresh)
+        // Every retry drops at least one replica, so the chain runs out before this does.
+        for _ in 0..=chunk.replicas.len() {
+            let failure = match self
+                .chunks
+                .write_chain(&chunk, span.offset, data.clone(), flags)
+                .await
+            {
+                Ok(_) => return Ok(chunk),
+                Err(failure) if failure.error.is_replica_fault() => failure,
+                Err(failure) => return Err(failure.error),
+            };
+            let failed: Vec<u64> = chunk
+                .replicas
+                .iter()
+                .filter(|r| Some(&r.addr) == failure.failed_addr.as_ref())
+                .map(|r| r.server_id)
+                .collect();
+            tracing::warn!(
+                ino,
+                index = span.index,
+                chunk_id = chunk.chunk_id,
+                ?failed,
+                error = %failure.error,
+                "chain write failed, asking for a chain without the failed replica"
+            );
+            let fresh = self.master.replace_replicas(ino, &chunk, failed).await?;
+            if fresh == chunk {
+                return Err(failure.error);
             }
-            Err(err) => Err(err),
+            chunk = fresh;
         }
+        Err(FsError::Unavailable(format!(
+            "chunk {} lost every replica during a write",
+            chunk.chunk_id
+        )))
+    }
+
+    /// Reads up to `len` bytes at `offset` of `chunk`, trying its replicas in order: any
+    /// replica fault (corrupt, stale, unreachable, I/O) moves on to the next, so a bad disk
+    /// or a dead server costs latency, not an error. A replica found corrupt or stale is
+    /// reported to the master, which drops it. The result is shorter than `len` when the
+    /// replica ends earlier (a sparse chunk).
+    pub async fn read_chunk(
+        &self,
+        chunk: &pb::ChunkInfo,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, FsError> {
+        let mut last_error =
+            FsError::Unavailable(format!("chunk {} has no replicas", chunk.chunk_id));
+        for replica in &chunk.replicas {
+            match self
+                .chunks
+                .read_replica(&replica.addr, chunk, offset, len)
+                .await
+            {
+                Ok(data) => return Ok(data),
+                Err(err) if err.is_replica_fault() => {
+                    tracing::warn!(
+                        chunk_id = chunk.chunk_id,
+                        replica = %replica.addr,
+                        error = %err,
+                        "chunk read failed, trying the next replica"
+                    );
+                    if matches!(err, FsError::Corrupt(_) | FsError::Stale(_)) {
+                        self.report_bad_replica(chunk, replica, &err);
+                    }
+                    last_error = err;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(last_error)
+    }
+
+    /// Tells the master, in the background, that `replica` of `chunk` is bad. A reader that
+    /// is itself stale (the replica is newer) is told apart by the master from the version.
+    fn report_bad_replica(
+        &self,
+        chunk: &pb::ChunkInfo,
+        replica: &pb::ReplicaLocation,
+        err: &FsError,
+    ) {
+        let req = pb::ReportBadReplicaRequest {
+            chunk_id: chunk.chunk_id,
+            server_id: replica.server_id,
+            version: chunk.version,
+            reason: err.to_string(),
+        };
+        let master = self.master.clone();
+        tokio::spawn(async move {
+            if let Err(err) = master.report_bad_replica(req).await {
+                tracing::warn!(error = %err, "could not report a bad replica");
+            }
+        });
     }
 
     /// Before the master shrinks a file to `new_size`, cuts the replicas of the chunk that

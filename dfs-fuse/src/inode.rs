@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use dfs_proto::FsError;
 use dfs_proto::chunk::{ChunkLayout, ChunkSpan};
 use dfs_proto::pb;
@@ -234,7 +235,25 @@ impl InodeState {
             let unsynced: Vec<u64> = self.unsynced.iter().copied().collect();
             for index in unsynced {
                 if let Some(chunk) = self.chunks.get(&index).cloned() {
-                    io.chunks.sync_chunk(&chunk, chunk.length).await?;
+                    // An empty write with `sync` at the end of the data: through the same
+                    // replica-replacing path as data, since a server may have died since.
+                    let span = ChunkSpan {
+                        index,
+                        offset: chunk.length,
+                        len: 0,
+                        buf_offset: 0,
+                    };
+                    let flags = WriteFlags {
+                        sync: true,
+                        truncate: false,
+                    };
+                    let synced = io
+                        .write_span(ino, chunk.clone(), &span, Bytes::new(), flags)
+                        .await?;
+                    if synced != chunk {
+                        // The chain was replaced: commit with the new version.
+                        self.record_write(&io.layout, synced, &span, true);
+                    }
                 }
                 self.unsynced.remove(&index);
             }

@@ -79,7 +79,7 @@ async fn read_span(
     chunk: &pb::ChunkInfo,
     span: &ChunkSpan,
 ) -> Result<Bytes, FsError> {
-    let err = match io.chunks.read_chunk(chunk, span.offset, span.len).await {
+    let err = match io.read_chunk(chunk, span.offset, span.len).await {
         Ok(data) => return Ok(data),
         Err(err) if err.is_replica_fault() => err,
         Err(err) => return Err(err),
@@ -93,7 +93,7 @@ async fn read_span(
                 index = span.index,
                 "chunk moved since open, retrying read"
             );
-            io.chunks.read_chunk(&fresh, span.offset, span.len).await
+            io.read_chunk(&fresh, span.offset, span.len).await
         }
         // Dropped meanwhile (the file was truncated elsewhere): it reads as a hole.
         None => Ok(Bytes::new()),
