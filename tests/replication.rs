@@ -146,3 +146,62 @@ fn a_corrupt_replica_is_read_around_and_reported() {
         sha256_file(&copy)
     });
 }
+
+/// Drops the kernel's cached pages of a file, so the next read goes to the daemon.
+fn drop_page_cache(path: &std::path::Path) {
+    use std::os::fd::AsRawFd;
+    let file = fs::File::open(path).unwrap();
+    // SAFETY: a valid open descriptor; fadvise only drops clean cached pages.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(rc, 0);
+}
+
+#[test]
+fn a_cached_file_is_read_again_without_any_chunkserver() {
+    let mut cluster = small_chunks();
+    let data = pseudo_random_bytes(14, 5 << 20);
+    {
+        let mount = cluster.mount();
+        fs::write(mount.join("cached"), &data).unwrap();
+        fs::write(mount.join("uncached"), &data).unwrap();
+    }
+    let mount = cluster.mount();
+    assert_eq!(fs::read(mount.join("cached")).unwrap(), data);
+    // With every chunkserver dead, no chunkserver read can succeed: the second read is
+    // served by the mount's block cache (the page cache is dropped first).
+    for i in 0..3 {
+        cluster.stop_chunkserver(i, libc::SIGKILL);
+    }
+    drop_page_cache(&mount.join("cached"));
+    assert_eq!(fs::read(mount.join("cached")).unwrap(), data);
+    // A file this mount never read needs the chunkservers, and fails without them.
+    let err = fs::read(mount.join("uncached")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+}
+
+#[test]
+fn a_cached_block_is_never_served_after_another_mount_rewrote_it() {
+    let cluster = small_chunks();
+    let reader = cluster.mount();
+    let writer = cluster.mount();
+    let old = pseudo_random_bytes(15, 3 << 20);
+    fs::write(reader.join("f"), &old).unwrap();
+    assert_eq!(fs::read(reader.join("f")).unwrap(), old);
+
+    // Another mount rewrites the middle in place (same chunk, same size).
+    let patch = pseudo_random_bytes(16, 1 << 20);
+    {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(writer.join("f"))
+            .unwrap();
+        file.write_all_at(&patch, 1 << 20).unwrap();
+    }
+    let mut new = old.clone();
+    new[1 << 20..2 << 20].copy_from_slice(&patch);
+    drop_page_cache(&reader.join("f"));
+    assert!(
+        fs::read(reader.join("f")).unwrap() == new,
+        "stale bytes served"
+    );
+}

@@ -7,6 +7,7 @@ use dfs_proto::FsError;
 use dfs_proto::chunk::{ChunkLayout, ChunkSpan};
 use dfs_proto::pb;
 
+use crate::blockcache::{BlockCache, BlockKey};
 use crate::chunkio::{ChunkIo, WriteFlags};
 use crate::master::MasterClient;
 
@@ -19,6 +20,8 @@ pub struct DataPath {
     pub chunks: ChunkIo,
     /// The cluster's chunk and block sizes.
     pub layout: ChunkLayout,
+    /// Verified blocks read before (see [`BlockCache`] for when entries are dropped).
+    pub cache: BlockCache,
 }
 
 impl DataPath {
@@ -42,7 +45,10 @@ impl DataPath {
                 .write_chain(&chunk, span.offset, data.clone(), flags)
                 .await
             {
-                Ok(_) => return Ok(chunk),
+                Ok(_) => {
+                    self.forget_written(&chunk, span);
+                    return Ok(chunk);
+                }
                 Err(failure) if failure.error.is_replica_fault() => failure,
                 Err(failure) => return Err(failure.error),
             };
@@ -132,6 +138,81 @@ impl DataPath {
         });
     }
 
+    /// Reads like [`read_chunk`](DataPath::read_chunk), through the block cache: whole
+    /// blocks are fetched (one replica read for the blocks the span covers) and kept.
+    pub async fn read_cached(
+        &self,
+        chunk: &pb::ChunkInfo,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, FsError> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let block_size = self.layout.block_size;
+        let (first, last) = (offset / block_size, (offset + len - 1) / block_size);
+        let key = |block| BlockKey {
+            chunk_id: chunk.chunk_id,
+            version: chunk.version,
+            block,
+        };
+        let skip = offset - first * block_size;
+        let mut cached = Vec::new();
+        for block in first..=last {
+            match self.cache.get(&key(block)) {
+                Some(data) => cached.push(data),
+                None => break,
+            }
+        }
+        let range = if cached.len() as u64 == last - first + 1 {
+            join_blocks(cached, block_size)
+        } else {
+            let start = first * block_size;
+            let epoch = self.cache.epoch();
+            let data = self
+                .read_chunk(chunk, start, (last - first + 1) * block_size)
+                .await?;
+            for block in first..=last {
+                let from = ((block - first) * block_size) as usize;
+                if from >= data.len() {
+                    break;
+                }
+                let to = (from + block_size as usize).min(data.len());
+                self.cache.insert(key(block), data.slice(from..to), epoch);
+            }
+            data
+        };
+        let from = (skip as usize).min(range.len());
+        let to = ((skip + len) as usize).min(range.len());
+        Ok(range.slice(from..to))
+    }
+
+    /// Reads a span into the cache unless all of it is cached already (read-ahead).
+    pub async fn prefetch(&self, chunk: &pb::ChunkInfo, offset: u64, len: u64) {
+        let block_size = self.layout.block_size;
+        if len == 0 {
+            return;
+        }
+        let all_cached = (offset / block_size..=(offset + len - 1) / block_size).all(|block| {
+            self.cache.contains(&BlockKey {
+                chunk_id: chunk.chunk_id,
+                version: chunk.version,
+                block,
+            })
+        });
+        if !all_cached && let Err(err) = self.read_cached(chunk, offset, len).await {
+            tracing::debug!(chunk_id = chunk.chunk_id, error = %err, "read-ahead failed");
+        }
+    }
+
+    /// Drops cached blocks a write to `span` of `chunk` made stale.
+    fn forget_written(&self, chunk: &pb::ChunkInfo, span: &ChunkSpan) {
+        let block_size = self.layout.block_size;
+        let first = span.offset / block_size;
+        let last = (span.offset + span.len.max(1) - 1) / block_size;
+        self.cache.invalidate_blocks(chunk.chunk_id, first, last);
+    }
+
     /// Before the master shrinks a file to `new_size`, cuts the replicas of the chunk that
     /// will hold the new end, so bytes past it cannot reappear if the file grows again.
     /// Chunks wholly past the new end are dropped by the master itself. `local_size` is the
@@ -153,7 +234,25 @@ impl DataPath {
         }
         if let Some(chunk) = reply.chunks.into_iter().find(|c| c.index == index) {
             self.chunks.truncate_chunk(&chunk, in_chunk).await?;
+            self.cache
+                .invalidate_chunks(&std::iter::once(chunk.chunk_id).collect());
         }
         Ok(())
     }
+}
+
+/// Joins consecutive cached blocks into one range, ending after the first short block (the
+/// end of the replica): nothing after it belongs to the range. One block is not copied.
+fn join_blocks(mut blocks: Vec<Bytes>, block_size: u64) -> Bytes {
+    if blocks.len() == 1 {
+        return blocks.pop().unwrap_or_default();
+    }
+    let mut joined = bytes::BytesMut::with_capacity(blocks.iter().map(Bytes::len).sum());
+    for block in blocks {
+        joined.extend_from_slice(&block);
+        if (block.len() as u64) < block_size {
+            break;
+        }
+    }
+    joined.freeze()
 }

@@ -290,6 +290,8 @@ impl InodeState {
 pub struct OpenInode {
     /// The inode number.
     pub ino: u64,
+    /// Sequential-reader detection for read-ahead into the block cache.
+    pub readahead: crate::readahead::ReadAhead,
     state: tokio::sync::Mutex<InodeState>,
     /// The local size while there are uncommitted writes, 0 otherwise; readable without
     /// waiting for a flush in progress, so `stat` never stalls behind a slow write.
@@ -300,6 +302,7 @@ impl OpenInode {
     pub(crate) fn new(ino: u64, buffer_bytes: usize) -> OpenInode {
         OpenInode {
             ino,
+            readahead: Default::default(),
             state: tokio::sync::Mutex::new(InodeState::new(buffer_bytes)),
             uncommitted_size: AtomicU64::new(0),
         }
@@ -319,13 +322,15 @@ impl OpenInode {
         Some(self.uncommitted_size.load(Ordering::Acquire)).filter(|&s| s > 0)
     }
 
-    /// Loads the chunk map and size from the master (at every open).
-    pub async fn refresh(&self, io: &DataPath) -> Result<(), FsError> {
+    /// Loads the chunk map and size from the master (at every open); returns the ids of the
+    /// file's chunks.
+    pub async fn refresh(&self, io: &DataPath) -> Result<Vec<u64>, FsError> {
         let reply = io.master.get_chunks(self.ino, 0, 0).await?;
+        let chunk_ids = reply.chunks.iter().map(|c| c.chunk_id).collect();
         let mut state = self.state.lock().await;
         state.apply_chunk_map(reply);
         self.publish(&state);
-        Ok(())
+        Ok(chunk_ids)
     }
 
     /// Buffers a write (see [`InodeState`] for when it is sent).
