@@ -205,3 +205,66 @@ fn a_cached_block_is_never_served_after_another_mount_rewrote_it() {
         "stale bytes served"
     );
 }
+
+#[test]
+fn fio_psync_libaio_and_direct_io_write_and_verify() {
+    if std::process::Command::new("fio")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("fio is not installed (apt-get install -y fio): skipped");
+        return;
+    }
+    let cluster = small_chunks();
+    let mount = cluster.mount();
+    let jobs: [(&str, &[&str]); 4] = [
+        (
+            "psync",
+            &["--ioengine=psync", "--rw=write", "--bs=1m", "--size=16m"],
+        ),
+        (
+            "psync-rand",
+            &["--ioengine=psync", "--rw=randwrite", "--bs=4k", "--size=2m"],
+        ),
+        (
+            "libaio",
+            &[
+                "--ioengine=libaio",
+                "--iodepth=8",
+                "--rw=write",
+                "--bs=128k",
+                "--size=16m",
+            ],
+        ),
+        (
+            "direct",
+            &[
+                "--ioengine=libaio",
+                "--iodepth=8",
+                "--direct=1",
+                "--rw=randwrite",
+                "--bs=4k",
+                "--size=2m",
+            ],
+        ),
+    ];
+    for (name, args) in jobs {
+        // Writes with a checksum in every block, then reads everything back and verifies.
+        let output = std::process::Command::new("fio")
+            .arg(format!("--name={name}"))
+            .arg(format!("--directory={}", mount.path().display()))
+            .args(["--verify=crc32c", "--do_verify=1", "--end_fsync=1"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "fio {name} failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report = String::from_utf8_lossy(&output.stdout);
+        assert!(!report.contains("verify: bad"), "fio {name}: {report}");
+    }
+}
