@@ -268,3 +268,26 @@ fn fio_psync_libaio_and_direct_io_write_and_verify() {
         assert!(!report.contains("verify: bad"), "fio {name}: {report}");
     }
 }
+
+#[test]
+fn writes_with_fewer_live_servers_than_the_minimum_fail_with_enospc() {
+    let mut cluster = small_chunks();
+    let mount = cluster.mount();
+    // One server down: the write completes on the two others (the minimum).
+    cluster.stop_chunkserver(2, libc::SIGKILL);
+    let data = pseudo_random_bytes(17, 10 << 20);
+    let mut file = fs::File::create(mount.join("degraded")).unwrap();
+    file.write_all(&data).unwrap();
+    file.sync_all().unwrap();
+    drop(file);
+    assert_eq!(fs::read(mount.join("degraded")).unwrap(), data);
+
+    // Two down: one replica is below the minimum of two, and the application is told so.
+    cluster.stop_chunkserver(1, libc::SIGKILL);
+    let mut file = fs::File::create(mount.join("too-few")).unwrap();
+    let err = file
+        .write_all(&data)
+        .and_then(|()| file.sync_all())
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+}

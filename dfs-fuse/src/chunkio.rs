@@ -2,9 +2,10 @@
 //!
 //! A write is ONE stream to the first replica of a chunk, whose header names the rest of the
 //! chain as `downstream`; each chunkserver forwards the stream to the next, so the client sends
-//! every byte once and the reply arrives when every replica holds the data. A read goes to one
-//! replica and falls back to the next on any replica fault (corrupt, stale, unreachable, I/O),
-//! so a bad disk or a dead server costs latency, not an error.
+//! every byte once and the reply arrives when every replica holds the data. A failed write
+//! names the replica that broke the chain ([`ChainFailure`]), so the caller can ask for a chain
+//! without it. A read goes to one replica; falling back to the next, and reporting bad
+//! replicas, is [`crate::datapath::DataPath`]'s.
 //!
 //! Channels are pooled per chunkserver address and connect lazily, with the same timeouts as
 //! the master channel.

@@ -1,6 +1,8 @@
 //! [`DataPath`]: what the data path talks to — the master for chunk maps, allocations and
-//! commits, the chunkservers for bytes — and the operations that need both: a chunk write that
-//! survives a changed replica chain, and cutting replicas before the master shrinks a file.
+//! commits, the chunkservers for bytes, the mount's block cache — and the operations that need
+//! more than one of them: a chunk write that survives a failed replica (the master replaces
+//! the chain), a read that falls back across replicas and reports bad ones, reads through the
+//! block cache, and cutting replicas before the master shrinks a file.
 
 use bytes::Bytes;
 use dfs_proto::FsError;
