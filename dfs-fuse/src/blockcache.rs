@@ -8,13 +8,18 @@
 //! close-to-open consistency has it) has all its chunks dropped.
 //!
 //! The bound is in bytes, not entries: blocks at the end of a chunk can be short.
+//!
+//! Fetches are single-flight: a reader that misses blocks another task is already fetching
+//! (typically read-ahead that the kernel's own readahead caught up with) waits for that fetch
+//! instead of reading the same blocks from a replica a second time.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use lru::LruCache;
+use tokio::sync::watch;
 
 /// Which block an entry holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,6 +59,8 @@ struct Inner {
 #[derive(Debug)]
 struct State {
     blocks: LruCache<BlockKey, Bytes>,
+    /// Blocks being fetched, each with a receiver that wakes when the fetch ends.
+    in_flight: HashMap<BlockKey, watch::Receiver<()>>,
     bytes: usize,
     /// Bumped by every invalidation: a block read from a replica before an invalidation may
     /// predate the write that caused it, so it is not cached (see [`BlockCache::epoch`]).
@@ -68,6 +75,7 @@ impl BlockCache {
                 capacity,
                 state: Mutex::new(State {
                     blocks: LruCache::unbounded(),
+                    in_flight: HashMap::new(),
                     bytes: 0,
                     epoch: 0,
                 }),
@@ -155,6 +163,25 @@ impl BlockCache {
         }
     }
 
+    /// Claims the fetch of `keys`: either the caller fetches them (and holds the returned
+    /// guard until the fetched blocks are inserted), or another task is fetching one of them
+    /// and the caller should wait for it and look again.
+    pub fn claim(&self, keys: &[BlockKey]) -> Claim {
+        let mut state = self.state();
+        if let Some(busy) = keys.iter().find_map(|key| state.in_flight.get(key)) {
+            return Claim::Wait(busy.clone());
+        }
+        let (done, receiver) = watch::channel(());
+        for key in keys {
+            state.in_flight.insert(*key, receiver.clone());
+        }
+        Claim::Fetch(FetchGuard {
+            cache: self.clone(),
+            keys: keys.to_vec(),
+            _done: done,
+        })
+    }
+
     /// Bytes of block data held.
     pub fn bytes(&self) -> usize {
         self.state().bytes
@@ -165,6 +192,34 @@ impl BlockCache {
         CacheStats {
             hits: self.inner.hits.load(Ordering::Relaxed),
             misses: self.inner.misses.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The answer of [`BlockCache::claim`].
+#[derive(Debug)]
+pub enum Claim {
+    /// Fetch the blocks; dropping the guard tells waiting readers to look again.
+    Fetch(FetchGuard),
+    /// Another task is fetching: wait for it (`changed()` returns when it ends), then look
+    /// in the cache again.
+    Wait(watch::Receiver<()>),
+}
+
+/// Marks blocks as being fetched until dropped (also when the fetch fails or is cancelled).
+#[derive(Debug)]
+pub struct FetchGuard {
+    cache: BlockCache,
+    keys: Vec<BlockKey>,
+    // Dropped after the keys are removed: waiters wake to a settled cache.
+    _done: watch::Sender<()>,
+}
+
+impl Drop for FetchGuard {
+    fn drop(&mut self) {
+        let mut state = self.cache.state();
+        for key in &self.keys {
+            state.in_flight.remove(key);
         }
     }
 }
@@ -226,5 +281,27 @@ mod tests {
         assert!(!cache.contains(&key(3, 1, 0)));
         cache.insert(key(3, 1, 0), block(10), cache.epoch());
         assert!(cache.contains(&key(3, 1, 0)));
+    }
+
+    #[tokio::test]
+    async fn a_second_reader_waits_for_the_fetch_in_flight() {
+        let cache = BlockCache::new(1000);
+        let keys = [key(1, 1, 0), key(1, 1, 1)];
+        let Claim::Fetch(guard) = cache.claim(&keys) else {
+            panic!("nothing in flight yet");
+        };
+        // Overlapping claims wait; disjoint ones fetch.
+        let Claim::Wait(mut waiter) = cache.claim(&[key(1, 1, 1), key(1, 1, 2)]) else {
+            panic!("block 1 is in flight");
+        };
+        assert!(matches!(cache.claim(&[key(1, 1, 5)]), Claim::Fetch(_)));
+        cache.insert(key(1, 1, 1), block(10), cache.epoch());
+        drop(guard);
+        assert!(
+            waiter.changed().await.is_err(),
+            "woken by the end of the fetch"
+        );
+        assert!(cache.contains(&key(1, 1, 1)));
+        assert!(matches!(cache.claim(&keys), Claim::Fetch(_)));
     }
 }

@@ -9,7 +9,7 @@ use dfs_proto::FsError;
 use dfs_proto::chunk::{ChunkLayout, ChunkSpan};
 use dfs_proto::pb;
 
-use crate::blockcache::{BlockCache, BlockKey};
+use crate::blockcache::{BlockCache, BlockKey, Claim};
 use crate::chunkio::{ChunkIo, WriteFlags};
 use crate::master::MasterClient;
 
@@ -159,34 +159,39 @@ impl DataPath {
             block,
         };
         let skip = offset - first * block_size;
-        let mut cached = Vec::new();
-        for block in first..=last {
-            match self.cache.get(&key(block)) {
-                Some(data) => cached.push(data),
-                None => break,
-            }
-        }
-        let range = if cached.len() as u64 == last - first + 1 {
-            join_blocks(cached, block_size)
-        } else {
-            let start = first * block_size;
-            let epoch = self.cache.epoch();
-            let data = self
-                .read_chunk(chunk, start, (last - first + 1) * block_size)
-                .await?;
-            for block in first..=last {
-                let from = ((block - first) * block_size) as usize;
-                if from >= data.len() {
-                    break;
-                }
-                let to = (from + block_size as usize).min(data.len());
-                self.cache.insert(key(block), data.slice(from..to), epoch);
-            }
-            data
+        let keys: Vec<BlockKey> = (first..=last).map(key).collect();
+        let clip = |range: Bytes| {
+            let from = (skip as usize).min(range.len());
+            let to = ((skip + len) as usize).min(range.len());
+            range.slice(from..to)
         };
-        let from = (skip as usize).min(range.len());
-        let to = ((skip + len) as usize).min(range.len());
-        Ok(range.slice(from..to))
+        let fetching = loop {
+            let cached: Vec<Bytes> = keys.iter().map_while(|k| self.cache.get(k)).collect();
+            if cached.len() == keys.len() {
+                return Ok(clip(join_blocks(cached, block_size)));
+            }
+            match self.cache.claim(&keys) {
+                Claim::Fetch(guard) => break guard,
+                // The fetch in flight ends (successful or not): look again.
+                Claim::Wait(mut fetch) => {
+                    let _ = fetch.changed().await;
+                }
+            }
+        };
+        let epoch = self.cache.epoch();
+        let data = self
+            .read_chunk(chunk, first * block_size, keys.len() as u64 * block_size)
+            .await?;
+        for (i, key) in keys.into_iter().enumerate() {
+            let from = i * block_size as usize;
+            if from >= data.len() {
+                break;
+            }
+            let to = (from + block_size as usize).min(data.len());
+            self.cache.insert(key, data.slice(from..to), epoch);
+        }
+        drop(fetching);
+        Ok(clip(data))
     }
 
     /// Reads a span into the cache unless all of it is cached already (read-ahead).
