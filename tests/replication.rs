@@ -186,6 +186,8 @@ fn a_cached_block_is_never_served_after_another_mount_rewrote_it() {
     let writer = cluster.mount();
     let old = pseudo_random_bytes(15, 3 << 20);
     fs::write(reader.join("f"), &old).unwrap();
+    // Read through the daemon (not the pages the write left), filling its block cache.
+    drop_page_cache(&reader.join("f"));
     assert_eq!(fs::read(reader.join("f")).unwrap(), old);
 
     // Another mount rewrites the middle in place (same chunk, same size).
