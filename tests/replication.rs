@@ -70,7 +70,9 @@ fn a_read_survives_a_chunkserver_killed_half_way() {
         let mount = cluster.mount();
         fs::write(mount.join("big"), &data).unwrap();
     }
-    let mount = cluster.mount();
+    // Without the block cache and read-ahead, so the chunks after the kill really are read
+    // from chunkservers then, not fetched ahead before it.
+    let mount = cluster.mount_with(&["--cache-bytes", "0", "--client-read-ahead-bytes", "0"]);
     let path = mount.join("big");
     let ino = fs::metadata(&path).unwrap().ino();
     // Kill the server readers try first for the chunks not read yet.
