@@ -259,6 +259,8 @@ fn fio_psync_libaio_and_direct_io_write_and_verify() {
             .arg(format!("--name={name}"))
             .arg(format!("--directory={}", mount.path().display()))
             .args(["--verify=crc32c", "--do_verify=1", "--end_fsync=1"])
+            // No verify-state files left behind in the working directory.
+            .arg("--verify_state_save=0")
             .args(args)
             .output()
             .unwrap();
