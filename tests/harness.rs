@@ -684,3 +684,52 @@ pub fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bo
         thread::sleep(Duration::from_millis(200));
     }
 }
+
+// --- Replicated data path: what the master and the chunkservers' disks say about replicas ---
+
+impl Cluster {
+    /// The master's chunk map of inode `ino` (the kernel's inode number is the master's),
+    /// replicas in the order readers try them.
+    pub fn chunks_of(&self, ino: u64) -> Vec<dfs_proto::pb::ChunkInfo> {
+        let uri = format!("http://{}", self.master_addr());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        runtime.block_on(async move {
+            let mut master = dfs_proto::pb::master_client::MasterClient::connect(uri)
+                .await
+                .expect("connect to master");
+            let req = dfs_proto::pb::GetChunksRequest {
+                ino,
+                first_index: 0,
+                count: 0,
+            };
+            master
+                .get_chunks(req)
+                .await
+                .expect("GetChunks")
+                .into_inner()
+                .chunks
+        })
+    }
+
+    /// The index of the chunkserver listening at `addr`.
+    pub fn chunkserver_index(&self, addr: &str) -> usize {
+        self.chunkservers
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.addr == addr))
+            .expect("a chunkserver with that address")
+    }
+
+    /// The data file of the replica of `chunk_id` on chunkserver `i`, if it holds one.
+    pub fn replica_data_file(&self, i: usize, chunk_id: u64) -> Option<PathBuf> {
+        let chunks = self.chunkserver_data_dir(i).join("chunks");
+        let name = format!("{chunk_id:016x}.data");
+        fs::read_dir(chunks)
+            .ok()?
+            .flatten()
+            .map(|dir| dir.path().join(&name))
+            .find(|path| path.exists())
+    }
+}

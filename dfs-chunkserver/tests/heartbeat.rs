@@ -158,6 +158,18 @@ impl Master for FakeMaster {
     ) -> Result<Response<AttrReply>, Status> {
         unimplemented()
     }
+    async fn replace_replicas(
+        &self,
+        _: Request<dfs_proto::pb::ReplaceReplicasRequest>,
+    ) -> Result<Response<ChunkInfo>, Status> {
+        unimplemented()
+    }
+    async fn report_bad_replica(
+        &self,
+        _: Request<dfs_proto::pb::ReportBadReplicaRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        unimplemented()
+    }
 }
 
 /// Reported chunk ids of a heartbeat.

@@ -17,6 +17,7 @@ use fuser::FileAttr;
 use lru::LruCache;
 
 use crate::attr::{creation_perm, file_attr};
+use crate::blockcache::BlockCache;
 use crate::chunkio::ChunkIo;
 use crate::config::Config;
 use crate::datapath::DataPath;
@@ -94,6 +95,7 @@ struct Shared {
     io: DataPath,
     replication: u32,
     write_buffer_bytes: usize,
+    read_ahead_bytes: u64,
     inodes: OpenInodes,
     dirs: DirHandles,
     next_fh: AtomicU64,
@@ -148,22 +150,30 @@ impl Client {
             master,
             chunks: ChunkIo::new(timeout),
             layout: ChunkLayout::new(cluster.chunk_size, block_size),
+            cache: BlockCache::new(config.cache_bytes),
         };
         Ok(Client::new(
             io,
             cluster.replication,
             config.write_buffer_bytes(),
+            config.client_read_ahead_bytes,
         ))
     }
 
     /// A client over an existing data path.
-    pub fn new(io: DataPath, replication: u32, write_buffer_bytes: usize) -> Client {
+    pub fn new(
+        io: DataPath,
+        replication: u32,
+        write_buffer_bytes: usize,
+        read_ahead_bytes: u64,
+    ) -> Client {
         let seen = LruCache::new(NonZeroUsize::new(SEEN_VERSIONS).expect("non-zero capacity"));
         Client {
             shared: Arc::new(Shared {
                 io,
                 replication,
                 write_buffer_bytes,
+                read_ahead_bytes,
                 inodes: OpenInodes::default(),
                 dirs: DirHandles::default(),
                 next_fh: AtomicU64::new(1),
@@ -364,15 +374,22 @@ impl Client {
     pub async fn open(&self, ino: u64, flags: i32) -> Result<Opened, FsError> {
         let inode = self.shared.inodes.open(ino, self.shared.write_buffer_bytes);
         let result = async {
-            let (attr, ()) =
+            let (attr, chunk_ids) =
                 tokio::try_join!(self.master().get_attr(ino), inode.refresh(self.io()))?;
+            let unchanged = self.note_version(&attr);
+            if !unchanged {
+                // Another mount may have rewritten blocks this mount still caches.
+                self.io()
+                    .cache
+                    .invalidate_chunks(&chunk_ids.into_iter().collect());
+            }
             if flags & libc::O_TRUNC != 0 && attr.size > 0 {
                 let req = truncate_request(ino);
                 let attr = inode.resize(self.io(), req, 0).await?;
                 self.note_version(&attr);
                 return Ok(false);
             }
-            Ok::<_, FsError>(self.note_version(&attr))
+            Ok::<_, FsError>(unchanged)
         }
         .await;
         match result {
@@ -428,7 +445,15 @@ impl Client {
     /// Reads up to `len` bytes at `offset`.
     pub async fn read(&self, ino: u64, offset: u64, len: u32) -> Result<Bytes, FsError> {
         let inode = self.open_inode(ino)?;
-        read::read(self.io(), &inode, offset, u64::from(len)).await
+        let data = read::read(self.io(), &inode, offset, u64::from(len)).await?;
+        if let Some((from, len)) =
+            inode
+                .readahead
+                .on_read(offset, u64::from(len), self.shared.read_ahead_bytes)
+        {
+            tokio::spawn(read::read_ahead(self.io().clone(), inode, from, len));
+        }
+        Ok(data)
     }
 
     /// Buffers a write; returns the bytes accepted.
@@ -572,8 +597,9 @@ mod tests {
                 .unwrap(),
             chunks: ChunkIo::new(std::time::Duration::from_millis(100)),
             layout: ChunkLayout::new(64 << 20, 64 << 10),
+            cache: BlockCache::new(1 << 20),
         };
-        let client = Client::new(io, 3, 1 << 20);
+        let client = Client::new(io, 3, 1 << 20, 0);
         let attr = pb::Attr {
             ino: 5,
             size: 10,

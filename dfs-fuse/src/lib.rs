@@ -25,6 +25,7 @@
 //! [`run`] is the one entry point; `main` only parses options and sets up logging.
 
 pub mod attr;
+pub mod blockcache;
 pub mod chunkio;
 pub mod client;
 pub mod config;
@@ -35,6 +36,7 @@ pub mod handles;
 pub mod inode;
 pub mod master;
 pub mod read;
+pub mod readahead;
 pub mod readdir;
 pub mod writebuf;
 

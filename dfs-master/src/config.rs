@@ -15,7 +15,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9400";
 /// Default number of replicas per chunk.
 pub const DEFAULT_REPLICATION: u32 = 3;
 /// Default minimum number of replicas for a chunk allocation to succeed.
-pub const DEFAULT_MIN_REPLICATION: u32 = 1;
+pub const DEFAULT_MIN_REPLICATION: u32 = 2;
 /// Default seconds without a heartbeat after which a chunkserver is considered dead.
 pub const DEFAULT_HEARTBEAT_TIMEOUT_SECS: u64 = 15;
 /// Default seconds without a heartbeat after which a chunkserver's replicas are copied
@@ -53,8 +53,10 @@ pub struct Config {
     #[arg(long, env = "DFS_REPLICATION", default_value_t = DEFAULT_REPLICATION)]
     pub replication: u32,
 
-    /// Fewest live chunkservers (with room for a chunk) an allocation accepts; with fewer,
-    /// writes fail with ENOSPC rather than store data with too little redundancy.
+    /// Fewest replicas a chunk is written to: an allocation needs this many live chunkservers
+    /// with room, and a chain that loses servers during a write keeps at least this many;
+    /// with fewer, writes fail with ENOSPC rather than store data with too little redundancy.
+    /// Capped at the replication factor.
     #[arg(long, env = "DFS_MIN_REPLICATION", default_value_t = DEFAULT_MIN_REPLICATION)]
     pub min_replication: u32,
 
@@ -149,11 +151,8 @@ impl Config {
         if self.replication == 0 {
             return fail("replication must be at least 1".into());
         }
-        if self.min_replication == 0 || self.min_replication > self.replication {
-            return fail(format!(
-                "min replication {} must be between 1 and replication {}",
-                self.min_replication, self.replication
-            ));
+        if self.min_replication == 0 {
+            return fail("min replication must be at least 1".into());
         }
         if self.heartbeat_timeout_secs == 0 {
             return fail("heartbeat timeout must be at least 1 second".into());
@@ -164,6 +163,12 @@ impl Config {
     /// The chunk layout these settings ask for (a cluster may already have another one).
     pub fn layout(&self) -> ChunkLayout {
         ChunkLayout::new(self.chunk_size, u64::from(self.block_size))
+    }
+
+    /// The minimum replication in force: the configured one, capped at the replication
+    /// factor (a cluster with replication 1 cannot insist on 2 replicas).
+    pub fn effective_min_replication(&self) -> usize {
+        self.min_replication.min(self.replication) as usize
     }
 
     /// How long a chunkserver stays live after its last heartbeat.

@@ -40,6 +40,7 @@ pub mod namespace;
 pub mod placement;
 pub mod registry;
 pub mod rename;
+pub mod replicas;
 pub mod replication;
 pub mod service;
 pub mod store;

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::namespace::Namespace;
 use crate::placement::{self, PlacementPolicy};
 use crate::registry::Registry;
+use crate::replicas::{BadReplicaOutcome, ReplicaChanges};
 use crate::replication::{Replication, ReplicationLimits};
 use crate::store::{ChunkRecord, Store, meta};
 use crate::txn::Writer;
@@ -31,6 +32,7 @@ pub struct Master {
     replication: Replication,
     layout: ChunkLayout,
     policy: PlacementPolicy,
+    replicas: ReplicaChanges,
 }
 
 impl Master {
@@ -46,11 +48,12 @@ impl Master {
         let namespace = Namespace::new(writer.clone(), layout);
         namespace.bootstrap(now)?;
         let chunk_map = ChunkMap::new(writer.clone(), layout);
+        let replicas = ReplicaChanges::new(writer.clone(), config.effective_min_replication());
         // Liveness is measured on the monotonic clock of this process, from now on.
         let registry = Registry::open(writer.clone(), config.registry_timeouts(), Instant::now())?;
         let policy = PlacementPolicy {
             replication: config.replication as usize,
-            min_replication: config.min_replication as usize,
+            min_replication: config.effective_min_replication(),
             chunk_size: layout.chunk_size,
         };
         let limits = ReplicationLimits {
@@ -68,6 +71,7 @@ impl Master {
             replication,
             layout,
             policy,
+            replicas,
         })
     }
 
@@ -206,6 +210,26 @@ impl Master {
         };
         let chunk = self.chunk_map.allocate_chunk(ino, index, replicas)?;
         Ok(self.chunk_info(index, &chunk, now))
+    }
+
+    /// Drops the servers a chain write failed at from a chunk and bumps its version (see
+    /// [`ReplicaChanges::replace_replicas`]); the answer is the chain to rewrite on.
+    pub fn replace_replicas(
+        &self,
+        req: &pb::ReplaceReplicasRequest,
+        now: Instant,
+    ) -> Result<pb::ChunkInfo> {
+        let chunk = self.replicas.replace_replicas(req)?;
+        Ok(self.chunk_info(req.index, &chunk, now))
+    }
+
+    /// Drops a replica a reader found corrupt or stale (see
+    /// [`ReplicaChanges::report_bad_replica`]).
+    pub fn report_bad_replica(
+        &self,
+        req: &pb::ReportBadReplicaRequest,
+    ) -> Result<BadReplicaOutcome> {
+        self.replicas.report_bad_replica(req)
     }
 
     /// A chunk as clients see it, with its replica addresses resolved.

@@ -306,4 +306,22 @@ impl master_server::Master for MasterService {
         self.call(move |m| admin::decommission(m, &req.server, now))
             .await
     }
+
+    async fn replace_replicas(
+        &self,
+        request: Request<pb::ReplaceReplicasRequest>,
+    ) -> Result<Response<pb::ChunkInfo>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.call(move |m| m.replace_replicas(&req, now)).await
+    }
+
+    async fn report_bad_replica(
+        &self,
+        request: Request<pb::ReportBadReplicaRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = request.into_inner();
+        self.call(move |m| m.report_bad_replica(&req).map(|_| pb::Empty {}))
+            .await
+    }
 }

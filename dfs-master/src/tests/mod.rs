@@ -7,6 +7,7 @@ mod chunks;
 mod namespace;
 mod registry;
 mod rename;
+mod replicas;
 mod replication;
 mod restart;
 
