@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use dfs_fuse::Config;
-use tracing_subscriber::EnvFilter;
+use dfs_proto::process;
 
 /// Mount a dfs cluster as a POSIX directory.
 #[derive(Debug, Parser)]
@@ -15,29 +15,17 @@ struct Cli {
     config: Config,
 }
 
-/// Completes at the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("cannot listen for SIGTERM");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    if cli.config.debug_fuse {
-        filter = filter.add_directive("fuser=debug".parse().expect("valid directive"));
-    }
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let extra: &[&str] = if cli.config.debug_fuse {
+        &["fuser=debug"]
+    } else {
+        &[]
+    };
+    process::init_logging(extra);
 
-    match dfs_fuse::run(cli.config, shutdown_signal()).await {
+    match dfs_fuse::run(cli.config, process::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err}");

@@ -7,9 +7,11 @@
 //!   one well-defined way so that a client maps it to exactly the errno the master meant.
 //! * [`chunk`] — chunk arithmetic: which chunks and blocks a byte range of a file touches.
 //! * [`time`] — conversions between wire timestamps and `SystemTime`.
+//! * [`process`] — logging setup and the shutdown signal every dfs binary shares.
 
 pub mod chunk;
 pub mod error;
+pub mod process;
 pub mod time;
 
 pub use error::FsError;

@@ -1,0 +1,39 @@
+//! Process plumbing every dfs binary shares: logging to stderr filtered by `RUST_LOG`, and the
+//! signal that asks a server or mount to shut down cleanly.
+
+use tracing_subscriber::EnvFilter;
+
+/// Sends `tracing` output to stderr at the level `RUST_LOG` names (`info` when unset), plus
+/// any `extra` directives (e.g. `fuser=debug`).
+pub fn init_logging(extra: &[&str]) {
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    for directive in extra {
+        match directive.parse() {
+            Ok(directive) => filter = filter.add_directive(directive),
+            Err(err) => eprintln!("ignoring log directive {directive:?}: {err}"),
+        }
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Completes at the first SIGINT or SIGTERM: the clean way to stop a dfs process (`kill`,
+/// Ctrl-C, systemd). If SIGTERM cannot be watched, SIGINT alone still works.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "cannot watch SIGTERM; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("shutdown requested");
+}
