@@ -429,3 +429,52 @@ fn replicas_lost_from_a_disk_are_noticed_in_its_block_report_and_copied_again() 
     });
     assert_contents(&files);
 }
+
+#[test]
+fn fsck_walks_a_nested_tree_and_names_damaged_files() {
+    let mut cluster = Cluster::start(options());
+    let mount = cluster.mount();
+    fs::create_dir_all(mount.join("a/b/c")).unwrap();
+    fs::create_dir_all(mount.join("d")).unwrap();
+    for (i, file) in ["top", "a/one", "a/b/two", "a/b/c/three", "d/four"]
+        .iter()
+        .enumerate()
+    {
+        fs::write(
+            mount.join(file),
+            pseudo_random_bytes(i as u64, CHUNK as usize + 10),
+        )
+        .unwrap();
+    }
+    std::os::unix::fs::symlink("top", mount.join("a/link")).unwrap();
+    drop(mount);
+
+    let fsck = cluster.dfs(&["fsck"]);
+    assert_eq!(report_value(&fsck, "directories"), 5, "{fsck}");
+    assert_eq!(report_value(&fsck, "files"), 5, "{fsck}");
+    assert_eq!(report_value(&fsck, "chunks"), 10, "{fsck}");
+    assert!(fsck.contains("status: HEALTHY"), "{fsck}");
+    let sub = cluster.dfs(&["fsck", "a/b"]);
+    assert_eq!(report_value(&sub, "directories"), 2, "{sub}");
+    assert_eq!(report_value(&sub, "files"), 2, "{sub}");
+
+    // Two of four servers gone for good: every chunk loses at least one of its three replicas
+    // and two servers cannot restore them, so fsck reports damage, naming only real files.
+    cluster.stop_chunkserver(0, libc::SIGKILL);
+    cluster.stop_chunkserver(1, libc::SIGKILL);
+    wait_until(LIMIT, "fsck sees the dead servers", || {
+        cluster.dfs(&["fsck"]).contains("status: DAMAGED")
+    });
+    let damaged = cluster.dfs(&["fsck"]);
+    let named: Vec<&str> = damaged
+        .lines()
+        .filter_map(|l| l.strip_prefix("damaged: "))
+        .collect();
+    assert!(!named.is_empty(), "{damaged}");
+    for name in named {
+        assert!(
+            ["/top", "/a/one", "/a/b/two", "/a/b/c/three", "/d/four"].contains(&name),
+            "{damaged}"
+        );
+    }
+}

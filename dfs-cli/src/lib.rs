@@ -3,7 +3,8 @@
 //! * `dfs status` — every chunkserver with its state (active, stale, dead, draining),
 //!   capacity and replica count, and the cluster's under-replicated and missing chunks.
 //! * `dfs info PATH` — a file's chunks, versions, replicas and their health.
-//! * `dfs fsck [PATH]` — replication health of a subtree; exits 1 if a chunk is damaged.
+//! * `dfs fsck [PATH]` — replication health of a subtree ([`fsck`], with progress on large
+//!   trees); exits 1 if a chunk is damaged.
 //! * `dfs decommission SERVER` — start draining a server (by id or address).
 //! * `dfs put LOCAL PATH`, `dfs get PATH LOCAL` — copy a file in or out without a mount
 //!   ([`transfer`]), with progress on standard error.
@@ -11,6 +12,7 @@
 //! Paths are relative to the filesystem's root, not to a mount. The output is plain text
 //! with one `key: value` per line for the summary, so scripts (and the tests) can read it.
 
+pub mod fsck;
 pub mod transfer;
 
 use std::fmt::Write as _;
@@ -143,8 +145,7 @@ pub async fn run(cli: Cli) -> Result<Output, Error> {
             Ok(ok(format_info(&path, &reply.into_inner())))
         }
         Command::Fsck { path } => {
-            let request = pb::PathRequest { path: path.clone() };
-            let reply = master.fsck(request).await.map_err(rpc)?.into_inner();
+            let reply = fsck::walk(&mut master, &path).await?;
             let damaged = reply.under_replicated + reply.missing > 0;
             Ok(Output {
                 text: format_fsck(&path, &reply),

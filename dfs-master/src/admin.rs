@@ -69,63 +69,80 @@ pub fn file_info(master: &Master, path: &str, now: Instant) -> Result<pb::FileIn
     })
 }
 
-/// The replication health of every file under `path` (the whole filesystem for "" or "/").
+/// The replication health of the file at `path`, or of the files directly in the directory
+/// at `path` (the root for "" or "/"), with the directory's subdirectories listed for the
+/// caller to check next. One level per call keeps every call small and lets the caller (the
+/// `dfs fsck` walk) report progress on large trees.
 pub fn fsck(master: &Master, path: &str, now: Instant) -> Result<pb::FsckReply> {
     let top = resolve(master, path)?;
+    let path = normalize(path);
     let views = master.registry().snapshot(now);
     let by_id: HashMap<u64, &ServerView> = views.iter().map(|v| (v.server_id, v)).collect();
     let replication = master.cluster_config().replication as usize;
     let mut reply = pb::FsckReply::default();
-    let mut stack = vec![(top, normalize(path))];
-    while let Some((attr, path)) = stack.pop() {
-        match attr.kind() {
-            FileKind::Directory => {
-                reply.directories += 1;
-                let mut after = Vec::new();
-                loop {
-                    let page = master.namespace().readdir(attr.ino, &after, WALK_PAGE)?;
-                    for entry in &page.entries {
-                        let name = String::from_utf8_lossy(&entry.name);
-                        let child = if path.is_empty() {
-                            name.into_owned()
-                        } else {
-                            format!("{path}/{name}")
-                        };
-                        if let Some(child_attr) = entry.attr {
-                            stack.push((child_attr, child));
-                        }
-                    }
-                    match page.entries.last() {
-                        Some(last) if page.more => after = last.name.clone(),
-                        _ => break,
-                    }
+    if top.kind() != FileKind::Directory {
+        check_file(master, &top, path, replication, &by_id, &mut reply)?;
+        return Ok(reply);
+    }
+    reply.directories = 1;
+    let mut after = Vec::new();
+    loop {
+        let page = master.namespace().readdir(top.ino, &after, WALK_PAGE)?;
+        for entry in &page.entries {
+            let name = String::from_utf8_lossy(&entry.name);
+            let child = if path.is_empty() {
+                name.into_owned()
+            } else {
+                format!("{path}/{name}")
+            };
+            match entry.attr {
+                Some(attr) if attr.kind() == FileKind::Directory => {
+                    reply.subdirectories.push(child)
                 }
+                Some(attr) => check_file(master, &attr, child, replication, &by_id, &mut reply)?,
+                None => {}
             }
-            FileKind::Regular => {
-                reply.files += 1;
-                let mut damaged = false;
-                for (_, chunk) in master.chunk_map().chunks(attr.ino, 0, 0)?.chunks {
-                    reply.chunks += 1;
-                    let health = ChunkHealth::of(&chunk, &by_id);
-                    if health.is_missing() {
-                        reply.missing += 1;
-                        damaged = true;
-                    } else if health.healthy.len() < replication {
-                        reply.under_replicated += 1;
-                        damaged = true;
-                    } else {
-                        reply.healthy_chunks += 1;
-                    }
-                }
-                if damaged {
-                    reply.damaged_files.push(path);
-                }
-            }
-            _ => {}
+        }
+        match page.entries.last() {
+            Some(last) if page.more => after = last.name.clone(),
+            _ => break,
         }
     }
     reply.damaged_files.sort();
     Ok(reply)
+}
+
+/// Adds the chunks of one regular file (other kinds hold no chunks) to an fsck reply.
+fn check_file(
+    master: &Master,
+    attr: &pb::Attr,
+    path: String,
+    replication: usize,
+    by_id: &HashMap<u64, &ServerView>,
+    reply: &mut pb::FsckReply,
+) -> Result<()> {
+    if attr.kind() != FileKind::Regular {
+        return Ok(());
+    }
+    reply.files += 1;
+    let mut damaged = false;
+    for (_, chunk) in master.chunk_map().chunks(attr.ino, 0, 0)?.chunks {
+        reply.chunks += 1;
+        let health = ChunkHealth::of(&chunk, by_id);
+        if health.is_missing() {
+            reply.missing += 1;
+            damaged = true;
+        } else if health.healthy.len() < replication {
+            reply.under_replicated += 1;
+            damaged = true;
+        } else {
+            reply.healthy_chunks += 1;
+        }
+    }
+    if damaged {
+        reply.damaged_files.push(path);
+    }
+    Ok(())
 }
 
 /// Starts draining `server` (an id or an address) and returns its status.
