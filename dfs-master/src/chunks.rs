@@ -68,6 +68,18 @@ impl ChunkMap {
     /// chunk id, version 1 and length 0. If the chunk exists already (another writer got there
     /// first) the existing chunk is returned unchanged.
     pub fn allocate_chunk(&self, ino: u64, index: u64, replicas: Vec<u64>) -> Result<ChunkRecord> {
+        self.allocate(ino, index, replicas, 0)
+    }
+
+    /// [`allocate_chunk`](ChunkMap::allocate_chunk), recording lease `generation` as the one
+    /// that took the new chunk.
+    pub fn allocate(
+        &self,
+        ino: u64,
+        index: u64,
+        replicas: Vec<u64>,
+        generation: u64,
+    ) -> Result<ChunkRecord> {
         if index.checked_mul(self.layout.chunk_size).is_none() {
             return Err(invalid("chunk index past the largest file size"));
         }
@@ -85,10 +97,42 @@ impl ChunkMap {
             version: FIRST_CHUNK_VERSION,
             length: 0,
             replicas,
+            lease_generation: generation,
         };
         txn.put_chunk(ino, index, &chunk);
         txn.commit()?;
         Ok(chunk)
+    }
+
+    /// Takes the existing chunk at `index` of file `ino` for a write under lease `generation`.
+    /// The first time a lease takes a chunk, its version moves past the old one (to at least
+    /// `min_version`, the version the writer has already stamped on the replicas), so replicas
+    /// an earlier holder wrote, and commits it still sends, are recognisably stale. `None` if
+    /// the chunk is not allocated.
+    pub fn take_chunk(
+        &self,
+        ino: u64,
+        index: u64,
+        generation: u64,
+        min_version: u64,
+    ) -> Result<Option<ChunkRecord>> {
+        let mut txn = self.writer.begin();
+        regular_file(txn.inode(ino)?)?;
+        let Some(mut chunk) = txn.store().chunk(ino, index)? else {
+            return Ok(None);
+        };
+        let version = if chunk.lease_generation == generation {
+            chunk.version.max(min_version)
+        } else {
+            (chunk.version + 1).max(min_version)
+        };
+        if version != chunk.version || chunk.lease_generation != generation {
+            chunk.version = version;
+            chunk.lease_generation = generation;
+            txn.put_chunk(ino, index, &chunk);
+            txn.commit()?;
+        }
+        Ok(Some(chunk))
     }
 
     /// Records a completed write to file `ino`: each committed chunk grows to at least the
@@ -159,7 +203,7 @@ fn current_chunk(txn: &Txn<'_>, ino: u64, commit: &pb::ChunkCommit) -> Result<Ch
 
 /// The inode if it is a regular file: `ENOENT` if missing, `EISDIR` for a directory,
 /// `EINVAL` for other kinds (they have no data).
-fn regular_file(inode: Option<Inode>) -> Result<Inode> {
+pub(crate) fn regular_file(inode: Option<Inode>) -> Result<Inode> {
     let inode = require(inode)?;
     match inode.kind() {
         FileKind::Regular => Ok(inode),

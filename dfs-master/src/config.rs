@@ -18,6 +18,8 @@ pub const DEFAULT_REPLICATION: u32 = 3;
 pub const DEFAULT_MIN_REPLICATION: u32 = 1;
 /// Default seconds without a heartbeat after which a chunkserver is considered dead.
 pub const DEFAULT_HEARTBEAT_TIMEOUT_SECS: u64 = 15;
+/// Default milliseconds a writer lease lives without a renewal.
+pub const DEFAULT_LEASE_TTL_MS: u64 = 30_000;
 
 /// Settings of one master.
 #[derive(Debug, Clone, clap::Args)]
@@ -54,6 +56,11 @@ pub struct Config {
     #[arg(long, env = "DFS_HEARTBEAT_TIMEOUT", default_value_t = DEFAULT_HEARTBEAT_TIMEOUT_SECS)]
     pub heartbeat_timeout_secs: u64,
 
+    /// Milliseconds a writer lease lives without a renewal. Mounts renew several times per
+    /// time-to-live; when a writing mount dies, other mounts can write its files after this.
+    #[arg(long, env = "DFS_LEASE_TTL_MS", default_value_t = DEFAULT_LEASE_TTL_MS)]
+    pub lease_ttl_ms: u64,
+
     /// Sync the database's write-ahead log before acknowledging a mutation, so that an
     /// acknowledged create, rename or commit survives a machine crash. Turning it off trades
     /// that for speed (a process crash still loses nothing).
@@ -84,6 +91,7 @@ impl Config {
             replication: DEFAULT_REPLICATION,
             min_replication: DEFAULT_MIN_REPLICATION,
             heartbeat_timeout_secs: DEFAULT_HEARTBEAT_TIMEOUT_SECS,
+            lease_ttl_ms: DEFAULT_LEASE_TTL_MS,
             sync_writes: true,
             addr_file: None,
         }
@@ -113,6 +121,9 @@ impl Config {
         if self.heartbeat_timeout_secs == 0 {
             return fail("heartbeat timeout must be at least 1 second".into());
         }
+        if self.lease_ttl_ms < 100 {
+            return fail("lease time-to-live must be at least 100 ms".into());
+        }
         Ok(())
     }
 
@@ -124,5 +135,10 @@ impl Config {
     /// How long a chunkserver stays live after its last heartbeat.
     pub fn heartbeat_timeout(&self) -> Duration {
         Duration::from_secs(self.heartbeat_timeout_secs)
+    }
+
+    /// How long a writer lease lives without a renewal.
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_millis(self.lease_ttl_ms)
     }
 }

@@ -13,6 +13,7 @@ use dfs_proto::{FsError, MAX_NAME_LEN};
 use crate::chunks::ChunkMap;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::leases::Leases;
 use crate::namespace::Namespace;
 use crate::placement::{self, PlacementPolicy};
 use crate::registry::Registry;
@@ -27,6 +28,7 @@ pub struct Master {
     namespace: Namespace,
     chunk_map: ChunkMap,
     registry: Registry,
+    leases: Leases,
     layout: ChunkLayout,
     policy: PlacementPolicy,
 }
@@ -44,8 +46,11 @@ impl Master {
         let namespace = Namespace::new(writer.clone(), layout);
         namespace.bootstrap(now)?;
         let chunk_map = ChunkMap::new(writer.clone(), layout);
-        // Liveness is measured on the monotonic clock of this process, from now on.
-        let registry = Registry::open(writer, config.heartbeat_timeout(), Instant::now())?;
+        // Liveness and lease expiry are measured on the monotonic clock of this process, from
+        // now on.
+        let started = Instant::now();
+        let leases = Leases::open(writer.clone(), config.lease_ttl(), started)?;
+        let registry = Registry::open(writer, config.heartbeat_timeout(), started)?;
         let policy = PlacementPolicy {
             replication: config.replication as usize,
             min_replication: config.min_replication as usize,
@@ -55,6 +60,7 @@ impl Master {
             namespace,
             chunk_map,
             registry,
+            leases,
             layout,
             policy,
         })
@@ -73,6 +79,11 @@ impl Master {
     /// The chunkserver registry (registration, heartbeats, liveness).
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The writer leases.
+    pub fn leases(&self) -> &Leases {
+        &self.leases
     }
 
     /// The cluster's chunk layout.
@@ -158,6 +169,42 @@ impl Master {
         };
         let chunk = self.chunk_map.allocate_chunk(ino, index, replicas)?;
         Ok(self.chunk_info(index, &chunk, now))
+    }
+
+    /// The chunk at `index` of file `ino` for a write by `holder`, who must hold the file's
+    /// lease: allocated (placed with `seed`) if missing, otherwise taken under the lease, which
+    /// moves it to a new version the first time this lease writes it (see
+    /// [`ChunkMap::take_chunk`]).
+    pub fn lease_chunk(
+        &self,
+        req: &pb::LeaseChunkRequest,
+        now: Instant,
+        seed: u64,
+    ) -> Result<pb::ChunkInfo> {
+        let (ino, index) = (req.ino, req.index);
+        let generation = self.leases.generation(ino, &req.holder)?;
+        let take = || self.chunk_map.take_chunk(ino, index, generation, req.min_version);
+        if let Some(chunk) = take()? {
+            return Ok(self.chunk_info(index, &chunk, now));
+        }
+        let candidates = self.registry.candidates(now);
+        let replicas = placement::choose_replicas(&candidates, &self.policy, seed)
+            .map_err(|err| self.placement_error(err, now))?;
+        self.chunk_map.allocate(ino, index, replicas, generation)?;
+        // Taken again: if another writer allocated it first, this lease still moves it on.
+        let chunk = take()?.ok_or(FsError::NotFound)?;
+        Ok(self.chunk_info(index, &chunk, now))
+    }
+
+    /// Why placement found no servers: still waiting for block reports after a restart (retry
+    /// soon) or really no room.
+    fn placement_error(&self, err: FsError, now: Instant) -> Error {
+        if self.registry.awaiting_reports(now) {
+            return Error::Fs(FsError::Unavailable(
+                "chunkservers have not reported since the master started; retry".into(),
+            ));
+        }
+        err.into()
     }
 
     /// A chunk as clients see it, with its replica addresses resolved.

@@ -23,8 +23,8 @@ use rocksdb::WriteBatch;
 
 use crate::error::Result;
 use crate::store::{
-    self, CF_CHUNK_IDS, CF_CHUNKS, CF_DELETIONS, CF_DENTRIES, CF_INODES, CF_META, CF_SERVERS,
-    CF_SYMLINKS, ChunkRecord, Dentry, Inode, ServerRecord, Store, meta,
+    self, CF_CHUNK_IDS, CF_CHUNKS, CF_DELETIONS, CF_DENTRIES, CF_INODES, CF_LEASES, CF_META,
+    CF_SERVERS, CF_SYMLINKS, ChunkRecord, Dentry, Inode, LeaseRecord, ServerRecord, Store, meta,
 };
 
 /// The store plus the lock that makes its mutations one-at-a-time. Cheap to clone.
@@ -234,6 +234,19 @@ impl Txn<'_> {
         let value = prost::Message::encode_to_vec(server);
         self.batch
             .put_cf(self.store.cf(CF_SERVERS), store::id_key(server_id), value);
+    }
+
+    /// Records the writer lease of file `ino`.
+    pub fn put_lease(&mut self, ino: u64, lease: &LeaseRecord) {
+        let value = prost::Message::encode_to_vec(lease);
+        self.batch
+            .put_cf(self.store.cf(CF_LEASES), store::id_key(ino), value);
+    }
+
+    /// Forgets the writer lease of file `ino`.
+    pub fn delete_lease(&mut self, ino: u64) {
+        self.batch
+            .delete_cf(self.store.cf(CF_LEASES), store::id_key(ino));
     }
 
     /// Applies every change of the transaction as one atomic (and, if configured, synced)
