@@ -183,7 +183,10 @@ impl Master {
     ) -> Result<pb::ChunkInfo> {
         let (ino, index) = (req.ino, req.index);
         let generation = self.leases.generation(ino, &req.holder)?;
-        let take = || self.chunk_map.take_chunk(ino, index, generation, req.min_version);
+        let take = || {
+            self.chunk_map
+                .take_chunk(ino, index, generation, req.min_version)
+        };
         if let Some(chunk) = take()? {
             return Ok(self.chunk_info(index, &chunk, now));
         }

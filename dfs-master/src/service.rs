@@ -272,8 +272,12 @@ impl master_server::Master for MasterService {
         request: Request<pb::LeaseRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
         let req = request.into_inner();
-        self.call(move |m| m.leases().release(req.ino, &req.holder).map(|()| pb::Empty {}))
-            .await
+        self.call(move |m| {
+            m.leases()
+                .release(req.ino, &req.holder)
+                .map(|()| pb::Empty {})
+        })
+        .await
     }
 
     async fn lease_chunk(
