@@ -38,6 +38,8 @@ pub struct ClusterOptions {
     pub capacity_bytes: Option<u64>,
     /// RPC timeout of mounts and chunkservers, in milliseconds.
     pub rpc_timeout_ms: u64,
+    /// Extra `dfs-master` arguments (e.g. `--lease-ttl-ms`).
+    pub master_args: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -48,6 +50,7 @@ impl Default for ClusterOptions {
             chunk_size: 64 << 20,
             capacity_bytes: None,
             rpc_timeout_ms: 5_000,
+            master_args: Vec::new(),
         }
     }
 }
@@ -129,7 +132,7 @@ impl Cluster {
     fn start_master(&mut self, port: Option<u16>) {
         let data_dir = self.dir.path().join("master");
         let listen = format!("127.0.0.1:{}", port.unwrap_or(0));
-        let args = vec![
+        let mut args = vec![
             "--listen".to_string(),
             listen,
             "--data-dir".into(),
@@ -139,6 +142,7 @@ impl Cluster {
             "--replication".into(),
             self.options.replication.to_string(),
         ];
+        args.extend(self.options.master_args.iter().cloned());
         let server = spawn_server(self.dir.path(), "dfs-master", "master", &args);
         self.master = Some(server);
     }
@@ -568,4 +572,38 @@ fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer leases and crashes
+// ---------------------------------------------------------------------------------------------
+
+impl Mount {
+    /// Kills the daemon with SIGKILL (a crashed client: no flush, no lease release) and waits
+    /// for it to exit; the kernel mount goes away with it (`auto_unmount`).
+    pub fn kill(&mut self) {
+        signal_and_reap(&mut self.child, libc::SIGKILL);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while is_mounted(&self.path) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        if is_mounted(&self.path) {
+            lazy_unmount(&self.path);
+        }
+    }
+}
+
+impl Cluster {
+    /// Kills the master and every chunkserver with SIGKILL at once (a crash of the whole
+    /// cluster), then starts them all again on their old ports and data, and waits for them.
+    pub fn crash_and_restart_all(&mut self) {
+        self.stop_master(libc::SIGKILL);
+        for i in 0..self.chunkservers.len() {
+            self.stop_chunkserver(i, libc::SIGKILL);
+        }
+        self.restart_master();
+        for i in 0..self.chunkservers.len() {
+            self.restart_chunkserver(i);
+        }
+    }
 }

@@ -24,7 +24,9 @@ pub struct DataPath {
 impl DataPath {
     /// Writes one span to its chunk's replica chain. A replica fault may mean the chain
     /// changed (a replaced server, a new version), so the chunk is fetched again from the
-    /// master and, if it did change, the write is retried once on the new chain.
+    /// master and, if it did change, the write is retried once on the new chain. Under a
+    /// writer lease (`holder`) the chunk is fetched through the lease, so a writer whose lease
+    /// was taken over fails (ESTALE) instead of writing over the new holder's version.
     pub async fn write_span(
         &self,
         ino: u64,
@@ -32,6 +34,7 @@ impl DataPath {
         span: &ChunkSpan,
         data: Bytes,
         flags: WriteFlags,
+        holder: Option<&str>,
     ) -> Result<pb::ChunkInfo, FsError> {
         match self
             .chunks
@@ -40,7 +43,10 @@ impl DataPath {
         {
             Ok(_) => Ok(chunk),
             Err(err) if err.is_replica_fault() => {
-                let fresh = self.master.allocate_chunk(ino, span.index).await?;
+                let fresh = match holder {
+                    Some(holder) => self.master.lease_chunk(ino, span.index, holder, 0).await?,
+                    None => self.master.allocate_chunk(ino, span.index).await?,
+                };
                 if fresh == chunk {
                     return Err(err);
                 }
@@ -52,6 +58,37 @@ impl DataPath {
             }
             Err(err) => Err(err),
         }
+    }
+
+    /// The chunk at `index` of file `ino` for a write under `holder`'s lease, the first time
+    /// this lease writes it: a chunk this client knows of (`cached`) is first stamped with
+    /// the next version on its replicas, then the master records that version (or allocates
+    /// the chunk if it does not exist).
+    pub async fn take_chunk(
+        &self,
+        ino: u64,
+        index: u64,
+        holder: &str,
+        cached: Option<&pb::ChunkInfo>,
+    ) -> Result<pb::ChunkInfo, FsError> {
+        let min_version = match cached {
+            Some(chunk) => {
+                let stamped = pb::ChunkInfo {
+                    version: chunk.version + 1,
+                    ..chunk.clone()
+                };
+                // If stamping fails, the write that follows (with the master's version)
+                // stamps the replicas or reports the fault.
+                if let Err(err) = self.chunks.stamp_version(&stamped).await {
+                    tracing::warn!(ino, index, error = %err, "could not stamp a new chunk version");
+                }
+                stamped.version
+            }
+            None => 0,
+        };
+        self.master
+            .lease_chunk(ino, index, holder, min_version)
+            .await
     }
 
     /// Before the master shrinks a file to `new_size`, cuts the replicas of the chunk that

@@ -38,6 +38,11 @@ pub struct InodeState {
     unsynced: BTreeSet<u64>,
     /// A failed flush, reported by the next write/flush/fsync.
     write_error: Option<FsError>,
+    /// The mount's holder id while it holds the file's writer lease: chunks are then taken
+    /// through the lease (see [`DataPath::take_chunk`]).
+    lease_holder: Option<String>,
+    /// Chunks already taken under the current lease.
+    taken: BTreeSet<u64>,
 }
 
 impl InodeState {
@@ -50,6 +55,8 @@ impl InodeState {
             pending: BTreeMap::new(),
             unsynced: BTreeSet::new(),
             write_error: None,
+            lease_holder: None,
+            taken: BTreeSet::new(),
         }
     }
 
@@ -125,11 +132,18 @@ impl InodeState {
         };
         for SpanData { span, data } in self.buffer.take(&io.layout) {
             let result = async {
-                let chunk = match self.chunks.get(&span.index) {
-                    Some(chunk) => chunk.clone(),
-                    None => io.master.allocate_chunk(ino, span.index).await?,
+                let cached = self.chunks.get(&span.index);
+                let chunk = match (&self.lease_holder, cached) {
+                    (Some(holder), cached) if !self.taken.contains(&span.index) => {
+                        let chunk = io.take_chunk(ino, span.index, holder, cached).await?;
+                        self.taken.insert(span.index);
+                        chunk
+                    }
+                    (_, Some(chunk)) => chunk.clone(),
+                    (_, None) => io.master.allocate_chunk(ino, span.index).await?,
                 };
-                io.write_span(ino, chunk, &span, data, flags).await
+                let holder = self.lease_holder.as_deref();
+                io.write_span(ino, chunk, &span, data, flags, holder).await
             }
             .await;
             match result {
@@ -157,6 +171,7 @@ impl InodeState {
             chunks: self.pending.values().cloned().collect(),
             size: self.size(),
             mtime: Some(dfs_proto::time::now()),
+            lease_holder: self.lease_holder.clone().unwrap_or_default(),
         };
         match io.master.commit_write(req).await {
             Ok(attr) => {
@@ -255,6 +270,7 @@ impl InodeState {
         self.chunks.retain(|i, _| keep(i));
         self.pending.retain(|i, _| keep(i));
         self.unsynced.retain(keep);
+        self.taken.retain(keep);
         if let Some(chunk) = self.chunks.get_mut(&index) {
             chunk.length = chunk.length.min(in_chunk);
         }
@@ -298,6 +314,13 @@ impl OpenInode {
     /// The size to report instead of the master's, if this client has uncommitted writes.
     pub fn uncommitted_size(&self) -> Option<u64> {
         Some(self.uncommitted_size.load(Ordering::Acquire)).filter(|&s| s > 0)
+    }
+
+    /// Writes from now on go through `holder`'s writer lease (`None`: the lease is gone).
+    pub async fn set_lease_holder(&self, holder: Option<String>) {
+        let mut state = self.state.lock().await;
+        state.taken.clear();
+        state.lease_holder = holder;
     }
 
     /// Loads the chunk map and size from the master (at every open).

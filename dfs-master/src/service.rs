@@ -212,6 +212,9 @@ impl master_server::Master for MasterService {
         let req = request.into_inner();
         let now = time::now();
         self.call(move |m| {
+            if !req.lease_holder.is_empty() {
+                m.leases().generation(req.ino, &req.lease_holder)?;
+            }
             m.chunk_map()
                 .commit_write(req.ino, &req.chunks, req.size, req.mtime, now)
                 .map(attr_reply)
