@@ -226,3 +226,31 @@ fn append_truncate_and_o_trunc_under_a_lease() {
     drop(file);
     assert_eq!(fs::read(&path).unwrap(), b"short");
 }
+
+#[test]
+fn a_restarted_master_keeps_the_writer_lease_of_a_live_mount() {
+    let mut cluster = cluster(60_000);
+    let a = cluster.mount();
+    let mut writer = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(a.join("f"))
+        .unwrap();
+    writer.write_all(b"before").unwrap();
+    writer.sync_all().unwrap();
+
+    cluster.restart_master();
+
+    // The restarted master still counts `a` as the writer: another mount gets EBUSY.
+    let b = cluster.mount_with(&["--lease-wait-ms", "300"]);
+    let path = b.join("f");
+    let err = within(Duration::from_secs(30), move || {
+        OpenOptions::new().write(true).open(path)
+    })
+    .unwrap_err();
+    assert_eq!(errno(&err), libc::EBUSY);
+    // `a` writes on and commits under its lease.
+    writer.write_all(b", after").unwrap();
+    drop(writer);
+    assert_eq!(fs::read(b.join("f")).unwrap(), b"before, after");
+}

@@ -154,8 +154,8 @@ impl Txn<'_> {
         Ok(())
     }
 
-    /// Deletes an inode and everything it owns: its symlink target, its chunks, and (through
-    /// the deletion queue) the replicas of those chunks.
+    /// Deletes an inode and everything it owns: its symlink target, its recorded writer
+    /// lease, its chunks, and (through the deletion queue) the replicas of those chunks.
     pub fn remove_inode(&mut self, ino: u64) -> Result<()> {
         self.inodes.insert(
             ino,
@@ -166,6 +166,8 @@ impl Txn<'_> {
         );
         self.batch
             .delete_cf(self.store.cf(CF_SYMLINKS), store::id_key(ino));
+        // A lease still held on a removed file has nothing left to protect.
+        self.delete_lease(ino);
         for (index, chunk) in self.store.chunks(ino, 0, None)? {
             self.remove_chunk(ino, index, &chunk);
         }

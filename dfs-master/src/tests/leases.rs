@@ -123,3 +123,20 @@ fn a_new_holder_moves_the_chunks_it_writes_to_a_new_version() {
         FsError::Stale(_)
     ));
 }
+
+#[test]
+fn removing_a_file_forgets_its_lease() {
+    let fx = Fixture::new();
+    let ino = fx.file(ROOT_INO, "f");
+    fx.master
+        .leases()
+        .acquire(ino, "a", Instant::now())
+        .unwrap();
+    fx.ns().unlink(ROOT_INO, b"f", ts(20)).unwrap();
+    // After a restart the lease is not honoured any more (the record went with the inode).
+    let fx = fx.reopen();
+    assert!(matches!(
+        fs_err(fx.master.leases().generation(ino, "a")),
+        FsError::Stale(_)
+    ));
+}
