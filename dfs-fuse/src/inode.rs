@@ -41,7 +41,11 @@ pub struct InodeState {
     /// The mount's holder id while it holds the file's writer lease: chunks are then taken
     /// through the lease (see [`DataPath::take_chunk`]).
     lease_holder: Option<String>,
-    /// Chunks already taken under the current lease.
+    /// The lease was taken over from a holder that died: each chunk is moved to a new
+    /// version the first time it is written (after a clean release, nothing of the previous
+    /// holder can still be in flight, so versions stay).
+    bump_versions: bool,
+    /// Chunks already moved to a new version under the current lease.
     taken: BTreeSet<u64>,
 }
 
@@ -56,6 +60,7 @@ impl InodeState {
             unsynced: BTreeSet::new(),
             write_error: None,
             lease_holder: None,
+            bump_versions: false,
             taken: BTreeSet::new(),
         }
     }
@@ -133,14 +138,18 @@ impl InodeState {
         for SpanData { span, data } in self.buffer.take(&io.layout) {
             let result = async {
                 let cached = self.chunks.get(&span.index);
+                let bump = self.bump_versions && !self.taken.contains(&span.index);
                 let chunk = match (&self.lease_holder, cached) {
-                    (Some(holder), cached) if !self.taken.contains(&span.index) => {
-                        let chunk = io.take_chunk(ino, span.index, holder, cached).await?;
+                    (Some(holder), Some(chunk)) if bump => {
+                        let chunk = io.take_chunk(ino, span.index, holder, Some(chunk)).await?;
                         self.taken.insert(span.index);
                         chunk
                     }
                     (_, Some(chunk)) => chunk.clone(),
-                    (_, None) => io.master.allocate_chunk(ino, span.index).await?,
+                    (Some(holder), None) => {
+                        io.master.lease_chunk(ino, span.index, holder, 0).await?
+                    }
+                    (None, None) => io.master.allocate_chunk(ino, span.index).await?,
                 };
                 let holder = self.lease_holder.as_deref();
                 io.write_span(ino, chunk, &span, data, flags, holder).await
@@ -316,11 +325,15 @@ impl OpenInode {
         Some(self.uncommitted_size.load(Ordering::Acquire)).filter(|&s| s > 0)
     }
 
-    /// Writes from now on go through `holder`'s writer lease (`None`: the lease is gone).
-    pub async fn set_lease_holder(&self, holder: Option<String>) {
+    /// Writes from now on go through `holder`'s writer lease; `took_over` says the lease was
+    /// taken over from a holder that died, so written chunks move to new versions.
+    pub async fn set_lease(&self, holder: String, took_over: bool) {
         let mut state = self.state.lock().await;
-        state.taken.clear();
-        state.lease_holder = holder;
+        if state.lease_holder.as_ref() != Some(&holder) {
+            state.taken.clear();
+        }
+        state.lease_holder = Some(holder);
+        state.bump_versions = took_over;
     }
 
     /// Loads the chunk map and size from the master (at every open).

@@ -5,6 +5,13 @@
 //! mount shares it; the lease is released when the file's last handle closes. While another
 //! mount holds it, asking is retried for `--lease-wait-ms` and then fails with `EBUSY`.
 //!
+//! Chunk versions: when a lease was taken over from a holder that died, the first write of
+//! each existing chunk stamps the next version on its replicas and has the master record it
+//! (`LeaseChunk`), so whatever the dead holder still had in flight is refused as stale. After
+//! a clean release nothing of the previous holder can be in flight, and versions stay as they
+//! are (sparing two round trips per chunk). Commits name the holder and are refused once its
+//! lease is gone.
+//!
 //! One background task renews every held lease a few times per time-to-live. A lease the
 //! master no longer grants (this mount was cut off longer than the time-to-live and another
 //! writer took over) is dropped from the table with an error in the log; the chunk versions
@@ -17,7 +24,7 @@
 //! cut to the shortest replica's length (never below the committed length), under a new
 //! version, and that length is committed, so every reader sees one length and one content.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -48,7 +55,8 @@ pub struct MountLeases {
 
 #[derive(Debug, Default)]
 struct State {
-    held: HashSet<u64>,
+    /// Held leases, and whether each was taken over from a holder that died.
+    held: HashMap<u64, bool>,
     renew_interval: Option<Duration>,
     renewer_running: bool,
 }
@@ -98,7 +106,8 @@ impl MountLeases {
         let ttl = Duration::from_millis(reply.ttl_ms.max(1));
         let start_renewer = {
             let mut state = self.state();
-            state.held.insert(ino);
+            let took_over = state.held.get(&ino).copied().unwrap_or(false) || reply.recover;
+            state.held.insert(ino, took_over);
             state.renew_interval = Some(ttl / RENEWALS_PER_TTL);
             !std::mem::replace(&mut state.renewer_running, true)
         };
@@ -112,12 +121,18 @@ impl MountLeases {
 
     /// Whether this mount holds the lease of `ino`.
     pub fn holds(&self, ino: u64) -> bool {
-        self.state().held.contains(&ino)
+        self.state().held.contains_key(&ino)
+    }
+
+    /// Whether this mount's lease of `ino` was taken over from a holder that died (so the
+    /// chunks it writes must move to new versions).
+    pub fn took_over(&self, ino: u64) -> bool {
+        self.state().held.get(&ino).copied().unwrap_or(false)
     }
 
     /// Releases the lease of `ino` if this mount holds it.
     pub async fn release(&self, master: &MasterClient, ino: u64) -> Result<(), FsError> {
-        if !self.state().held.remove(&ino) {
+        if self.state().held.remove(&ino).is_none() {
             return Ok(());
         }
         master.release_lease(ino, &self.holder).await
@@ -125,7 +140,7 @@ impl MountLeases {
 
     /// Releases every lease (the filesystem is being unmounted).
     pub async fn release_all(&self, master: &MasterClient) {
-        let held: Vec<u64> = self.state().held.drain().collect();
+        let held: Vec<u64> = self.state().held.drain().map(|(ino, _)| ino).collect();
         for ino in held {
             if let Err(err) = master.release_lease(ino, &self.holder).await {
                 tracing::warn!(ino, error = %err, "lease release at unmount failed");
@@ -145,7 +160,7 @@ async fn renew_forever(leases: Weak<MountLeases>, master: MasterClient) {
         let Some(leases) = leases.upgrade() else {
             return;
         };
-        let held: Vec<u64> = leases.state().held.iter().copied().collect();
+        let held: Vec<u64> = leases.state().held.keys().copied().collect();
         for ino in held {
             match master.renew_lease(ino, &leases.holder).await {
                 Ok(_) => {}

@@ -13,7 +13,8 @@
 //! [`crate::chunks::ChunkMap::take_chunk`]), so replicas written by an earlier holder are
 //! recognisably stale.
 //!
-//! Grants and releases are persisted (one synced batch each); renewals are not, since they
+//! Grants are persisted in one synced batch, releases in one unsynced batch (losing one in a
+//! machine crash only makes the lease expire instead); renewals are not persisted, since they
 //! only move an expiry. Expiries live on this process's monotonic clock: a restarted master
 //! treats every recorded lease as renewed at the moment it started, so it never hands a lease
 //! that may still be live to a second writer before a full time-to-live has passed.
@@ -160,7 +161,8 @@ impl Leases {
         }
         let mut txn = self.writer.begin();
         txn.delete_lease(ino);
-        txn.commit()?;
+        // Losing the release in a machine crash only makes the lease expire instead.
+        txn.commit_unsynced()?;
         table.remove(&ino);
         Ok(())
     }

@@ -275,8 +275,14 @@ impl Store {
 
     /// Applies a batch atomically (synced when the store was opened with `sync`).
     pub(crate) fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.write_with(batch, self.sync)
+    }
+
+    /// Applies a batch atomically, syncing the WAL only if `sync`: for changes whose loss in
+    /// a machine crash is harmless (a process crash loses nothing either way).
+    pub(crate) fn write_with(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut opts = WriteOptions::default();
-        opts.set_sync(self.sync);
+        opts.set_sync(sync);
         self.db.write_opt(batch, &opts)?;
         Ok(())
     }

@@ -253,7 +253,18 @@ impl Txn<'_> {
 
     /// Applies every change of the transaction as one atomic (and, if configured, synced)
     /// batch, then releases the writer lock.
-    pub fn commit(mut self) -> Result<()> {
+    pub fn commit(self) -> Result<()> {
+        self.apply(false)
+    }
+
+    /// Like [`commit`](Txn::commit), but never waits for the WAL to reach the disk: for
+    /// changes whose loss in a machine crash is harmless (e.g. a lease release, whose loss
+    /// only makes the lease expire instead).
+    pub fn commit_unsynced(self) -> Result<()> {
+        self.apply(true)
+    }
+
+    fn apply(mut self, unsynced: bool) -> Result<()> {
         for (ino, cached) in std::mem::take(&mut self.inodes) {
             let cf = self.store.cf(CF_INODES);
             match cached.value {
@@ -275,6 +286,10 @@ impl Txn<'_> {
         if batch.is_empty() {
             return Ok(());
         }
-        self.store.write(batch)
+        if unsynced {
+            self.store.write_with(batch, false)
+        } else {
+            self.store.write(batch)
+        }
     }
 }
