@@ -254,3 +254,56 @@ fn a_restarted_master_keeps_the_writer_lease_of_a_live_mount() {
     drop(writer);
     assert_eq!(fs::read(b.join("f")).unwrap(), b"before, after");
 }
+
+#[test]
+fn a_writer_cut_off_past_its_lease_cannot_overwrite_the_new_holder() {
+    let cluster = cluster(2_000);
+    let a = cluster.mount();
+    let b = cluster.mount_with(&["--lease-wait-ms", "30000"]);
+    let old = pseudo_random_bytes(6, (CHUNK + CHUNK / 2) as usize);
+    let mut stale_writer = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(a.join("f"))
+        .unwrap();
+    stale_writer.write_all(&old).unwrap();
+    stale_writer.sync_all().unwrap();
+
+    // `a` freezes (as if cut off from the master) and its lease runs out.
+    signal(a.pid(), libc::SIGSTOP);
+    let path = b.join("f");
+    let mut writer = within(Duration::from_secs(60), move || {
+        OpenOptions::new().write(true).open(path)
+    })
+    .unwrap();
+    writer.write_all(b"new holder").unwrap();
+    drop(writer);
+
+    // `a` wakes up and writes on through its old handle: refused, never applied.
+    signal(a.pid(), libc::SIGCONT);
+    // (The error surfaces once, at whichever call sends the bytes.)
+    let results = [
+        stale_writer.write_all_at(b"STALE WRITE", 0),
+        stale_writer.write_all_at(b"STALE WRITE", CHUNK),
+        stale_writer.sync_all(),
+    ];
+    assert!(
+        results.iter().any(Result::is_err),
+        "the old holder's writes and fsync all succeeded"
+    );
+    drop(stale_writer);
+
+    let mut expected = old;
+    expected[..10].copy_from_slice(b"new holder");
+    let c = cluster.mount();
+    let seen = fs::read(c.join("f")).unwrap();
+    assert_eq!(seen.len(), expected.len());
+    assert!(seen == expected, "the old holder's bytes reached the file");
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a child process of this test has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}

@@ -293,9 +293,8 @@ impl Client {
         if !self.shared.leases.holds(inode.ino) {
             self.acquire_lease(inode.ino).await?;
         }
-        let leases = &self.shared.leases;
-        let holder = leases.holder().to_string();
-        inode.set_lease(holder, leases.took_over(inode.ino)).await;
+        let holder = self.shared.leases.holder().to_string();
+        inode.set_lease_holder(holder).await;
         Ok(())
     }
 

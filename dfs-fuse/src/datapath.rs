@@ -60,34 +60,27 @@ impl DataPath {
         }
     }
 
-    /// The chunk at `index` of file `ino` for a write under `holder`'s lease, the first time
-    /// this lease writes it: a chunk this client knows of (`cached`) is first stamped with
-    /// the next version on its replicas, then the master records that version (or allocates
-    /// the chunk if it does not exist).
+    /// Moves `chunk` (at `index` of file `ino`) to a new version under `holder`'s lease: the
+    /// next version is stamped on its replicas first, then the master records it, so no
+    /// replica is ever older than the master says while its data is current.
     pub async fn take_chunk(
         &self,
         ino: u64,
         index: u64,
         holder: &str,
-        cached: Option<&pb::ChunkInfo>,
+        chunk: &pb::ChunkInfo,
     ) -> Result<pb::ChunkInfo, FsError> {
-        let min_version = match cached {
-            Some(chunk) => {
-                let stamped = pb::ChunkInfo {
-                    version: chunk.version + 1,
-                    ..chunk.clone()
-                };
-                // If stamping fails, the write that follows (with the master's version)
-                // stamps the replicas or reports the fault.
-                if let Err(err) = self.chunks.stamp_version(&stamped).await {
-                    tracing::warn!(ino, index, error = %err, "could not stamp a new chunk version");
-                }
-                stamped.version
-            }
-            None => 0,
+        let stamped = pb::ChunkInfo {
+            version: chunk.version + 1,
+            ..chunk.clone()
         };
+        // A replica that misses the stamp (down, or out of space) stays at the old version:
+        // stale for readers, garbage for the master's block reports.
+        if let Err(err) = self.chunks.stamp_version(&stamped).await {
+            tracing::warn!(ino, index, error = %err, "could not stamp a new chunk version");
+        }
         self.master
-            .lease_chunk(ino, index, holder, min_version)
+            .lease_chunk(ino, index, holder, stamped.version)
             .await
     }
 

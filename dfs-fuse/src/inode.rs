@@ -38,15 +38,9 @@ pub struct InodeState {
     unsynced: BTreeSet<u64>,
     /// A failed flush, reported by the next write/flush/fsync.
     write_error: Option<FsError>,
-    /// The mount's holder id while it holds the file's writer lease: chunks are then taken
-    /// through the lease (see [`DataPath::take_chunk`]).
+    /// The mount's holder id while it holds the file's writer lease: new chunks are then
+    /// allocated, and commits made, under the lease.
     lease_holder: Option<String>,
-    /// The lease was taken over from a holder that died: each chunk is moved to a new
-    /// version the first time it is written (after a clean release, nothing of the previous
-    /// holder can still be in flight, so versions stay).
-    bump_versions: bool,
-    /// Chunks already moved to a new version under the current lease.
-    taken: BTreeSet<u64>,
 }
 
 impl InodeState {
@@ -60,8 +54,6 @@ impl InodeState {
             unsynced: BTreeSet::new(),
             write_error: None,
             lease_holder: None,
-            bump_versions: false,
-            taken: BTreeSet::new(),
         }
     }
 
@@ -138,13 +130,7 @@ impl InodeState {
         for SpanData { span, data } in self.buffer.take(&io.layout) {
             let result = async {
                 let cached = self.chunks.get(&span.index);
-                let bump = self.bump_versions && !self.taken.contains(&span.index);
                 let chunk = match (&self.lease_holder, cached) {
-                    (Some(holder), Some(chunk)) if bump => {
-                        let chunk = io.take_chunk(ino, span.index, holder, Some(chunk)).await?;
-                        self.taken.insert(span.index);
-                        chunk
-                    }
                     (_, Some(chunk)) => chunk.clone(),
                     (Some(holder), None) => {
                         io.master.lease_chunk(ino, span.index, holder, 0).await?
@@ -279,7 +265,6 @@ impl InodeState {
         self.chunks.retain(|i, _| keep(i));
         self.pending.retain(|i, _| keep(i));
         self.unsynced.retain(keep);
-        self.taken.retain(keep);
         if let Some(chunk) = self.chunks.get_mut(&index) {
             chunk.length = chunk.length.min(in_chunk);
         }
@@ -325,15 +310,9 @@ impl OpenInode {
         Some(self.uncommitted_size.load(Ordering::Acquire)).filter(|&s| s > 0)
     }
 
-    /// Writes from now on go through `holder`'s writer lease; `took_over` says the lease was
-    /// taken over from a holder that died, so written chunks move to new versions.
-    pub async fn set_lease(&self, holder: String, took_over: bool) {
-        let mut state = self.state.lock().await;
-        if state.lease_holder.as_ref() != Some(&holder) {
-            state.taken.clear();
-        }
-        state.lease_holder = Some(holder);
-        state.bump_versions = took_over;
+    /// Writes from now on go through `holder`'s writer lease.
+    pub async fn set_lease_holder(&self, holder: String) {
+        self.state.lock().await.lease_holder = Some(holder);
     }
 
     /// Loads the chunk map and size from the master (at every open).

@@ -5,13 +5,6 @@
 //! mount shares it; the lease is released when the file's last handle closes. While another
 //! mount holds it, asking is retried for `--lease-wait-ms` and then fails with `EBUSY`.
 //!
-//! Chunk versions: when a lease was taken over from a holder that died, the first write of
-//! each existing chunk stamps the next version on its replicas and has the master record it
-//! (`LeaseChunk`), so whatever the dead holder still had in flight is refused as stale. After
-//! a clean release nothing of the previous holder can be in flight, and versions stay as they
-//! are (sparing two round trips per chunk). Commits name the holder and are refused once its
-//! lease is gone.
-//!
 //! One background task renews every held lease a few times per time-to-live. A lease the
 //! master no longer grants (this mount was cut off longer than the time-to-live and another
 //! writer took over) is dropped from the table with an error in the log; the chunk versions
@@ -19,12 +12,21 @@
 //! can never overwrite the new holder's data.
 //!
 //! When the previous holder died holding the lease, the new holder recovers the file first
-//! ([`recover`]): the last chunk's replicas may disagree on their length (the dead writer's
-//! last stream reached some of them, or reached them all but was never committed). They are
-//! cut to the shortest replica's length (never below the committed length), under a new
-//! version, and that length is committed, so every reader sees one length and one content.
+//! ([`recover`]):
+//! * every chunk moves to a new version: the next version is stamped on its replicas, then
+//!   the master records it (`LeaseChunk`), so whatever the old holder may still have in
+//!   flight (it may only be cut off, not dead) is refused as stale by every replica, and a
+//!   replica that missed the stamp is stale for readers and garbage for the master;
+//! * the last chunk's replicas may disagree on their length (the dead writer's last stream
+//!   reached some of them, or reached them all but was never committed): they are cut to the
+//!   shortest replica's length (never below the committed length), and that length is
+//!   committed, so every reader sees one length and one content.
+//!
+//! After a clean release nothing of the previous holder can be in flight, so an ordinary
+//! open-write-close costs no version changes. Commits name their holder and are refused once
+//! its lease is gone.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -55,8 +57,7 @@ pub struct MountLeases {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Held leases, and whether each was taken over from a holder that died.
-    held: HashMap<u64, bool>,
+    held: HashSet<u64>,
     renew_interval: Option<Duration>,
     renewer_running: bool,
 }
@@ -106,8 +107,7 @@ impl MountLeases {
         let ttl = Duration::from_millis(reply.ttl_ms.max(1));
         let start_renewer = {
             let mut state = self.state();
-            let took_over = state.held.get(&ino).copied().unwrap_or(false) || reply.recover;
-            state.held.insert(ino, took_over);
+            state.held.insert(ino);
             state.renew_interval = Some(ttl / RENEWALS_PER_TTL);
             !std::mem::replace(&mut state.renewer_running, true)
         };
@@ -121,18 +121,12 @@ impl MountLeases {
 
     /// Whether this mount holds the lease of `ino`.
     pub fn holds(&self, ino: u64) -> bool {
-        self.state().held.contains_key(&ino)
-    }
-
-    /// Whether this mount's lease of `ino` was taken over from a holder that died (so the
-    /// chunks it writes must move to new versions).
-    pub fn took_over(&self, ino: u64) -> bool {
-        self.state().held.get(&ino).copied().unwrap_or(false)
+        self.state().held.contains(&ino)
     }
 
     /// Releases the lease of `ino` if this mount holds it.
     pub async fn release(&self, master: &MasterClient, ino: u64) -> Result<(), FsError> {
-        if self.state().held.remove(&ino).is_none() {
+        if !self.state().held.remove(&ino) {
             return Ok(());
         }
         master.release_lease(ino, &self.holder).await
@@ -140,7 +134,7 @@ impl MountLeases {
 
     /// Releases every lease (the filesystem is being unmounted).
     pub async fn release_all(&self, master: &MasterClient) {
-        let held: Vec<u64> = self.state().held.drain().map(|(ino, _)| ino).collect();
+        let held: Vec<u64> = self.state().held.drain().collect();
         for ino in held {
             if let Err(err) = master.release_lease(ino, &self.holder).await {
                 tracing::warn!(ino, error = %err, "lease release at unmount failed");
@@ -160,7 +154,7 @@ async fn renew_forever(leases: Weak<MountLeases>, master: MasterClient) {
         let Some(leases) = leases.upgrade() else {
             return;
         };
-        let held: Vec<u64> = leases.state().held.keys().copied().collect();
+        let held: Vec<u64> = leases.state().held.iter().copied().collect();
         for ino in held {
             match master.renew_lease(ino, &leases.holder).await {
                 Ok(_) => {}
@@ -184,13 +178,18 @@ fn holder_id() -> String {
 }
 
 /// Recovers file `ino` after its previous writer died holding the lease (the caller now
-/// holds it as `holder`): cuts every replica of the last chunk to the length they all have
-/// (at least the committed one), under a new version, and commits that length.
+/// holds it as `holder`): moves every chunk to a new version, cuts every replica of the last
+/// chunk to the length they all have (at least the committed one), and commits that length.
+/// Takes a round trip to the replicas and one to the master per chunk of the file; it only
+/// runs after a writer died.
 pub async fn recover(io: &DataPath, ino: u64, holder: &str) -> Result<(), FsError> {
     let reply = io.master.get_chunks(ino, 0, 0).await?;
-    let Some(last) = reply.chunks.last() else {
+    let Some((last, earlier)) = reply.chunks.split_last() else {
         return Ok(());
     };
+    for chunk in earlier {
+        io.take_chunk(ino, chunk.index, holder, chunk).await?;
+    }
     let mut lengths = Vec::with_capacity(last.replicas.len());
     for replica in &last.replicas {
         match io.chunks.stat_replica(&replica.addr, last.chunk_id).await {
@@ -201,6 +200,8 @@ pub async fn recover(io: &DataPath, ino: u64, holder: &str) -> Result<(), FsErro
         }
     }
     let Some(&shortest) = lengths.iter().min() else {
+        // No replica answered: nothing to reconcile, but the version still moves on.
+        io.take_chunk(ino, last.index, holder, last).await?;
         return Ok(());
     };
     let agreed = shortest.max(last.length);
