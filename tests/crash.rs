@@ -103,3 +103,39 @@ fn fsynced_data_and_acknowledged_namespace_changes_survive_a_cluster_crash() {
     fs::write(m.join("dir/after"), b"after the crash").unwrap();
     assert_eq!(fs::read(m.join("dir/after")).unwrap(), b"after the crash");
 }
+
+#[test]
+fn close_reports_a_write_no_chunkserver_took() {
+    use std::os::fd::IntoRawFd;
+
+    let mut cluster = Cluster::start(ClusterOptions {
+        chunk_size: CHUNK,
+        rpc_timeout_ms: 2_000,
+        ..Default::default()
+    });
+    let mount = cluster.mount();
+    let path = mount.join("f");
+    fs::write(&path, b"committed").unwrap();
+    for i in 0..cluster.options.chunkservers {
+        cluster.stop_chunkserver(i, libc::SIGKILL);
+    }
+
+    // The write is buffered by the mount; `close` sends it, and its failure is close's error.
+    let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+    file.write_all(b", lost").unwrap();
+    let fd = file.into_raw_fd();
+    // SAFETY: `fd` was just taken out of the `File`, so it is open and closed exactly once.
+    let closed = unsafe { libc::close(fd) };
+    let err = std::io::Error::last_os_error();
+    assert_eq!(
+        closed, -1,
+        "close succeeded although no replica took the write"
+    );
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+
+    // What was committed before is intact once the servers are back.
+    for i in 0..cluster.options.chunkservers {
+        cluster.restart_chunkserver(i);
+    }
+    assert_eq!(fs::read(&path).unwrap(), b"committed");
+}

@@ -60,28 +60,48 @@ impl DataPath {
         }
     }
 
-    /// Moves `chunk` (at `index` of file `ino`) to a new version under `holder`'s lease: the
-    /// next version is stamped on its replicas first, then the master records it, so no
-    /// replica is ever older than the master says while its data is current.
+    /// Moves `chunk` (at `index` of file `ino`) to the next version under `holder`'s lease,
+    /// optionally cutting its replicas to `cut_to` bytes on the way. Each replica is stamped
+    /// on its own (one dead server must not block the others); the master records the new
+    /// version only if at least one replica took it, so the data always stays readable. A
+    /// replica that missed the stamp stays at the old version: stale for readers, garbage for
+    /// the master's block reports.
     pub async fn take_chunk(
         &self,
         ino: u64,
         index: u64,
         holder: &str,
         chunk: &pb::ChunkInfo,
+        cut_to: Option<u64>,
     ) -> Result<pb::ChunkInfo, FsError> {
-        let stamped = pb::ChunkInfo {
-            version: chunk.version + 1,
-            ..chunk.clone()
-        };
-        // A replica that misses the stamp (down, or out of space) stays at the old version:
-        // stale for readers, garbage for the master's block reports.
-        if let Err(err) = self.chunks.stamp_version(&stamped).await {
-            tracing::warn!(ino, index, error = %err, "could not stamp a new chunk version");
+        let version = chunk.version + 1;
+        let mut stamped = 0;
+        let mut last_error = None;
+        for replica in &chunk.replicas {
+            let single = pb::ChunkInfo {
+                version,
+                replicas: vec![replica.clone()],
+                ..chunk.clone()
+            };
+            let result = match cut_to {
+                Some(length) => self.chunks.truncate_chunk(&single, length).await,
+                None => self.chunks.stamp_version(&single).await,
+            };
+            match result {
+                Ok(_) => stamped += 1,
+                Err(err) => {
+                    tracing::warn!(ino, index, replica = %replica.addr, error = %err,
+                        "could not move a replica to the new chunk version");
+                    last_error = Some(err);
+                }
+            }
         }
-        self.master
-            .lease_chunk(ino, index, holder, stamped.version)
-            .await
+        if stamped == 0 {
+            return Err(last_error.unwrap_or_else(|| {
+                FsError::Unavailable(format!("chunk {} has no replicas", chunk.chunk_id))
+            }));
+        }
+        self.master.lease_chunk(ino, index, holder, version).await
     }
 
     /// Before the master shrinks a file to `new_size`, cuts the replicas of the chunk that

@@ -188,12 +188,16 @@ pub async fn recover(io: &DataPath, ino: u64, holder: &str) -> Result<(), FsErro
         return Ok(());
     };
     for chunk in earlier {
-        io.take_chunk(ino, chunk.index, holder, chunk).await?;
+        io.take_chunk(ino, chunk.index, holder, chunk, None).await?;
     }
+    let mut answered = Vec::with_capacity(last.replicas.len());
     let mut lengths = Vec::with_capacity(last.replicas.len());
     for replica in &last.replicas {
         match io.chunks.stat_replica(&replica.addr, last.chunk_id).await {
-            Ok(stat) => lengths.push(stat.length),
+            Ok(stat) => {
+                answered.push(replica.clone());
+                lengths.push(stat.length);
+            }
             Err(err) => {
                 tracing::warn!(ino, replica = %replica.addr, error = %err, "replica not reconciled")
             }
@@ -201,18 +205,18 @@ pub async fn recover(io: &DataPath, ino: u64, holder: &str) -> Result<(), FsErro
     }
     let Some(&shortest) = lengths.iter().min() else {
         // No replica answered: nothing to reconcile, but the version still moves on.
-        io.take_chunk(ino, last.index, holder, last).await?;
+        io.take_chunk(ino, last.index, holder, last, None).await?;
         return Ok(());
     };
     let agreed = shortest.max(last.length);
-    let stamped = pb::ChunkInfo {
-        version: last.version + 1,
+    // Only the replicas that answered are cut; the others miss the new version and are
+    // stale from now on.
+    let reachable = pb::ChunkInfo {
+        replicas: answered,
         ..last.clone()
     };
-    io.chunks.truncate_chunk(&stamped, agreed).await?;
     let chunk = io
-        .master
-        .lease_chunk(ino, last.index, holder, stamped.version)
+        .take_chunk(ino, last.index, holder, &reachable, Some(agreed))
         .await?;
     let end = io.layout.chunk_start(last.index) + agreed;
     tracing::info!(

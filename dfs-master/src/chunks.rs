@@ -68,18 +68,6 @@ impl ChunkMap {
     /// chunk id, version 1 and length 0. If the chunk exists already (another writer got there
     /// first) the existing chunk is returned unchanged.
     pub fn allocate_chunk(&self, ino: u64, index: u64, replicas: Vec<u64>) -> Result<ChunkRecord> {
-        self.allocate(ino, index, replicas, 0)
-    }
-
-    /// [`allocate_chunk`](ChunkMap::allocate_chunk), recording lease `generation` as the one
-    /// that took the new chunk.
-    pub fn allocate(
-        &self,
-        ino: u64,
-        index: u64,
-        replicas: Vec<u64>,
-        generation: u64,
-    ) -> Result<ChunkRecord> {
         if index.checked_mul(self.layout.chunk_size).is_none() {
             return Err(invalid("chunk index past the largest file size"));
         }
@@ -97,23 +85,20 @@ impl ChunkMap {
             version: FIRST_CHUNK_VERSION,
             length: 0,
             replicas,
-            lease_generation: generation,
         };
         txn.put_chunk(ino, index, &chunk);
         txn.commit()?;
         Ok(chunk)
     }
 
-    /// Takes the existing chunk at `index` of file `ino` for a write under lease `generation`.
-    /// The first time a lease takes a chunk, its version moves past the old one (to at least
-    /// `min_version`, the version the writer has already stamped on the replicas), so replicas
-    /// an earlier holder wrote, and commits it still sends, are recognisably stale. `None` if
-    /// the chunk is not allocated.
-    pub fn take_chunk(
+    /// Moves the chunk at `index` of file `ino` up to `min_version` (if it is older): a new
+    /// writer lease holder that took the file over has stamped that version on the replicas
+    /// first, so replicas an earlier holder wrote, and commits it still sends, are
+    /// recognisably stale. `None` if the chunk is not allocated.
+    pub fn raise_version(
         &self,
         ino: u64,
         index: u64,
-        generation: u64,
         min_version: u64,
     ) -> Result<Option<ChunkRecord>> {
         let mut txn = self.writer.begin();
@@ -121,14 +106,8 @@ impl ChunkMap {
         let Some(mut chunk) = txn.store().chunk(ino, index)? else {
             return Ok(None);
         };
-        let version = if chunk.lease_generation == generation {
-            chunk.version.max(min_version)
-        } else {
-            (chunk.version + 1).max(min_version)
-        };
-        if version != chunk.version || chunk.lease_generation != generation {
-            chunk.version = version;
-            chunk.lease_generation = generation;
+        if min_version > chunk.version {
+            chunk.version = min_version;
             txn.put_chunk(ino, index, &chunk);
             txn.commit()?;
         }

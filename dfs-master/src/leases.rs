@@ -8,10 +8,11 @@
 //! with `recover` set, telling it to reconcile the file's last chunk across its replicas
 //! before writing.
 //!
-//! Each grant has a cluster-unique generation. The chunk map records which generation last
-//! took a chunk, and a chunk first written under a new generation gets a new version (see
-//! [`crate::chunks::ChunkMap::take_chunk`]), so replicas written by an earlier holder are
-//! recognisably stale.
+//! Each grant has a cluster-unique generation. A holder that took an expired lease over moves
+//! the file's chunks to new versions (it stamps them on the replicas, then the master records
+//! them, see [`crate::chunks::ChunkMap::raise_version`]), so replicas written by an earlier
+//! holder are recognisably stale; and commits name their holder, so a holder that lost its
+//! lease cannot commit.
 //!
 //! Grants are persisted in one synced batch, releases in one unsynced batch (losing one in a
 //! machine crash only makes the lease expire instead); renewals are not persisted, since they

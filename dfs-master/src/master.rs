@@ -172,9 +172,8 @@ impl Master {
     }
 
     /// The chunk at `index` of file `ino` for a write by `holder`, who must hold the file's
-    /// lease: allocated (placed with `seed`) if missing, otherwise taken under the lease, which
-    /// moves it to a new version the first time this lease writes it (see
-    /// [`ChunkMap::take_chunk`]).
+    /// lease: allocated (placed with `seed`) if missing, otherwise moved up to
+    /// `min_version` (see [`ChunkMap::raise_version`]).
     pub fn lease_chunk(
         &self,
         req: &pb::LeaseChunkRequest,
@@ -182,20 +181,14 @@ impl Master {
         seed: u64,
     ) -> Result<pb::ChunkInfo> {
         let (ino, index) = (req.ino, req.index);
-        let generation = self.leases.generation(ino, &req.holder)?;
-        let take = || {
-            self.chunk_map
-                .take_chunk(ino, index, generation, req.min_version)
-        };
-        if let Some(chunk) = take()? {
+        self.leases.generation(ino, &req.holder)?;
+        if let Some(chunk) = self.chunk_map.raise_version(ino, index, req.min_version)? {
             return Ok(self.chunk_info(index, &chunk, now));
         }
         let candidates = self.registry.candidates(now);
         let replicas = placement::choose_replicas(&candidates, &self.policy, seed)
             .map_err(|err| self.placement_error(err, now))?;
-        self.chunk_map.allocate(ino, index, replicas, generation)?;
-        // Taken again: if another writer allocated it first, this lease still moves it on.
-        let chunk = take()?.ok_or(FsError::NotFound)?;
+        let chunk = self.chunk_map.allocate_chunk(ino, index, replicas)?;
         Ok(self.chunk_info(index, &chunk, now))
     }
 

@@ -138,10 +138,6 @@ pub struct ChunkRecord {
     /// Servers holding a replica, in write-chain order.
     #[prost(uint64, repeated, tag = "4")]
     pub replicas: Vec<u64>,
-    /// The writer lease (its generation) that last took this chunk; a chunk first written
-    /// under another lease gets a new version.
-    #[prost(uint64, tag = "5")]
-    pub lease_generation: u64,
 }
 
 /// A writer lease as persisted: who holds it. Its expiry is not persisted; a restarted master

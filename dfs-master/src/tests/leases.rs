@@ -98,24 +98,31 @@ fn a_restarted_master_honours_leases_for_a_full_time_to_live() {
 }
 
 #[test]
-fn a_new_holder_moves_the_chunks_it_writes_to_a_new_version() {
+fn a_new_holder_raises_chunk_versions_to_what_it_stamped() {
     let fx = Fixture::new();
     let ino = fx.file(ROOT_INO, "f");
     let chunk_map = fx.master.chunk_map();
     let v1 = chunk_map.allocate_chunk(ino, 0, vec![1]).unwrap().version;
-    let taken = chunk_map.take_chunk(ino, 0, 7, 0).unwrap().unwrap();
-    assert_eq!(taken.version, v1 + 1);
-    // The same lease taking it again changes nothing.
-    assert_eq!(chunk_map.take_chunk(ino, 0, 7, 0).unwrap().unwrap(), taken);
-    // A writer that already stamped a higher version on the replicas gets that one.
-    let next = chunk_map.take_chunk(ino, 0, 8, v1 + 5).unwrap().unwrap();
-    assert_eq!(next.version, v1 + 5);
-    assert_eq!(chunk_map.take_chunk(ino, 1, 8, 0).unwrap(), None);
+    // Asking without a higher version changes nothing (a writer re-fetching its chunk).
+    let same = chunk_map.raise_version(ino, 0, 0).unwrap().unwrap();
+    assert_eq!(same.version, v1);
+    let raised = chunk_map.raise_version(ino, 0, v1 + 1).unwrap().unwrap();
+    assert_eq!(raised.version, v1 + 1);
+    // Versions never go back.
+    assert_eq!(
+        chunk_map
+            .raise_version(ino, 0, v1)
+            .unwrap()
+            .unwrap()
+            .version,
+        v1 + 1
+    );
+    assert_eq!(chunk_map.raise_version(ino, 1, 5).unwrap(), None);
     // A commit from the old holder is refused as stale.
     let old = dfs_proto::pb::ChunkCommit {
         index: 0,
-        chunk_id: taken.chunk_id,
-        version: taken.version,
+        chunk_id: raised.chunk_id,
+        version: v1,
         length: 10,
     };
     assert!(matches!(
