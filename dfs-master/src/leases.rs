@@ -95,6 +95,9 @@ impl Leases {
     /// Grants the lease of file `ino` to `holder`, or renews it if `holder` has it already.
     /// Fails with `EBUSY` while another holder's lease is live.
     pub fn acquire(&self, ino: u64, holder: &str, now: Instant) -> Result<Grant> {
+        if holder.is_empty() {
+            return Err(FsError::Invalid("a lease needs a holder id".into()).into());
+        }
         let mut table = self.table();
         let previous = table.get(&ino).cloned();
         if let Some(lease) = &previous {

@@ -63,6 +63,11 @@ fn only_regular_files_have_leases() {
         fs_err(fx.master.leases().acquire(999, "a", now)),
         FsError::NotFound
     );
+    let file = fx.file(ROOT_INO, "f");
+    assert!(matches!(
+        fs_err(fx.master.leases().acquire(file, "", now)),
+        FsError::Invalid(_)
+    ));
 }
 
 #[test]
