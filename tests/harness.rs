@@ -38,8 +38,12 @@ pub struct ClusterOptions {
     pub capacity_bytes: Option<u64>,
     /// RPC timeout of mounts and chunkservers, in milliseconds.
     pub rpc_timeout_ms: u64,
-    /// Extra `dfs-master` arguments (e.g. `--lease-ttl-ms`).
+    /// Extra `dfs-master` arguments (e.g. short dead timeouts, `--lease-ttl-ms`).
     pub master_args: Vec<String>,
+    /// Extra arguments for every chunkserver.
+    pub chunkserver_args: Vec<String>,
+    /// Rack label of chunkserver `i` (none when the list is shorter).
+    pub racks: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -51,6 +55,8 @@ impl Default for ClusterOptions {
             capacity_bytes: None,
             rpc_timeout_ms: 5_000,
             master_args: Vec::new(),
+            chunkserver_args: Vec::new(),
+            racks: Vec::new(),
         }
     }
 }
@@ -132,7 +138,7 @@ impl Cluster {
     fn start_master(&mut self, port: Option<u16>) {
         let data_dir = self.dir.path().join("master");
         let listen = format!("127.0.0.1:{}", port.unwrap_or(0));
-        let mut args = vec![
+        let args = vec![
             "--listen".to_string(),
             listen,
             "--data-dir".into(),
@@ -142,7 +148,7 @@ impl Cluster {
             "--replication".into(),
             self.options.replication.to_string(),
         ];
-        args.extend(self.options.master_args.iter().cloned());
+        let args = [args, self.options.master_args.clone()].concat();
         let server = spawn_server(self.dir.path(), "dfs-master", "master", &args);
         self.master = Some(server);
     }
@@ -164,6 +170,10 @@ impl Cluster {
         if let Some(capacity) = self.options.capacity_bytes {
             args.extend(["--capacity-bytes".to_string(), capacity.to_string()]);
         }
+        if let Some(rack) = self.options.racks.get(i) {
+            args.extend(["--rack".to_string(), rack.clone()]);
+        }
+        args.extend(self.options.chunkserver_args.iter().cloned());
         spawn_server(self.dir.path(), "dfs-chunkserver", &format!("cs{i}"), &args)
     }
 
@@ -199,6 +209,21 @@ impl Cluster {
         }
         let server = self.spawn_chunkserver(i, port);
         self.chunkservers[i] = Some(server);
+    }
+
+    /// Freezes chunkserver `i` (SIGSTOP): it keeps its connections but answers nothing, as a
+    /// server stuck on a dying disk would. [`Cluster::resume_chunkserver`] thaws it.
+    pub fn pause_chunkserver(&self, i: usize) {
+        if let Some(server) = self.chunkservers[i].as_ref() {
+            signal(&server.child, libc::SIGSTOP);
+        }
+    }
+
+    /// Thaws a chunkserver frozen by [`Cluster::pause_chunkserver`].
+    pub fn resume_chunkserver(&self, i: usize) {
+        if let Some(server) = self.chunkservers[i].as_ref() {
+            signal(&server.child, libc::SIGCONT);
+        }
     }
 
     /// Restarts the master and every chunkserver (master first), as after a cluster reboot.
@@ -572,6 +597,141 @@ fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cluster management: the `dfs` admin CLI and replica files on chunkserver disks
+// ---------------------------------------------------------------------------------------------
+
+impl Cluster {
+    /// `host:port` of chunkserver `i` (as `dfs status` lists it).
+    pub fn chunkserver_addr(&self, i: usize) -> String {
+        self.chunkservers[i]
+            .as_ref()
+            .expect("chunkserver was started")
+            .addr
+            .clone()
+    }
+
+    /// Runs the `dfs` admin CLI against this cluster's master; returns its standard output.
+    /// Panics if it fails (exit code 2); `fsck`'s exit code 1 (damage) is not a failure.
+    pub fn dfs(&self, args: &[&str]) -> String {
+        let out = Command::new(binary("dfs"))
+            .arg("--master")
+            .arg(self.master_addr())
+            .args(args)
+            .output()
+            .expect("run dfs");
+        assert!(
+            out.status.code().is_some_and(|c| c < 2),
+            "dfs {args:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The replica data files (`*.data`) on chunkserver `i`'s disk.
+    pub fn replica_files(&self, i: usize) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        let chunks = self.chunkserver_data_dir(i).join("chunks");
+        for dir in fs::read_dir(chunks).into_iter().flatten().flatten() {
+            for entry in fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+                if entry.path().extension().is_some_and(|e| e == "data") {
+                    files.push(entry.path());
+                }
+            }
+        }
+        files.sort();
+        files
+    }
+
+    /// Starts one more chunkserver (with a fresh data directory); returns its index.
+    pub fn add_chunkserver(&mut self) -> usize {
+        let i = self.chunkservers.len();
+        let server = self.spawn_chunkserver(i, None);
+        self.chunkservers.push(Some(server));
+        i
+    }
+
+    /// Bytes of replica data on chunkserver `i`'s disk.
+    pub fn replica_bytes(&self, i: usize) -> u64 {
+        self.replica_files(i)
+            .iter()
+            .filter_map(|p| fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+/// The number after `key: ` on a line of `dfs` output (e.g. `under-replicated: 0`).
+pub fn report_value(report: &str, key: &str) -> u64 {
+    let prefix = format!("{key}: ");
+    report
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key:?} in:\n{report}"))
+}
+
+/// Polls `condition` every 200 ms until it holds; fails the test (showing `what`) if it does
+/// not within `limit`. A hang detector, not a performance target: limits are generous.
+pub fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+// --- Replicated data path: what the master and the chunkservers' disks say about replicas ---
+
+impl Cluster {
+    /// The master's chunk map of inode `ino` (the kernel's inode number is the master's),
+    /// replicas in the order readers try them.
+    pub fn chunks_of(&self, ino: u64) -> Vec<dfs_proto::pb::ChunkInfo> {
+        let uri = format!("http://{}", self.master_addr());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        runtime.block_on(async move {
+            let mut master = dfs_proto::pb::master_client::MasterClient::connect(uri)
+                .await
+                .expect("connect to master");
+            let req = dfs_proto::pb::GetChunksRequest {
+                ino,
+                first_index: 0,
+                count: 0,
+            };
+            master
+                .get_chunks(req)
+                .await
+                .expect("GetChunks")
+                .into_inner()
+                .chunks
+        })
+    }
+
+    /// The index of the chunkserver listening at `addr`.
+    pub fn chunkserver_index(&self, addr: &str) -> usize {
+        self.chunkservers
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.addr == addr))
+            .expect("a chunkserver with that address")
+    }
+
+    /// The data file of the replica of `chunk_id` on chunkserver `i`, if it holds one.
+    pub fn replica_data_file(&self, i: usize, chunk_id: u64) -> Option<PathBuf> {
+        let chunks = self.chunkserver_data_dir(i).join("chunks");
+        let name = format!("{chunk_id:016x}.data");
+        fs::read_dir(chunks)
+            .ok()?
+            .flatten()
+            .map(|dir| dir.path().join(&name))
+            .find(|path| path.exists())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -355,7 +355,12 @@ impl Downstream {
         };
         match timeout(self.rpc_timeout, &mut call).await {
             Ok(Ok(Ok(reply))) => Ok(reply),
-            Ok(Ok(Err(status))) => Err(self.error(FsError::from_status(&status))),
+            // The downstream may name a server further down the chain as the one that broke.
+            Ok(Ok(Err(status))) => Err(Error::Downstream {
+                addr: dfs_proto::error::failed_replica(&status)
+                    .unwrap_or_else(|| self.addr.clone()),
+                cause: FsError::from_status(&status),
+            }),
             Ok(Err(join)) => Err(Error::Task(join)),
             Err(_) => {
                 call.abort();

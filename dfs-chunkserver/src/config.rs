@@ -85,6 +85,16 @@ pub struct Config {
     )]
     pub write_idle_timeout_ms: u64,
 
+    /// Bytes per second the background scrubber reads to re-verify replica checksums (a
+    /// corrupt replica is reported to the master, which has it replaced). 0 disables it.
+    #[arg(long, env = "DFS_SCRUB_BYTES_PER_SEC", default_value_t = 8 << 20)]
+    pub scrub_bytes_per_sec: u64,
+
+    /// Replica copies (re-replication commanded by the master) run at once.
+    #[arg(long, env = "DFS_CHUNKSERVER_MAX_COPIES", default_value_t = 4,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_copies: u64,
+
     /// Once the server serves and is registered with the master, write its bound `host:port`
     /// to this file (atomically, via a rename): scripts and tests that listen on port 0 wait
     /// for it.
@@ -107,6 +117,8 @@ impl Config {
             capacity_bytes: None,
             rpc_timeout_ms: 10_000,
             write_idle_timeout_ms: 60_000,
+            scrub_bytes_per_sec: 8 << 20,
+            max_copies: 4,
             addr_file: None,
         }
     }

@@ -28,7 +28,8 @@ pub enum Error {
         /// The operating system's error.
         source: io::Error,
     },
-    /// The next chunkserver of a write chain failed or could not be reached in time.
+    /// A chunkserver further down a write chain failed or could not be reached in time: the
+    /// next one, or the one the next one named as failed.
     #[error("downstream chunkserver {addr}: {cause}")]
     Downstream {
         /// Address of the failed server, as the write header named it.
@@ -89,7 +90,15 @@ impl From<Error> for Status {
                 // Keep the downstream's errno metadata, but say which server it came from:
                 // a bare "no space left" would not tell the client whom to avoid.
                 let status = Status::from(fs);
-                Status::with_metadata(status.code(), err.to_string(), status.metadata().clone())
+                let mut status = Status::with_metadata(
+                    status.code(),
+                    err.to_string(),
+                    status.metadata().clone(),
+                );
+                if let Error::Downstream { addr, .. } = &err {
+                    dfs_proto::error::mark_failed_replica(&mut status, addr);
+                }
+                status
             }
             _ => {
                 tracing::error!(error = %err, "request failed");
@@ -128,5 +137,9 @@ mod tests {
             status.message()
         );
         assert_eq!(FsError::from_status(&status), FsError::NoSpace);
+        assert_eq!(
+            dfs_proto::error::failed_replica(&status).as_deref(),
+            Some("10.0.0.7:9500")
+        );
     }
 }

@@ -8,6 +8,9 @@
 //!   report: every replica with its version and length.
 //! * The reply names replicas to delete (the master no longer references them) and may ask
 //!   the server to register again (the master forgot it, e.g. after its registry was reset).
+//! * Cluster management: a heartbeat also reports repair outcomes (copies finished, corrupt
+//!   replicas found by the scrubber), and its reply may command copies from other servers,
+//!   which the [`Copier`] runs in the background.
 //!
 //! An unreachable master is never fatal: the server keeps serving reads and writes and keeps
 //! trying, logging the outage once rather than on every attempt.
@@ -27,6 +30,7 @@ use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
 use crate::net::{MAX_MESSAGE_SIZE, endpoint};
+use crate::repair::{Copier, RepairReports};
 use crate::shutdown::Shutdown;
 use crate::store::{ChunkStore, ReplicaInfo};
 
@@ -114,6 +118,10 @@ pub struct Heartbeater {
     store: ChunkStore,
     registration: Registration,
     schedule: HeartbeatSchedule,
+    /// Runs the copies the master commands.
+    copier: Copier,
+    /// Repair outcomes waiting for the next heartbeat.
+    reports: RepairReports,
     /// The id the master gave at the last registration.
     server_id: u64,
     /// Heartbeats left until the next full block report; 0 means the next one is full.
@@ -129,12 +137,16 @@ impl Heartbeater {
         store: ChunkStore,
         registration: Registration,
         schedule: HeartbeatSchedule,
+        copier: Copier,
+        reports: RepairReports,
     ) -> Heartbeater {
         Heartbeater {
             master,
             store,
             registration,
             schedule,
+            copier,
+            reports,
             server_id: 0,
             beats_until_full: 0,
             failures: 0,
@@ -212,6 +224,7 @@ impl Heartbeater {
             store.usage().map(|usage| (usage, replicas))
         })
         .await??;
+        let outcomes = self.reports.take();
         let request = HeartbeatRequest {
             server_id: self.server_id,
             capacity_bytes: usage.capacity_bytes,
@@ -219,13 +232,18 @@ impl Heartbeater {
             chunk_count: usage.replica_count,
             chunks: replicas.into_iter().map(ChunkReplicaReport::from).collect(),
             full_report,
+            replicated: outcomes.replicated.clone(),
+            corrupt_chunks: outcomes.corrupt.iter().copied().collect(),
+            failed_copies: outcomes.failed.clone(),
         };
         let mut client = self.master.client.clone();
-        let reply = client
-            .heartbeat(request)
-            .await
-            .map_err(|s| self.master.error(&s))?
-            .into_inner();
+        let reply = match client.heartbeat(request).await {
+            Ok(reply) => reply.into_inner(),
+            Err(status) => {
+                self.reports.restore(outcomes);
+                return Err(self.master.error(&status));
+            }
+        };
         self.beats_until_full = if full_report {
             self.schedule.full_report_every
         } else {
@@ -233,6 +251,9 @@ impl Heartbeater {
         };
         if !reply.delete_chunks.is_empty() {
             self.delete(reply.delete_chunks).await;
+        }
+        for command in reply.replicate {
+            self.copier.start(command);
         }
         Ok(reply.reregister)
     }

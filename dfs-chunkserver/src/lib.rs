@@ -11,6 +11,9 @@
 //!   streaming read.
 //! * [`heartbeat`] — the master protocol: cluster configuration, registration, heartbeats with
 //!   block reports, deleting the replicas the master no longer references.
+//! * [`repair`] — copying replicas from other chunkservers on the master's command
+//!   (re-replication), and the repair outcomes heartbeats report.
+//! * [`scrub`] — the background scrubber that re-verifies replicas at a bounded rate.
 //! * [`net`] — transport settings shared by the server and its clients, and the pool of
 //!   connections to other chunkservers.
 //! * [`config`] and [`error`] — the command-line options and the crate's one error type.
@@ -23,12 +26,15 @@ pub mod config;
 pub mod error;
 pub mod heartbeat;
 pub mod net;
+pub mod repair;
+pub mod scrub;
 pub mod service;
 pub mod shutdown;
 pub mod store;
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 
 use dfs_proto::pb::ClusterConfig;
 use tokio::net::TcpListener;
@@ -43,7 +49,8 @@ pub use crate::error::{Error, Result};
 pub use crate::store::{ChunkStore, StoreOptions};
 
 use crate::heartbeat::{HeartbeatSchedule, Heartbeater, Master, Registration};
-use crate::net::{CONNECTION_WINDOW, STREAM_WINDOW};
+use crate::net::{CONNECTION_WINDOW, Peers, STREAM_WINDOW};
+use crate::repair::{Copier, RepairReports};
 use crate::service::ChunkserverService;
 use crate::shutdown::Shutdown;
 
@@ -84,8 +91,11 @@ pub async fn run(
         rpc: config.rpc_timeout(),
         idle: config.write_idle_timeout(),
     };
+    let reports = RepairReports::default();
+    let service =
+        ChunkserverService::new(store.clone(), timeouts).with_repair_reports(reports.clone());
     let mut server_stop = stop.clone();
-    let mut server = tokio::spawn(serve(store.clone(), timeouts, listener, async move {
+    let mut server = tokio::spawn(serve_service(service, listener, async move {
         server_stop.wait().await
     }));
     info!(listen = %bound, advertise = %advertise, "serving");
@@ -98,7 +108,20 @@ pub async fn run(
         interval: config.heartbeat_interval(),
         full_report_every: config.full_report_every,
     };
-    let mut heartbeater = Heartbeater::new(master, store, registration, schedule);
+    let peers = Arc::new(Peers::new(config.rpc_timeout()));
+    let copier = Copier::new(
+        store.clone(),
+        peers,
+        config.max_copies as usize,
+        reports.clone(),
+    );
+    tokio::spawn(scrub::run(
+        store.clone(),
+        reports.clone(),
+        config.scrub_bytes_per_sec,
+        stop.clone(),
+    ));
+    let mut heartbeater = Heartbeater::new(master, store, registration, schedule, copier, reports);
     let addr_file = config.addr_file.clone();
     let heartbeats = async move {
         if heartbeater.register(&mut stop).await.is_none() {
@@ -138,6 +161,15 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    serve_service(ChunkserverService::new(store, timeouts), listener, shutdown).await
+}
+
+/// Serves `service` on `listener` until `shutdown` completes.
+async fn serve_service(
+    service: ChunkserverService,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
     // Small write acknowledgements and read pieces should not wait for Nagle.
     let incoming = TcpListenerStream::new(listener).map(|conn| {
         if let Ok(conn) = &conn {
@@ -148,7 +180,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
-        .add_service(ChunkserverService::new(store, timeouts).into_server())
+        .add_service(service.into_server())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

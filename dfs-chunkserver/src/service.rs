@@ -2,7 +2,9 @@
 //!
 //! `WriteChunk` hands its stream to [`ChainWriter`]. `ReadChunk` streams the requested range
 //! in pieces of at most [`READ_PIECE`] bytes, each read and verified on a blocking thread
-//! while the previous one is on the wire.
+//! while the previous one is on the wire. A read that finds a corrupt block also reports
+//! the replica to the master (through the [`RepairReports`] of the next heartbeat), so the
+//! replica is replaced without waiting for the scrubber.
 
 use std::pin::Pin;
 
@@ -20,8 +22,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::chain::{ChainTimeouts, ChainWriter};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::net::MAX_MESSAGE_SIZE;
+use crate::repair::RepairReports;
 use crate::store::ChunkStore;
 
 /// Largest data message of a read reply. Pieces after the first start at multiples of this
@@ -36,6 +39,7 @@ const READ_AHEAD: usize = 2;
 pub struct ChunkserverService {
     store: ChunkStore,
     chain: ChainWriter,
+    reports: RepairReports,
 }
 
 impl ChunkserverService {
@@ -44,7 +48,14 @@ impl ChunkserverService {
         ChunkserverService {
             chain: ChainWriter::new(store.clone(), timeouts),
             store,
+            reports: RepairReports::default(),
         }
+    }
+
+    /// Reports corrupt replicas found by reads to `reports` (which heartbeats send on).
+    pub fn with_repair_reports(mut self, reports: RepairReports) -> ChunkserverService {
+        self.reports = reports;
+        self
     }
 
     /// The tonic server for this service, accepting and sending messages of up to
@@ -85,9 +96,11 @@ impl Chunkserver for ChunkserverService {
         // The first piece is read before answering, so a missing, stale or corrupt replica
         // fails the call itself rather than arriving as a stream item.
         let first_end = end.min((offset / READ_PIECE + 1) * READ_PIECE);
-        let first = read_piece(&self.store, chunk_id, version, offset, first_end).await?;
+        let first = read_piece(&self.store, chunk_id, version, offset, first_end).await;
+        let first = self.reports.note_read(chunk_id, first)?;
         let (tx, rx) = mpsc::channel(READ_AHEAD);
         let store = self.store.clone();
+        let reports = self.reports.clone();
         tokio::spawn(async move {
             let mut pos = offset + first.len() as u64;
             let mut full = pos == first_end;
@@ -98,6 +111,7 @@ impl Chunkserver for ChunkserverService {
             while full && pos < end {
                 let piece_end = end.min(pos + READ_PIECE);
                 let piece = read_piece(&store, chunk_id, version, pos, piece_end).await;
+                let piece = reports.note_read(chunk_id, piece);
                 let reply = piece.map(|data| {
                     pos += data.len() as u64;
                     full = pos == piece_end;
@@ -135,4 +149,14 @@ async fn read_piece(
 ) -> Result<Bytes> {
     let store = store.clone();
     task::spawn_blocking(move || store.read(chunk_id, version, offset, end - offset)).await?
+}
+
+impl RepairReports {
+    /// Passes a read result through, noting the replica if the read found it corrupt.
+    fn note_read(&self, chunk_id: u64, read: Result<Bytes>) -> Result<Bytes> {
+        if let Err(Error::Fs(dfs_proto::FsError::Corrupt(_))) = &read {
+            self.corrupt(chunk_id);
+        }
+        read
+    }
 }

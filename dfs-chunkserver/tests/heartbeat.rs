@@ -82,10 +82,29 @@ impl Master for FakeMaster {
         let reply = HeartbeatReply {
             delete_chunks: std::mem::take(&mut state.delete_next),
             reregister: std::mem::take(&mut state.reregister_next),
+            replicate: Vec::new(),
         };
         Ok(Response::new(reply))
     }
     async fn lookup(&self, _: Request<LookupRequest>) -> Result<Response<AttrReply>, Status> {
+        unimplemented()
+    }
+    async fn cluster_status(
+        &self,
+        _: Request<Empty>,
+    ) -> Result<Response<ClusterStatusReply>, Status> {
+        unimplemented()
+    }
+    async fn file_info(&self, _: Request<PathRequest>) -> Result<Response<FileInfoReply>, Status> {
+        unimplemented()
+    }
+    async fn fsck(&self, _: Request<PathRequest>) -> Result<Response<FsckReply>, Status> {
+        unimplemented()
+    }
+    async fn decommission(
+        &self,
+        _: Request<DecommissionRequest>,
+    ) -> Result<Response<ServerStatus>, Status> {
         unimplemented()
     }
     async fn get_attr(&self, _: Request<GetAttrRequest>) -> Result<Response<AttrReply>, Status> {
@@ -137,6 +156,18 @@ impl Master for FakeMaster {
         &self,
         _: Request<CommitWriteRequest>,
     ) -> Result<Response<AttrReply>, Status> {
+        unimplemented()
+    }
+    async fn replace_replicas(
+        &self,
+        _: Request<dfs_proto::pb::ReplaceReplicasRequest>,
+    ) -> Result<Response<ChunkInfo>, Status> {
+        unimplemented()
+    }
+    async fn report_bad_replica(
+        &self,
+        _: Request<dfs_proto::pb::ReportBadReplicaRequest>,
+    ) -> Result<Response<Empty>, Status> {
         unimplemented()
     }
     // Writer leases.

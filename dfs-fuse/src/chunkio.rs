@@ -2,9 +2,10 @@
 //!
 //! A write is ONE stream to the first replica of a chunk, whose header names the rest of the
 //! chain as `downstream`; each chunkserver forwards the stream to the next, so the client sends
-//! every byte once and the reply arrives when every replica holds the data. A read goes to one
-//! replica and falls back to the next on any replica fault (corrupt, stale, unreachable, I/O),
-//! so a bad disk or a dead server costs latency, not an error.
+//! every byte once and the reply arrives when every replica holds the data. A failed write
+//! names the replica that broke the chain ([`ChainFailure`]), so the caller can ask for a chain
+//! without it. A read goes to one replica; falling back to the next, and reporting bad
+//! replicas, is [`crate::datapath::DataPath`]'s.
 //!
 //! Channels are pooled per chunkserver address and connect lazily, with the same timeouts as
 //! the master channel.
@@ -24,6 +25,16 @@ use crate::master::lazy_channel;
 /// Largest data message of a write stream: big enough to amortise per-message costs, small
 /// enough to pipeline along the chain.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// A failed chain write: the error, and the address of the replica that broke the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainFailure {
+    /// What went wrong.
+    pub error: FsError,
+    /// `host:port` of the replica to leave out of the next chain (`None` if the chunk had no
+    /// replicas at all).
+    pub failed_addr: Option<String>,
+}
 
 /// Pool of chunkserver channels, keyed by `host:port`.
 #[derive(Debug, Clone)]
@@ -74,9 +85,27 @@ impl ChunkIo {
         data: Bytes,
         flags: WriteFlags,
     ) -> Result<u64, FsError> {
-        let first = chunk.replicas.first().ok_or_else(|| {
-            FsError::Unavailable(format!("chunk {} has no replicas", chunk.chunk_id))
-        })?;
+        self.write_chain(chunk, offset, data, flags)
+            .await
+            .map_err(|failure| failure.error)
+    }
+
+    /// Like [`write_chunk`](ChunkIo::write_chunk), but a failure also says which replica
+    /// broke the chain: the one a chunkserver named, else the first (which the client could
+    /// not reach, or which failed by itself).
+    pub async fn write_chain(
+        &self,
+        chunk: &pb::ChunkInfo,
+        offset: u64,
+        data: Bytes,
+        flags: WriteFlags,
+    ) -> Result<u64, ChainFailure> {
+        let Some(first) = chunk.replicas.first() else {
+            return Err(ChainFailure {
+                error: FsError::Unavailable(format!("chunk {} has no replicas", chunk.chunk_id)),
+                failed_addr: None,
+            });
+        };
         let header = pb::WriteHeader {
             chunk_id: chunk.chunk_id,
             version: chunk.version,
@@ -86,9 +115,23 @@ impl ChunkIo {
             truncate: flags.truncate,
         };
         let messages = write_messages(header, data);
-        let mut client = self.client(&first.addr)?;
+        let failure = |error: FsError, named: Option<String>| ChainFailure {
+            error,
+            failed_addr: Some(named.unwrap_or_else(|| first.addr.clone())),
+        };
+        let mut client = self.client(&first.addr).map_err(|e| failure(e, None))?;
         let call = client.write_chunk(tokio_stream::iter(messages));
-        let reply = self.deadline(call).await?;
+        let reply = match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(reply)) => reply.into_inner(),
+            Ok(Err(status)) => {
+                let named = dfs_proto::error::failed_replica(&status);
+                return Err(failure(FsError::from_status(&status), named));
+            }
+            Err(_) => {
+                let error = FsError::Unavailable("chunkserver call timed out".into());
+                return Err(failure(error, None));
+            }
+        };
         let expected = chunk.replicas.len() as u32;
         if reply.replicas_written < expected {
             tracing::warn!(
@@ -107,15 +150,6 @@ impl ChunkIo {
         let flags = WriteFlags {
             sync: false,
             truncate: true,
-        };
-        self.write_chunk(chunk, length, Bytes::new(), flags).await
-    }
-
-    /// Makes every replica of `chunk` durable (fsync of data and checksums).
-    pub async fn sync_chunk(&self, chunk: &pb::ChunkInfo, length: u64) -> Result<u64, FsError> {
-        let flags = WriteFlags {
-            sync: true,
-            truncate: false,
         };
         self.write_chunk(chunk, length, Bytes::new(), flags).await
     }
@@ -139,36 +173,11 @@ impl ChunkIo {
         self.deadline(call).await
     }
 
-    /// Reads up to `len` bytes at `offset` of `chunk`, trying its replicas in order. The result
+    /// Reads up to `len` bytes at `offset` of `chunk` from the replica at `addr`. The result
     /// is shorter than `len` when the replica ends earlier (a sparse chunk): the caller fills
-    /// the rest with zeros up to the file size.
-    pub async fn read_chunk(
-        &self,
-        chunk: &pb::ChunkInfo,
-        offset: u64,
-        len: u64,
-    ) -> Result<Bytes, FsError> {
-        let mut last_error =
-            FsError::Unavailable(format!("chunk {} has no replicas", chunk.chunk_id));
-        for replica in &chunk.replicas {
-            match self.read_replica(&replica.addr, chunk, offset, len).await {
-                Ok(data) => return Ok(data),
-                Err(err) if err.is_replica_fault() => {
-                    tracing::warn!(
-                        chunk_id = chunk.chunk_id,
-                        replica = %replica.addr,
-                        error = %err,
-                        "chunk read failed, trying the next replica"
-                    );
-                    last_error = err;
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        Err(last_error)
-    }
-
-    async fn read_replica(
+    /// the rest with zeros up to the file size. Replica fallback is the caller's
+    /// ([`crate::datapath::DataPath::read_chunk`]), which also reports bad replicas.
+    pub async fn read_replica(
         &self,
         addr: &str,
         chunk: &pb::ChunkInfo,
@@ -198,7 +207,6 @@ impl ChunkIo {
         }
     }
 
-    /// Runs a unary-response call under the mount's deadline.
     async fn deadline<T>(
         &self,
         call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,

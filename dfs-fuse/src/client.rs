@@ -17,6 +17,7 @@ use fuser::FileAttr;
 use lru::LruCache;
 
 use crate::attr::{creation_perm, file_attr};
+use crate::blockcache::BlockCache;
 use crate::chunkio::ChunkIo;
 use crate::config::Config;
 use crate::datapath::DataPath;
@@ -95,6 +96,7 @@ struct Shared {
     io: DataPath,
     replication: u32,
     write_buffer_bytes: usize,
+    read_ahead_bytes: u64,
     inodes: OpenInodes,
     leases: Arc<MountLeases>,
     dirs: DirHandles,
@@ -150,21 +152,24 @@ impl Client {
             master,
             chunks: ChunkIo::new(timeout),
             layout: ChunkLayout::new(cluster.chunk_size, block_size),
+            cache: BlockCache::new(config.cache_bytes),
         };
         Ok(Client::new(
             io,
             cluster.replication,
             config.write_buffer_bytes(),
+            config.client_read_ahead_bytes,
             config.lease_wait(),
         ))
     }
 
-    /// A client over an existing data path, waiting up to `lease_wait` for writer leases
-    /// other mounts hold.
+    /// A client over an existing data path, reading ahead up to `read_ahead_bytes` and
+    /// waiting up to `lease_wait` for writer leases other mounts hold.
     pub fn new(
         io: DataPath,
         replication: u32,
         write_buffer_bytes: usize,
+        read_ahead_bytes: u64,
         lease_wait: std::time::Duration,
     ) -> Client {
         let seen = LruCache::new(NonZeroUsize::new(SEEN_VERSIONS).expect("non-zero capacity"));
@@ -173,6 +178,7 @@ impl Client {
                 io,
                 replication,
                 write_buffer_bytes,
+                read_ahead_bytes,
                 inodes: OpenInodes::default(),
                 leases: Arc::new(MountLeases::new(lease_wait)),
                 dirs: DirHandles::default(),
@@ -426,15 +432,22 @@ impl Client {
             if opens_for_writing(flags) {
                 self.lease_for_writing(&inode).await?;
             }
-            let (attr, ()) =
+            let (attr, chunk_ids) =
                 tokio::try_join!(self.master().get_attr(ino), inode.refresh(self.io()))?;
+            let unchanged = self.note_version(&attr);
+            if !unchanged {
+                // Another mount may have rewritten blocks this mount still caches.
+                self.io()
+                    .cache
+                    .invalidate_chunks(&chunk_ids.into_iter().collect());
+            }
             if flags & libc::O_TRUNC != 0 && attr.size > 0 {
                 let req = truncate_request(ino);
                 let attr = inode.resize(self.io(), req, 0).await?;
                 self.note_version(&attr);
                 return Ok(false);
             }
-            Ok::<_, FsError>(self.note_version(&attr))
+            Ok::<_, FsError>(unchanged)
         }
         .await;
         match result {
@@ -497,7 +510,15 @@ impl Client {
     /// Reads up to `len` bytes at `offset`.
     pub async fn read(&self, ino: u64, offset: u64, len: u32) -> Result<Bytes, FsError> {
         let inode = self.open_inode(ino)?;
-        read::read(self.io(), &inode, offset, u64::from(len)).await
+        let data = read::read(self.io(), &inode, offset, u64::from(len)).await?;
+        if let Some((from, len)) =
+            inode
+                .readahead
+                .on_read(offset, u64::from(len), self.shared.read_ahead_bytes)
+        {
+            tokio::spawn(read::read_ahead(self.io().clone(), inode, from, len));
+        }
+        Ok(data)
     }
 
     /// Buffers a write; returns the bytes accepted.
@@ -648,8 +669,9 @@ mod tests {
                 .unwrap(),
             chunks: ChunkIo::new(std::time::Duration::from_millis(100)),
             layout: ChunkLayout::new(64 << 20, 64 << 10),
+            cache: BlockCache::new(1 << 20),
         };
-        let client = Client::new(io, 3, 1 << 20, std::time::Duration::ZERO);
+        let client = Client::new(io, 3, 1 << 20, 0, std::time::Duration::ZERO);
         let attr = pb::Attr {
             ino: 5,
             size: 10,

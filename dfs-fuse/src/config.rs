@@ -13,6 +13,13 @@ use clap::Args;
 /// so a single request never has to be split across buffers.
 pub const MIN_WRITE_BUFFER_BYTES: usize = 1 << 20;
 
+/// Default size of the block cache: room for the working set of a few large sequential
+/// readers, small next to a machine's memory.
+pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+
+/// Default read-ahead window of the daemon (on top of the kernel's readahead).
+pub const DEFAULT_CLIENT_READ_AHEAD_BYTES: u64 = 16 << 20;
+
 /// Options of the `dfs-fuse` daemon.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -70,6 +77,17 @@ pub struct Config {
     #[arg(long, env = "DFS_FUSE_THREADS", default_value_t = 4)]
     pub fuse_threads: usize,
 
+    /// Bytes of verified chunk blocks kept in the mount's LRU block cache (0 disables it).
+    /// Re-reads of cached blocks cost no chunkserver round trip; entries are keyed by chunk
+    /// version, so a rewritten chunk is never served from the cache.
+    #[arg(long, env = "DFS_CACHE_BYTES", default_value_t = DEFAULT_CACHE_BYTES)]
+    pub cache_bytes: usize,
+
+    /// Bytes the daemon fetches into the block cache ahead of a sequential reader, in the
+    /// background (0 disables it).
+    #[arg(long, env = "DFS_CLIENT_READ_AHEAD_BYTES", default_value_t = DEFAULT_CLIENT_READ_AHEAD_BYTES)]
+    pub client_read_ahead_bytes: u64,
+
     /// Log every FUSE request and reply (the `fuser` crate's debug log).
     #[arg(long, env = "DFS_DEBUG_FUSE")]
     pub debug_fuse: bool,
@@ -90,6 +108,8 @@ impl Config {
             lease_wait_ms: 5_000,
             allow_other: None,
             fuse_threads: 4,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            client_read_ahead_bytes: DEFAULT_CLIENT_READ_AHEAD_BYTES,
             debug_fuse: false,
         }
     }

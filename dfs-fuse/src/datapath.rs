@@ -1,12 +1,15 @@
 //! [`DataPath`]: what the data path talks to — the master for chunk maps, allocations and
-//! commits, the chunkservers for bytes — and the operations that need both: a chunk write that
-//! survives a changed replica chain, and cutting replicas before the master shrinks a file.
+//! commits, the chunkservers for bytes, the mount's block cache — and the operations that need
+//! more than one of them: a chunk write that survives a failed replica (the master replaces
+//! the chain), a read that falls back across replicas and reports bad ones, reads through the
+//! block cache, and cutting replicas before the master shrinks a file.
 
 use bytes::Bytes;
 use dfs_proto::FsError;
 use dfs_proto::chunk::{ChunkLayout, ChunkSpan};
 use dfs_proto::pb;
 
+use crate::blockcache::{BlockCache, BlockKey, Claim};
 use crate::chunkio::{ChunkIo, WriteFlags};
 use crate::master::MasterClient;
 
@@ -19,45 +22,214 @@ pub struct DataPath {
     pub chunks: ChunkIo,
     /// The cluster's chunk and block sizes.
     pub layout: ChunkLayout,
+    /// Verified blocks read before (see [`BlockCache`] for when entries are dropped).
+    pub cache: BlockCache,
 }
 
 impl DataPath {
-    /// Writes one span to its chunk's replica chain. A replica fault may mean the chain
-    /// changed (a replaced server, a new version), so the chunk is fetched again from the
-    /// master and, if it did change, the write is retried once on the new chain. Under a
-    /// writer lease (`holder`) the chunk is fetched through the lease, so a writer whose lease
-    /// was taken over fails (ESTALE) instead of writing over the new holder's version.
+    /// Writes one span to its chunk's replica chain. When a replica fails mid-write, the
+    /// master is asked for a chain without it (same chunk, newer version) and the span is
+    /// rewritten there, so the write completes on the survivors; the survivors already hold
+    /// the chunk's earlier bytes, the dropped replica is left stale at the old version.
+    /// Under a writer lease (`holder`) the master refuses the replacement (ESTALE) once the
+    /// lease was taken over, so a cut-off writer fails instead of writing over the new
+    /// holder's version (whose stamped replicas refuse its old version anyway).
+    /// Returns the chunk as finally written (the caller commits with its version).
     pub async fn write_span(
         &self,
         ino: u64,
-        chunk: pb::ChunkInfo,
+        mut chunk: pb::ChunkInfo,
         span: &ChunkSpan,
         data: Bytes,
         flags: WriteFlags,
         holder: Option<&str>,
     ) -> Result<pb::ChunkInfo, FsError> {
-        match self
-            .chunks
-            .write_chunk(&chunk, span.offset, data.clone(), flags)
-            .await
-        {
-            Ok(_) => Ok(chunk),
-            Err(err) if err.is_replica_fault() => {
-                let fresh = match holder {
-                    Some(holder) => self.master.lease_chunk(ino, span.index, holder, 0).await?,
-                    None => self.master.allocate_chunk(ino, span.index).await?,
-                };
-                if fresh == chunk {
-                    return Err(err);
+        // Every retry drops at least one replica, so the chain runs out before this does.
+        for _ in 0..=chunk.replicas.len() {
+            let failure = match self
+                .chunks
+                .write_chain(&chunk, span.offset, data.clone(), flags)
+                .await
+            {
+                Ok(_) => {
+                    self.forget_written(&chunk, span);
+                    return Ok(chunk);
                 }
-                tracing::info!(ino, index = span.index, error = %err, "chunk chain changed, retrying write");
-                self.chunks
-                    .write_chunk(&fresh, span.offset, data, flags)
-                    .await?;
-                Ok(fresh)
+                Err(failure) if failure.error.is_replica_fault() => failure,
+                Err(failure) => return Err(failure.error),
+            };
+            let failed: Vec<u64> = chunk
+                .replicas
+                .iter()
+                .filter(|r| Some(&r.addr) == failure.failed_addr.as_ref())
+                .map(|r| r.server_id)
+                .collect();
+            tracing::warn!(
+                ino,
+                index = span.index,
+                chunk_id = chunk.chunk_id,
+                ?failed,
+                error = %failure.error,
+                "chain write failed, asking for a chain without the failed replica"
+            );
+            let fresh = self
+                .master
+                .replace_replicas(ino, &chunk, failed, holder)
+                .await?;
+            if fresh == chunk {
+                return Err(failure.error);
             }
-            Err(err) => Err(err),
+            chunk = fresh;
         }
+        Err(FsError::Unavailable(format!(
+            "chunk {} lost every replica during a write",
+            chunk.chunk_id
+        )))
+    }
+
+    /// Reads up to `len` bytes at `offset` of `chunk`, trying its replicas in order: any
+    /// replica fault (corrupt, stale, unreachable, I/O) moves on to the next, so a bad disk
+    /// or a dead server costs latency, not an error. A replica found corrupt or stale is
+    /// reported to the master, which drops it. The result is shorter than `len` when the
+    /// replica ends earlier (a sparse chunk).
+    pub async fn read_chunk(
+        &self,
+        chunk: &pb::ChunkInfo,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, FsError> {
+        let mut last_error =
+            FsError::Unavailable(format!("chunk {} has no replicas", chunk.chunk_id));
+        for replica in &chunk.replicas {
+            match self
+                .chunks
+                .read_replica(&replica.addr, chunk, offset, len)
+                .await
+            {
+                Ok(data) => return Ok(data),
+                Err(err) if err.is_replica_fault() => {
+                    tracing::warn!(
+                        chunk_id = chunk.chunk_id,
+                        replica = %replica.addr,
+                        error = %err,
+                        "chunk read failed, trying the next replica"
+                    );
+                    if matches!(err, FsError::Corrupt(_) | FsError::Stale(_)) {
+                        self.report_bad_replica(chunk, replica, &err);
+                    }
+                    last_error = err;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(last_error)
+    }
+
+    /// Tells the master, in the background, that `replica` of `chunk` is bad. A reader that
+    /// is itself stale (the replica is newer) is told apart by the master from the version.
+    fn report_bad_replica(
+        &self,
+        chunk: &pb::ChunkInfo,
+        replica: &pb::ReplicaLocation,
+        err: &FsError,
+    ) {
+        let req = pb::ReportBadReplicaRequest {
+            chunk_id: chunk.chunk_id,
+            server_id: replica.server_id,
+            version: chunk.version,
+            reason: err.to_string(),
+        };
+        let master = self.master.clone();
+        tokio::spawn(async move {
+            if let Err(err) = master.report_bad_replica(req).await {
+                tracing::warn!(error = %err, "could not report a bad replica");
+            }
+        });
+    }
+
+    /// Reads like [`read_chunk`](DataPath::read_chunk), through the block cache: whole
+    /// blocks are fetched (one replica read for the blocks the span covers) and kept.
+    pub async fn read_cached(
+        &self,
+        chunk: &pb::ChunkInfo,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, FsError> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let block_size = self.layout.block_size;
+        let (first, last) = (offset / block_size, (offset + len - 1) / block_size);
+        // Keyed by the reader's version even when a newer replica (stamped by a lease holder
+        // that took the file over) answers: only readers holding this older map use the key,
+        // and they accept that newer replica too, so the entry is as fresh as any cached block
+        // (close-to-open: a reopen moves readers to the new version's keys and drops changed
+        // chunks), and a takeover by this mount drops the chunk's blocks (`take_chunk`).
+        let key = |block| BlockKey {
+            chunk_id: chunk.chunk_id,
+            version: chunk.version,
+            block,
+        };
+        let skip = offset - first * block_size;
+        let keys: Vec<BlockKey> = (first..=last).map(key).collect();
+        let clip = |range: Bytes| {
+            let from = (skip as usize).min(range.len());
+            let to = ((skip + len) as usize).min(range.len());
+            range.slice(from..to)
+        };
+        let fetching = loop {
+            let cached: Vec<Bytes> = keys.iter().map_while(|k| self.cache.get(k)).collect();
+            if cached.len() == keys.len() {
+                return Ok(clip(join_blocks(cached, block_size)));
+            }
+            match self.cache.claim(&keys) {
+                Claim::Fetch(guard) => break guard,
+                // The fetch in flight ends (successful or not): look again.
+                Claim::Wait(mut fetch) => {
+                    let _ = fetch.changed().await;
+                }
+            }
+        };
+        let epoch = self.cache.epoch();
+        let data = self
+            .read_chunk(chunk, first * block_size, keys.len() as u64 * block_size)
+            .await?;
+        for (i, key) in keys.into_iter().enumerate() {
+            let from = i * block_size as usize;
+            if from >= data.len() {
+                break;
+            }
+            let to = (from + block_size as usize).min(data.len());
+            self.cache.insert(key, data.slice(from..to), epoch);
+        }
+        drop(fetching);
+        Ok(clip(data))
+    }
+
+    /// Reads a span into the cache unless all of it is cached already (read-ahead).
+    pub async fn prefetch(&self, chunk: &pb::ChunkInfo, offset: u64, len: u64) {
+        let block_size = self.layout.block_size;
+        if len == 0 {
+            return;
+        }
+        let all_cached = (offset / block_size..=(offset + len - 1) / block_size).all(|block| {
+            self.cache.contains(&BlockKey {
+                chunk_id: chunk.chunk_id,
+                version: chunk.version,
+                block,
+            })
+        });
+        if !all_cached && let Err(err) = self.read_cached(chunk, offset, len).await {
+            tracing::debug!(chunk_id = chunk.chunk_id, error = %err, "read-ahead failed");
+        }
+    }
+
+    /// Drops cached blocks a write to `span` of `chunk` made stale.
+    fn forget_written(&self, chunk: &pb::ChunkInfo, span: &ChunkSpan) {
+        let block_size = self.layout.block_size;
+        let first = span.offset / block_size;
+        let last = (span.offset + span.len.max(1) - 1) / block_size;
+        self.cache.invalidate_blocks(chunk.chunk_id, first, last);
     }
 
     /// Moves `chunk` (at `index` of file `ino`) to the next version under `holder`'s lease,
@@ -65,7 +237,7 @@ impl DataPath {
     /// on its own (one dead server must not block the others); the master records the new
     /// version only if at least one replica took it, so the data always stays readable. A
     /// replica that missed the stamp stays at the old version: stale for readers, garbage for
-    /// the master's block reports.
+    /// the master's block reports. The chunk's cached blocks are dropped.
     pub async fn take_chunk(
         &self,
         ino: u64,
@@ -96,6 +268,10 @@ impl DataPath {
                 }
             }
         }
+        // Blocks cached under the old version may predate the cut; drop them (this also stops
+        // fetches in flight from caching what they read).
+        self.cache
+            .invalidate_chunks(&std::collections::HashSet::from([chunk.chunk_id]));
         if stamped == 0 {
             return Err(last_error.unwrap_or_else(|| {
                 FsError::Unavailable(format!("chunk {} has no replicas", chunk.chunk_id))
@@ -125,7 +301,25 @@ impl DataPath {
         }
         if let Some(chunk) = reply.chunks.into_iter().find(|c| c.index == index) {
             self.chunks.truncate_chunk(&chunk, in_chunk).await?;
+            self.cache
+                .invalidate_chunks(&std::iter::once(chunk.chunk_id).collect());
         }
         Ok(())
     }
+}
+
+/// Joins consecutive cached blocks into one range, ending after the first short block (the
+/// end of the replica): nothing after it belongs to the range. One block is not copied.
+fn join_blocks(mut blocks: Vec<Bytes>, block_size: u64) -> Bytes {
+    if blocks.len() == 1 {
+        return blocks.pop().unwrap_or_default();
+    }
+    let mut joined = bytes::BytesMut::with_capacity(blocks.iter().map(Bytes::len).sum());
+    for block in blocks {
+        joined.extend_from_slice(&block);
+        if (block.len() as u64) < block_size {
+            break;
+        }
+    }
+    joined.freeze()
 }

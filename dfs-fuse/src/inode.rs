@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use dfs_proto::FsError;
 use dfs_proto::chunk::{ChunkLayout, ChunkSpan};
 use dfs_proto::pb;
@@ -244,7 +245,26 @@ impl InodeState {
             let unsynced: Vec<u64> = self.unsynced.iter().copied().collect();
             for index in unsynced {
                 if let Some(chunk) = self.chunks.get(&index).cloned() {
-                    io.chunks.sync_chunk(&chunk, chunk.length).await?;
+                    // An empty write with `sync` at the end of the data: through the same
+                    // replica-replacing path as data, since a server may have died since.
+                    let span = ChunkSpan {
+                        index,
+                        offset: chunk.length,
+                        len: 0,
+                        buf_offset: 0,
+                    };
+                    let flags = WriteFlags {
+                        sync: true,
+                        truncate: false,
+                    };
+                    let holder = self.lease_holder.as_deref();
+                    let synced = io
+                        .write_span(ino, chunk.clone(), &span, Bytes::new(), flags, holder)
+                        .await?;
+                    if synced != chunk {
+                        // The chain was replaced: commit with the new version.
+                        self.record_write(&io.layout, synced, &span, true);
+                    }
                 }
                 self.unsynced.remove(&index);
             }
@@ -281,6 +301,8 @@ impl InodeState {
 pub struct OpenInode {
     /// The inode number.
     pub ino: u64,
+    /// Sequential-reader detection for read-ahead into the block cache.
+    pub readahead: crate::readahead::ReadAhead,
     state: tokio::sync::Mutex<InodeState>,
     /// The local size while there are uncommitted writes, 0 otherwise; readable without
     /// waiting for a flush in progress, so `stat` never stalls behind a slow write.
@@ -291,6 +313,7 @@ impl OpenInode {
     pub(crate) fn new(ino: u64, buffer_bytes: usize) -> OpenInode {
         OpenInode {
             ino,
+            readahead: Default::default(),
             state: tokio::sync::Mutex::new(InodeState::new(buffer_bytes)),
             uncommitted_size: AtomicU64::new(0),
         }
@@ -315,13 +338,15 @@ impl OpenInode {
         self.state.lock().await.lease_holder = Some(holder);
     }
 
-    /// Loads the chunk map and size from the master (at every open).
-    pub async fn refresh(&self, io: &DataPath) -> Result<(), FsError> {
+    /// Loads the chunk map and size from the master (at every open); returns the ids of the
+    /// file's chunks.
+    pub async fn refresh(&self, io: &DataPath) -> Result<Vec<u64>, FsError> {
         let reply = io.master.get_chunks(self.ino, 0, 0).await?;
+        let chunk_ids = reply.chunks.iter().map(|c| c.chunk_id).collect();
         let mut state = self.state.lock().await;
         state.apply_chunk_map(reply);
         self.publish(&state);
-        Ok(())
+        Ok(chunk_ids)
     }
 
     /// Buffers a write (see [`InodeState`] for when it is sent).

@@ -28,6 +28,7 @@
 //! [`run`] is the one entry point; `main` only parses options and sets up logging.
 
 pub mod attr;
+pub mod blockcache;
 pub mod chunkio;
 pub mod client;
 pub mod config;
@@ -39,6 +40,7 @@ pub mod inode;
 pub mod lease;
 pub mod master;
 pub mod read;
+pub mod readahead;
 pub mod readdir;
 pub mod writebuf;
 

@@ -250,4 +250,36 @@ impl MasterClient {
             }
         }
     }
+
+    // --- Replicated data path ---
+
+    /// Asks for a chain without the `failed` servers for a chunk whose write failed; the
+    /// answer has a newer version (or is the current chunk, if another writer replaced the
+    /// chain first). A writer under a lease names itself as `holder`: the master refuses
+    /// (ESTALE) once another mount took the lease over.
+    pub async fn replace_replicas(
+        &self,
+        ino: u64,
+        chunk: &pb::ChunkInfo,
+        failed: Vec<u64>,
+        holder: Option<&str>,
+    ) -> Result<pb::ChunkInfo, FsError> {
+        let req = pb::ReplaceReplicasRequest {
+            ino,
+            index: chunk.index,
+            chunk_id: chunk.chunk_id,
+            version: chunk.version,
+            failed,
+            holder: holder.unwrap_or_default().to_string(),
+        };
+        answer(self.client().replace_replicas(req).await)
+    }
+
+    /// Tells the master that a replica is corrupt or stale.
+    pub async fn report_bad_replica(
+        &self,
+        req: pb::ReportBadReplicaRequest,
+    ) -> Result<(), FsError> {
+        answer(self.client().report_bad_replica(req).await).map(drop)
+    }
 }

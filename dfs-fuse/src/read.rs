@@ -5,6 +5,7 @@
 //! as zeros.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use dfs_proto::FsError;
@@ -71,6 +72,31 @@ pub async fn read(
     Ok(assemble(plan.len, pieces))
 }
 
+/// Fetches `len` bytes at `offset` of a sequentially read file into the block cache, in
+/// pieces of at most [`READ_AHEAD_PIECE`] so that the reader, when it catches up, finds the
+/// first pieces cached while later ones are on their way.
+pub async fn read_ahead(io: DataPath, inode: Arc<OpenInode>, offset: u64, len: u64) {
+    let plan = match inode.plan_read(&io, offset, len).await {
+        Ok(plan) => plan,
+        Err(err) => {
+            tracing::debug!(ino = inode.ino, error = %err, "read-ahead not planned");
+            return;
+        }
+    };
+    for (span, chunk) in plan.spans {
+        let Some(chunk) = chunk else { continue };
+        let mut pos = span.offset;
+        while pos < span.offset + span.len {
+            let piece = READ_AHEAD_PIECE.min(span.offset + span.len - pos);
+            io.prefetch(&chunk, pos, piece).await;
+            pos += piece;
+        }
+    }
+}
+
+/// Largest single fetch of read-ahead.
+const READ_AHEAD_PIECE: u64 = 1 << 20;
+
 /// Reads one span. When every replica failed, the chunk may have moved or changed version
 /// since this client loaded the chunk map: ask the master once and retry if it did.
 async fn read_span(
@@ -79,7 +105,7 @@ async fn read_span(
     chunk: &pb::ChunkInfo,
     span: &ChunkSpan,
 ) -> Result<Bytes, FsError> {
-    let err = match io.chunks.read_chunk(chunk, span.offset, span.len).await {
+    let err = match io.read_cached(chunk, span.offset, span.len).await {
         Ok(data) => return Ok(data),
         Err(err) if err.is_replica_fault() => err,
         Err(err) => return Err(err),
@@ -93,7 +119,7 @@ async fn read_span(
                 index = span.index,
                 "chunk moved since open, retrying read"
             );
-            io.chunks.read_chunk(&fresh, span.offset, span.len).await
+            io.read_cached(&fresh, span.offset, span.len).await
         }
         // Dropped meanwhile (the file was truncated elsewhere): it reads as a hole.
         None => Ok(Bytes::new()),

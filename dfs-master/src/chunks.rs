@@ -57,6 +57,11 @@ impl ChunkMap {
         })
     }
 
+    /// Every chunk of every file as `(ino, index, record)`: a full scan for the admin CLI.
+    pub fn all_chunks(&self) -> Result<Vec<(u64, u64, ChunkRecord)>> {
+        self.writer.store().all_chunks()
+    }
+
     /// The chunk at `index` of regular file `ino`, if allocated.
     pub fn chunk(&self, ino: u64, index: u64) -> Result<Option<ChunkRecord>> {
         let store = self.writer.store();

@@ -15,11 +15,20 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9400";
 /// Default number of replicas per chunk.
 pub const DEFAULT_REPLICATION: u32 = 3;
 /// Default minimum number of replicas for a chunk allocation to succeed.
-pub const DEFAULT_MIN_REPLICATION: u32 = 1;
+pub const DEFAULT_MIN_REPLICATION: u32 = 2;
 /// Default seconds without a heartbeat after which a chunkserver is considered dead.
 pub const DEFAULT_HEARTBEAT_TIMEOUT_SECS: u64 = 15;
 /// Default milliseconds a writer lease lives without a renewal.
 pub const DEFAULT_LEASE_TTL_MS: u64 = 30_000;
+/// Default seconds without a heartbeat after which a chunkserver's replicas are copied
+/// elsewhere.
+pub const DEFAULT_DEAD_TIMEOUT_SECS: u64 = 120;
+/// Default seconds a replica no metadata references survives before it is deleted.
+pub const DEFAULT_ORPHAN_GRACE_SECS: u64 = 600;
+/// Default milliseconds between replication checks.
+pub const DEFAULT_REPLICATION_INTERVAL_MS: u64 = 2000;
+/// Default copies in flight per chunkserver.
+pub const DEFAULT_MAX_COPIES_PER_SERVER: u32 = 4;
 
 /// Settings of one master.
 #[derive(Debug, Clone, clap::Args)]
@@ -46,8 +55,10 @@ pub struct Config {
     #[arg(long, env = "DFS_REPLICATION", default_value_t = DEFAULT_REPLICATION)]
     pub replication: u32,
 
-    /// Fewest live chunkservers (with room for a chunk) an allocation accepts; with fewer,
-    /// writes fail with ENOSPC rather than store data with too little redundancy.
+    /// Fewest replicas a chunk is written to: an allocation needs this many live chunkservers
+    /// with room, and a chain that loses servers during a write keeps at least this many;
+    /// with fewer, writes fail with ENOSPC rather than store data with too little redundancy.
+    /// Capped at the replication factor.
     #[arg(long, env = "DFS_MIN_REPLICATION", default_value_t = DEFAULT_MIN_REPLICATION)]
     pub min_replication: u32,
 
@@ -60,6 +71,36 @@ pub struct Config {
     /// time-to-live; when a writing mount dies, other mounts can write its files after this.
     #[arg(long, env = "DFS_LEASE_TTL_MS", default_value_t = DEFAULT_LEASE_TTL_MS)]
     pub lease_ttl_ms: u64,
+    /// Seconds without a heartbeat after which a chunkserver is dead: its replicas are copied
+    /// to other servers (most endangered chunk first) and dropped from it. Never shorter than
+    /// the heartbeat timeout.
+    #[arg(long, env = "DFS_DEAD_TIMEOUT", default_value_t = DEFAULT_DEAD_TIMEOUT_SECS)]
+    pub dead_timeout_secs: u64,
+
+    /// Seconds a replica that no metadata references (reported in a full block report) stays
+    /// on its chunkserver before it is deleted. Replicas of deleted or truncated files are
+    /// deleted at once; this grace protects replicas whose record is still on its way.
+    #[arg(long, env = "DFS_ORPHAN_GRACE", default_value_t = DEFAULT_ORPHAN_GRACE_SECS)]
+    pub orphan_grace_secs: u64,
+
+    /// Milliseconds between replication checks (under-replicated chunks get copies planned,
+    /// surplus and dead replicas are dropped).
+    #[arg(long, env = "DFS_REPLICATION_INTERVAL_MS", default_value_t = DEFAULT_REPLICATION_INTERVAL_MS,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub replication_interval_ms: u64,
+
+    /// Replica copies in flight per chunkserver (as source or target), so that re-replication
+    /// does not swamp a server's disk or network.
+    #[arg(long, env = "DFS_MAX_COPIES_PER_SERVER", default_value_t = DEFAULT_MAX_COPIES_PER_SERVER,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_copies_per_server: u32,
+
+    /// Largest difference in disk usage, in percent of capacity, between the fullest and the
+    /// emptiest active chunkserver before replicas are moved from one to the other (e.g. onto
+    /// a newly added server). 0 disables balancing.
+    #[arg(long, env = "DFS_BALANCE_SPREAD_PERCENT", default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub balance_spread_percent: u32,
 
     /// Sync the database's write-ahead log before acknowledging a mutation, so that an
     /// acknowledged create, rename or commit survives a machine crash. Turning it off trades
@@ -92,6 +133,11 @@ impl Config {
             min_replication: DEFAULT_MIN_REPLICATION,
             heartbeat_timeout_secs: DEFAULT_HEARTBEAT_TIMEOUT_SECS,
             lease_ttl_ms: DEFAULT_LEASE_TTL_MS,
+            dead_timeout_secs: DEFAULT_DEAD_TIMEOUT_SECS,
+            orphan_grace_secs: DEFAULT_ORPHAN_GRACE_SECS,
+            replication_interval_ms: DEFAULT_REPLICATION_INTERVAL_MS,
+            max_copies_per_server: DEFAULT_MAX_COPIES_PER_SERVER,
+            balance_spread_percent: 10,
             sync_writes: true,
             addr_file: None,
         }
@@ -112,11 +158,8 @@ impl Config {
         if self.replication == 0 {
             return fail("replication must be at least 1".into());
         }
-        if self.min_replication == 0 || self.min_replication > self.replication {
-            return fail(format!(
-                "min replication {} must be between 1 and replication {}",
-                self.min_replication, self.replication
-            ));
+        if self.min_replication == 0 {
+            return fail("min replication must be at least 1".into());
         }
         if self.heartbeat_timeout_secs == 0 {
             return fail("heartbeat timeout must be at least 1 second".into());
@@ -132,6 +175,12 @@ impl Config {
         ChunkLayout::new(self.chunk_size, u64::from(self.block_size))
     }
 
+    /// The minimum replication in force: the configured one, capped at the replication
+    /// factor (a cluster with replication 1 cannot insist on 2 replicas).
+    pub fn effective_min_replication(&self) -> usize {
+        self.min_replication.min(self.replication) as usize
+    }
+
     /// How long a chunkserver stays live after its last heartbeat.
     pub fn heartbeat_timeout(&self) -> Duration {
         Duration::from_secs(self.heartbeat_timeout_secs)
@@ -140,5 +189,19 @@ impl Config {
     /// How long a writer lease lives without a renewal.
     pub fn lease_ttl(&self) -> Duration {
         Duration::from_millis(self.lease_ttl_ms)
+    }
+
+    /// The registry's timeouts and grace period.
+    pub fn registry_timeouts(&self) -> crate::registry::RegistryTimeouts {
+        crate::registry::RegistryTimeouts {
+            heartbeat: self.heartbeat_timeout(),
+            dead: Duration::from_secs(self.dead_timeout_secs),
+            orphan_grace: Duration::from_secs(self.orphan_grace_secs),
+        }
+    }
+
+    /// Time between replication checks.
+    pub fn replication_interval(&self) -> Duration {
+        Duration::from_millis(self.replication_interval_ms)
     }
 }

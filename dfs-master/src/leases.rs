@@ -179,6 +179,24 @@ impl Leases {
             _ => Err(lost(ino, holder).into()),
         }
     }
+
+    /// Whether a writer naming itself `holder` (empty: a writer without a lease) may still
+    /// change the chunks of `ino`: a holder must hold the lease (`ESTALE` once it was taken
+    /// over, as for commits); a writer without one is refused (`ESTALE`) while another
+    /// holder's lease is live, so it cannot write over that holder's versions.
+    pub fn check_writer(&self, ino: u64, holder: &str, now: Instant) -> Result<()> {
+        if !holder.is_empty() {
+            return self.generation(ino, holder).map(drop);
+        }
+        match self.table().get(&ino) {
+            Some(lease) if lease.expires > now => Err(FsError::Stale(format!(
+                "{} holds the lease of inode {ino}",
+                lease.holder
+            ))
+            .into()),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn lost(ino: u64, holder: &str) -> FsError {

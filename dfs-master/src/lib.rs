@@ -17,6 +17,10 @@
 //! * [`registry`] — chunkserver registration, heartbeats, liveness, and garbage collection
 //!   of replicas through heartbeat replies.
 //! * [`placement`] — which servers get a new chunk's replicas.
+//! * [`replication`] — keeping chunks at their replication factor: copies, trimming,
+//!   dropping dead, draining and corrupt replicas.
+//! * [`balance`] — moving replicas from full to empty servers.
+//! * [`admin`] — what the `dfs` admin CLI asks: cluster status, file health, fsck.
 //! * [`master`] — the [`Master`] handle tying these together; what the service and the tests
 //!   call.
 //! * [`service`] — the thin tonic `Master` service; the only place that reads the clock.
@@ -27,6 +31,8 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
+pub mod balance;
 pub mod chunks;
 pub mod config;
 pub mod error;
@@ -36,9 +42,12 @@ pub mod namespace;
 pub mod placement;
 pub mod registry;
 pub mod rename;
+pub mod replicas;
+pub mod replication;
 pub mod service;
 pub mod store;
 pub mod txn;
+pub mod witness;
 
 #[cfg(test)]
 mod tests;
@@ -72,8 +81,16 @@ pub async fn run(
     let local_addr = listener.local_addr()?;
     let addr_file = config.addr_file.clone();
     let data_dir = config.data_dir.clone();
+    let check_every = config.replication_interval();
     let master = tokio::task::spawn_blocking(move || Master::open(&config, time::now())).await??;
-    let service = MasterServer::new(MasterService::new(Arc::new(master)));
+    let master = Arc::new(master);
+    let (stop_checks, checks_stopped) = tokio::sync::watch::channel(false);
+    let checker = tokio::spawn(service::replication_loop(
+        Arc::clone(&master),
+        check_every,
+        checks_stopped,
+    ));
+    let service = MasterServer::new(MasterService::new(master));
     if let Some(path) = &addr_file {
         write_addr_file(path, local_addr)?;
     }
@@ -85,6 +102,8 @@ pub async fn run(
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
+    let _ = stop_checks.send(true);
+    let _ = checker.await;
     tracing::info!("master stopped");
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! this; tests drive it directly, without a network.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dfs_proto::chunk::ChunkLayout;
 use dfs_proto::pb::{self, Timestamp};
@@ -17,6 +17,8 @@ use crate::leases::Leases;
 use crate::namespace::Namespace;
 use crate::placement::{self, PlacementPolicy};
 use crate::registry::Registry;
+use crate::replicas::{BadReplicaOutcome, ReplicaChanges};
+use crate::replication::{Replication, ReplicationLimits};
 use crate::store::{ChunkRecord, Store, meta};
 use crate::txn::Writer;
 
@@ -29,8 +31,10 @@ pub struct Master {
     chunk_map: ChunkMap,
     registry: Registry,
     leases: Leases,
+    replication: Replication,
     layout: ChunkLayout,
     policy: PlacementPolicy,
+    replicas: ReplicaChanges,
 }
 
 impl Master {
@@ -46,23 +50,34 @@ impl Master {
         let namespace = Namespace::new(writer.clone(), layout);
         namespace.bootstrap(now)?;
         let chunk_map = ChunkMap::new(writer.clone(), layout);
+        let replicas = ReplicaChanges::new(writer.clone(), config.effective_min_replication());
         // Liveness and lease expiry are measured on the monotonic clock of this process, from
         // now on.
         let started = Instant::now();
         let leases = Leases::open(writer.clone(), config.lease_ttl(), started)?;
-        let registry = Registry::open(writer, config.heartbeat_timeout(), started)?;
+        let registry = Registry::open(writer.clone(), config.registry_timeouts(), started)?;
         let policy = PlacementPolicy {
             replication: config.replication as usize,
-            min_replication: config.min_replication as usize,
+            min_replication: config.effective_min_replication(),
             chunk_size: layout.chunk_size,
         };
+        let limits = ReplicationLimits {
+            max_copies_per_server: config.max_copies_per_server as usize,
+            // Generous: a copy of a whole chunk between two busy servers.
+            copy_timeout: config.registry_timeouts().dead.max(Duration::from_secs(60)),
+            balance_spread: (config.balance_spread_percent > 0)
+                .then(|| f64::from(config.balance_spread_percent) / 100.0),
+        };
+        let replication = Replication::new(writer, policy, limits);
         Ok(Master {
             namespace,
             chunk_map,
             registry,
             leases,
+            replication,
             layout,
             policy,
+            replicas,
         })
     }
 
@@ -84,6 +99,47 @@ impl Master {
     /// The writer leases.
     pub fn leases(&self) -> &Leases {
         &self.leases
+    }
+
+    /// Re-replication planning.
+    pub fn replication(&self) -> &Replication {
+        &self.replication
+    }
+
+    /// Takes a chunkserver heartbeat: load, liveness and deletions through the registry;
+    /// replicas a full report lacks, completed and failed copies and corrupt replicas through
+    /// re-replication; and hands the server the copies planned for it.
+    pub fn heartbeat(
+        &self,
+        req: &pb::HeartbeatRequest,
+        now: Instant,
+    ) -> Result<pb::HeartbeatReply> {
+        // Before the registry hands out deletions: a finished copy holds its version.
+        for copy in &req.replicated {
+            self.registry.witness().confirm(copy.chunk_id, copy.version);
+        }
+        let mut reply = self.registry.heartbeat(req, now)?;
+        if reply.reregister {
+            return Ok(reply);
+        }
+        if req.full_report {
+            // Before adding finished copies: the report was listed before they were taken.
+            self.replication.reconcile(req.server_id, &req.chunks)?;
+        }
+        self.replication.failed(req.server_id, &req.failed_copies);
+        self.replication
+            .replicated(req.server_id, &req.replicated)?;
+        self.replication
+            .corrupt(req.server_id, &req.corrupt_chunks)?;
+        reply.replicate = self.replication.take_commands(req.server_id);
+        Ok(reply)
+    }
+
+    /// One replication check over the whole chunk map (see [`crate::replication`]).
+    pub fn check_replication(&self, now: Instant, seed: u64) -> Result<()> {
+        let servers = self.registry.snapshot(now);
+        self.replication.check(&servers, now, seed)?;
+        Ok(())
     }
 
     /// The cluster's chunk layout.
@@ -183,6 +239,12 @@ impl Master {
         let (ino, index) = (req.ino, req.index);
         self.leases.generation(ino, &req.holder)?;
         if let Some(chunk) = self.chunk_map.raise_version(ino, index, req.min_version)? {
+            if req.min_version > 0 {
+                // The holder stamped `min_version` on at least one replica before asking.
+                self.registry
+                    .witness()
+                    .confirm(chunk.chunk_id, req.min_version);
+            }
             return Ok(self.chunk_info(index, &chunk, now));
         }
         let candidates = self.registry.candidates(now);
@@ -201,6 +263,51 @@ impl Master {
             ));
         }
         err.into()
+    }
+
+    /// Records a write's new chunk lengths and file size (refused with `ESTALE` if
+    /// `lease_holder` is set and does not hold the file's lease). A committed chunk version is
+    /// held by the replicas the write reached.
+    pub fn commit_write(
+        &self,
+        req: &pb::CommitWriteRequest,
+        now: dfs_proto::pb::Timestamp,
+    ) -> Result<pb::Attr> {
+        if !req.lease_holder.is_empty() {
+            self.leases.generation(req.ino, &req.lease_holder)?;
+        }
+        let attr = self
+            .chunk_map
+            .commit_write(req.ino, &req.chunks, req.size, req.mtime, now)?;
+        for chunk in &req.chunks {
+            self.registry
+                .witness()
+                .confirm(chunk.chunk_id, chunk.version);
+        }
+        Ok(attr)
+    }
+
+    /// Drops the servers a chain write failed at from a chunk and bumps its version (see
+    /// [`ReplicaChanges::replace_replicas`]); the answer is the chain to rewrite on. Refused
+    /// (`ESTALE`) to a writer that lost the file's lease (see [`Leases::check_writer`]). The
+    /// old-version replicas stay until the rewrite is confirmed (see [`crate::witness`]).
+    pub fn replace_replicas(
+        &self,
+        req: &pb::ReplaceReplicasRequest,
+        now: Instant,
+    ) -> Result<pb::ChunkInfo> {
+        self.leases.check_writer(req.ino, &req.holder, now)?;
+        let chunk = self.replicas.replace_replicas(req)?;
+        Ok(self.chunk_info(req.index, &chunk, now))
+    }
+
+    /// Drops a replica a reader found corrupt or stale (see
+    /// [`ReplicaChanges::report_bad_replica`]).
+    pub fn report_bad_replica(
+        &self,
+        req: &pb::ReportBadReplicaRequest,
+    ) -> Result<BadReplicaOutcome> {
+        self.replicas.report_bad_replica(req)
     }
 
     /// A chunk as clients see it, with its replica addresses resolved.

@@ -73,6 +73,36 @@ pub fn choose_replicas(
     Ok(chosen)
 }
 
+/// Chooses the server for one more replica of an existing chunk (re-replication): an
+/// eligible candidate on a rack not in `used_racks` if there is one, weighted by free space.
+/// The caller leaves servers that already hold the chunk out of `candidates`.
+pub fn choose_extra_replica(
+    candidates: &[Candidate],
+    used_racks: &[&str],
+    policy: &PlacementPolicy,
+    seed: u64,
+) -> Option<u64> {
+    let mut pool: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| c.free_bytes >= policy.chunk_size.max(1))
+        .collect();
+    pool.sort_by_key(|c| c.server_id);
+    pool.dedup_by_key(|c| c.server_id);
+    if pool.is_empty() {
+        return None;
+    }
+    let on_new_rack: Vec<usize> = (0..pool.len())
+        .filter(|&i| !used_racks.contains(&pool[i].rack.as_str()))
+        .collect();
+    let group = if on_new_rack.is_empty() {
+        (0..pool.len()).collect()
+    } else {
+        on_new_rack
+    };
+    let pick = weighted_pick(&group, |i| pool[i].free_bytes, &mut SplitMix64(seed));
+    Some(pool[pick].server_id)
+}
+
 /// Picks one index of `group` with probability proportional to `weight(index)`.
 fn weighted_pick(group: &[usize], weight: impl Fn(usize) -> u64, rng: &mut SplitMix64) -> usize {
     let total: u128 = group.iter().map(|&i| u128::from(weight(i))).sum();
@@ -165,6 +195,16 @@ mod tests {
             (820..=970).contains(&firsts),
             "server 2 chosen {firsts}/1000 times"
         );
+    }
+
+    #[test]
+    fn an_extra_replica_goes_to_an_unused_rack() {
+        let servers = vec![server(1, 1000, "a"), server(2, 100, "b"), server(3, 10, "")];
+        for seed in 0..50 {
+            let extra = choose_extra_replica(&servers, &["a", ""], &POLICY, seed);
+            assert_eq!(extra, Some(2), "seed {seed}");
+        }
+        assert_eq!(choose_extra_replica(&servers[2..], &[], &POLICY, 1), None);
     }
 
     #[test]

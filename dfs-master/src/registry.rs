@@ -12,18 +12,27 @@
 //! server with its next heartbeat reply, then dequeued. A full block report additionally
 //! returns every reported replica the master does not reference or whose version is older
 //! than the master's, so a deletion lost in transit is repaired by the next full report.
+//!
+//! Such orphans are deleted only once they have been reported unreferenced for the orphan
+//! grace period: a replica being copied for re-replication exists on its new server a moment
+//! before the master records it, and nothing should race to delete it.
+//!
+//! Each server has a [`ServerState`]: active while it heartbeats, stale after missing
+//! heartbeats for the heartbeat timeout, dead after the (longer) dead timeout, draining once
+//! an operator decommissions it (persisted, so a master restart keeps draining it).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use dfs_proto::pb;
+use dfs_proto::pb::{self, ServerState};
 
 use crate::error::Result;
 use crate::namespace::invalid;
 use crate::placement::Candidate;
 use crate::store::{ServerRecord, meta};
 use crate::txn::Writer;
+use crate::witness::VersionWitness;
 
 /// What the master knows about one chunkserver.
 #[derive(Debug, Clone)]
@@ -46,6 +55,36 @@ pub struct ClusterCapacity {
     pub live_servers: u32,
 }
 
+/// The timeouts and grace periods of the registry.
+#[derive(Debug, Clone, Copy)]
+pub struct RegistryTimeouts {
+    /// Silence after which a server is stale (gets no new replicas).
+    pub heartbeat: Duration,
+    /// Silence after which a server is dead (its replicas are copied elsewhere).
+    pub dead: Duration,
+    /// How long a replica no metadata references survives before it is deleted.
+    pub orphan_grace: Duration,
+}
+
+/// One server as the replication check and the admin CLI see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerView {
+    /// The server's id.
+    pub server_id: u64,
+    /// Its data address.
+    pub addr: String,
+    /// Its rack label.
+    pub rack: String,
+    /// Its state now.
+    pub state: ServerState,
+    /// Capacity from its last heartbeat.
+    pub capacity_bytes: u64,
+    /// Free space from its last heartbeat.
+    pub free_bytes: u64,
+    /// Time since its last heartbeat; `None` if not heard from since the master started.
+    pub since_heartbeat: Option<Duration>,
+}
+
 /// The chunkserver registry.
 ///
 /// Lock order: a registry mutation takes the store's writer (a [`crate::txn::Txn`]) before
@@ -54,16 +93,25 @@ pub struct ClusterCapacity {
 pub struct Registry {
     writer: Writer,
     heartbeat_timeout: Duration,
+    /// Silence after which a server is dead and its replicas are copied elsewhere.
+    dead_timeout: Duration,
+    /// How long a reported replica stays unreferenced before it is deleted.
+    orphan_grace: Duration,
+    /// Unreferenced replicas by `(server, chunk)`, with when they were first reported so.
+    orphans: Mutex<HashMap<(u64, u64), Instant>>,
     /// When this master started: for one heartbeat timeout after it, known servers that have
     /// not reported yet are presumed alive but not yet heard from (see
     /// [`Registry::awaiting_reports`]).
     started: Instant,
     servers: Mutex<HashMap<u64, Server>>,
+    /// Chunk versions some replica is known to hold: no replica of a live chunk is deleted
+    /// before its current version is (see [`crate::witness`]).
+    witness: VersionWitness,
 }
 
 impl Registry {
     /// Loads the registered servers from the store; none counts as live until it heartbeats.
-    pub fn open(writer: Writer, heartbeat_timeout: Duration, started: Instant) -> Result<Registry> {
+    pub fn open(writer: Writer, timeouts: RegistryTimeouts, started: Instant) -> Result<Registry> {
         let servers = writer
             .store()
             .servers()?
@@ -80,7 +128,11 @@ impl Registry {
             .collect();
         Ok(Registry {
             writer,
-            heartbeat_timeout,
+            heartbeat_timeout: timeouts.heartbeat,
+            dead_timeout: timeouts.dead.max(timeouts.heartbeat),
+            orphan_grace: timeouts.orphan_grace,
+            orphans: Mutex::default(),
+            witness: VersionWitness::default(),
             started,
             servers: Mutex::new(servers),
         })
@@ -99,17 +151,22 @@ impl Registry {
         if req.addr.is_empty() || req.storage_uuid.is_empty() {
             return Err(invalid("a chunkserver needs an address and a storage uuid"));
         }
-        let record = ServerRecord {
+        let mut record = ServerRecord {
             addr: req.addr.clone(),
             storage_uuid: req.storage_uuid.clone(),
             rack: req.rack.clone(),
+            draining: false,
         };
         let mut txn = self.writer.begin();
         let known = self
             .servers()
             .iter()
             .find(|(_, s)| s.record.storage_uuid == req.storage_uuid)
-            .map(|(&id, s)| (id, s.record == record));
+            .map(|(&id, s)| {
+                // A decommissioned server that restarts keeps draining.
+                record.draining = s.record.draining;
+                (id, s.record == record)
+            });
         let server_id = match known {
             Some((id, true)) => id,
             Some((id, false)) => {
@@ -145,8 +202,8 @@ impl Registry {
             let mut servers = self.servers();
             let Some(server) = servers.get_mut(&req.server_id) else {
                 return Ok(pb::HeartbeatReply {
-                    delete_chunks: Vec::new(),
                     reregister: true,
+                    ..Default::default()
                 });
             };
             server.capacity_bytes = req.capacity_bytes;
@@ -154,19 +211,28 @@ impl Registry {
             server.last_heartbeat = Some(now);
         }
 
+        for replica in &req.chunks {
+            self.witness.confirm(replica.chunk_id, replica.version);
+        }
         let mut delete_chunks = Vec::new();
         if req.full_report {
+            let mut garbage = Vec::new();
             for replica in &req.chunks {
-                if self.is_garbage(replica)? {
-                    delete_chunks.push(replica.chunk_id);
+                if self.is_garbage(req.server_id, replica)? {
+                    garbage.push(replica.chunk_id);
                 }
             }
+            delete_chunks = self.expired_orphans(req.server_id, &garbage, now);
         }
         // Most heartbeats find the queue empty; only a non-empty one needs the writer (and is
         // read again under it, so two heartbeats of one server never hand out an entry twice).
         if !self.writer.store().deletions(req.server_id)?.is_empty() {
             let mut txn = self.writer.begin();
             for chunk_id in txn.store().deletions(req.server_id)? {
+                // Held back (still queued) while no replica is known at the chunk's version.
+                if self.current_version_unconfirmed(chunk_id)? {
+                    continue;
+                }
                 txn.dequeue_deletion(req.server_id, chunk_id);
                 delete_chunks.push(chunk_id);
             }
@@ -184,26 +250,129 @@ impl Registry {
         Ok(pb::HeartbeatReply {
             delete_chunks,
             reregister: false,
+            replicate: Vec::new(),
         })
     }
 
-    /// Whether a reported replica is garbage: its chunk is not in any file, or the master
-    /// knows a newer version of it.
-    fn is_garbage(&self, replica: &pb::ChunkReplicaReport) -> Result<bool> {
+    /// Whether a replica reported by `server_id` is garbage: its chunk is not in any file,
+    /// the master knows a newer version of it, or the chunk's record does not list the server
+    /// (the replica was trimmed, drained or replaced while the server was away). A replica of
+    /// a live chunk is garbage only once some replica is known at the chunk's current version
+    /// (see [`crate::witness`]).
+    fn is_garbage(&self, server_id: u64, replica: &pb::ChunkReplicaReport) -> Result<bool> {
         let store = self.writer.store();
         let Some((ino, index)) = store.chunk_owner(replica.chunk_id)? else {
             return Ok(true);
         };
         Ok(match store.chunk(ino, index)? {
-            Some(chunk) => chunk.chunk_id != replica.chunk_id || replica.version < chunk.version,
-            None => true,
+            Some(chunk) if chunk.chunk_id == replica.chunk_id => {
+                (replica.version < chunk.version || !chunk.replicas.contains(&server_id))
+                    && self.witness.is_confirmed(chunk.chunk_id, chunk.version)
+            }
+            _ => true,
         })
+    }
+
+    /// Whether `chunk_id` belongs to a file at a version no replica is known to hold yet: then
+    /// none of its replicas may be deleted, old ones are all there is.
+    fn current_version_unconfirmed(&self, chunk_id: u64) -> Result<bool> {
+        let store = self.writer.store();
+        let Some((ino, index)) = store.chunk_owner(chunk_id)? else {
+            self.witness.forget(chunk_id);
+            return Ok(false);
+        };
+        Ok(store.chunk(ino, index)?.is_some_and(|chunk| {
+            chunk.chunk_id == chunk_id && !self.witness.is_confirmed(chunk_id, chunk.version)
+        }))
+    }
+
+    /// Chunk versions known to be held by some replica.
+    pub fn witness(&self) -> &VersionWitness {
+        &self.witness
+    }
+
+    /// Of the replicas a full report of `server_id` found unreferenced (`garbage`), those
+    /// unreferenced for the orphan grace period; forgets orphans that are no longer garbage.
+    fn expired_orphans(&self, server_id: u64, garbage: &[u64], now: Instant) -> Vec<u64> {
+        let mut orphans = self
+            .orphans
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        orphans.retain(|&(server, chunk), _| server != server_id || garbage.contains(&chunk));
+        let mut expired = Vec::new();
+        for &chunk_id in garbage {
+            let first_seen = *orphans.entry((server_id, chunk_id)).or_insert(now);
+            if now.saturating_duration_since(first_seen) >= self.orphan_grace {
+                orphans.remove(&(server_id, chunk_id));
+                expired.push(chunk_id);
+            }
+        }
+        expired
     }
 
     fn is_live(&self, server: &Server, now: Instant) -> bool {
         server
             .last_heartbeat
             .is_some_and(|seen| now.saturating_duration_since(seen) <= self.heartbeat_timeout)
+    }
+
+    /// The state of `server` at `now`. A server not heard from since the master started is
+    /// stale, not dead, until the dead timeout has passed since the start: a master restart
+    /// must not set off re-replication of everything.
+    fn state(&self, server: &Server, now: Instant) -> ServerState {
+        let silence = now.saturating_duration_since(server.last_heartbeat.unwrap_or(self.started));
+        if silence > self.dead_timeout {
+            ServerState::Dead
+        } else if server.record.draining {
+            ServerState::Draining
+        } else if server.last_heartbeat.is_none() || silence > self.heartbeat_timeout {
+            ServerState::Stale
+        } else {
+            ServerState::Active
+        }
+    }
+
+    /// Every registered server with its state, in id order.
+    pub fn snapshot(&self, now: Instant) -> Vec<ServerView> {
+        let servers = self.servers();
+        let mut views: Vec<ServerView> = servers
+            .iter()
+            .map(|(&server_id, s)| ServerView {
+                server_id,
+                addr: s.record.addr.clone(),
+                rack: s.record.rack.clone(),
+                state: self.state(s, now),
+                capacity_bytes: s.capacity_bytes,
+                free_bytes: s.free_bytes,
+                since_heartbeat: s
+                    .last_heartbeat
+                    .map(|seen| now.saturating_duration_since(seen)),
+            })
+            .collect();
+        views.sort_by_key(|v| v.server_id);
+        views
+    }
+
+    /// Marks a server draining (persisted): it takes no new replicas, and the replication
+    /// check copies its replicas elsewhere. `server` is an id or an address.
+    pub fn decommission(&self, server: &str) -> Result<u64> {
+        let mut txn = self.writer.begin();
+        let found = self
+            .servers()
+            .iter()
+            .find(|(id, s)| id.to_string() == server || s.record.addr == server)
+            .map(|(&id, s)| (id, s.record.clone()));
+        let Some((server_id, mut record)) = found else {
+            return Err(dfs_proto::FsError::NotFound.into());
+        };
+        record.draining = true;
+        txn.put_server(server_id, &record);
+        txn.commit()?;
+        if let Some(s) = self.servers().get_mut(&server_id) {
+            s.record.draining = true;
+        }
+        tracing::info!(server_id, addr = %record.addr, "chunkserver decommissioned: draining");
+        Ok(server_id)
     }
 
     /// Whether the master has just started and some registered servers have not reported
@@ -214,11 +383,11 @@ impl Registry {
             && self.servers().values().any(|s| s.last_heartbeat.is_none())
     }
 
-    /// The live servers, as placement candidates.
+    /// The live servers that take new replicas (not draining), as placement candidates.
     pub fn candidates(&self, now: Instant) -> Vec<Candidate> {
         self.servers()
             .iter()
-            .filter(|(_, s)| self.is_live(s, now))
+            .filter(|(_, s)| self.is_live(s, now) && !s.record.draining)
             .map(|(&server_id, s)| Candidate {
                 server_id,
                 free_bytes: s.free_bytes,

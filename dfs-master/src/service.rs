@@ -8,12 +8,13 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dfs_proto::pb::{self, master_server};
 use dfs_proto::time;
 use tonic::{Request, Response, Status};
 
+use crate::admin;
 use crate::error::{Error, Result};
 use crate::master::Master;
 
@@ -44,6 +45,34 @@ impl MasterService {
 
 fn attr_reply(attr: pb::Attr) -> pb::AttrReply {
     pb::AttrReply { attr: Some(attr) }
+}
+
+/// Runs a replication check every `every` until `stop` turns true (see
+/// [`crate::replication`]). A check in progress finishes first, so once this returns nothing
+/// of it holds the master (and its database) any more.
+pub async fn replication_loop(
+    master: Arc<Master>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.wait_for(|&stopped| stopped) => return,
+        }
+        let master = Arc::clone(&master);
+        let checked = tokio::task::spawn_blocking(move || {
+            master.check_replication(Instant::now(), placement_seed())
+        })
+        .await;
+        match checked {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "replication check failed"),
+            Err(err) => tracing::warn!(error = %err, "replication check panicked"),
+        }
+    }
 }
 
 /// A fresh random seed for placement (std's hasher keys are randomly seeded).
@@ -211,15 +240,8 @@ impl master_server::Master for MasterService {
     ) -> Result<Response<pb::AttrReply>, Status> {
         let req = request.into_inner();
         let now = time::now();
-        self.call(move |m| {
-            if !req.lease_holder.is_empty() {
-                m.leases().generation(req.ino, &req.lease_holder)?;
-            }
-            m.chunk_map()
-                .commit_write(req.ino, &req.chunks, req.size, req.mtime, now)
-                .map(attr_reply)
-        })
-        .await
+        self.call(move |m| m.commit_write(&req, now).map(attr_reply))
+            .await
     }
 
     async fn register_chunkserver(
@@ -241,7 +263,62 @@ impl master_server::Master for MasterService {
     ) -> Result<Response<pb::HeartbeatReply>, Status> {
         let req = request.into_inner();
         let now = Instant::now();
-        self.call(move |m| m.registry().heartbeat(&req, now)).await
+        self.call(move |m| m.heartbeat(&req, now)).await
+    }
+
+    async fn cluster_status(
+        &self,
+        _request: Request<pb::Empty>,
+    ) -> Result<Response<pb::ClusterStatusReply>, Status> {
+        let now = Instant::now();
+        self.call(move |m| admin::cluster_status(m, now)).await
+    }
+
+    async fn file_info(
+        &self,
+        request: Request<pb::PathRequest>,
+    ) -> Result<Response<pb::FileInfoReply>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.call(move |m| admin::file_info(m, &req.path, now))
+            .await
+    }
+
+    async fn fsck(
+        &self,
+        request: Request<pb::PathRequest>,
+    ) -> Result<Response<pb::FsckReply>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.call(move |m| admin::fsck(m, &req.path, now)).await
+    }
+
+    async fn decommission(
+        &self,
+        request: Request<pb::DecommissionRequest>,
+    ) -> Result<Response<pb::ServerStatus>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.call(move |m| admin::decommission(m, &req.server, now))
+            .await
+    }
+
+    async fn replace_replicas(
+        &self,
+        request: Request<pb::ReplaceReplicasRequest>,
+    ) -> Result<Response<pb::ChunkInfo>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.call(move |m| m.replace_replicas(&req, now)).await
+    }
+
+    async fn report_bad_replica(
+        &self,
+        request: Request<pb::ReportBadReplicaRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = request.into_inner();
+        self.call(move |m| m.report_bad_replica(&req).map(|_| pb::Empty {}))
+            .await
     }
 
     async fn acquire_lease(

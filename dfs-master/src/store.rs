@@ -166,6 +166,9 @@ pub struct ServerRecord {
     /// Rack label used by placement; empty when racks are not configured.
     #[prost(string, tag = "3")]
     pub rack: String,
+    /// Being decommissioned: its replicas are copied elsewhere and it takes no new ones.
+    #[prost(bool, tag = "4")]
+    pub draining: bool,
 }
 
 /// Key of an inode, symlink, server or chunk-id entry: the id as u64 BE.
@@ -371,6 +374,18 @@ impl Store {
     pub fn chunk_owner(&self, chunk_id: u64) -> Result<Option<(u64, u64)>> {
         let value = self.db.get_cf(self.cf(CF_CHUNK_IDS), id_key(chunk_id))?;
         value.map(|v| decode_pair(CF_CHUNK_IDS, &v)).transpose()
+    }
+
+    /// Every chunk of every file as `(ino, index, record)`, in key order: what the
+    /// replication check walks. A full scan, for a background task, not a request path.
+    pub fn all_chunks(&self) -> Result<Vec<(u64, u64, ChunkRecord)>> {
+        let mut chunks = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_CHUNKS), IteratorMode::Start) {
+            let (key, value) = item?;
+            let (ino, index) = decode_pair(CF_CHUNKS, &key)?;
+            chunks.push((ino, index, decode(CF_CHUNKS, &value)?));
+        }
+        Ok(chunks)
     }
 
     /// Reads every registered chunkserver.

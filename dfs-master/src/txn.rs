@@ -220,9 +220,16 @@ impl Txn<'_> {
         self.batch
             .delete_cf(self.store.cf(CF_CHUNK_IDS), store::id_key(chunk.chunk_id));
         for &server_id in &chunk.replicas {
-            let key = store::pair_key(server_id, chunk.chunk_id);
-            self.batch.put_cf(self.store.cf(CF_DELETIONS), key, []);
+            self.queue_deletion(server_id, chunk.chunk_id);
         }
+    }
+
+    /// Queues the replica of `chunk_id` on `server_id` for deletion (handed to the server with
+    /// its next heartbeat reply): a trimmed, drained, dead, corrupt or replaced replica that the
+    /// chunk record no longer lists.
+    pub fn queue_deletion(&mut self, server_id: u64, chunk_id: u64) {
+        let key = store::pair_key(server_id, chunk_id);
+        self.batch.put_cf(self.store.cf(CF_DELETIONS), key, []);
     }
 
     /// Removes a replica from a server's deletion queue (it has been handed to the server).

@@ -179,6 +179,26 @@ impl From<Status> for FsError {
     }
 }
 
+// --- Replicated data path: which replica broke a chain write ---
+
+/// Metadata key naming (as `host:port`) the chunkserver at which a chain write failed, so the
+/// writer can ask the master for a chain without it.
+const FAILED_REPLICA_KEY: &str = "dfs-failed-replica";
+
+/// Marks `status` as the failure of the replica at `addr` (a no-op for an address that is not
+/// valid metadata).
+pub fn mark_failed_replica(status: &mut Status, addr: &str) {
+    if let Ok(value) = addr.parse() {
+        status.metadata_mut().insert(FAILED_REPLICA_KEY, value);
+    }
+}
+
+/// The replica a failed chain write named as the one that broke, if any.
+pub fn failed_replica(status: &Status) -> Option<String> {
+    let value = status.metadata().get(FAILED_REPLICA_KEY)?;
+    value.to_str().ok().map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,8 @@ mod leases;
 mod namespace;
 mod registry;
 mod rename;
+mod replicas;
+mod replication;
 mod restart;
 
 use std::fmt::Debug;
@@ -40,6 +42,8 @@ impl Fixture {
         config.block_size = BLOCK;
         // Durability is not what these tests check; syncing every batch only slows them.
         config.sync_writes = false;
+        // Orphaned replicas are deleted at the first report that finds them.
+        config.orphan_grace_secs = 0;
         let master = Master::open(&config, ts(1)).expect("open master");
         Fixture {
             dir,

@@ -1,0 +1,307 @@
+//! [`BlockCache`]: a bounded LRU cache of verified chunk blocks, shared by every file of a
+//! mount.
+//!
+//! An entry is keyed by chunk id, chunk version and block index, so a chunk that got a new
+//! version (its chain was replaced, a new writer took it) can never be served from an entry
+//! of the old one. Within one version, what can make an entry stale is a write: this mount's
+//! writes drop the blocks they touch, and a file another mount changed (seen at open, as
+//! close-to-open consistency has it) has all its chunks dropped.
+//!
+//! The bound is in bytes, not entries: blocks at the end of a chunk can be short.
+//!
+//! Fetches are single-flight: a reader that misses blocks another task is already fetching
+//! (typically read-ahead that the kernel's own readahead caught up with) waits for that fetch
+//! instead of reading the same blocks from a replica a second time.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use lru::LruCache;
+use tokio::sync::watch;
+
+/// Which block an entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlockKey {
+    /// The chunk.
+    pub chunk_id: u64,
+    /// The chunk's version the block was read at.
+    pub version: u64,
+    /// Index of the block inside the chunk.
+    pub block: u64,
+}
+
+/// Hits and misses since the mount started (for logs and tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Blocks served from the cache.
+    pub hits: u64,
+    /// Blocks that had to be read from a replica.
+    pub misses: u64,
+}
+
+/// A cheap, cloneable handle on the mount's block cache.
+#[derive(Debug, Clone)]
+pub struct BlockCache {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    capacity: usize,
+    // A std mutex: held only for map operations, never across an `.await`.
+    state: Mutex<State>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+#[derive(Debug)]
+struct State {
+    blocks: LruCache<BlockKey, Bytes>,
+    /// Blocks being fetched, each with a receiver that wakes when the fetch ends.
+    in_flight: HashMap<BlockKey, watch::Receiver<()>>,
+    bytes: usize,
+    /// Bumped by every invalidation: a block read from a replica before an invalidation may
+    /// predate the write that caused it, so it is not cached (see [`BlockCache::epoch`]).
+    epoch: u64,
+}
+
+impl BlockCache {
+    /// A cache holding at most `capacity` bytes of block data (0 disables it).
+    pub fn new(capacity: usize) -> BlockCache {
+        BlockCache {
+            inner: Arc::new(Inner {
+                capacity,
+                state: Mutex::new(State {
+                    blocks: LruCache::unbounded(),
+                    in_flight: HashMap::new(),
+                    bytes: 0,
+                    epoch: 0,
+                }),
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().expect("block cache poisoned")
+    }
+
+    /// The cached block, marked as most recently used.
+    pub fn get(&self, key: &BlockKey) -> Option<Bytes> {
+        let found = self.state().blocks.get(key).cloned();
+        let counter = if found.is_some() {
+            &self.inner.hits
+        } else {
+            &self.inner.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Whether the block is cached (without counting or reordering).
+    pub fn contains(&self, key: &BlockKey) -> bool {
+        self.state().blocks.contains(key)
+    }
+
+    /// The current invalidation epoch: take it before reading blocks from a replica and pass
+    /// it to [`insert`](BlockCache::insert).
+    pub fn epoch(&self) -> u64 {
+        self.state().epoch
+    }
+
+    /// Caches a block read from a replica since `epoch`, evicting the least recently used
+    /// ones beyond the capacity. If anything was invalidated since `epoch`, the block may be
+    /// older than a write and is not cached.
+    pub fn insert(&self, key: BlockKey, data: Bytes, epoch: u64) {
+        if data.len() > self.inner.capacity {
+            return;
+        }
+        let mut state = self.state();
+        if state.epoch != epoch {
+            return;
+        }
+        state.bytes += data.len();
+        if let Some(old) = state.blocks.put(key, data) {
+            state.bytes -= old.len();
+        }
+        while state.bytes > self.inner.capacity {
+            match state.blocks.pop_lru() {
+                Some((_, evicted)) => state.bytes -= evicted.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// Drops blocks `first..=last` of every cached version of `chunk_id`.
+    pub fn invalidate_blocks(&self, chunk_id: u64, first: u64, last: u64) {
+        self.retain(|key| key.chunk_id != chunk_id || key.block < first || key.block > last);
+    }
+
+    /// Drops every block of the given chunks.
+    pub fn invalidate_chunks(&self, chunk_ids: &HashSet<u64>) {
+        if !chunk_ids.is_empty() {
+            self.retain(|key| !chunk_ids.contains(&key.chunk_id));
+        }
+    }
+
+    fn retain(&self, keep: impl Fn(&BlockKey) -> bool) {
+        let mut state = self.state();
+        state.epoch += 1;
+        let doomed: Vec<BlockKey> = state
+            .blocks
+            .iter()
+            .map(|(key, _)| *key)
+            .filter(|key| !keep(key))
+            .collect();
+        for key in doomed {
+            if let Some(data) = state.blocks.pop(&key) {
+                state.bytes -= data.len();
+            }
+        }
+    }
+
+    /// Claims the fetch of `keys`: either the caller fetches them (and holds the returned
+    /// guard until the fetched blocks are inserted), or another task is fetching one of them
+    /// and the caller should wait for it and look again.
+    pub fn claim(&self, keys: &[BlockKey]) -> Claim {
+        let mut state = self.state();
+        if let Some(busy) = keys.iter().find_map(|key| state.in_flight.get(key)) {
+            return Claim::Wait(busy.clone());
+        }
+        let (done, receiver) = watch::channel(());
+        for key in keys {
+            state.in_flight.insert(*key, receiver.clone());
+        }
+        Claim::Fetch(FetchGuard {
+            cache: self.clone(),
+            keys: keys.to_vec(),
+            _done: done,
+        })
+    }
+
+    /// Bytes of block data held.
+    pub fn bytes(&self) -> usize {
+        self.state().bytes
+    }
+
+    /// Hits and misses so far.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.inner.hits.load(Ordering::Relaxed),
+            misses: self.inner.misses.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The answer of [`BlockCache::claim`].
+#[derive(Debug)]
+pub enum Claim {
+    /// Fetch the blocks; dropping the guard tells waiting readers to look again.
+    Fetch(FetchGuard),
+    /// Another task is fetching: wait for it (`changed()` returns when it ends), then look
+    /// in the cache again.
+    Wait(watch::Receiver<()>),
+}
+
+/// Marks blocks as being fetched until dropped (also when the fetch fails or is cancelled).
+#[derive(Debug)]
+pub struct FetchGuard {
+    cache: BlockCache,
+    keys: Vec<BlockKey>,
+    // Dropped after the keys are removed: waiters wake to a settled cache.
+    _done: watch::Sender<()>,
+}
+
+impl Drop for FetchGuard {
+    fn drop(&mut self) {
+        let mut state = self.cache.state();
+        for key in &self.keys {
+            state.in_flight.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(chunk_id: u64, version: u64, block: u64) -> BlockKey {
+        BlockKey {
+            chunk_id,
+            version,
+            block,
+        }
+    }
+
+    fn block(len: usize) -> Bytes {
+        Bytes::from(vec![7u8; len])
+    }
+
+    #[test]
+    fn bounded_in_bytes_least_recently_used_first() {
+        let cache = BlockCache::new(100);
+        cache.insert(key(1, 1, 0), block(40), 0);
+        cache.insert(key(1, 1, 1), block(40), 0);
+        assert!(cache.get(&key(1, 1, 0)).is_some());
+        cache.insert(key(1, 1, 2), block(40), 0);
+        // Block 1 was least recently used.
+        assert!(!cache.contains(&key(1, 1, 1)));
+        assert!(cache.contains(&key(1, 1, 0)) && cache.contains(&key(1, 1, 2)));
+        assert_eq!(cache.bytes(), 80);
+        // Replacing an entry accounts for the old size.
+        cache.insert(key(1, 1, 2), block(10), 0);
+        assert_eq!(cache.bytes(), 50);
+        // Larger than the whole cache: not cached.
+        cache.insert(key(9, 1, 0), block(101), 0);
+        assert!(!cache.contains(&key(9, 1, 0)));
+        assert_eq!(cache.stats(), CacheStats { hits: 1, misses: 0 });
+    }
+
+    #[test]
+    fn versions_are_distinct_and_invalidation_is_per_chunk() {
+        let cache = BlockCache::new(1000);
+        cache.insert(key(1, 1, 0), block(10), 0);
+        assert!(cache.get(&key(1, 2, 0)).is_none());
+        for b in 0..5 {
+            cache.insert(key(1, 2, b), block(10), 0);
+            cache.insert(key(2, 1, b), block(10), 0);
+        }
+        cache.invalidate_blocks(1, 1, 3);
+        let left: Vec<u64> = (0..5).filter(|&b| cache.contains(&key(1, 2, b))).collect();
+        assert_eq!(left, vec![0, 4]);
+        assert!(cache.contains(&key(2, 1, 2)));
+        cache.invalidate_chunks(&[1].into_iter().collect());
+        assert!(!cache.contains(&key(1, 2, 0)) && !cache.contains(&key(1, 1, 0)));
+        assert_eq!(cache.bytes(), 50);
+        // A block read before an invalidation (two so far) may predate a write: not cached.
+        cache.insert(key(3, 1, 0), block(10), 1);
+        assert!(!cache.contains(&key(3, 1, 0)));
+        cache.insert(key(3, 1, 0), block(10), cache.epoch());
+        assert!(cache.contains(&key(3, 1, 0)));
+    }
+
+    #[tokio::test]
+    async fn a_second_reader_waits_for_the_fetch_in_flight() {
+        let cache = BlockCache::new(1000);
+        let keys = [key(1, 1, 0), key(1, 1, 1)];
+        let Claim::Fetch(guard) = cache.claim(&keys) else {
+            panic!("nothing in flight yet");
+        };
+        // Overlapping claims wait; disjoint ones fetch.
+        let Claim::Wait(mut waiter) = cache.claim(&[key(1, 1, 1), key(1, 1, 2)]) else {
+            panic!("block 1 is in flight");
+        };
+        assert!(matches!(cache.claim(&[key(1, 1, 5)]), Claim::Fetch(_)));
+        cache.insert(key(1, 1, 1), block(10), cache.epoch());
+        drop(guard);
+        assert!(
+            waiter.changed().await.is_err(),
+            "woken by the end of the fetch"
+        );
+        assert!(cache.contains(&key(1, 1, 1)));
+        assert!(matches!(cache.claim(&keys), Claim::Fetch(_)));
+    }
+}

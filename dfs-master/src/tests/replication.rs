@@ -1,0 +1,258 @@
+//! Re-replication planning against a real RocksDB, with the clock passed in: dead servers'
+//! chunks get copies planned and handed out through heartbeats, finished copies join the
+//! record, surplus and corrupt replicas are dropped, draining servers empty.
+
+use std::time::{Duration, Instant};
+
+use dfs_proto::ROOT_INO;
+use dfs_proto::pb::{self, ServerState};
+
+use super::{CHUNK, Fixture};
+
+/// Past the default dead timeout (120 s) of the fixture's master.
+const LATER: Duration = Duration::from_secs(300);
+
+impl Fixture {
+    /// A heartbeat of `server_id` reporting finished `copies` and `corrupt` replicas.
+    fn beat(
+        &self,
+        server_id: u64,
+        copies: Vec<pb::ChunkReplicaReport>,
+        corrupt: Vec<u64>,
+        now: Instant,
+    ) -> pb::HeartbeatReply {
+        let req = pb::HeartbeatRequest {
+            server_id,
+            capacity_bytes: 100 * CHUNK,
+            free_bytes: 50 * CHUNK,
+            replicated: copies,
+            corrupt_chunks: corrupt,
+            ..Default::default()
+        };
+        self.master.heartbeat(&req, now).unwrap()
+    }
+
+    fn replicas(&self, ino: u64) -> Vec<u64> {
+        let chunk = self.master.chunk_map().chunk(ino, 0).unwrap().unwrap();
+        chunk.replicas
+    }
+
+    fn queued_deletions(&self, server_id: u64) -> Vec<u64> {
+        self.master
+            .namespace()
+            .writer
+            .store()
+            .deletions(server_id)
+            .unwrap()
+    }
+}
+
+fn copy_of(command: &pb::ReplicateCommand) -> pb::ChunkReplicaReport {
+    pb::ChunkReplicaReport {
+        chunk_id: command.chunk_id,
+        version: command.version,
+        length: 0,
+    }
+}
+
+#[test]
+fn a_dead_servers_chunk_is_copied_to_a_live_server_and_the_dead_replica_dropped() {
+    let fx = Fixture::new();
+    let start = Instant::now();
+    let ids: Vec<u64> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|uuid| fx.register(uuid, 10 * CHUNK, start))
+        .collect();
+    let ino = fx.file(ROOT_INO, "f");
+    let chunk = fx
+        .master
+        .chunk_map()
+        .allocate_chunk(ino, 0, ids[..3].to_vec())
+        .unwrap();
+
+    // Everyone but `a` keeps heartbeating; once `a` is dead, a copy goes to `d`.
+    let later = start + LATER;
+    for &id in &ids[1..] {
+        fx.beat(id, vec![], vec![], later);
+    }
+    let states = fx.master.registry().snapshot(later);
+    assert_eq!(states[0].state, ServerState::Dead);
+    fx.master.check_replication(later, 7).unwrap();
+    assert_eq!(fx.master.replication().counts().0.under_replicated, 1);
+    let reply = fx.beat(ids[3], vec![], vec![], later);
+    let [command] = reply.replicate.as_slice() else {
+        panic!("one copy for d, got {:?}", reply.replicate);
+    };
+    assert_eq!((command.chunk_id, command.version), (chunk.chunk_id, 1));
+    assert!(command.source.ends_with(".test:7000") && !command.source.starts_with("a."));
+    // Handed out once; a second check does not plan the same copy again.
+    fx.master.check_replication(later, 8).unwrap();
+    assert!(fx.beat(ids[3], vec![], vec![], later).replicate.is_empty());
+
+    // The finished copy joins the record; the next check drops the dead replica.
+    fx.beat(ids[3], vec![copy_of(command)], vec![], later);
+    assert_eq!(fx.replicas(ino), [ids[0], ids[1], ids[2], ids[3]]);
+    fx.master.check_replication(later, 9).unwrap();
+    assert_eq!(fx.replicas(ino), [ids[1], ids[2], ids[3]]);
+    assert_eq!(fx.queued_deletions(ids[0]), [chunk.chunk_id]);
+    assert_eq!(
+        fx.master.replication().counts(),
+        (
+            crate::replication::HealthCounts {
+                chunks: 1,
+                ..Default::default()
+            },
+            0
+        )
+    );
+}
+
+#[test]
+fn surplus_and_corrupt_replicas_are_dropped_and_draining_servers_emptied() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let ids: Vec<u64> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|uuid| fx.register(uuid, 10 * CHUNK, now))
+        .collect();
+    let ino = fx.file(ROOT_INO, "f");
+    let chunk = fx
+        .master
+        .chunk_map()
+        .allocate_chunk(ino, 0, ids.clone())
+        .unwrap();
+
+    // Four replicas for a replication of 3: one is trimmed.
+    fx.master.check_replication(now, 1).unwrap();
+    assert_eq!(fx.replicas(ino).len(), 3);
+    let trimmed = *ids
+        .iter()
+        .find(|id| !fx.replicas(ino).contains(id))
+        .unwrap();
+    assert_eq!(fx.queued_deletions(trimmed), [chunk.chunk_id]);
+
+    // A corrupt replica leaves the record and is queued for deletion.
+    let holders = fx.replicas(ino);
+    fx.beat(holders[0], vec![], vec![chunk.chunk_id], now);
+    assert_eq!(fx.replicas(ino), holders[1..]);
+    assert_eq!(fx.queued_deletions(holders[0]), [chunk.chunk_id]);
+
+    // Decommissioning a holder: a copy is planned elsewhere, then the drained one dropped.
+    let drained = holders[1];
+    fx.master
+        .registry()
+        .decommission(&drained.to_string())
+        .unwrap();
+    fx.master.check_replication(now, 2).unwrap();
+    let mut commands = Vec::new();
+    for &id in &ids {
+        let reply = fx.beat(id, vec![], vec![], now);
+        for command in reply.replicate {
+            commands.push((id, command));
+        }
+    }
+    assert_eq!(commands.len(), 1, "{commands:?}");
+    let (target, command) = &commands[0];
+    assert_ne!(*target, drained);
+    fx.beat(*target, vec![copy_of(command)], vec![], now);
+    // Still short: a second copy, then the draining replica goes (and is deleted).
+    let mut deleted_on_drained = false;
+    for round in 3..6 {
+        fx.master.check_replication(now, round).unwrap();
+        for &id in &ids {
+            let reply = fx.beat(id, vec![], vec![], now);
+            let copies: Vec<_> = reply.replicate.iter().map(copy_of).collect();
+            let later_reply = fx.beat(id, copies, vec![], now);
+            if id == drained {
+                deleted_on_drained |= reply.delete_chunks.contains(&chunk.chunk_id)
+                    || later_reply.delete_chunks.contains(&chunk.chunk_id);
+            }
+        }
+    }
+    let replicas = fx.replicas(ino);
+    assert_eq!(replicas.len(), 3, "{replicas:?}");
+    assert!(!replicas.contains(&drained));
+    assert!(deleted_on_drained, "the drained replica was not deleted");
+    let states = fx.master.registry().snapshot(now);
+    let state = states
+        .iter()
+        .find(|s| s.server_id == drained)
+        .unwrap()
+        .state;
+    assert_eq!(state, ServerState::Draining);
+}
+
+#[test]
+fn draining_survives_a_master_restart_and_a_server_restart() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let id = fx.register("a", 10 * CHUNK, now);
+    fx.master.registry().decommission("a.test:7000").unwrap();
+    let fx = fx.reopen();
+    // The flag is persisted: draining before the server reports again, and after it
+    // registers again under the same id.
+    let state = |fx: &Fixture, now| fx.master.registry().snapshot(now)[0].state;
+    assert_eq!(state(&fx, Instant::now()), ServerState::Draining);
+    let now = Instant::now();
+    assert_eq!(fx.register("a", 10 * CHUNK, now), id);
+    assert_eq!(state(&fx, now), ServerState::Draining);
+    assert!(fx.master.registry().candidates(now).is_empty());
+    assert!(fx.master.registry().decommission("nobody").is_err());
+}
+
+#[test]
+fn a_replica_missing_from_a_full_report_is_copied_again_and_failed_copies_are_replanned() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let ids: Vec<u64> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|uuid| fx.register(uuid, 10 * CHUNK, now))
+        .collect();
+    let ino = fx.file(ROOT_INO, "f");
+    let map = fx.master.chunk_map();
+    let chunk = map.allocate_chunk(ino, 0, ids[..3].to_vec()).unwrap();
+    let empty = fx.file(ROOT_INO, "empty");
+    map.allocate_chunk(empty, 0, ids[..3].to_vec()).unwrap();
+    let commit = pb::ChunkCommit {
+        index: 0,
+        chunk_id: chunk.chunk_id,
+        version: chunk.version,
+        length: 10,
+    };
+    map.commit_write(ino, &[commit], 10, None, super::ts(20))
+        .unwrap();
+
+    // `a` reports nothing: the written chunk no longer counts it; the unwritten one does.
+    let report = pb::HeartbeatRequest {
+        server_id: ids[0],
+        full_report: true,
+        ..Default::default()
+    };
+    fx.master.heartbeat(&report, now).unwrap();
+    assert_eq!(fx.replicas(ino), ids[1..3]);
+    assert_eq!(fx.replicas(empty), ids[..3]);
+
+    // The copy goes to `a` or `d`; when it fails, the next check plans it again.
+    fx.master.check_replication(now, 3).unwrap();
+    let commands = |fx: &Fixture| -> Vec<(u64, pb::ReplicateCommand)> {
+        [ids[0], ids[3]]
+            .iter()
+            .flat_map(|&id| {
+                let reply = fx.beat(id, vec![], vec![], now);
+                reply.replicate.into_iter().map(move |c| (id, c))
+            })
+            .collect()
+    };
+    let first = commands(&fx);
+    assert_eq!(first.len(), 1, "{first:?}");
+    fx.master.check_replication(now, 4).unwrap();
+    assert!(commands(&fx).is_empty(), "planned twice while in flight");
+    let req = pb::HeartbeatRequest {
+        server_id: first[0].0,
+        failed_copies: vec![chunk.chunk_id],
+        ..Default::default()
+    };
+    fx.master.heartbeat(&req, now).unwrap();
+    fx.master.check_replication(now, 5).unwrap();
+    assert_eq!(commands(&fx).len(), 1);
+}
