@@ -123,6 +123,8 @@ impl ChunkMap {
     /// committed length, the file to at least `size` bytes; mtime becomes `mtime` (or `now`)
     /// and ctime `now`. Fails with `ENOENT` for a missing file and `ESTALE` if a chunk no
     /// longer exists with that id (or has moved to a newer version); nothing is applied then.
+    /// A commit at a newer version than the record's (the rewrite after a replica
+    /// replacement) records that version.
     pub fn commit_write(
         &self,
         ino: u64,
@@ -149,6 +151,8 @@ impl ChunkMap {
                 }
             };
             chunk.length = chunk.length.max(commit.length);
+            // A rewrite after a replica replacement: the survivors hold the new version now.
+            chunk.version = chunk.version.max(commit.version);
         }
         for (index, chunk) in &updated {
             txn.put_chunk(ino, *index, chunk);

@@ -192,9 +192,9 @@ fn old_versions_are_garbage_once_the_current_one_is_known() {
     assert!(reply.delete_chunks.is_empty());
 }
 
-/// The data-loss guard: `ReplaceReplicas` raises a chunk's version before the writer rewrites
-/// the survivors. If the writer dies in between, every replica is older than the record, and
-/// neither block reports nor the dropped replica's queued deletion may remove any of them.
+/// The data-loss guard: if a chunk's version moves ahead of every replica (a version raised
+/// before any replica took it), neither block reports nor a dropped replica's queued deletion
+/// may remove any of them; once a replica at the new version is known, the old ones go.
 #[test]
 fn replicas_of_an_unwritten_version_are_never_deleted() {
     let fx = Fixture::new();
@@ -214,8 +214,7 @@ fn replicas_of_an_unwritten_version_are_never_deleted() {
                 .is_empty()
         );
     }
-    // The write to `a` failed: the master drops it and bumps the version; the writer dies
-    // before rewriting `b` and `c`.
+    // `a` failed a write and is dropped; then the version moves with no replica holding it.
     let req = pb::ReplaceReplicasRequest {
         ino,
         index: 0,
@@ -225,7 +224,7 @@ fn replicas_of_an_unwritten_version_are_never_deleted() {
         holder: String::new(),
     };
     let bumped = fx.master.replace_replicas(&req, now).unwrap();
-    assert_eq!(bumped.version, chunk.version + 1);
+    map.raise_version(ino, 0, bumped.version).unwrap();
     // Repeated full reports (the orphan grace is zero here) delete nothing anywhere, and the
     // dropped replica's queued deletion is held back.
     for _ in 0..3 {

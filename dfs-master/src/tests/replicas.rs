@@ -27,7 +27,7 @@ fn bad(chunk_id: u64, server_id: u64, version: u64) -> pb::ReportBadReplicaReque
 }
 
 #[test]
-fn a_failed_server_is_dropped_and_the_version_bumped() {
+fn a_failed_server_is_dropped_and_the_version_bumped_by_the_rewrite() {
     let fx = Fixture::new();
     let ino = fx.file(ROOT_INO, "f");
     let map = fx.master.chunk_map();
@@ -40,10 +40,24 @@ fn a_failed_server_is_dropped_and_the_version_bumped() {
     assert_eq!(info.version, chunk.version + 1);
     let stored = map.chunk(ino, 0).unwrap().unwrap();
     assert_eq!(stored.replicas, vec![1, 3]);
-    assert_eq!(stored.version, chunk.version + 1);
+    // The record keeps the version the survivors hold until the rewrite is committed.
+    assert_eq!(stored.version, chunk.version);
     // The dropped replica is queued for deletion on its server.
     let store = fx.master.namespace().writer.store();
     assert_eq!(store.deletions(2).unwrap(), vec![chunk.chunk_id]);
+    let commit = pb::CommitWriteRequest {
+        ino,
+        chunks: vec![pb::ChunkCommit {
+            index: 0,
+            chunk_id: chunk.chunk_id,
+            version: info.version,
+            length: 5,
+        }],
+        size: 5,
+        ..Default::default()
+    };
+    fx.master.commit_write(&commit, super::ts(3)).unwrap();
+    assert_eq!(map.chunk(ino, 0).unwrap().unwrap().version, info.version);
     // A writer that still has the old version gets the current chunk, unchanged.
     let again = fx
         .master
