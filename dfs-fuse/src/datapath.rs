@@ -246,7 +246,8 @@ impl DataPath {
         chunk: &pb::ChunkInfo,
         cut_to: Option<u64>,
     ) -> Result<pb::ChunkInfo, FsError> {
-        let version = chunk.version + 1;
+        // Above any version handed to the previous holder for a rewrite, so that rewrite is stale.
+        let version = chunk.version.max(chunk.issued_version) + 1;
         let mut stamped = 0;
         let mut last_error = None;
         for replica in &chunk.replicas {

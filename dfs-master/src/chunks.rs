@@ -90,6 +90,7 @@ impl ChunkMap {
             version: FIRST_CHUNK_VERSION,
             length: 0,
             replicas,
+            issued_version: 0,
         };
         txn.put_chunk(ino, index, &chunk);
         txn.commit()?;

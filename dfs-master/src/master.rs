@@ -318,6 +318,7 @@ impl Master {
             version: chunk.version,
             length: chunk.length,
             replicas: self.registry.locations(&chunk.replicas, now),
+            issued_version: chunk.issued_version,
         }
     }
 }

@@ -66,6 +66,8 @@ impl ReplicaChanges {
                 ))
             })?;
         if chunk.version > req.version || !chunk.replicas.iter().any(|r| req.failed.contains(r)) {
+            // Another writer of the file replaced the chain first: rewrite with its version.
+            chunk.version = chunk.version.max(chunk.issued_version);
             return Ok(chunk);
         }
         let (failed, survivors): (Vec<u64>, Vec<u64>) = chunk
@@ -85,10 +87,12 @@ impl ReplicaChanges {
             txn.queue_deletion(server_id, chunk.chunk_id);
         }
         chunk.replicas = survivors;
+        // Recorded as the version by the commit of the rewrite (see the module documentation);
+        // remembered as issued so that a lease takeover stamps above it.
+        chunk.issued_version = chunk.version.max(chunk.issued_version).max(req.version) + 1;
         txn.put_chunk(req.ino, req.index, &chunk);
         txn.commit()?;
-        // Recorded by the commit of the rewrite (see the module documentation).
-        chunk.version = chunk.version.max(req.version) + 1;
+        chunk.version = chunk.issued_version;
         tracing::info!(
             chunk_id = chunk.chunk_id,
             version = chunk.version,

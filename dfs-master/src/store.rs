@@ -138,6 +138,11 @@ pub struct ChunkRecord {
     /// Servers holding a replica, in write-chain order.
     #[prost(uint64, repeated, tag = "4")]
     pub replicas: Vec<u64>,
+    /// The highest version handed to a writer to rewrite on the survivors of a replica
+    /// replacement; `version` catches up when the rewrite is committed. A lease takeover
+    /// stamps above it, so the cut-off writer's rewrite is stale.
+    #[prost(uint64, tag = "5")]
+    pub issued_version: u64,
 }
 
 /// A writer lease as persisted: who holds it. Its expiry is not persisted; a restarted master

@@ -151,3 +151,23 @@ fn a_writer_that_lost_the_lease_cannot_replace_replicas() {
     let info = fx.master.replace_replicas(&from("new"), t1).unwrap();
     assert_eq!(info.version, chunk.version + 1);
 }
+
+#[test]
+fn a_takeover_stamps_above_a_version_issued_for_a_rewrite() {
+    let fx = Fixture::new();
+    let ino = fx.file(ROOT_INO, "f");
+    let map = fx.master.chunk_map();
+    let chunk = map.allocate_chunk(ino, 0, vec![1, 2, 3]).unwrap();
+    let now = std::time::Instant::now();
+    // A writer is handed the next version for a rewrite it never commits.
+    let info = fx
+        .master
+        .replace_replicas(&replace(ino, chunk.chunk_id, chunk.version, &[3]), now)
+        .unwrap();
+    let stored = map.chunk(ino, 0).unwrap().unwrap();
+    assert_eq!(stored.version, chunk.version);
+    assert_eq!(stored.issued_version, info.version);
+    // Clients see the issued version, and a new lease holder stamps above it.
+    let served = fx.master.get_chunks(ino, 0, 0, now).unwrap();
+    assert_eq!(served.chunks[0].issued_version, info.version);
+}
