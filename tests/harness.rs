@@ -38,7 +38,7 @@ pub struct ClusterOptions {
     pub capacity_bytes: Option<u64>,
     /// RPC timeout of mounts and chunkservers, in milliseconds.
     pub rpc_timeout_ms: u64,
-    /// Extra arguments for the master (e.g. short dead timeouts for cluster tests).
+    /// Extra `dfs-master` arguments (e.g. short dead timeouts, `--lease-ttl-ms`).
     pub master_args: Vec<String>,
     /// Extra arguments for every chunkserver.
     pub chunkserver_args: Vec<String>,
@@ -731,5 +731,39 @@ impl Cluster {
             .flatten()
             .map(|dir| dir.path().join(&name))
             .find(|path| path.exists())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer leases and crashes
+// ---------------------------------------------------------------------------------------------
+
+impl Mount {
+    /// Kills the daemon with SIGKILL (a crashed client: no flush, no lease release) and waits
+    /// for it to exit; the kernel mount goes away with it (`auto_unmount`).
+    pub fn kill(&mut self) {
+        signal_and_reap(&mut self.child, libc::SIGKILL);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while is_mounted(&self.path) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        if is_mounted(&self.path) {
+            lazy_unmount(&self.path);
+        }
+    }
+}
+
+impl Cluster {
+    /// Kills the master and every chunkserver with SIGKILL at once (a crash of the whole
+    /// cluster), then starts them all again on their old ports and data, and waits for them.
+    pub fn crash_and_restart_all(&mut self) {
+        self.stop_master(libc::SIGKILL);
+        for i in 0..self.chunkservers.len() {
+            self.stop_chunkserver(i, libc::SIGKILL);
+        }
+        self.restart_master();
+        for i in 0..self.chunkservers.len() {
+            self.restart_chunkserver(i);
+        }
     }
 }

@@ -9,8 +9,12 @@
 use std::pin::Pin;
 
 use bytes::Bytes;
+use dfs_proto::FsError;
 use dfs_proto::pb::chunkserver_server::{Chunkserver, ChunkserverServer};
-use dfs_proto::pb::{ReadChunkReply, ReadChunkRequest, WriteChunkReply, WriteChunkRequest};
+use dfs_proto::pb::{
+    ReadChunkReply, ReadChunkRequest, StatReplicaReply, StatReplicaRequest, WriteChunkReply,
+    WriteChunkRequest,
+};
 use tokio::sync::mpsc;
 use tokio::task;
 use tokio_stream::Stream;
@@ -120,6 +124,18 @@ impl Chunkserver for ChunkserverService {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn stat_replica(
+        &self,
+        request: Request<StatReplicaRequest>,
+    ) -> Result<Response<StatReplicaReply>, Status> {
+        let chunk_id = request.into_inner().chunk_id;
+        let replica = self.store.replica(chunk_id).ok_or(FsError::NotFound)?;
+        Ok(Response::new(StatReplicaReply {
+            version: replica.version,
+            length: replica.length,
+        }))
     }
 }
 

@@ -170,6 +170,25 @@ impl Master for FakeMaster {
     ) -> Result<Response<Empty>, Status> {
         unimplemented()
     }
+    // Writer leases.
+    async fn acquire_lease(
+        &self,
+        _: Request<LeaseRequest>,
+    ) -> Result<Response<LeaseReply>, Status> {
+        unimplemented()
+    }
+    async fn renew_lease(&self, _: Request<LeaseRequest>) -> Result<Response<LeaseReply>, Status> {
+        unimplemented()
+    }
+    async fn release_lease(&self, _: Request<LeaseRequest>) -> Result<Response<Empty>, Status> {
+        unimplemented()
+    }
+    async fn lease_chunk(
+        &self,
+        _: Request<LeaseChunkRequest>,
+    ) -> Result<Response<ChunkInfo>, Status> {
+        unimplemented()
+    }
 }
 
 /// Reported chunk ids of a heartbeat.

@@ -154,6 +154,25 @@ impl ChunkIo {
         self.write_chunk(chunk, length, Bytes::new(), flags).await
     }
 
+    /// Moves every replica of `chunk` to `chunk.version` without changing its bytes: a new
+    /// lease holder does this before the master records the new version, so no replica is
+    /// ever older than the master says while its data is current.
+    pub async fn stamp_version(&self, chunk: &pb::ChunkInfo) -> Result<u64, FsError> {
+        self.write_chunk(chunk, 0, Bytes::new(), WriteFlags::default())
+            .await
+    }
+
+    /// The version and length of one replica of `chunk_id` on the server at `addr`.
+    pub async fn stat_replica(
+        &self,
+        addr: &str,
+        chunk_id: u64,
+    ) -> Result<pb::StatReplicaReply, FsError> {
+        let mut client = self.client(addr)?;
+        let call = client.stat_replica(pb::StatReplicaRequest { chunk_id });
+        self.deadline(call).await
+    }
+
     /// Reads up to `len` bytes at `offset` of `chunk` from the replica at `addr`. The result
     /// is shorter than `len` when the replica ends earlier (a sparse chunk): the caller fills
     /// the rest with zeros up to the file size. Replica fallback is the caller's
@@ -185,6 +204,18 @@ impl ChunkIo {
         match tokio::time::timeout(self.timeout, read).await {
             Ok(result) => result.map_err(|status| FsError::from_status(&status)),
             Err(_) => Err(FsError::Unavailable(format!("read from {addr} timed out"))),
+        }
+    }
+
+    async fn deadline<T>(
+        &self,
+        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, FsError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => result
+                .map(tonic::Response::into_inner)
+                .map_err(|status| FsError::from_status(&status)),
+            Err(_) => Err(FsError::Unavailable("chunkserver call timed out".into())),
         }
     }
 }

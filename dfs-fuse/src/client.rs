@@ -24,6 +24,7 @@ use crate::datapath::DataPath;
 use crate::error::Error;
 use crate::handles::OpenInodes;
 use crate::inode::OpenInode;
+use crate::lease::{self, MountLeases};
 use crate::master::MasterClient;
 use crate::read;
 use crate::readdir::{DirHandles, DirListing, PAGE_ENTRIES, Slot};
@@ -97,6 +98,7 @@ struct Shared {
     write_buffer_bytes: usize,
     read_ahead_bytes: u64,
     inodes: OpenInodes,
+    leases: Arc<MountLeases>,
     dirs: DirHandles,
     next_fh: AtomicU64,
     // A std mutex: only held to look up or record a version, never across an `.await`.
@@ -157,15 +159,18 @@ impl Client {
             cluster.replication,
             config.write_buffer_bytes(),
             config.client_read_ahead_bytes,
+            config.lease_wait(),
         ))
     }
 
-    /// A client over an existing data path.
+    /// A client over an existing data path, reading ahead up to `read_ahead_bytes` and
+    /// waiting up to `lease_wait` for writer leases other mounts hold.
     pub fn new(
         io: DataPath,
         replication: u32,
         write_buffer_bytes: usize,
         read_ahead_bytes: u64,
+        lease_wait: std::time::Duration,
     ) -> Client {
         let seen = LruCache::new(NonZeroUsize::new(SEEN_VERSIONS).expect("non-zero capacity"));
         Client {
@@ -175,6 +180,7 @@ impl Client {
                 write_buffer_bytes,
                 read_ahead_bytes,
                 inodes: OpenInodes::default(),
+                leases: Arc::new(MountLeases::new(lease_wait)),
                 dirs: DirHandles::default(),
                 next_fh: AtomicU64::new(1),
                 seen: Mutex::new(seen),
@@ -241,19 +247,68 @@ impl Client {
 
     /// Changes attributes; a size change commits this client's writes first and cuts the
     /// replicas of the new last chunk when shrinking.
+    /// A size change needs the file's writer lease: held already if this mount has the file
+    /// open for writing, otherwise taken for the duration of the change.
     pub async fn setattr(&self, req: pb::SetAttrRequest) -> Result<FileAttr, FsError> {
         let ino = req.ino;
-        let attr = match req.size {
-            Some(size) => match self.shared.inodes.get(ino) {
-                Some(inode) => inode.resize(self.io(), req, size).await?,
-                None => {
-                    self.io().truncate_replicas(ino, size, 0).await?;
-                    self.master().set_attr(req).await?
-                }
-            },
-            None => self.master().set_attr(req).await?,
+        let Some(size) = req.size else {
+            return Ok(self.present(&self.master().set_attr(req).await?));
         };
-        Ok(self.present(&attr))
+        let borrowed = !self.shared.leases.holds(ino);
+        if borrowed {
+            self.acquire_lease(ino).await?;
+        }
+        let result = match self.shared.inodes.get(ino) {
+            Some(inode) => inode.resize(self.io(), req, size).await,
+            None => {
+                async {
+                    self.io().truncate_replicas(ino, size, 0).await?;
+                    self.master().set_attr(req).await
+                }
+                .await
+            }
+        };
+        if borrowed {
+            self.release_lease(ino).await;
+        }
+        Ok(self.present(&result?))
+    }
+
+    /// Acquires the writer lease of `ino` (waiting for another mount's for the configured
+    /// time) and recovers the file if its previous writer died holding it.
+    async fn acquire_lease(&self, ino: u64) -> Result<(), FsError> {
+        let leases = &self.shared.leases;
+        let acquired = leases.acquire(self.master(), ino).await?;
+        if acquired.recover {
+            if let Err(err) = lease::recover(self.io(), ino, leases.holder()).await {
+                self.release_lease(ino).await;
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    async fn release_lease(&self, ino: u64) {
+        if let Err(err) = self.shared.leases.release(self.master(), ino).await {
+            tracing::warn!(ino, error = %err, "lease release failed; it expires by itself");
+        }
+    }
+
+    /// Makes `inode` writable by this mount: takes the file's lease unless held already.
+    async fn lease_for_writing(&self, inode: &OpenInode) -> Result<(), FsError> {
+        if !self.shared.leases.holds(inode.ino) {
+            self.acquire_lease(inode.ino).await?;
+        }
+        let holder = self.shared.leases.holder().to_string();
+        inode.set_lease_holder(holder).await;
+        Ok(())
+    }
+
+    /// Drops one handle of `ino`; with the last one goes the inode's state and its lease.
+    async fn close_inode(&self, ino: u64) {
+        if self.shared.inodes.close(ino) {
+            self.release_lease(ino).await;
+        }
     }
 
     /// The target of a symlink.
@@ -369,11 +424,14 @@ impl Client {
     // Files
     // ------------------------------------------------------------------------------------
 
-    /// Opens a regular file: loads its chunk map fresh from the master (close-to-open
-    /// consistency) and truncates it for `O_TRUNC`.
+    /// Opens a regular file: takes its writer lease when opened for writing, loads its chunk
+    /// map fresh from the master (close-to-open consistency) and truncates it for `O_TRUNC`.
     pub async fn open(&self, ino: u64, flags: i32) -> Result<Opened, FsError> {
         let inode = self.shared.inodes.open(ino, self.shared.write_buffer_bytes);
         let result = async {
+            if opens_for_writing(flags) {
+                self.lease_for_writing(&inode).await?;
+            }
             let (attr, chunk_ids) =
                 tokio::try_join!(self.master().get_attr(ino), inode.refresh(self.io()))?;
             let unchanged = self.note_version(&attr);
@@ -398,7 +456,7 @@ impl Client {
                 keep_cache,
             }),
             Err(err) => {
-                self.shared.inodes.close(ino);
+                self.close_inode(ino).await;
                 Err(err)
             }
         }
@@ -426,9 +484,16 @@ impl Client {
         let attr = self.create_node(caller, node).await?;
         if attr.size == 0 {
             // A new (or empty) file has no chunks to load.
-            self.shared
+            let inode = self
+                .shared
                 .inodes
                 .open(attr.ino, self.shared.write_buffer_bytes);
+            if opens_for_writing(flags) {
+                if let Err(err) = self.lease_for_writing(&inode).await {
+                    self.close_inode(attr.ino).await;
+                    return Err(err);
+                }
+            }
             self.note_version(&attr);
             return Ok((
                 self.present(&attr),
@@ -491,17 +556,19 @@ impl Client {
         if let Err(err) = &result {
             tracing::error!(ino, error = %err, "flush at release failed");
         }
-        self.shared.inodes.close(ino);
+        self.close_inode(ino).await;
         result
     }
 
-    /// Flushes every open inode (when the filesystem goes away with files still open).
+    /// Flushes every open inode and gives up every lease (when the filesystem goes away
+    /// with files still open).
     pub async fn flush_all(&self) {
         for inode in self.shared.inodes.all() {
             if let Err(err) = inode.flush(self.io()).await {
                 tracing::error!(ino = inode.ino, error = %err, "flush at unmount failed");
             }
         }
+        self.shared.leases.release_all(self.master()).await;
     }
 
     // ------------------------------------------------------------------------------------
@@ -567,6 +634,11 @@ impl Client {
     }
 }
 
+/// Whether an `open` with `flags` may write (and so needs the file's writer lease).
+fn opens_for_writing(flags: i32) -> bool {
+    flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0
+}
+
 /// A `SetAttr` that truncates a file to zero, as `open(O_TRUNC)` does (and so updates mtime).
 fn truncate_request(ino: u64) -> pb::SetAttrRequest {
     pb::SetAttrRequest {
@@ -599,7 +671,7 @@ mod tests {
             layout: ChunkLayout::new(64 << 20, 64 << 10),
             cache: BlockCache::new(1 << 20),
         };
-        let client = Client::new(io, 3, 1 << 20, 0);
+        let client = Client::new(io, 3, 1 << 20, 0, std::time::Duration::ZERO);
         let attr = pb::Attr {
             ino: 5,
             size: 10,

@@ -61,6 +61,12 @@ pub struct Config {
     #[arg(long, env = "DFS_READ_AHEAD_KB", default_value_t = 4096)]
     pub read_ahead_kb: u32,
 
+    /// How long opening a file for writing waits while another mount holds the file's writer
+    /// lease, before failing with EBUSY. A lease whose holder died frees up after the master's
+    /// lease time-to-live.
+    #[arg(long, env = "DFS_LEASE_WAIT_MS", default_value_t = 5_000)]
+    pub lease_wait_ms: u64,
+
     /// Let users other than the one who mounted access the filesystem (the kernel still checks
     /// permission bits). Defaults to true when running as root.
     #[arg(long, env = "DFS_ALLOW_OTHER", num_args = 0..=1, default_missing_value = "true")]
@@ -99,6 +105,7 @@ impl Config {
             entry_ttl_ms: 1_000,
             write_buffer_bytes: 8 << 20,
             read_ahead_kb: 4096,
+            lease_wait_ms: 5_000,
             allow_other: None,
             fuse_threads: 4,
             cache_bytes: DEFAULT_CACHE_BYTES,
@@ -130,6 +137,11 @@ impl Config {
     /// Entry cache TTL handed to the kernel.
     pub fn entry_ttl(&self) -> Duration {
         Duration::from_millis(self.entry_ttl_ms)
+    }
+
+    /// How long to wait for another mount's writer lease.
+    pub fn lease_wait(&self) -> Duration {
+        Duration::from_millis(self.lease_wait_ms)
     }
 
     /// Per-file write buffer size, raised to the minimum if configured lower.

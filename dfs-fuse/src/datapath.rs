@@ -31,6 +31,9 @@ impl DataPath {
     /// master is asked for a chain without it (same chunk, newer version) and the span is
     /// rewritten there, so the write completes on the survivors; the survivors already hold
     /// the chunk's earlier bytes, the dropped replica is left stale at the old version.
+    /// Under a writer lease (`holder`) the master refuses the replacement (ESTALE) once the
+    /// lease was taken over, so a cut-off writer fails instead of writing over the new
+    /// holder's version (whose stamped replicas refuse its old version anyway).
     /// Returns the chunk as finally written (the caller commits with its version).
     pub async fn write_span(
         &self,
@@ -39,6 +42,7 @@ impl DataPath {
         span: &ChunkSpan,
         data: Bytes,
         flags: WriteFlags,
+        holder: Option<&str>,
     ) -> Result<pb::ChunkInfo, FsError> {
         // Every retry drops at least one replica, so the chain runs out before this does.
         for _ in 0..=chunk.replicas.len() {
@@ -68,7 +72,10 @@ impl DataPath {
                 error = %failure.error,
                 "chain write failed, asking for a chain without the failed replica"
             );
-            let fresh = self.master.replace_replicas(ino, &chunk, failed).await?;
+            let fresh = self
+                .master
+                .replace_replicas(ino, &chunk, failed, holder)
+                .await?;
             if fresh == chunk {
                 return Err(failure.error);
             }
@@ -153,6 +160,11 @@ impl DataPath {
         }
         let block_size = self.layout.block_size;
         let (first, last) = (offset / block_size, (offset + len - 1) / block_size);
+        // Keyed by the reader's version even when a newer replica (stamped by a lease holder
+        // that took the file over) answers: only readers holding this older map use the key,
+        // and they accept that newer replica too, so the entry is as fresh as any cached block
+        // (close-to-open: a reopen moves readers to the new version's keys and drops changed
+        // chunks), and a takeover by this mount drops the chunk's blocks (`take_chunk`).
         let key = |block| BlockKey {
             chunk_id: chunk.chunk_id,
             version: chunk.version,
@@ -218,6 +230,55 @@ impl DataPath {
         let first = span.offset / block_size;
         let last = (span.offset + span.len.max(1) - 1) / block_size;
         self.cache.invalidate_blocks(chunk.chunk_id, first, last);
+    }
+
+    /// Moves `chunk` (at `index` of file `ino`) to the next version under `holder`'s lease,
+    /// optionally cutting its replicas to `cut_to` bytes on the way. Each replica is stamped
+    /// on its own (one dead server must not block the others); the master records the new
+    /// version only if at least one replica took it, so the data always stays readable. A
+    /// replica that missed the stamp stays at the old version: stale for readers, garbage for
+    /// the master's block reports. The chunk's cached blocks are dropped.
+    pub async fn take_chunk(
+        &self,
+        ino: u64,
+        index: u64,
+        holder: &str,
+        chunk: &pb::ChunkInfo,
+        cut_to: Option<u64>,
+    ) -> Result<pb::ChunkInfo, FsError> {
+        // Above any version handed to the previous holder for a rewrite, so that rewrite is stale.
+        let version = chunk.version.max(chunk.issued_version) + 1;
+        let mut stamped = 0;
+        let mut last_error = None;
+        for replica in &chunk.replicas {
+            let single = pb::ChunkInfo {
+                version,
+                replicas: vec![replica.clone()],
+                ..chunk.clone()
+            };
+            let result = match cut_to {
+                Some(length) => self.chunks.truncate_chunk(&single, length).await,
+                None => self.chunks.stamp_version(&single).await,
+            };
+            match result {
+                Ok(_) => stamped += 1,
+                Err(err) => {
+                    tracing::warn!(ino, index, replica = %replica.addr, error = %err,
+                        "could not move a replica to the new chunk version");
+                    last_error = Some(err);
+                }
+            }
+        }
+        // Blocks cached under the old version may predate the cut; drop them (this also stops
+        // fetches in flight from caching what they read).
+        self.cache
+            .invalidate_chunks(&std::collections::HashSet::from([chunk.chunk_id]));
+        if stamped == 0 {
+            return Err(last_error.unwrap_or_else(|| {
+                FsError::Unavailable(format!("chunk {} has no replicas", chunk.chunk_id))
+            }));
+        }
+        self.master.lease_chunk(ino, index, holder, version).await
     }
 
     /// Before the master shrinks a file to `new_size`, cuts the replicas of the chunk that

@@ -33,15 +33,18 @@ impl OpenInodes {
             .map(|(inode, _)| inode.clone())
     }
 
-    /// Unregisters one handle of `ino`; the state goes with the last one.
-    pub fn close(&self, ino: u64) {
+    /// Unregisters one handle of `ino`; the state goes with the last one. Returns whether
+    /// that was the last handle.
+    pub fn close(&self, ino: u64) -> bool {
         let mut inodes = self.inodes.lock().expect("open inodes poisoned");
         if let Some(entry) = inodes.get_mut(&ino) {
             entry.1 -= 1;
             if entry.1 == 0 {
                 inodes.remove(&ino);
+                return true;
             }
         }
+        false
     }
 
     /// Every open inode (to flush them all when the filesystem is unmounted).
@@ -65,9 +68,9 @@ mod tests {
         let a = inodes.open(7, 1 << 20);
         let b = inodes.open(7, 1 << 20);
         assert!(Arc::ptr_eq(&a, &b));
-        inodes.close(7);
+        assert!(!inodes.close(7));
         assert!(inodes.get(7).is_some());
-        inodes.close(7);
+        assert!(inodes.close(7));
         assert!(inodes.get(7).is_none());
         assert!(inodes.all().is_empty());
     }

@@ -39,6 +39,9 @@ pub struct InodeState {
     unsynced: BTreeSet<u64>,
     /// A failed flush, reported by the next write/flush/fsync.
     write_error: Option<FsError>,
+    /// The mount's holder id while it holds the file's writer lease: new chunks are then
+    /// allocated, and commits made, under the lease.
+    lease_holder: Option<String>,
 }
 
 impl InodeState {
@@ -51,6 +54,7 @@ impl InodeState {
             pending: BTreeMap::new(),
             unsynced: BTreeSet::new(),
             write_error: None,
+            lease_holder: None,
         }
     }
 
@@ -126,11 +130,16 @@ impl InodeState {
         };
         for SpanData { span, data } in self.buffer.take(&io.layout) {
             let result = async {
-                let chunk = match self.chunks.get(&span.index) {
-                    Some(chunk) => chunk.clone(),
-                    None => io.master.allocate_chunk(ino, span.index).await?,
+                let cached = self.chunks.get(&span.index);
+                let chunk = match (&self.lease_holder, cached) {
+                    (_, Some(chunk)) => chunk.clone(),
+                    (Some(holder), None) => {
+                        io.master.lease_chunk(ino, span.index, holder, 0).await?
+                    }
+                    (None, None) => io.master.allocate_chunk(ino, span.index).await?,
                 };
-                io.write_span(ino, chunk, &span, data, flags).await
+                let holder = self.lease_holder.as_deref();
+                io.write_span(ino, chunk, &span, data, flags, holder).await
             }
             .await;
             match result {
@@ -158,6 +167,7 @@ impl InodeState {
             chunks: self.pending.values().cloned().collect(),
             size: self.size(),
             mtime: Some(dfs_proto::time::now()),
+            lease_holder: self.lease_holder.clone().unwrap_or_default(),
         };
         match io.master.commit_write(req).await {
             Ok(attr) => {
@@ -247,8 +257,9 @@ impl InodeState {
                         sync: true,
                         truncate: false,
                     };
+                    let holder = self.lease_holder.as_deref();
                     let synced = io
-                        .write_span(ino, chunk.clone(), &span, Bytes::new(), flags)
+                        .write_span(ino, chunk.clone(), &span, Bytes::new(), flags, holder)
                         .await?;
                     if synced != chunk {
                         // The chain was replaced: commit with the new version.
@@ -320,6 +331,11 @@ impl OpenInode {
     /// The size to report instead of the master's, if this client has uncommitted writes.
     pub fn uncommitted_size(&self) -> Option<u64> {
         Some(self.uncommitted_size.load(Ordering::Acquire)).filter(|&s| s > 0)
+    }
+
+    /// Writes from now on go through `holder`'s writer lease.
+    pub async fn set_lease_holder(&self, holder: String) {
+        self.state.lock().await.lease_holder = Some(holder);
     }
 
     /// Loads the chunk map and size from the master (at every open); returns the ids of the
@@ -411,6 +427,7 @@ mod tests {
             version: 1,
             length,
             replicas: Vec::new(),
+            issued_version: 0,
         }
     }
 

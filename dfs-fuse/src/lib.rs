@@ -11,6 +11,8 @@
 //!   map, the write buffer ([`writebuf`]), writes awaiting their commit, and the sticky write
 //!   error; [`handles`] counts the open handles that keep it alive. [`read`] is the read path
 //!   (holes and short replicas read as zeros); [`datapath`] bundles what both talk to.
+//! * [`lease`] — the writer leases the mount holds (one writing mount per file), their
+//!   renewal, and the recovery of a file whose previous writer died.
 //! * [`readdir`] — directory handles: paged listings and stable offset cookies.
 //! * [`master`] and [`chunkio`] — the wire: metadata RPCs to the master, streaming chunk reads
 //!   and chain-replicated writes to chunkservers, all on lazily (re)connecting channels with
@@ -20,7 +22,8 @@
 //!
 //! Consistency is close-to-open, as NFS: `close` commits a file's writes to the master, and
 //! `open` loads the chunk map fresh, keeping the kernel's page cache only when the file's
-//! version (mtime, size) is the one this mount saw last.
+//! version (mtime, size) is the one this mount saw last. A file has one writing mount at a
+//! time, the holder of its writer lease.
 //!
 //! [`run`] is the one entry point; `main` only parses options and sets up logging.
 
@@ -34,6 +37,7 @@ pub mod error;
 pub mod fs;
 pub mod handles;
 pub mod inode;
+pub mod lease;
 pub mod master;
 pub mod read;
 pub mod readahead;

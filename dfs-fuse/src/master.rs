@@ -195,16 +195,74 @@ impl MasterClient {
         attr_of(answer(self.client().commit_write(req).await)?)
     }
 
+    /// Asks for the writer lease of `ino` for `holder` (`EBUSY` while another holds it).
+    pub async fn acquire_lease(&self, ino: u64, holder: &str) -> Result<pb::LeaseReply, FsError> {
+        let req = pb::LeaseRequest {
+            ino,
+            holder: holder.to_string(),
+        };
+        answer(self.client().acquire_lease(req).await)
+    }
+
+    /// Extends `holder`'s lease of `ino` (`ESTALE` if it was lost).
+    pub async fn renew_lease(&self, ino: u64, holder: &str) -> Result<pb::LeaseReply, FsError> {
+        let req = pb::LeaseRequest {
+            ino,
+            holder: holder.to_string(),
+        };
+        answer(self.client().renew_lease(req).await)
+    }
+
+    /// Gives up `holder`'s lease of `ino`.
+    pub async fn release_lease(&self, ino: u64, holder: &str) -> Result<(), FsError> {
+        let req = pb::LeaseRequest {
+            ino,
+            holder: holder.to_string(),
+        };
+        answer(self.client().release_lease(req).await).map(drop)
+    }
+
+    /// The chunk at `index` of a file for writing under `holder`'s lease: allocated if
+    /// missing, else moved to a version of at least `min_version` the first time this lease
+    /// writes it. Retried like [`allocate_chunk`](MasterClient::allocate_chunk) while a
+    /// restarted master waits for its chunkservers.
+    pub async fn lease_chunk(
+        &self,
+        ino: u64,
+        index: u64,
+        holder: &str,
+        min_version: u64,
+    ) -> Result<pb::ChunkInfo, FsError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let req = pb::LeaseChunkRequest {
+                ino,
+                index,
+                holder: holder.to_string(),
+                min_version,
+            };
+            match answer(self.client().lease_chunk(req).await) {
+                Err(FsError::Unavailable(why)) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(ino, index, %why, "allocation deferred, retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
     // --- Replicated data path ---
 
     /// Asks for a chain without the `failed` servers for a chunk whose write failed; the
     /// answer has a newer version (or is the current chunk, if another writer replaced the
-    /// chain first).
+    /// chain first). A writer under a lease names itself as `holder`: the master refuses
+    /// (ESTALE) once another mount took the lease over.
     pub async fn replace_replicas(
         &self,
         ino: u64,
         chunk: &pb::ChunkInfo,
         failed: Vec<u64>,
+        holder: Option<&str>,
     ) -> Result<pb::ChunkInfo, FsError> {
         let req = pb::ReplaceReplicasRequest {
             ino,
@@ -212,6 +270,7 @@ impl MasterClient {
             chunk_id: chunk.chunk_id,
             version: chunk.version,
             failed,
+            holder: holder.unwrap_or_default().to_string(),
         };
         answer(self.client().replace_replicas(req).await)
     }

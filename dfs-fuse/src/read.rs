@@ -166,6 +166,7 @@ mod tests {
             version: 1,
             length,
             replicas: Vec::new(),
+            issued_version: 0,
         }
     }
 

@@ -108,6 +108,7 @@ mod tests {
             version: 1,
             length: 10,
             replicas: replicas.to_vec(),
+            issued_version: 0,
         }
     }
 

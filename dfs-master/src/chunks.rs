@@ -90,16 +90,42 @@ impl ChunkMap {
             version: FIRST_CHUNK_VERSION,
             length: 0,
             replicas,
+            issued_version: 0,
         };
         txn.put_chunk(ino, index, &chunk);
         txn.commit()?;
         Ok(chunk)
     }
 
+    /// Moves the chunk at `index` of file `ino` up to `min_version` (if it is older): a new
+    /// writer lease holder that took the file over has stamped that version on the replicas
+    /// first, so replicas an earlier holder wrote, and commits it still sends, are
+    /// recognisably stale. `None` if the chunk is not allocated.
+    pub fn raise_version(
+        &self,
+        ino: u64,
+        index: u64,
+        min_version: u64,
+    ) -> Result<Option<ChunkRecord>> {
+        let mut txn = self.writer.begin();
+        regular_file(txn.inode(ino)?)?;
+        let Some(mut chunk) = txn.store().chunk(ino, index)? else {
+            return Ok(None);
+        };
+        if min_version > chunk.version {
+            chunk.version = min_version;
+            txn.put_chunk(ino, index, &chunk);
+            txn.commit()?;
+        }
+        Ok(Some(chunk))
+    }
+
     /// Records a completed write to file `ino`: each committed chunk grows to at least the
     /// committed length, the file to at least `size` bytes; mtime becomes `mtime` (or `now`)
     /// and ctime `now`. Fails with `ENOENT` for a missing file and `ESTALE` if a chunk no
     /// longer exists with that id (or has moved to a newer version); nothing is applied then.
+    /// A commit at a newer version than the record's (the rewrite after a replica
+    /// replacement) records that version.
     pub fn commit_write(
         &self,
         ino: u64,
@@ -126,6 +152,8 @@ impl ChunkMap {
                 }
             };
             chunk.length = chunk.length.max(commit.length);
+            // A rewrite after a replica replacement: the survivors hold the new version now.
+            chunk.version = chunk.version.max(commit.version);
         }
         for (index, chunk) in &updated {
             txn.put_chunk(ino, *index, chunk);
@@ -164,7 +192,7 @@ fn current_chunk(txn: &Txn<'_>, ino: u64, commit: &pb::ChunkCommit) -> Result<Ch
 
 /// The inode if it is a regular file: `ENOENT` if missing, `EISDIR` for a directory,
 /// `EINVAL` for other kinds (they have no data).
-fn regular_file(inode: Option<Inode>) -> Result<Inode> {
+pub(crate) fn regular_file(inode: Option<Inode>) -> Result<Inode> {
     let inode = require(inode)?;
     match inode.kind() {
         FileKind::Regular => Ok(inode),

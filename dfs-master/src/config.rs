@@ -18,6 +18,8 @@ pub const DEFAULT_REPLICATION: u32 = 3;
 pub const DEFAULT_MIN_REPLICATION: u32 = 2;
 /// Default seconds without a heartbeat after which a chunkserver is considered dead.
 pub const DEFAULT_HEARTBEAT_TIMEOUT_SECS: u64 = 15;
+/// Default milliseconds a writer lease lives without a renewal.
+pub const DEFAULT_LEASE_TTL_MS: u64 = 30_000;
 /// Default seconds without a heartbeat after which a chunkserver's replicas are copied
 /// elsewhere.
 pub const DEFAULT_DEAD_TIMEOUT_SECS: u64 = 120;
@@ -65,6 +67,10 @@ pub struct Config {
     #[arg(long, env = "DFS_HEARTBEAT_TIMEOUT", default_value_t = DEFAULT_HEARTBEAT_TIMEOUT_SECS)]
     pub heartbeat_timeout_secs: u64,
 
+    /// Milliseconds a writer lease lives without a renewal. Mounts renew several times per
+    /// time-to-live; when a writing mount dies, other mounts can write its files after this.
+    #[arg(long, env = "DFS_LEASE_TTL_MS", default_value_t = DEFAULT_LEASE_TTL_MS)]
+    pub lease_ttl_ms: u64,
     /// Seconds without a heartbeat after which a chunkserver is dead: its replicas are copied
     /// to other servers (most endangered chunk first) and dropped from it. Never shorter than
     /// the heartbeat timeout.
@@ -126,6 +132,7 @@ impl Config {
             replication: DEFAULT_REPLICATION,
             min_replication: DEFAULT_MIN_REPLICATION,
             heartbeat_timeout_secs: DEFAULT_HEARTBEAT_TIMEOUT_SECS,
+            lease_ttl_ms: DEFAULT_LEASE_TTL_MS,
             dead_timeout_secs: DEFAULT_DEAD_TIMEOUT_SECS,
             orphan_grace_secs: DEFAULT_ORPHAN_GRACE_SECS,
             replication_interval_ms: DEFAULT_REPLICATION_INTERVAL_MS,
@@ -157,6 +164,9 @@ impl Config {
         if self.heartbeat_timeout_secs == 0 {
             return fail("heartbeat timeout must be at least 1 second".into());
         }
+        if self.lease_ttl_ms < 100 {
+            return fail("lease time-to-live must be at least 100 ms".into());
+        }
         Ok(())
     }
 
@@ -174,6 +184,11 @@ impl Config {
     /// How long a chunkserver stays live after its last heartbeat.
     pub fn heartbeat_timeout(&self) -> Duration {
         Duration::from_secs(self.heartbeat_timeout_secs)
+    }
+
+    /// How long a writer lease lives without a renewal.
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_millis(self.lease_ttl_ms)
     }
 
     /// The registry's timeouts and grace period.

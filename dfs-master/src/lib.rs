@@ -13,6 +13,7 @@
 //! * [`namespace`] and [`rename`] — POSIX namespace operations as a deterministic state
 //!   machine: the caller passes in the time and credentials.
 //! * [`chunks`] — chunk allocation and write commits.
+//! * [`leases`] — writer leases: one writing mount per file, expiry and recovery.
 //! * [`registry`] — chunkserver registration, heartbeats, liveness, and garbage collection
 //!   of replicas through heartbeat replies.
 //! * [`placement`] — which servers get a new chunk's replicas.
@@ -35,6 +36,7 @@ pub mod balance;
 pub mod chunks;
 pub mod config;
 pub mod error;
+pub mod leases;
 pub mod master;
 pub mod namespace;
 pub mod placement;
@@ -45,6 +47,7 @@ pub mod replication;
 pub mod service;
 pub mod store;
 pub mod txn;
+pub mod witness;
 
 #[cfg(test)]
 mod tests;

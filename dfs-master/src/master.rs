@@ -13,6 +13,7 @@ use dfs_proto::{FsError, MAX_NAME_LEN};
 use crate::chunks::ChunkMap;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::leases::Leases;
 use crate::namespace::Namespace;
 use crate::placement::{self, PlacementPolicy};
 use crate::registry::Registry;
@@ -29,6 +30,7 @@ pub struct Master {
     namespace: Namespace,
     chunk_map: ChunkMap,
     registry: Registry,
+    leases: Leases,
     replication: Replication,
     layout: ChunkLayout,
     policy: PlacementPolicy,
@@ -49,8 +51,11 @@ impl Master {
         namespace.bootstrap(now)?;
         let chunk_map = ChunkMap::new(writer.clone(), layout);
         let replicas = ReplicaChanges::new(writer.clone(), config.effective_min_replication());
-        // Liveness is measured on the monotonic clock of this process, from now on.
-        let registry = Registry::open(writer.clone(), config.registry_timeouts(), Instant::now())?;
+        // Liveness and lease expiry are measured on the monotonic clock of this process, from
+        // now on.
+        let started = Instant::now();
+        let leases = Leases::open(writer.clone(), config.lease_ttl(), started)?;
+        let registry = Registry::open(writer.clone(), config.registry_timeouts(), started)?;
         let policy = PlacementPolicy {
             replication: config.replication as usize,
             min_replication: config.effective_min_replication(),
@@ -68,6 +73,7 @@ impl Master {
             namespace,
             chunk_map,
             registry,
+            leases,
             replication,
             layout,
             policy,
@@ -90,6 +96,11 @@ impl Master {
         &self.registry
     }
 
+    /// The writer leases.
+    pub fn leases(&self) -> &Leases {
+        &self.leases
+    }
+
     /// Re-replication planning.
     pub fn replication(&self) -> &Replication {
         &self.replication
@@ -103,6 +114,10 @@ impl Master {
         req: &pb::HeartbeatRequest,
         now: Instant,
     ) -> Result<pb::HeartbeatReply> {
+        // Before the registry hands out deletions: a finished copy holds its version.
+        for copy in &req.replicated {
+            self.registry.witness().confirm(copy.chunk_id, copy.version);
+        }
         let mut reply = self.registry.heartbeat(req, now)?;
         if reply.reregister {
             return Ok(reply);
@@ -212,13 +227,76 @@ impl Master {
         Ok(self.chunk_info(index, &chunk, now))
     }
 
+    /// The chunk at `index` of file `ino` for a write by `holder`, who must hold the file's
+    /// lease: allocated (placed with `seed`) if missing, otherwise moved up to
+    /// `min_version` (see [`ChunkMap::raise_version`]).
+    pub fn lease_chunk(
+        &self,
+        req: &pb::LeaseChunkRequest,
+        now: Instant,
+        seed: u64,
+    ) -> Result<pb::ChunkInfo> {
+        let (ino, index) = (req.ino, req.index);
+        self.leases.generation(ino, &req.holder)?;
+        if let Some(chunk) = self.chunk_map.raise_version(ino, index, req.min_version)? {
+            if req.min_version > 0 {
+                // The holder stamped `min_version` on at least one replica before asking.
+                self.registry
+                    .witness()
+                    .confirm(chunk.chunk_id, req.min_version);
+            }
+            return Ok(self.chunk_info(index, &chunk, now));
+        }
+        let candidates = self.registry.candidates(now);
+        let replicas = placement::choose_replicas(&candidates, &self.policy, seed)
+            .map_err(|err| self.placement_error(err, now))?;
+        let chunk = self.chunk_map.allocate_chunk(ino, index, replicas)?;
+        Ok(self.chunk_info(index, &chunk, now))
+    }
+
+    /// Why placement found no servers: still waiting for block reports after a restart (retry
+    /// soon) or really no room.
+    fn placement_error(&self, err: FsError, now: Instant) -> Error {
+        if self.registry.awaiting_reports(now) {
+            return Error::Fs(FsError::Unavailable(
+                "chunkservers have not reported since the master started; retry".into(),
+            ));
+        }
+        err.into()
+    }
+
+    /// Records a write's new chunk lengths and file size (refused with `ESTALE` if
+    /// `lease_holder` is set and does not hold the file's lease). A committed chunk version is
+    /// held by the replicas the write reached.
+    pub fn commit_write(
+        &self,
+        req: &pb::CommitWriteRequest,
+        now: dfs_proto::pb::Timestamp,
+    ) -> Result<pb::Attr> {
+        if !req.lease_holder.is_empty() {
+            self.leases.generation(req.ino, &req.lease_holder)?;
+        }
+        let attr = self
+            .chunk_map
+            .commit_write(req.ino, &req.chunks, req.size, req.mtime, now)?;
+        for chunk in &req.chunks {
+            self.registry
+                .witness()
+                .confirm(chunk.chunk_id, chunk.version);
+        }
+        Ok(attr)
+    }
+
     /// Drops the servers a chain write failed at from a chunk and bumps its version (see
-    /// [`ReplicaChanges::replace_replicas`]); the answer is the chain to rewrite on.
+    /// [`ReplicaChanges::replace_replicas`]); the answer is the chain to rewrite on. Refused
+    /// (`ESTALE`) to a writer that lost the file's lease (see [`Leases::check_writer`]). The
+    /// old-version replicas stay until the rewrite is confirmed (see [`crate::witness`]).
     pub fn replace_replicas(
         &self,
         req: &pb::ReplaceReplicasRequest,
         now: Instant,
     ) -> Result<pb::ChunkInfo> {
+        self.leases.check_writer(req.ino, &req.holder, now)?;
         let chunk = self.replicas.replace_replicas(req)?;
         Ok(self.chunk_info(req.index, &chunk, now))
     }
@@ -240,6 +318,7 @@ impl Master {
             version: chunk.version,
             length: chunk.length,
             replicas: self.registry.locations(&chunk.replicas, now),
+            issued_version: chunk.issued_version,
         }
     }
 }

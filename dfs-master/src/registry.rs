@@ -32,6 +32,7 @@ use crate::namespace::invalid;
 use crate::placement::Candidate;
 use crate::store::{ServerRecord, meta};
 use crate::txn::Writer;
+use crate::witness::VersionWitness;
 
 /// What the master knows about one chunkserver.
 #[derive(Debug, Clone)]
@@ -103,6 +104,9 @@ pub struct Registry {
     /// [`Registry::awaiting_reports`]).
     started: Instant,
     servers: Mutex<HashMap<u64, Server>>,
+    /// Chunk versions some replica is known to hold: no replica of a live chunk is deleted
+    /// before its current version is (see [`crate::witness`]).
+    witness: VersionWitness,
 }
 
 impl Registry {
@@ -128,6 +132,7 @@ impl Registry {
             dead_timeout: timeouts.dead.max(timeouts.heartbeat),
             orphan_grace: timeouts.orphan_grace,
             orphans: Mutex::default(),
+            witness: VersionWitness::default(),
             started,
             servers: Mutex::new(servers),
         })
@@ -206,6 +211,9 @@ impl Registry {
             server.last_heartbeat = Some(now);
         }
 
+        for replica in &req.chunks {
+            self.witness.confirm(replica.chunk_id, replica.version);
+        }
         let mut delete_chunks = Vec::new();
         if req.full_report {
             let mut garbage = Vec::new();
@@ -221,6 +229,10 @@ impl Registry {
         if !self.writer.store().deletions(req.server_id)?.is_empty() {
             let mut txn = self.writer.begin();
             for chunk_id in txn.store().deletions(req.server_id)? {
+                // Held back (still queued) while no replica is known at the chunk's version.
+                if self.current_version_unconfirmed(chunk_id)? {
+                    continue;
+                }
                 txn.dequeue_deletion(req.server_id, chunk_id);
                 delete_chunks.push(chunk_id);
             }
@@ -244,20 +256,39 @@ impl Registry {
 
     /// Whether a replica reported by `server_id` is garbage: its chunk is not in any file,
     /// the master knows a newer version of it, or the chunk's record does not list the server
-    /// (the replica was trimmed, drained or replaced while the server was away).
+    /// (the replica was trimmed, drained or replaced while the server was away). A replica of
+    /// a live chunk is garbage only once some replica is known at the chunk's current version
+    /// (see [`crate::witness`]).
     fn is_garbage(&self, server_id: u64, replica: &pb::ChunkReplicaReport) -> Result<bool> {
         let store = self.writer.store();
         let Some((ino, index)) = store.chunk_owner(replica.chunk_id)? else {
             return Ok(true);
         };
         Ok(match store.chunk(ino, index)? {
-            Some(chunk) => {
-                chunk.chunk_id != replica.chunk_id
-                    || replica.version < chunk.version
-                    || !chunk.replicas.contains(&server_id)
+            Some(chunk) if chunk.chunk_id == replica.chunk_id => {
+                (replica.version < chunk.version || !chunk.replicas.contains(&server_id))
+                    && self.witness.is_confirmed(chunk.chunk_id, chunk.version)
             }
-            None => true,
+            _ => true,
         })
+    }
+
+    /// Whether `chunk_id` belongs to a file at a version no replica is known to hold yet: then
+    /// none of its replicas may be deleted, old ones are all there is.
+    fn current_version_unconfirmed(&self, chunk_id: u64) -> Result<bool> {
+        let store = self.writer.store();
+        let Some((ino, index)) = store.chunk_owner(chunk_id)? else {
+            self.witness.forget(chunk_id);
+            return Ok(false);
+        };
+        Ok(store.chunk(ino, index)?.is_some_and(|chunk| {
+            chunk.chunk_id == chunk_id && !self.witness.is_confirmed(chunk_id, chunk.version)
+        }))
+    }
+
+    /// Chunk versions known to be held by some replica.
+    pub fn witness(&self) -> &VersionWitness {
+        &self.witness
     }
 
     /// Of the replicas a full report of `server_id` found unreferenced (`garbage`), those

@@ -2,10 +2,13 @@
 //! replicas that failed during a write, and dropping replicas a reader found bad.
 //!
 //! A chain write that loses a server must still complete for the application. The writer
-//! tells the master which servers failed; the master drops them and bumps the chunk's version
-//! in one step, so the writer can rewrite its data on the survivors (which adopt the newer
+//! tells the master which servers failed; the master drops them and answers with the next
+//! version, so the writer can rewrite its data on the survivors (which adopt the newer
 //! version on write) and the dropped replicas, left at the old version, are recognisable as
-//! stale wherever they turn up again. No fresh server is added: it would not hold the bytes
+//! stale wherever they turn up again. The record itself moves to the new version only with
+//! the writer's commit, once the survivors hold it (as a lease holder's stamps do): if the
+//! rewrite never lands (the writer dies, or the survivors fail too) the record still names
+//! the version the survivors hold, so the chunk stays readable and nothing deletes them. No fresh server is added: it would not hold the bytes
 //! written to the chunk before, and healing under-replicated chunks is re-replication's job.
 //!
 //! Both operations are deterministic functions of their request and the store, each applied
@@ -45,8 +48,8 @@ impl ReplicaChanges {
         }
     }
 
-    /// Drops the `failed` servers from the chunk a writer wrote with `version` and bumps the
-    /// version. If the master already has a newer version (another writer replaced the chain
+    /// Drops the `failed` servers from the chunk a writer wrote with `version` and answers
+    /// with the next version for the rewrite (recorded when the rewrite is committed). If the master already has a newer version (another writer replaced the chain
     /// first) or none of `failed` is a replica, the current chunk is returned unchanged.
     /// Fails with `ESTALE` if the chunk is gone or was replaced by another chunk, and with
     /// `ENOSPC` if fewer than the minimum replication would survive.
@@ -63,6 +66,8 @@ impl ReplicaChanges {
                 ))
             })?;
         if chunk.version > req.version || !chunk.replicas.iter().any(|r| req.failed.contains(r)) {
+            // Another writer of the file replaced the chain first: rewrite with its version.
+            chunk.version = chunk.version.max(chunk.issued_version);
             return Ok(chunk);
         }
         let (failed, survivors): (Vec<u64>, Vec<u64>) = chunk
@@ -82,9 +87,12 @@ impl ReplicaChanges {
             txn.queue_deletion(server_id, chunk.chunk_id);
         }
         chunk.replicas = survivors;
-        chunk.version += 1;
+        // Recorded as the version by the commit of the rewrite (see the module documentation);
+        // remembered as issued so that a lease takeover stamps above it.
+        chunk.issued_version = chunk.version.max(chunk.issued_version).max(req.version) + 1;
         txn.put_chunk(req.ino, req.index, &chunk);
         txn.commit()?;
+        chunk.version = chunk.issued_version;
         tracing::info!(
             chunk_id = chunk.chunk_id,
             version = chunk.version,

@@ -240,12 +240,8 @@ impl master_server::Master for MasterService {
     ) -> Result<Response<pb::AttrReply>, Status> {
         let req = request.into_inner();
         let now = time::now();
-        self.call(move |m| {
-            m.chunk_map()
-                .commit_write(req.ino, &req.chunks, req.size, req.mtime, now)
-                .map(attr_reply)
-        })
-        .await
+        self.call(move |m| m.commit_write(&req, now).map(attr_reply))
+            .await
     }
 
     async fn register_chunkserver(
@@ -323,5 +319,61 @@ impl master_server::Master for MasterService {
         let req = request.into_inner();
         self.call(move |m| m.report_bad_replica(&req).map(|_| pb::Empty {}))
             .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        request: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::LeaseReply>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.call(move |m| {
+            let grant = m.leases().acquire(req.ino, &req.holder, now)?;
+            Ok(lease_reply(m, grant.recover))
+        })
+        .await
+    }
+
+    async fn renew_lease(
+        &self,
+        request: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::LeaseReply>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.call(move |m| {
+            m.leases().renew(req.ino, &req.holder, now)?;
+            Ok(lease_reply(m, false))
+        })
+        .await
+    }
+
+    async fn release_lease(
+        &self,
+        request: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = request.into_inner();
+        self.call(move |m| {
+            m.leases()
+                .release(req.ino, &req.holder)
+                .map(|()| pb::Empty {})
+        })
+        .await
+    }
+
+    async fn lease_chunk(
+        &self,
+        request: Request<pb::LeaseChunkRequest>,
+    ) -> Result<Response<pb::ChunkInfo>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        let seed = placement_seed();
+        self.call(move |m| m.lease_chunk(&req, now, seed)).await
+    }
+}
+
+fn lease_reply(master: &Master, recover: bool) -> pb::LeaseReply {
+    pb::LeaseReply {
+        ttl_ms: master.leases().ttl().as_millis() as u64,
+        recover,
     }
 }

@@ -14,6 +14,7 @@
 //! | `servers` | server id u64 BE | [`ServerRecord`] |
 //! | `deletions` | server id u64 BE ‖ chunk id u64 BE | empty |
 //! | `meta` | counter name | u64 BE |
+//! | `leases` | ino u64 BE | [`LeaseRecord`] |
 //!
 //! Keys are fixed-width big-endian integers so that RocksDB's byte order is numeric order: the
 //! entries of one directory, the chunks of one file or the pending deletions of one server are
@@ -47,8 +48,10 @@ pub const CF_SERVERS: &str = "servers";
 pub const CF_DELETIONS: &str = "deletions";
 /// Column family of counters and cluster settings.
 pub const CF_META: &str = "meta";
+/// Column family of writer leases that were granted and not released.
+pub const CF_LEASES: &str = "leases";
 
-const ALL_CFS: [&str; 8] = [
+const ALL_CFS: [&str; 9] = [
     CF_INODES,
     CF_DENTRIES,
     CF_SYMLINKS,
@@ -57,6 +60,7 @@ const ALL_CFS: [&str; 8] = [
     CF_SERVERS,
     CF_DELETIONS,
     CF_META,
+    CF_LEASES,
 ];
 
 /// Names of the `meta` entries; each holds a u64 BE.
@@ -73,6 +77,8 @@ pub mod meta {
     pub const CHUNK_SIZE: &[u8] = b"chunk_size";
     /// The cluster's checksum block size, fixed when the cluster was created.
     pub const BLOCK_SIZE: &[u8] = b"block_size";
+    /// The next writer-lease generation to hand out.
+    pub const NEXT_LEASE_GENERATION: &[u8] = b"next_lease_generation";
 }
 
 /// The persisted form of an inode: its `stat` attributes plus what the namespace needs to
@@ -132,6 +138,24 @@ pub struct ChunkRecord {
     /// Servers holding a replica, in write-chain order.
     #[prost(uint64, repeated, tag = "4")]
     pub replicas: Vec<u64>,
+    /// The highest version handed to a writer to rewrite on the survivors of a replica
+    /// replacement; `version` catches up when the rewrite is committed. A lease takeover
+    /// stamps above it, so the cut-off writer's rewrite is stale.
+    #[prost(uint64, tag = "5")]
+    pub issued_version: u64,
+}
+
+/// A writer lease as persisted: who holds it. Its expiry is not persisted; a restarted master
+/// lets every recorded lease run a full time-to-live from its start, so it never hands a
+/// lease that may still be live to a second writer.
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct LeaseRecord {
+    /// The mount holding the lease.
+    #[prost(string, tag = "1")]
+    pub holder: String,
+    /// Cluster-unique number of this grant.
+    #[prost(uint64, tag = "2")]
+    pub generation: u64,
 }
 
 /// The persisted identity of a chunkserver (its load is in-memory only, see
@@ -255,8 +279,14 @@ impl Store {
 
     /// Applies a batch atomically (synced when the store was opened with `sync`).
     pub(crate) fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.write_with(batch, self.sync)
+    }
+
+    /// Applies a batch atomically, syncing the WAL only if `sync`: for changes whose loss in
+    /// a machine crash is harmless (a process crash loses nothing either way).
+    pub(crate) fn write_with(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut opts = WriteOptions::default();
-        opts.set_sync(self.sync);
+        opts.set_sync(sync);
         self.db.write_opt(batch, &opts)?;
         Ok(())
     }
@@ -374,6 +404,16 @@ impl Store {
             servers.push((decode_u64(CF_SERVERS, &key)?, decode(CF_SERVERS, &value)?));
         }
         Ok(servers)
+    }
+
+    /// Reads every recorded writer lease as `(ino, record)`.
+    pub fn leases(&self) -> Result<Vec<(u64, LeaseRecord)>> {
+        let mut leases = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_LEASES), IteratorMode::Start) {
+            let (key, value) = item?;
+            leases.push((decode_u64(CF_LEASES, &key)?, decode(CF_LEASES, &value)?));
+        }
+        Ok(leases)
     }
 
     /// Reads the chunk ids queued for deletion on `server_id`, in id order.

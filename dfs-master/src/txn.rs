@@ -23,8 +23,8 @@ use rocksdb::WriteBatch;
 
 use crate::error::Result;
 use crate::store::{
-    self, CF_CHUNK_IDS, CF_CHUNKS, CF_DELETIONS, CF_DENTRIES, CF_INODES, CF_META, CF_SERVERS,
-    CF_SYMLINKS, ChunkRecord, Dentry, Inode, ServerRecord, Store, meta,
+    self, CF_CHUNK_IDS, CF_CHUNKS, CF_DELETIONS, CF_DENTRIES, CF_INODES, CF_LEASES, CF_META,
+    CF_SERVERS, CF_SYMLINKS, ChunkRecord, Dentry, Inode, LeaseRecord, ServerRecord, Store, meta,
 };
 
 /// The store plus the lock that makes its mutations one-at-a-time. Cheap to clone.
@@ -154,8 +154,8 @@ impl Txn<'_> {
         Ok(())
     }
 
-    /// Deletes an inode and everything it owns: its symlink target, its chunks, and (through
-    /// the deletion queue) the replicas of those chunks.
+    /// Deletes an inode and everything it owns: its symlink target, its recorded writer
+    /// lease, its chunks, and (through the deletion queue) the replicas of those chunks.
     pub fn remove_inode(&mut self, ino: u64) -> Result<()> {
         self.inodes.insert(
             ino,
@@ -166,6 +166,8 @@ impl Txn<'_> {
         );
         self.batch
             .delete_cf(self.store.cf(CF_SYMLINKS), store::id_key(ino));
+        // A lease still held on a removed file has nothing left to protect.
+        self.delete_lease(ino);
         for (index, chunk) in self.store.chunks(ino, 0, None)? {
             self.remove_chunk(ino, index, &chunk);
         }
@@ -243,9 +245,33 @@ impl Txn<'_> {
             .put_cf(self.store.cf(CF_SERVERS), store::id_key(server_id), value);
     }
 
+    /// Records the writer lease of file `ino`.
+    pub fn put_lease(&mut self, ino: u64, lease: &LeaseRecord) {
+        let value = prost::Message::encode_to_vec(lease);
+        self.batch
+            .put_cf(self.store.cf(CF_LEASES), store::id_key(ino), value);
+    }
+
+    /// Forgets the writer lease of file `ino`.
+    pub fn delete_lease(&mut self, ino: u64) {
+        self.batch
+            .delete_cf(self.store.cf(CF_LEASES), store::id_key(ino));
+    }
+
     /// Applies every change of the transaction as one atomic (and, if configured, synced)
     /// batch, then releases the writer lock.
-    pub fn commit(mut self) -> Result<()> {
+    pub fn commit(self) -> Result<()> {
+        self.apply(false)
+    }
+
+    /// Like [`commit`](Txn::commit), but never waits for the WAL to reach the disk: for
+    /// changes whose loss in a machine crash is harmless (e.g. a lease release, whose loss
+    /// only makes the lease expire instead).
+    pub fn commit_unsynced(self) -> Result<()> {
+        self.apply(true)
+    }
+
+    fn apply(mut self, unsynced: bool) -> Result<()> {
         for (ino, cached) in std::mem::take(&mut self.inodes) {
             let cf = self.store.cf(CF_INODES);
             match cached.value {
@@ -267,6 +293,10 @@ impl Txn<'_> {
         if batch.is_empty() {
             return Ok(());
         }
-        self.store.write(batch)
+        if unsynced {
+            self.store.write_with(batch, false)
+        } else {
+            self.store.write(batch)
+        }
     }
 }

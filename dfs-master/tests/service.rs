@@ -149,6 +149,7 @@ async fn serves_metadata_and_survives_a_restart() {
         }],
         size: 4096,
         mtime: None,
+        ..Default::default()
     };
     let attr = c
         .commit_write(commit)

@@ -221,8 +221,8 @@ impl ChunkStore {
     }
 
     /// Reads up to `len` bytes at `offset` from the replica, verifying every block the range
-    /// touches. Fails with `NotFound` if there is no replica, `Stale` if its version is not
-    /// `version`, `Corrupt` on a checksum mismatch. Bytes past the replica's end are not
+    /// touches. Fails with `NotFound` if there is no replica, `Stale` if its version is older
+    /// than `version`, `Corrupt` on a checksum mismatch. Bytes past the replica's end are not
     /// returned.
     pub fn read(&self, chunk_id: u64, version: u64, offset: u64, len: u64) -> Result<Bytes> {
         let slot = self.slot(chunk_id);
@@ -240,6 +240,11 @@ impl ChunkStore {
             .as_ref()
             .ok_or(FsError::NotFound)?
             .read(version, offset, len)
+    }
+
+    /// The version and length of the replica of `chunk_id`, if there is one.
+    pub fn replica(&self, chunk_id: u64) -> Option<ReplicaInfo> {
+        self.lock_index().replicas.get(&chunk_id).copied()
     }
 
     /// Removes the replica's files. Returns whether there was a replica. A write stream still

@@ -186,8 +186,13 @@ impl Replica {
 
     /// Reads up to `len` bytes at `offset`, verifying the checksum of every block the range
     /// touches. Bytes past the replica's end are not returned (a short or empty result).
+    ///
+    /// A replica older than `version` is stale (it missed writes) and refused. A newer one is
+    /// read: the reader's chunk map predates a new writer, whose bytes are the current ones.
+    /// A writer stamps its new version on the replicas before the master records it, so a
+    /// reader never finds every replica of a chunk older than the master says.
     pub fn read(&self, version: u64, offset: u64, len: u64) -> Result<Bytes> {
-        if self.meta.version != version {
+        if self.meta.version < version {
             return Err(FsError::Stale(format!(
                 "chunk {:016x}: replica has version {}, reader expects {version}",
                 self.chunk_id, self.meta.version

@@ -4,6 +4,7 @@
 //! parallel.
 
 mod chunks;
+mod leases;
 mod namespace;
 mod registry;
 mod rename;

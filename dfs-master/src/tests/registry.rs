@@ -159,21 +159,29 @@ fn block_reports_return_unknown_and_stale_replicas() {
 }
 
 #[test]
-fn old_versions_are_garbage() {
+fn old_versions_are_garbage_once_the_current_one_is_known() {
     let fx = Fixture::new();
     let now = Instant::now();
     let server = fx.register("a", 10 * CHUNK, now);
+    let other = fx.register("b", 10 * CHUNK, now);
     let ino = fx.file(ROOT_INO, "f");
     let chunk = fx
         .master
         .chunk_map()
-        .allocate_chunk(ino, 0, vec![server])
+        .allocate_chunk(ino, 0, vec![server, other])
         .unwrap();
-    let reply = fx.heartbeat(
-        server,
-        Some(vec![replica(chunk.chunk_id, chunk.version - 1)]),
-        now,
+    let old = vec![replica(chunk.chunk_id, chunk.version - 1)];
+    // No replica is known at the chunk's version: the old one may be all there is.
+    let reply = fx.heartbeat(server, Some(old.clone()), now);
+    assert!(reply.delete_chunks.is_empty());
+    // Another server reports the current version: now the old one goes.
+    let current = vec![replica(chunk.chunk_id, chunk.version)];
+    assert!(
+        fx.heartbeat(other, Some(current), now)
+            .delete_chunks
+            .is_empty()
     );
+    let reply = fx.heartbeat(server, Some(old), now);
     assert_eq!(reply.delete_chunks, [chunk.chunk_id]);
     // A newer version than the master's is not garbage (the master may have lost a bump).
     let reply = fx.heartbeat(
@@ -182,6 +190,77 @@ fn old_versions_are_garbage() {
         now,
     );
     assert!(reply.delete_chunks.is_empty());
+}
+
+/// The data-loss guard: if a chunk's version moves ahead of every replica (a version raised
+/// before any replica took it), neither block reports nor a dropped replica's queued deletion
+/// may remove any of them; once a replica at the new version is known, the old ones go.
+#[test]
+fn replicas_of_an_unwritten_version_are_never_deleted() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let servers: Vec<u64> = ["a", "b", "c"]
+        .iter()
+        .map(|uuid| fx.register(uuid, 10 * CHUNK, now))
+        .collect();
+    let ino = fx.file(ROOT_INO, "f");
+    let map = fx.master.chunk_map();
+    let chunk = map.allocate_chunk(ino, 0, servers.clone()).unwrap();
+    let old = vec![replica(chunk.chunk_id, chunk.version)];
+    for &server in &servers {
+        assert!(
+            fx.heartbeat(server, Some(old.clone()), now)
+                .delete_chunks
+                .is_empty()
+        );
+    }
+    // `a` failed a write and is dropped; then the version moves with no replica holding it.
+    let req = pb::ReplaceReplicasRequest {
+        ino,
+        index: 0,
+        chunk_id: chunk.chunk_id,
+        version: chunk.version,
+        failed: vec![servers[0]],
+        holder: String::new(),
+    };
+    let bumped = fx.master.replace_replicas(&req, now).unwrap();
+    map.raise_version(ino, 0, bumped.version).unwrap();
+    // Repeated full reports (the orphan grace is zero here) delete nothing anywhere, and the
+    // dropped replica's queued deletion is held back.
+    for _ in 0..3 {
+        for &server in &servers {
+            let reply = fx.heartbeat(server, Some(old.clone()), now);
+            assert!(reply.delete_chunks.is_empty(), "server {server}: {reply:?}");
+        }
+    }
+    let store = fx.master.namespace().writer.store();
+    assert_eq!(store.deletions(servers[0]).unwrap(), vec![chunk.chunk_id]);
+
+    // The rewrite lands and is committed at the new version: the old replicas may go now.
+    let commit = pb::CommitWriteRequest {
+        ino,
+        chunks: vec![pb::ChunkCommit {
+            index: 0,
+            chunk_id: chunk.chunk_id,
+            version: bumped.version,
+            length: 10,
+        }],
+        size: 10,
+        ..Default::default()
+    };
+    fx.master.commit_write(&commit, super::ts(7)).unwrap();
+    let reply = fx.heartbeat(servers[0], Some(old.clone()), now);
+    assert_eq!(reply.delete_chunks, [chunk.chunk_id]);
+    assert!(store.deletions(servers[0]).unwrap().is_empty());
+    // A survivor still reporting the old version (it missed the rewrite) is stale now.
+    let reply = fx.heartbeat(servers[1], Some(old), now);
+    assert_eq!(reply.delete_chunks, [chunk.chunk_id]);
+    let current = vec![replica(chunk.chunk_id, bumped.version)];
+    assert!(
+        fx.heartbeat(servers[2], Some(current), now)
+            .delete_chunks
+            .is_empty()
+    );
 }
 
 #[test]

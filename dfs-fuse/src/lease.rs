@@ -1,0 +1,245 @@
+//! [`MountLeases`]: the writer leases this mount holds, renewed in the background.
+//!
+//! A file opened for writing needs its lease from the master (see `dfs_master::leases`). The
+//! mount asks once per file, under one holder id for the whole mount, so every handle of the
+//! mount shares it; the lease is released when the file's last handle closes. While another
+//! mount holds it, asking is retried for `--lease-wait-ms` and then fails with `EBUSY`.
+//!
+//! One background task renews every held lease a few times per time-to-live. A lease the
+//! master no longer grants (this mount was cut off longer than the time-to-live and another
+//! writer took over) is dropped from the table with an error in the log; the chunk versions
+//! the new holder moved on make the old holder's further writes and commits fail, so they
+//! can never overwrite the new holder's data.
+//!
+//! When the previous holder died holding the lease, the new holder recovers the file first
+//! ([`recover`]):
+//! * every chunk moves to a new version: the next version is stamped on its replicas, then
+//!   the master records it (`LeaseChunk`), so whatever the old holder may still have in
+//!   flight (it may only be cut off, not dead) is refused as stale by every replica, and a
+//!   replica that missed the stamp is stale for readers and garbage for the master;
+//! * the last chunk's replicas may disagree on their length (the dead writer's last stream
+//!   reached some of them, or reached them all but was never committed): they are cut to the
+//!   shortest replica's length (never below the committed length), and that length is
+//!   committed, so every reader sees one length and one content.
+//!
+//! After a clean release nothing of the previous holder can be in flight, so an ordinary
+//! open-write-close costs no version changes. Commits name their holder and are refused once
+//! its lease is gone.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use dfs_proto::FsError;
+use dfs_proto::pb;
+
+use crate::datapath::DataPath;
+use crate::master::MasterClient;
+
+/// How often a lease is renewed per time-to-live.
+const RENEWALS_PER_TTL: u32 = 3;
+
+/// Pause between attempts while another mount holds a lease.
+const BUSY_RETRY: Duration = Duration::from_millis(100);
+
+/// Renewal interval until the master has told its time-to-live.
+const DEFAULT_RENEW_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The leases of one mount.
+#[derive(Debug)]
+pub struct MountLeases {
+    holder: String,
+    wait: Duration,
+    // A std mutex: held only to read or change the table, never across an `.await`.
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    held: HashSet<u64>,
+    renew_interval: Option<Duration>,
+    renewer_running: bool,
+}
+
+/// What acquiring a lease found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acquired {
+    /// The previous holder died holding the lease: run [`recover`] before writing.
+    pub recover: bool,
+}
+
+impl MountLeases {
+    /// The leases of a new mount, which waits up to `wait` for a lease another mount holds.
+    pub fn new(wait: Duration) -> MountLeases {
+        MountLeases {
+            holder: holder_id(),
+            wait,
+            state: Mutex::default(),
+        }
+    }
+
+    /// The id naming this mount to the master.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Acquires the lease of `ino`, waiting for another holder to give it up for at most the
+    /// configured wait (then `EBUSY`), and starts renewing it.
+    pub async fn acquire(
+        self: &Arc<Self>,
+        master: &MasterClient,
+        ino: u64,
+    ) -> Result<Acquired, FsError> {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        let reply = loop {
+            match master.acquire_lease(ino, &self.holder).await {
+                Err(FsError::Busy) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(BUSY_RETRY).await;
+                }
+                result => break result?,
+            }
+        };
+        let ttl = Duration::from_millis(reply.ttl_ms.max(1));
+        let start_renewer = {
+            let mut state = self.state();
+            state.held.insert(ino);
+            state.renew_interval = Some(ttl / RENEWALS_PER_TTL);
+            !std::mem::replace(&mut state.renewer_running, true)
+        };
+        if start_renewer {
+            tokio::spawn(renew_forever(Arc::downgrade(self), master.clone()));
+        }
+        Ok(Acquired {
+            recover: reply.recover,
+        })
+    }
+
+    /// Whether this mount holds the lease of `ino`.
+    pub fn holds(&self, ino: u64) -> bool {
+        self.state().held.contains(&ino)
+    }
+
+    /// Releases the lease of `ino` if this mount holds it.
+    pub async fn release(&self, master: &MasterClient, ino: u64) -> Result<(), FsError> {
+        if !self.state().held.remove(&ino) {
+            return Ok(());
+        }
+        master.release_lease(ino, &self.holder).await
+    }
+
+    /// Releases every lease (the filesystem is being unmounted).
+    pub async fn release_all(&self, master: &MasterClient) {
+        let held: Vec<u64> = self.state().held.drain().collect();
+        for ino in held {
+            if let Err(err) = master.release_lease(ino, &self.holder).await {
+                tracing::warn!(ino, error = %err, "lease release at unmount failed");
+            }
+        }
+    }
+}
+
+/// Renews every held lease once per interval until the leases are dropped.
+async fn renew_forever(leases: Weak<MountLeases>, master: MasterClient) {
+    loop {
+        let interval = match leases.upgrade() {
+            Some(leases) => leases.state().renew_interval,
+            None => return,
+        };
+        tokio::time::sleep(interval.unwrap_or(DEFAULT_RENEW_INTERVAL)).await;
+        let Some(leases) = leases.upgrade() else {
+            return;
+        };
+        let held: Vec<u64> = leases.state().held.iter().copied().collect();
+        for ino in held {
+            match master.renew_lease(ino, &leases.holder).await {
+                Ok(_) => {}
+                Err(FsError::Stale(why)) => {
+                    tracing::error!(ino, %why, "writer lease lost; further writes will fail");
+                    leases.state().held.remove(&ino);
+                }
+                // The master may be restarting: it honours the lease for a full
+                // time-to-live after it starts, and the next round tries again.
+                Err(err) => tracing::warn!(ino, error = %err, "lease renewal failed"),
+            }
+        }
+    }
+}
+
+/// A holder id unique to this mount: host, process and a random part.
+fn holder_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let random = RandomState::new().hash_one(std::time::SystemTime::now());
+    format!("{}:{}:{random:016x}", host.trim(), std::process::id())
+}
+
+/// Recovers file `ino` after its previous writer died holding the lease (the caller now
+/// holds it as `holder`): moves every chunk to a new version, cuts every replica of the last
+/// chunk to the length they all have (at least the committed one), and commits that length.
+/// Takes a round trip to the replicas and one to the master per chunk of the file; it only
+/// runs after a writer died.
+pub async fn recover(io: &DataPath, ino: u64, holder: &str) -> Result<(), FsError> {
+    let reply = io.master.get_chunks(ino, 0, 0).await?;
+    let Some((last, earlier)) = reply.chunks.split_last() else {
+        return Ok(());
+    };
+    for chunk in earlier {
+        io.take_chunk(ino, chunk.index, holder, chunk, None).await?;
+    }
+    let mut answered = Vec::with_capacity(last.replicas.len());
+    let mut lengths = Vec::with_capacity(last.replicas.len());
+    for replica in &last.replicas {
+        match io.chunks.stat_replica(&replica.addr, last.chunk_id).await {
+            Ok(stat) => {
+                answered.push(replica.clone());
+                lengths.push(stat.length);
+            }
+            Err(err) => {
+                tracing::warn!(ino, replica = %replica.addr, error = %err, "replica not reconciled")
+            }
+        }
+    }
+    let Some(&shortest) = lengths.iter().min() else {
+        // No replica answered: nothing to reconcile, but the version still moves on.
+        io.take_chunk(ino, last.index, holder, last, None).await?;
+        return Ok(());
+    };
+    let agreed = shortest.max(last.length);
+    // Only the replicas that answered are cut; the others miss the new version and are
+    // stale from now on.
+    let reachable = pb::ChunkInfo {
+        replicas: answered,
+        ..last.clone()
+    };
+    let chunk = io
+        .take_chunk(ino, last.index, holder, &reachable, Some(agreed))
+        .await?;
+    let end = io.layout.chunk_start(last.index) + agreed;
+    tracing::info!(
+        ino,
+        index = last.index,
+        committed = last.length,
+        agreed,
+        "recovered the last chunk of a file whose writer died"
+    );
+    if agreed > last.length {
+        let req = pb::CommitWriteRequest {
+            ino,
+            chunks: vec![pb::ChunkCommit {
+                index: last.index,
+                chunk_id: chunk.chunk_id,
+                version: chunk.version,
+                length: agreed,
+            }],
+            size: end,
+            mtime: None,
+            lease_holder: holder.to_string(),
+        };
+        io.master.commit_write(req).await?;
+    }
+    Ok(())
+}
