@@ -69,8 +69,8 @@ fn status_line(cluster: &Cluster, i: usize) -> String {
 fn replicas_of(cluster: &Cluster, i: usize) -> u64 {
     let line = status_line(cluster, i);
     let fields: Vec<&str> = line.split_whitespace().collect();
-    // ID STATE RACK ADDRESS CAPACITY(2) FREE(2) REPLICAS HEARTBEAT
-    fields[fields.len() - 2].parse().expect("replica count")
+    // ID STATE RACK ADDRESS CAPACITY(2) FREE(2) REPLICAS LOAD HEARTBEAT
+    fields[fields.len() - 3].parse().expect("replica count")
 }
 
 /// One replica line of `dfs info`: the server's rack and state.

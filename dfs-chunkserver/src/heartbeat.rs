@@ -235,6 +235,7 @@ impl Heartbeater {
             replicated: outcomes.replicated.clone(),
             corrupt_chunks: outcomes.corrupt.iter().copied().collect(),
             failed_copies: outcomes.failed.clone(),
+            active_transfers: self.store.active_transfers(),
         };
         let mut client = self.master.client.clone();
         let reply = match client.heartbeat(request).await {

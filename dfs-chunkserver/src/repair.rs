@@ -125,6 +125,7 @@ impl Copier {
 
     /// Pulls the replica from the source into a fresh local replica; returns its length.
     async fn copy(&self, command: &ReplicateCommand) -> Result<u64> {
+        let _transfer = self.store.begin_transfer();
         let (chunk_id, version) = (command.chunk_id, command.version);
         let mut client = self.peers.client(&command.source)?;
         let downstream = |status: tonic::Status| Error::Downstream {

@@ -76,6 +76,7 @@ impl Chunkserver for ChunkserverService {
         &self,
         request: Request<Streaming<WriteChunkRequest>>,
     ) -> Result<Response<WriteChunkReply>, Status> {
+        let _transfer = self.store.begin_transfer();
         let reply = self.chain.write(request.into_inner()).await?;
         Ok(Response::new(reply))
     }
@@ -92,6 +93,8 @@ impl Chunkserver for ChunkserverService {
             offset,
             length,
         } = request.into_inner();
+        // Held by the task streaming the reply, so the read counts until its last piece.
+        let transfer = self.store.begin_transfer();
         let end = offset.saturating_add(length);
         // The first piece is read before answering, so a missing, stale or corrupt replica
         // fails the call itself rather than arriving as a stream item.
@@ -102,6 +105,7 @@ impl Chunkserver for ChunkserverService {
         let store = self.store.clone();
         let reports = self.reports.clone();
         tokio::spawn(async move {
+            let _transfer = transfer;
             let mut pos = offset + first.len() as u64;
             let mut full = pos == first_end;
             if !first.is_empty() && tx.send(Ok(ReadChunkReply { data: first })).await.is_err() {

@@ -218,14 +218,14 @@ pub fn format_status(status: &pb::ClusterStatusReply) -> String {
     );
     let _ = writeln!(
         out,
-        "  {:>4}  {:<9} {:<8} {:<22} {:>10} {:>10} {:>9} {:>10}",
-        "ID", "STATE", "RACK", "ADDRESS", "CAPACITY", "FREE", "REPLICAS", "HEARTBEAT"
+        "  {:>4}  {:<9} {:<8} {:<22} {:>10} {:>10} {:>9} {:>5} {:>10}",
+        "ID", "STATE", "RACK", "ADDRESS", "CAPACITY", "FREE", "REPLICAS", "LOAD", "HEARTBEAT"
     );
     for s in &status.servers {
         let rack = if s.rack.is_empty() { "-" } else { &s.rack };
         let _ = writeln!(
             out,
-            "  {:>4}  {:<9} {:<8} {:<22} {:>10} {:>10} {:>9} {:>8}ms",
+            "  {:>4}  {:<9} {:<8} {:<22} {:>10} {:>10} {:>9} {:>5} {:>8}ms",
             s.server_id,
             state_name(s.state),
             rack,
@@ -233,6 +233,7 @@ pub fn format_status(status: &pb::ClusterStatusReply) -> String {
             human_bytes(s.capacity_bytes),
             human_bytes(s.free_bytes),
             s.replicas,
+            s.active_transfers,
             s.last_heartbeat_ms,
         );
     }

@@ -169,6 +169,7 @@ fn server_status(view: &ServerView, replicas: u64) -> pb::ServerStatus {
             .since_heartbeat
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0),
+        active_transfers: view.active_transfers,
     }
 }
 

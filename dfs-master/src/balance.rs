@@ -98,6 +98,7 @@ mod tests {
             state: ServerState::Active,
             capacity_bytes: 100,
             free_bytes: 100 - used,
+            active_transfers: 0,
             since_heartbeat: None,
         }
     }

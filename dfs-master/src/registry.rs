@@ -40,6 +40,8 @@ struct Server {
     record: ServerRecord,
     capacity_bytes: u64,
     free_bytes: u64,
+    /// Reads, writes and copies in progress at its last heartbeat.
+    active_transfers: u32,
     /// When the last heartbeat (or registration) arrived; `None` since the master started.
     last_heartbeat: Option<Instant>,
 }
@@ -81,6 +83,8 @@ pub struct ServerView {
     pub capacity_bytes: u64,
     /// Free space from its last heartbeat.
     pub free_bytes: u64,
+    /// Transfers in progress at its last heartbeat (its load).
+    pub active_transfers: u32,
     /// Time since its last heartbeat; `None` if not heard from since the master started.
     pub since_heartbeat: Option<Duration>,
 }
@@ -121,6 +125,7 @@ impl Registry {
                     record,
                     capacity_bytes: 0,
                     free_bytes: 0,
+                    active_transfers: 0,
                     last_heartbeat: None,
                 };
                 (id, server)
@@ -184,6 +189,7 @@ impl Registry {
             record,
             capacity_bytes: req.capacity_bytes,
             free_bytes: req.free_bytes,
+            active_transfers: 0,
             last_heartbeat: Some(now),
         };
         self.servers().insert(server_id, server);
@@ -208,6 +214,7 @@ impl Registry {
             };
             server.capacity_bytes = req.capacity_bytes;
             server.free_bytes = req.free_bytes;
+            server.active_transfers = req.active_transfers;
             server.last_heartbeat = Some(now);
         }
 
@@ -344,6 +351,7 @@ impl Registry {
                 state: self.state(s, now),
                 capacity_bytes: s.capacity_bytes,
                 free_bytes: s.free_bytes,
+                active_transfers: s.active_transfers,
                 since_heartbeat: s
                     .last_heartbeat
                     .map(|seen| now.saturating_duration_since(seen)),

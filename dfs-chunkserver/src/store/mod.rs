@@ -26,6 +26,7 @@ mod tests;
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use bytes::Bytes;
@@ -76,6 +77,18 @@ pub struct SpaceUsage {
     pub replica_count: u64,
 }
 
+/// A read, write or copy in progress (see [`ChunkStore::begin_transfer`]).
+#[derive(Debug)]
+pub struct Transfer {
+    store: ChunkStore,
+}
+
+impl Drop for Transfer {
+    fn drop(&mut self) {
+        self.store.inner.transfers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The replicas of one data directory. Clones share the same store.
 #[derive(Debug, Clone)]
 pub struct ChunkStore {
@@ -93,6 +106,8 @@ struct Inner {
     slots: Mutex<SlotMap>,
     /// Every replica on disk. A std mutex: held for a few map operations, never across I/O.
     index: Mutex<Index>,
+    /// Reads, writes and copies in progress: the load reported in heartbeats.
+    transfers: AtomicU32,
 }
 
 #[derive(Debug, Default)]
@@ -139,6 +154,7 @@ impl ChunkStore {
             options,
             slots: Mutex::default(),
             index: Mutex::new(index),
+            transfers: AtomicU32::new(0),
         };
         Ok(ChunkStore {
             inner: Arc::new(inner),
@@ -271,6 +287,19 @@ impl ChunkStore {
         let mut all: Vec<_> = self.lock_index().replicas.values().copied().collect();
         all.sort_by_key(|r| r.chunk_id);
         all
+    }
+
+    /// Counts a read, write or copy as in progress until the returned guard drops.
+    pub fn begin_transfer(&self) -> Transfer {
+        self.inner.transfers.fetch_add(1, Ordering::Relaxed);
+        Transfer {
+            store: self.clone(),
+        }
+    }
+
+    /// Reads, writes and copies in progress right now.
+    pub fn active_transfers(&self) -> u32 {
+        self.inner.transfers.load(Ordering::Relaxed)
     }
 
     /// Capacity, free space and replica count, from `statvfs` on the data directory and the

@@ -341,3 +341,17 @@ fn sync_persists_a_write_in_progress() {
     drop(writer);
     assert_eq!(&open(&dir).read(4, 1, 0, 10).unwrap()[..], b"abc");
 }
+
+#[test]
+fn transfers_count_while_their_guards_live() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir);
+    assert_eq!(store.active_transfers(), 0);
+    let read = store.begin_transfer();
+    let write = store.clone().begin_transfer();
+    assert_eq!(store.active_transfers(), 2);
+    drop(read);
+    assert_eq!(store.active_transfers(), 1);
+    drop(write);
+    assert_eq!(store.active_transfers(), 0);
+}
