@@ -212,14 +212,13 @@ fn a_cached_block_is_never_served_after_another_mount_rewrote_it() {
 
 #[test]
 fn fio_psync_libaio_and_direct_io_write_and_verify() {
-    if std::process::Command::new("fio")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("fio is not installed (apt-get install -y fio): skipped");
-        return;
-    }
+    assert!(
+        std::process::Command::new("fio")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "fio is not installed: scripts/test installs it (apt-get install -y fio)"
+    );
     let cluster = small_chunks();
     let mount = cluster.mount();
     let jobs: [(&str, &[&str]); 4] = [
