@@ -11,7 +11,8 @@ DFS_BIN=$CARGO_TARGET_DIR/release
 # RocksDB's bindings, fuse3 for fusermount3 (unprivileged and auto-unmounting mounts).
 DFS_DEBIAN_PACKAGES="protobuf-compiler libclang-dev clang pkg-config fuse3 g++ make"
 
-log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+# Progress lines, bold on a terminal and plain in CI logs.
+log() { if [ -t 2 ]; then printf '\033[1m==>\033[0m %s\n' "$*" >&2; else printf '==> %s\n' "$*" >&2; fi; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Installs the Debian packages that are missing (as root, or through sudo).
