@@ -402,6 +402,16 @@ fn mkdir_rmdir_and_setgid_directories() {
     assert_eq!((dm.uid(), dm.gid()), (USER, OTHER_GROUP));
     assert_eq!(dm.mode() & 0o2000, 0o2000, "subdirectory keeps setgid");
     assert_eq!(fm.mode() & 0o2000, 0, "file gets no setgid");
+    // Asking for setgid on a group-executable file in someone else's group is not granted.
+    let asked = sg.join("asked");
+    user(|| mknod(&asked, libc::S_IFREG | 0o2775, 0)).unwrap();
+    assert_eq!(mode(&asked) & 0o2000, 0, "setgid granted to a non-member");
+    mknod(&sg.join("by-root"), libc::S_IFREG | 0o2775, 0).unwrap();
+    assert_eq!(
+        mode(&sg.join("by-root")) & 0o2000,
+        0o2000,
+        "root keeps setgid"
+    );
 }
 
 #[test]
@@ -595,6 +605,20 @@ fn truncate_ftruncate_and_fallocate() {
     })
     .unwrap();
     assert_eq!(fs::read(&own).unwrap(), b"\0");
+    // A descriptor opened for writing by the create itself may truncate a 0444 file.
+    let ro = m.join("mine/ro");
+    user(|| {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .open(&ro)?;
+        file.set_len(5)
+    })
+    .unwrap();
+    assert_eq!(fs::metadata(&ro).unwrap().len(), 5);
+    assert_eq!(mode(&ro), 0o444);
 
     // posix_fallocate extends the file; the new range reads as zeros.
     let g = m.join("pub/g");
@@ -670,4 +694,191 @@ fn utimensat_now_omit_and_permissions() {
     let target = own.clone();
     assert_eq!(user(|| utimensat(&target, ts(7, 7), ts(8, 8))), Ok(()));
     assert_eq!(times(&own)[1], (8, 8));
+}
+
+#[test]
+fn rename_replacement_rules() {
+    let cluster = Cluster::start_default();
+    let mount = setup(&cluster);
+    let m = mount.path();
+    let r = |p: &str| m.join("root").join(p);
+
+    fs::write(r("f"), b"new").unwrap();
+    fs::write(r("g"), b"old").unwrap();
+    fs::hard_link(r("g"), r("g2")).unwrap();
+    fs::rename(r("f"), r("g")).unwrap();
+    assert_eq!(fs::read(r("g")).unwrap(), b"new");
+    assert_eq!(
+        fs::metadata(r("g2")).unwrap().nlink(),
+        1,
+        "replaced inode lost a link"
+    );
+    fs::create_dir(r("d")).unwrap();
+    fs::create_dir(r("e")).unwrap();
+    fs::rename(r("d"), r("e")).unwrap();
+    assert!(!r("d").exists() && r("e").is_dir());
+    fs::create_dir(r("d")).unwrap();
+    fs::write(r("e/inside"), b"").unwrap();
+    expect_errno(
+        fs::rename(r("d"), r("e")),
+        libc::ENOTEMPTY,
+        "onto non-empty",
+    );
+    expect_errno(fs::rename(r("g"), r("e")), libc::EISDIR, "file onto dir");
+    expect_errno(fs::rename(r("d"), r("g")), libc::ENOTDIR, "dir onto file");
+    expect_errno(
+        fs::rename(r("e"), r("e/sub")),
+        libc::EINVAL,
+        "into own subtree",
+    );
+    expect_errno(
+        fs::rename(r("none"), r("x")),
+        libc::ENOENT,
+        "missing source",
+    );
+    // Moving a directory updates both parents' link counts.
+    let (nl_root, nl_pub) = (
+        fs::metadata(m.join("root")).unwrap().nlink(),
+        fs::metadata(m.join("pub")).unwrap().nlink(),
+    );
+    fs::rename(r("d"), m.join("pub/d")).unwrap();
+    assert_eq!(fs::metadata(m.join("root")).unwrap().nlink(), nl_root - 1);
+    assert_eq!(fs::metadata(m.join("pub")).unwrap().nlink(), nl_pub + 1);
+
+    // As the user: rename within a writable directory, out of a non-writable one refused.
+    let (a, b) = (m.join("pub/ua"), m.join("pub/ub"));
+    user(|| fs::write(&a, b"a")).unwrap();
+    assert_eq!(user(|| fs::rename(&a, &b)), Ok(()));
+    assert_eq!(fs::read(&b).unwrap(), b"a");
+    let (from, to) = (r("g"), m.join("pub/stolen"));
+    assert_eq!(user(|| fs::rename(&from, &to)), Err(libc::EACCES));
+    let (from, to) = (b.clone(), r("intruder"));
+    assert_eq!(user(|| fs::rename(&from, &to)), Err(libc::EACCES));
+}
+
+#[test]
+fn access_groups_and_open_type_errors() {
+    let cluster = Cluster::start_default();
+    let mount = setup(&cluster);
+    let m = mount.path();
+
+    // Group permission through a supplementary group only.
+    let f = m.join("root/grp");
+    fs::write(&f, b"secret").unwrap();
+    chown(&f, 0, EXTRA_GROUP).unwrap();
+    chmod(&f, 0o640).unwrap();
+    assert_eq!(as_user(&[EXTRA_GROUP], || fs::read(&f).map(drop)), Ok(()));
+    assert_eq!(user(|| fs::read(&f).map(drop)), Err(libc::EACCES));
+
+    // access() answers by mode bits for the caller.
+    let access = |path: &Path, how: i32| {
+        let p = cstr(path);
+        // SAFETY: valid path.
+        check(unsafe { libc::access(p.as_ptr(), how) })
+    };
+    assert_eq!(user(|| access(&f, libc::F_OK)), Ok(()));
+    assert_eq!(user(|| access(&f, libc::R_OK)), Err(libc::EACCES));
+    assert_eq!(as_user(&[EXTRA_GROUP], || access(&f, libc::R_OK)), Ok(()));
+    assert_eq!(
+        as_user(&[EXTRA_GROUP], || access(&f, libc::W_OK)),
+        Err(libc::EACCES)
+    );
+    access(&f, libc::R_OK | libc::W_OK).unwrap();
+    let missing = m.join("root/missing");
+    assert_eq!(user(|| access(&missing, libc::F_OK)), Err(libc::ENOENT));
+
+    // Even the owner cannot open a 0444 file for writing or truncate it by name.
+    let ro = m.join("mine/ro");
+    user(|| fs::write(&ro, b"x")).unwrap();
+    chmod(&ro, 0o444).unwrap();
+    let target = ro.clone();
+    assert_eq!(
+        user(|| OpenOptions::new().write(true).open(&target).map(drop)),
+        Err(libc::EACCES)
+    );
+    let p = cstr(&ro);
+    assert_eq!(
+        user(|| check(unsafe { libc::truncate(p.as_ptr(), 0) })),
+        Err(libc::EACCES)
+    );
+
+    // Type errors of open.
+    expect_errno(
+        OpenOptions::new().write(true).open(m.join("root")),
+        libc::EISDIR,
+        "open a directory for writing",
+    );
+    expect_errno(
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&f),
+        libc::ENOTDIR,
+        "O_DIRECTORY on a file",
+    );
+    expect_errno(
+        fs::read(m.join("root/grp/below")),
+        libc::ENOTDIR,
+        "file as a directory",
+    );
+    // O_CREAT on an existing file keeps its owner and contents.
+    let target = m.join("pub/keep");
+    fs::write(&target, b"keep").unwrap();
+    chmod(&target, 0o666).unwrap();
+    let t = target.clone();
+    user(|| {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .open(&t)
+            .map(drop)
+    })
+    .unwrap();
+    assert_eq!(fs::metadata(&target).unwrap().uid(), 0);
+    assert_eq!(fs::read(&target).unwrap(), b"keep");
+}
+
+#[test]
+fn unlink_times_and_sockets() {
+    let cluster = Cluster::start_default();
+    let mount = setup(&cluster);
+    let m = mount.path();
+
+    // Unlink updates the directory's mtime and ctime.
+    let f = m.join("pub/f");
+    user(|| fs::write(&f, b"x")).unwrap();
+    let before = times(&m.join("pub"));
+    user(|| fs::remove_file(&f)).unwrap();
+    let after = times(&m.join("pub"));
+    assert!(
+        after[1] > before[1] && after[2] > before[2],
+        "unlink parent times"
+    );
+    assert_eq!(user(|| fs::remove_file(&f)), Err(libc::ENOENT));
+
+    // A Unix socket bound on the mount is a socket inode of the binder.
+    let sock = m.join("pub/sock");
+    user(|| std::os::unix::net::UnixListener::bind(&sock).map(drop)).unwrap();
+    let meta = fs::symlink_metadata(&sock).unwrap();
+    assert_eq!(meta.mode() & libc::S_IFMT, libc::S_IFSOCK);
+    assert_eq!(meta.uid(), USER);
+    // Hard links of a symlink and of a FIFO.
+    symlink("target", m.join("root/sl")).unwrap();
+    fs::hard_link(m.join("root/sl"), m.join("root/sl2")).unwrap();
+    assert_eq!(
+        fs::read_link(m.join("root/sl2")).unwrap(),
+        Path::new("target")
+    );
+    assert_eq!(fs::symlink_metadata(m.join("root/sl")).unwrap().nlink(), 2);
+    mknod(&m.join("root/fifo"), libc::S_IFIFO | 0o600, 0).unwrap();
+    fs::hard_link(m.join("root/fifo"), m.join("root/fifo2")).unwrap();
+    assert_eq!(fs::metadata(m.join("root/fifo2")).unwrap().nlink(), 2);
+
+    // chmod g+s by an owner outside the file's group drops the bit.
+    let own = m.join("mine/g");
+    user(|| fs::write(&own, b"")).unwrap();
+    chown(&own, USER, OTHER_GROUP).unwrap();
+    let t = own.clone();
+    assert_eq!(user(|| chmod(&t, 0o2755)), Ok(()));
+    assert_eq!(mode(&own), 0o755, "setgid kept by a non-member");
 }
