@@ -6,7 +6,7 @@ use std::ffi::CString;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt, symlink};
 use std::path::Path;
 
 use dfs_tests::{Cluster, Mount, errno};
@@ -529,7 +529,26 @@ fn link_symlink_mkfifo_mknod() {
     let l2 = m.join("root/l");
     assert_eq!(user(|| symlink("t", &l2)), Err(libc::EACCES));
 
-    // FIFOs and device nodes.
+    // FIFOs (mkfifo as root, mknod as the user) and device nodes.
+    let rf = cstr(&m.join("root/rfifo"));
+    // SAFETY: valid path.
+    check(unsafe { libc::mkfifo(rf.as_ptr(), 0o600) }).unwrap();
+    assert!(
+        fs::metadata(m.join("root/rfifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    expect_errno(
+        check(unsafe { libc::mkfifo(rf.as_ptr(), 0o600) }),
+        libc::EEXIST,
+        "mkfifo twice",
+    );
+    let uf = cstr(&m.join("root/ufifo"));
+    assert_eq!(
+        user(|| check(unsafe { libc::mkfifo(uf.as_ptr(), 0o600) })),
+        Err(libc::EACCES)
+    );
     let fifo = m.join("pub/fifo");
     user(|| mknod(&fifo, libc::S_IFIFO | 0o640, 0)).unwrap();
     let meta = fs::metadata(&fifo).unwrap();
@@ -830,6 +849,7 @@ fn access_groups_and_open_type_errors() {
         OpenOptions::new()
             .write(true)
             .create(true)
+            .truncate(false)
             .open(&t)
             .map(drop)
     })
