@@ -902,3 +902,82 @@ fn unlink_times_and_sockets() {
     assert_eq!(user(|| chmod(&t, 0o2755)), Ok(()));
     assert_eq!(mode(&own), 0o755, "setgid kept by a non-member");
 }
+
+#[test]
+fn exchange_across_directories_and_parent_times() {
+    let cluster = Cluster::start_default();
+    let mount = setup(&cluster);
+    let m = mount.path();
+
+    fs::create_dir(m.join("root/dx")).unwrap();
+    fs::write(m.join("pub/fx"), b"fx").unwrap();
+    let nl = |p: &str| fs::metadata(m.join(p)).unwrap().nlink();
+    let (nl_root, nl_pub) = (nl("root"), nl("pub"));
+    let (root_before, pub_before) = (times(&m.join("root")), times(&m.join("pub")));
+    let (dx_before, fx_before) = (times(&m.join("root/dx")), times(&m.join("pub/fx")));
+    renameat2(&m.join("root/dx"), &m.join("pub/fx"), libc::RENAME_EXCHANGE).unwrap();
+    assert!(m.join("pub/fx").is_dir());
+    assert_eq!(fs::read(m.join("root/dx")).unwrap(), b"fx");
+    assert_eq!(
+        nl("root"),
+        nl_root - 1,
+        "source parent loses the subdirectory"
+    );
+    assert_eq!(
+        nl("pub"),
+        nl_pub + 1,
+        "target parent gains the subdirectory"
+    );
+    let (root_after, pub_after) = (times(&m.join("root")), times(&m.join("pub")));
+    assert!(root_after[1] > root_before[1] && root_after[2] > root_before[2]);
+    assert!(pub_after[1] > pub_before[1] && pub_after[2] > pub_before[2]);
+    assert!(
+        times(&m.join("pub/fx"))[2] > dx_before[2],
+        "exchanged dir ctime"
+    );
+    assert!(
+        times(&m.join("root/dx"))[2] > fx_before[2],
+        "exchanged file ctime"
+    );
+    // The moved directory's `..` is its new parent.
+    fs::write(m.join("pub/fx/probe"), b"").unwrap();
+    assert!(m.join("pub/fx/../fx/probe").exists());
+
+    // chown of a set-group-ID directory keeps the bit.
+    fs::create_dir(m.join("root/sgd")).unwrap();
+    chmod(&m.join("root/sgd"), 0o2775).unwrap();
+    chown(&m.join("root/sgd"), USER, USER_GROUP).unwrap();
+    assert_eq!(mode(&m.join("root/sgd")), 0o2775);
+}
+
+#[test]
+fn read_marks_atime_by_relatime() {
+    let cluster = Cluster::start_default();
+    let mount = setup(&cluster);
+    let m = mount.path();
+    let f = m.join("pub/f");
+    fs::write(&f, b"x").unwrap();
+    utimensat(&f, ts(1_000_000_000, 0), ts(0, libc::UTIME_OMIT)).unwrap();
+    let before = times(&f);
+    let target = f.clone();
+    user(|| fs::read(&target).map(drop)).unwrap();
+    let after = times(&f);
+    assert!(after[0].0 > 1_000_000_000, "read left atime");
+    assert_eq!(
+        (after[1], after[2]),
+        (before[1], before[2]),
+        "read changed mtime/ctime"
+    );
+    // Writing alone does not mark atime (the file is opened write-only).
+    let before = times(&f);
+    OpenOptions::new()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .write_all(b"y")
+        .unwrap();
+    assert_eq!(times(&f)[0], before[0], "write marked atime");
+    // A read after the write marks it again (relatime: atime not newer than mtime).
+    fs::read(&f).unwrap();
+    assert!(times(&f)[0] > before[0], "read after write left atime");
+}

@@ -88,6 +88,14 @@ impl Namespace {
     pub fn setattr(&self, req: &pb::SetAttrRequest, now: Timestamp) -> Result<Attr> {
         let mut txn = self.writer.begin();
         let mut inode = require(txn.inode(req.ino)?)?;
+        if req.mark_access {
+            // A read access is no change of the inode: atime only, ctime stays.
+            inode.attr.atime = Some(now);
+            let attr = inode.attr;
+            txn.put_inode(inode);
+            txn.commit()?;
+            return Ok(attr);
+        }
         let kind = inode.kind();
         if let Some(size) = req.size {
             match kind {
