@@ -980,4 +980,18 @@ fn read_marks_atime_by_relatime() {
     // A read after the write marks it again (relatime: atime not newer than mtime).
     fs::read(&f).unwrap();
     assert!(times(&f)[0] > before[0], "read after write left atime");
+
+    // Listing a directory marks its atime, not its mtime or ctime.
+    let d = m.join("pub");
+    utimensat(&d, ts(1_000_000_000, 0), ts(0, libc::UTIME_OMIT)).unwrap();
+    let before = times(&d);
+    let target = d.clone();
+    user(|| fs::read_dir(&target).map(|entries| entries.for_each(drop))).unwrap();
+    let after = times(&d);
+    assert!(after[0].0 > 1_000_000_000, "listing left atime");
+    assert_eq!(
+        (after[1], after[2]),
+        (before[1], before[2]),
+        "listing changed mtime/ctime"
+    );
 }

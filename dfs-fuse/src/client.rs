@@ -449,15 +449,7 @@ impl Client {
                 self.note_version(&attr);
                 return Ok((false, true));
             }
-            let marked = opens_for_reading(flags) && access_due(&attr, SystemTime::now());
-            if marked {
-                let req = pb::SetAttrRequest {
-                    ino,
-                    mark_access: true,
-                    ..Default::default()
-                };
-                self.master().set_attr(req).await?;
-            }
+            let marked = opens_for_reading(flags) && self.mark_access(&attr).await?;
             Ok::<_, FsError>((unchanged, marked))
         }
         .await;
@@ -594,9 +586,26 @@ impl Client {
         if attr.kind != FileKind::Directory as i32 {
             return Err(FsError::NotDir);
         }
+        self.mark_access(&attr).await?;
         let fh = self.next_fh();
         self.shared.dirs.insert(fh, DirListing::new(attr));
         Ok(fh)
+    }
+
+    /// Marks a read access of the inode with attributes `attr` (opening a file for reading,
+    /// a directory for listing) when the relatime rule says atime is due; returns whether it
+    /// did. The kernel leaves atime of FUSE inodes to the daemon.
+    async fn mark_access(&self, attr: &pb::Attr) -> Result<bool, FsError> {
+        if !access_due(attr, SystemTime::now()) {
+            return Ok(false);
+        }
+        let req = pb::SetAttrRequest {
+            ino: attr.ino,
+            mark_access: true,
+            ..Default::default()
+        };
+        self.master().set_attr(req).await?;
+        Ok(true)
     }
 
     /// Feeds entries from position `offset` of the handle's listing to `add` (cookie, entry,
