@@ -7,7 +7,7 @@
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use dfs_proto::chunk::ChunkLayout;
@@ -16,7 +16,7 @@ use dfs_proto::{FsError, MAX_NAME_LEN};
 use fuser::FileAttr;
 use lru::LruCache;
 
-use crate::attr::{creation_perm, file_attr};
+use crate::attr::{access_due, creation_perm, file_attr};
 use crate::blockcache::BlockCache;
 use crate::chunkio::ChunkIo;
 use crate::config::Config;
@@ -54,6 +54,8 @@ pub struct Opened {
     pub fh: u64,
     /// The file is unchanged since this mount last saw it: cached pages are still valid.
     pub keep_cache: bool,
+    /// The open changed the file's attributes (it marked atime): the kernel's copy is stale.
+    pub attrs_changed: bool,
 }
 
 /// Capacity and usage as `statfs` reports them.
@@ -445,15 +447,17 @@ impl Client {
                 let req = truncate_request(ino);
                 let attr = inode.resize(self.io(), req, 0).await?;
                 self.note_version(&attr);
-                return Ok(false);
+                return Ok((false, true));
             }
-            Ok::<_, FsError>(unchanged)
+            let marked = opens_for_reading(flags) && self.mark_access(&attr).await?;
+            Ok::<_, FsError>((unchanged, marked))
         }
         .await;
         match result {
-            Ok(keep_cache) => Ok(Opened {
+            Ok((keep_cache, attrs_changed)) => Ok(Opened {
                 fh: self.next_fh(),
                 keep_cache,
+                attrs_changed,
             }),
             Err(err) => {
                 self.close_inode(ino).await;
@@ -500,6 +504,7 @@ impl Client {
                 Opened {
                     fh: self.next_fh(),
                     keep_cache: false,
+                    attrs_changed: true,
                 },
             ));
         }
@@ -581,9 +586,26 @@ impl Client {
         if attr.kind != FileKind::Directory as i32 {
             return Err(FsError::NotDir);
         }
+        self.mark_access(&attr).await?;
         let fh = self.next_fh();
         self.shared.dirs.insert(fh, DirListing::new(attr));
         Ok(fh)
+    }
+
+    /// Marks a read access of the inode with attributes `attr` (opening a file for reading,
+    /// a directory for listing) when the relatime rule says atime is due; returns whether it
+    /// did. The kernel leaves atime of FUSE inodes to the daemon.
+    async fn mark_access(&self, attr: &pb::Attr) -> Result<bool, FsError> {
+        if !access_due(attr, SystemTime::now()) {
+            return Ok(false);
+        }
+        let req = pb::SetAttrRequest {
+            ino: attr.ino,
+            mark_access: true,
+            ..Default::default()
+        };
+        self.master().set_attr(req).await?;
+        Ok(true)
     }
 
     /// Feeds entries from position `offset` of the handle's listing to `add` (cookie, entry,
@@ -632,6 +654,11 @@ impl Client {
     pub fn releasedir(&self, fh: u64) {
         self.shared.dirs.remove(fh);
     }
+}
+
+/// Whether `open` flags ask for read access (a read marks atime).
+fn opens_for_reading(flags: i32) -> bool {
+    flags & libc::O_ACCMODE != libc::O_WRONLY
 }
 
 /// Whether an `open` with `flags` may write (and so needs the file's writer lease).

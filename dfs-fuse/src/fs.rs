@@ -227,6 +227,7 @@ impl Filesystem for DfsFs {
             size,
             atime: atime.map(wire_time),
             mtime: mtime.map(wire_time),
+            mark_access: false,
         };
         self.reply_attr(reply, |client| async move { client.setattr(req).await });
     }
@@ -364,7 +365,7 @@ impl Filesystem for DfsFs {
         self.spawn(|client| async move {
             match client.open(ino.0, flags.0).await {
                 Ok(opened) => {
-                    if !opened.keep_cache {
+                    if !opened.keep_cache || opened.attrs_changed {
                         invalidate_attrs(&notifier, ino);
                     }
                     reply.opened(FileHandle(opened.fh), open_flags(opened))

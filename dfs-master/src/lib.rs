@@ -12,6 +12,7 @@
 //!   as one atomic (synced) `WriteBatch`.
 //! * [`namespace`] and [`rename`] — POSIX namespace operations as a deterministic state
 //!   machine: the caller passes in the time and credentials.
+//! * [`permissions`] — POSIX rules the kernel cannot check for us (set-group-ID directories).
 //! * [`chunks`] — chunk allocation and write commits.
 //! * [`leases`] — writer leases: one writing mount per file, expiry and recovery.
 //! * [`registry`] — chunkserver registration, heartbeats, liveness, and garbage collection
@@ -39,6 +40,7 @@ pub mod error;
 pub mod leases;
 pub mod master;
 pub mod namespace;
+pub mod permissions;
 pub mod placement;
 pub mod registry;
 pub mod rename;

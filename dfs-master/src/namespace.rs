@@ -18,6 +18,7 @@ use dfs_proto::pb::{self, Attr, FileKind, Timestamp};
 use dfs_proto::{FsError, MAX_NAME_LEN, ROOT_INO};
 
 use crate::error::{Error, Result};
+use crate::permissions;
 use crate::store::{Dentry, Inode, meta};
 use crate::txn::{Txn, Writer};
 
@@ -87,6 +88,14 @@ impl Namespace {
     pub fn setattr(&self, req: &pb::SetAttrRequest, now: Timestamp) -> Result<Attr> {
         let mut txn = self.writer.begin();
         let mut inode = require(txn.inode(req.ino)?)?;
+        if req.mark_access {
+            // A read access is no change of the inode: atime only, ctime stays.
+            inode.attr.atime = Some(now);
+            let attr = inode.attr;
+            txn.put_inode(inode);
+            txn.commit()?;
+            return Ok(attr);
+        }
         let kind = inode.kind();
         if let Some(size) = req.size {
             match kind {
@@ -161,7 +170,7 @@ impl Namespace {
         }
 
         let mut txn = self.writer.begin();
-        require_dir(txn.inode(req.parent)?)?;
+        let parent = require_dir(txn.inode(req.parent)?)?;
         if let Some(existing) = txn.store().dentry(req.parent, &req.name)? {
             return match existing.kind {
                 FileKind::Regular if kind == FileKind::Regular && !req.exclusive => {
@@ -175,7 +184,8 @@ impl Namespace {
         }
 
         let ino = txn.next_id(meta::NEXT_INO, ROOT_INO + 1)?;
-        let mut attr = new_attr(ino, kind, req.perm, req.uid, req.gid, now);
+        let (perm, gid) = permissions::new_inode_owner(&parent.attr, kind, req.perm, req.gid);
+        let mut attr = new_attr(ino, kind, perm, req.uid, gid, now);
         match kind {
             FileKind::Symlink => {
                 attr.size = req.symlink_target.len() as u64;

@@ -217,6 +217,44 @@ fn setattr_changes_what_it_is_given() {
 }
 
 #[test]
+fn marking_an_access_sets_atime_only() {
+    let fx = Fixture::new();
+    let ino = fx.file(ROOT_INO, "f");
+    let before = fx.attr(ino);
+    let mark = pb::SetAttrRequest {
+        ino,
+        mark_access: true,
+        // Ignored: a marked access changes nothing else.
+        perm: Some(0o777),
+        ..Default::default()
+    };
+    let attr = fx.ns().setattr(&mark, ts(500)).unwrap();
+    assert_eq!(attr.atime, Some(ts(500)));
+    assert_eq!(
+        (attr.perm, attr.mtime, attr.ctime),
+        (before.perm, before.mtime, before.ctime)
+    );
+    assert_eq!(fx.attr(ino), attr);
+}
+
+#[test]
+fn setgid_directories_pass_their_group_on() {
+    let fx = Fixture::new();
+    let d = fx.dir(ROOT_INO, "shared");
+    let req = pb::SetAttrRequest {
+        ino: d,
+        perm: Some(0o2775),
+        gid: Some(50),
+        ..Default::default()
+    };
+    fx.ns().setattr(&req, ts(20)).unwrap();
+    let file = fx.attr(fx.file(d, "f"));
+    let sub = fx.attr(fx.dir(d, "sub"));
+    assert_eq!((file.gid, file.perm & 0o2000), (50, 0));
+    assert_eq!((sub.gid, sub.perm & 0o2000), (50, 0o2000));
+}
+
+#[test]
 fn unlink_and_rmdir_errors() {
     let fx = Fixture::new();
     let d = fx.dir(ROOT_INO, "d");
