@@ -192,7 +192,7 @@ impl Client {
         &self.shared.io
     }
 
-    fn master(&self) -> &MasterClient {
+    pub(crate) fn master(&self) -> &MasterClient {
         &self.shared.io.master
     }
 

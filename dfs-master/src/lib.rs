@@ -48,6 +48,7 @@ pub mod service;
 pub mod store;
 pub mod txn;
 pub mod witness;
+pub mod xattr;
 
 #[cfg(test)]
 mod tests;
