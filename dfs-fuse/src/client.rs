@@ -252,6 +252,10 @@ impl Client {
     pub async fn setattr(&self, req: pb::SetAttrRequest) -> Result<FileAttr, FsError> {
         let ino = req.ino;
         let Some(size) = req.size else {
+            // Writes still buffered here come before this call: committed later, they would
+            // overwrite the mtime it sets (tar and rsync set times through the open file
+            // before closing it).
+            self.flush(ino).await?;
             return Ok(self.present(&self.master().set_attr(req).await?));
         };
         let borrowed = !self.shared.leases.holds(ino);
