@@ -265,22 +265,6 @@ fn an_unlinked_open_file_stays_readable_and_writable() {
 }
 
 #[test]
-fn rename_over_an_open_file_keeps_the_old_contents_for_its_reader() {
-    use std::io::Read;
-    let cluster = Cluster::start_default();
-    let mount = cluster.mount();
-    fs::write(mount.join("config"), b"old").unwrap();
-    let mut reader = fs::File::open(mount.join("config")).unwrap();
-    fs::write(mount.join("config.tmp"), b"new").unwrap();
-    fs::rename(mount.join("config.tmp"), mount.join("config")).unwrap();
-    let mut old = String::new();
-    reader.read_to_string(&mut old).unwrap();
-    assert_eq!(old, "old");
-    assert_eq!(fs::read(mount.join("config")).unwrap(), b"new");
-    assert!(!mount.join("config.tmp").exists());
-}
-
-#[test]
 fn directories_fsync_files_fallocate_and_symlinks_take_times() {
     use std::os::unix::io::AsRawFd;
     let cluster = Cluster::start_default();
