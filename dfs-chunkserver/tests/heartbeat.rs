@@ -189,6 +189,30 @@ impl Master for FakeMaster {
     ) -> Result<Response<ChunkInfo>, Status> {
         unimplemented()
     }
+    async fn get_xattr(
+        &self,
+        _: Request<dfs_proto::pb::XattrRequest>,
+    ) -> Result<Response<dfs_proto::pb::XattrValue>, Status> {
+        unimplemented()
+    }
+    async fn set_xattr(
+        &self,
+        _: Request<dfs_proto::pb::SetXattrRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        unimplemented()
+    }
+    async fn list_xattrs(
+        &self,
+        _: Request<GetAttrRequest>,
+    ) -> Result<Response<dfs_proto::pb::XattrNames>, Status> {
+        unimplemented()
+    }
+    async fn remove_xattr(
+        &self,
+        _: Request<dfs_proto::pb::XattrRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        unimplemented()
+    }
 }
 
 /// Reported chunk ids of a heartbeat.

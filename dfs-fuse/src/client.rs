@@ -4,6 +4,7 @@
 //! runtime, and packs the answer; everything the operation means (name checks, umask, open
 //! inode state, page-cache decisions, directory snapshots) lives here.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -105,6 +106,9 @@ struct Shared {
     next_fh: AtomicU64,
     // A std mutex: only held to look up or record a version, never across an `.await`.
     seen: Mutex<LruCache<u64, Version>>,
+    /// Files unlinked while open here, kept under a hidden name in their directory until
+    /// their last handle closes (as libfuse does): ino → (parent, hidden name).
+    hidden: Mutex<HashMap<u64, (u64, Vec<u8>)>>,
 }
 
 /// Rejects names the master would refuse anyway, before any RPC.
@@ -186,6 +190,7 @@ impl Client {
                 dirs: DirHandles::default(),
                 next_fh: AtomicU64::new(1),
                 seen: Mutex::new(seen),
+                hidden: Mutex::default(),
             }),
         }
     }
@@ -194,7 +199,7 @@ impl Client {
         &self.shared.io
     }
 
-    fn master(&self) -> &MasterClient {
+    pub(crate) fn master(&self) -> &MasterClient {
         &self.shared.io.master
     }
 
@@ -254,6 +259,10 @@ impl Client {
     pub async fn setattr(&self, req: pb::SetAttrRequest) -> Result<FileAttr, FsError> {
         let ino = req.ino;
         let Some(size) = req.size else {
+            // Writes still buffered here come before this call: committed later, they would
+            // overwrite the mtime it sets (tar and rsync set times through the open file
+            // before closing it).
+            self.flush(ino).await?;
             return Ok(self.present(&self.master().set_attr(req).await?));
         };
         let borrowed = !self.shared.leases.holds(ino);
@@ -310,6 +319,17 @@ impl Client {
     async fn close_inode(&self, ino: u64) {
         if self.shared.inodes.close(ino) {
             self.release_lease(ino).await;
+            let hidden = self
+                .shared
+                .hidden
+                .lock()
+                .expect("hidden lock poisoned")
+                .remove(&ino);
+            if let Some((parent, name)) = hidden {
+                if let Err(err) = self.master().unlink(parent, &name).await {
+                    tracing::warn!(ino, error = %err, "removing an unlinked file at its last close failed");
+                }
+            }
         }
     }
 
@@ -360,9 +380,23 @@ impl Client {
         self.master().make_node(req).await
     }
 
-    /// Removes a non-directory entry.
+    /// Removes a non-directory entry. The last name of a file open on this mount becomes a
+    /// hidden name instead, removed at its last close (see `Shared::hidden`).
     pub async fn unlink(&self, parent: u64, name: &[u8]) -> Result<(), FsError> {
         check_name(name)?;
+        if self.shared.inodes.is_empty() {
+            return self.master().unlink(parent, name).await;
+        }
+        let attr = self.master().lookup(parent, name).await?;
+        let open_here = self.shared.inodes.get(attr.ino).is_some();
+        if attr.kind() == FileKind::Regular && attr.nlink == 1 && open_here {
+            // The master would delete the inode with its last name, under the open handles.
+            let hidden = format!(".dfs-hidden-{:016x}", attr.ino).into_bytes();
+            self.rename(parent, name, parent, &hidden, 0).await?;
+            let mut hidden_files = self.shared.hidden.lock().expect("hidden lock poisoned");
+            hidden_files.insert(attr.ino, (parent, hidden));
+            return Ok(());
+        }
         self.master().unlink(parent, name).await
     }
 

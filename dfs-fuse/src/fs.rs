@@ -25,6 +25,7 @@ use tokio::runtime::Handle;
 use crate::attr::{kind_from_mode, wire_time};
 use crate::client::{Caller, Client, Opened, STATFS_BLOCK_SIZE};
 use crate::error::Error;
+use crate::xattr::{self, Sized, XattrError};
 
 /// Largest read or write request: 1 MiB, so sequential I/O moves in large pieces.
 pub const MAX_REQUEST_BYTES: u32 = 1 << 20;
@@ -145,6 +146,23 @@ impl DfsFs {
                 Err(err) => reply.error(errno(err)),
             }
         });
+    }
+}
+
+fn xattr_errno(err: XattrError) -> Errno {
+    match err {
+        XattrError::Fs(err) => errno(err),
+        XattrError::Errno(code) => Errno::from_i32(code),
+    }
+}
+
+/// Answers `getxattr`/`listxattr` for a caller's buffer of `size` bytes.
+fn reply_sized(reply: ReplyXattr, bytes: Result<Vec<u8>, Errno>, size: u32) {
+    match bytes.map(|bytes| xattr::fit(bytes, size)) {
+        Ok(Ok(Sized::Len(len))) => reply.size(len),
+        Ok(Ok(Sized::Data(data))) => reply.data(&data),
+        Ok(Err(code)) => reply.error(Errno::from_i32(code)),
+        Err(err) => reply.error(err),
     }
 }
 
@@ -583,39 +601,50 @@ impl Filesystem for DfsFs {
         });
     }
 
-    // Extended attributes are not stored: ENOSYS makes the kernel answer EOPNOTSUPP itself
-    // from then on, without asking again.
+    // Extended attributes: see `crate::xattr`.
 
     fn setxattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::ENOSYS);
+        let (name, value) = (name_of(name), value.to_vec());
+        self.spawn(|client| async move {
+            match client.set_xattr(ino.0, &name, &value, flags).await {
+                Ok(()) => reply.ok(),
+                Err(err) => reply.error(xattr_errno(err)),
+            }
+        });
     }
 
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: ReplyXattr,
-    ) {
-        reply.error(Errno::ENOSYS);
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let name = name_of(name);
+        self.spawn(|client| async move {
+            let value = client.get_xattr(ino.0, &name).await.map_err(errno);
+            reply_sized(reply, value, size);
+        });
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
-        reply.error(Errno::ENOSYS);
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.spawn(|client| async move {
+            let list = client.list_xattrs(ino.0).await.map_err(errno);
+            reply_sized(reply, list, size);
+        });
     }
 
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::ENOSYS);
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name_of(name);
+        self.spawn(|client| async move {
+            match client.remove_xattr(ino.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(err) => reply.error(xattr_errno(err)),
+            }
+        });
     }
 
     fn ioctl(

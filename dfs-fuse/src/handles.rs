@@ -47,6 +47,11 @@ impl OpenInodes {
         false
     }
 
+    /// Whether no inode is open (so an unlink cannot pull a file from under a handle).
+    pub fn is_empty(&self) -> bool {
+        self.inodes.lock().expect("open inodes poisoned").is_empty()
+    }
+
     /// Every open inode (to flush them all when the filesystem is unmounted).
     pub fn all(&self) -> Vec<Arc<OpenInode>> {
         self.inodes

@@ -43,6 +43,7 @@ pub mod read;
 pub mod readahead;
 pub mod readdir;
 pub mod writebuf;
+pub mod xattr;
 
 use std::path::Path;
 use std::sync::OnceLock;

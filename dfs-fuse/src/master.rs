@@ -282,4 +282,45 @@ impl MasterClient {
     ) -> Result<(), FsError> {
         answer(self.client().report_bad_replica(req).await).map(drop)
     }
+
+    /// The value of extended attribute `name` of `ino`.
+    pub async fn get_xattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>, FsError> {
+        let req = pb::XattrRequest {
+            ino,
+            name: name.to_vec(),
+        };
+        Ok(answer(self.client().get_xattr(req).await)?.value)
+    }
+
+    /// Sets extended attribute `name` of `ino`.
+    pub async fn set_xattr(
+        &self,
+        ino: u64,
+        name: &[u8],
+        value: &[u8],
+        mode: pb::XattrMode,
+    ) -> Result<(), FsError> {
+        let req = pb::SetXattrRequest {
+            ino,
+            name: name.to_vec(),
+            value: value.to_vec(),
+            mode: mode.into(),
+        };
+        answer(self.client().set_xattr(req).await).map(drop)
+    }
+
+    /// The names of the extended attributes of `ino`.
+    pub async fn list_xattrs(&self, ino: u64) -> Result<Vec<Vec<u8>>, FsError> {
+        let req = pb::GetAttrRequest { ino };
+        Ok(answer(self.client().list_xattrs(req).await)?.names)
+    }
+
+    /// Removes extended attribute `name` of `ino`.
+    pub async fn remove_xattr(&self, ino: u64, name: &[u8]) -> Result<(), FsError> {
+        let req = pb::XattrRequest {
+            ino,
+            name: name.to_vec(),
+        };
+        answer(self.client().remove_xattr(req).await).map(drop)
+    }
 }

@@ -50,6 +50,7 @@ pub mod service;
 pub mod store;
 pub mod txn;
 pub mod witness;
+pub mod xattr;
 
 #[cfg(test)]
 mod tests;

@@ -369,6 +369,61 @@ impl master_server::Master for MasterService {
         let seed = placement_seed();
         self.call(move |m| m.lease_chunk(&req, now, seed)).await
     }
+
+    async fn get_xattr(
+        &self,
+        request: Request<pb::XattrRequest>,
+    ) -> Result<Response<pb::XattrValue>, Status> {
+        let req = request.into_inner();
+        self.call(move |m| {
+            m.namespace()
+                .get_xattr(req.ino, &req.name)
+                .map(|value| pb::XattrValue { value })
+        })
+        .await
+    }
+
+    async fn set_xattr(
+        &self,
+        request: Request<pb::SetXattrRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = request.into_inner();
+        let mode = req.mode();
+        let now = time::now();
+        self.call(move |m| {
+            m.namespace()
+                .set_xattr(req.ino, &req.name, &req.value, mode, now)
+                .map(|()| pb::Empty {})
+        })
+        .await
+    }
+
+    async fn list_xattrs(
+        &self,
+        request: Request<pb::GetAttrRequest>,
+    ) -> Result<Response<pb::XattrNames>, Status> {
+        let req = request.into_inner();
+        self.call(move |m| {
+            m.namespace()
+                .list_xattrs(req.ino)
+                .map(|names| pb::XattrNames { names })
+        })
+        .await
+    }
+
+    async fn remove_xattr(
+        &self,
+        request: Request<pb::XattrRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = request.into_inner();
+        let now = time::now();
+        self.call(move |m| {
+            m.namespace()
+                .remove_xattr(req.ino, &req.name, now)
+                .map(|()| pb::Empty {})
+        })
+        .await
+    }
 }
 
 fn lease_reply(master: &Master, recover: bool) -> pb::LeaseReply {

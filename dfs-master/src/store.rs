@@ -50,8 +50,10 @@ pub const CF_DELETIONS: &str = "deletions";
 pub const CF_META: &str = "meta";
 /// Column family of writer leases that were granted and not released.
 pub const CF_LEASES: &str = "leases";
+/// Column family of extended attributes: `ino ‖ name` → value.
+pub const CF_XATTRS: &str = "xattrs";
 
-const ALL_CFS: [&str; 9] = [
+const ALL_CFS: [&str; 10] = [
     CF_INODES,
     CF_DENTRIES,
     CF_SYMLINKS,
@@ -61,6 +63,7 @@ const ALL_CFS: [&str; 9] = [
     CF_DELETIONS,
     CF_META,
     CF_LEASES,
+    CF_XATTRS,
 ];
 
 /// Names of the `meta` entries; each holds a u64 BE.
@@ -341,6 +344,22 @@ impl Store {
             .next()
             .transpose()?
             .is_none())
+    }
+
+    /// The value of extended attribute `name` of `ino`.
+    pub fn xattr(&self, ino: u64, name: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(CF_XATTRS), dentry_key(ino, name))?)
+    }
+
+    /// The names of every extended attribute of `ino`, in byte order.
+    pub fn xattr_names(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
+        let prefix = id_key(ino);
+        let mut names = Vec::new();
+        for item in self.scan(CF_XATTRS, &prefix, &prefix) {
+            let (key, _) = item?;
+            names.push(key[8..].to_vec());
+        }
+        Ok(names)
     }
 
     /// Reads the target of a symlink.

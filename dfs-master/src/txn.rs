@@ -24,7 +24,8 @@ use rocksdb::WriteBatch;
 use crate::error::Result;
 use crate::store::{
     self, CF_CHUNK_IDS, CF_CHUNKS, CF_DELETIONS, CF_DENTRIES, CF_INODES, CF_LEASES, CF_META,
-    CF_SERVERS, CF_SYMLINKS, ChunkRecord, Dentry, Inode, LeaseRecord, ServerRecord, Store, meta,
+    CF_SERVERS, CF_SYMLINKS, CF_XATTRS, ChunkRecord, Dentry, Inode, LeaseRecord, ServerRecord,
+    Store, meta,
 };
 
 /// The store plus the lock that makes its mutations one-at-a-time. Cheap to clone.
@@ -168,12 +169,33 @@ impl Txn<'_> {
             .delete_cf(self.store.cf(CF_SYMLINKS), store::id_key(ino));
         // A lease still held on a removed file has nothing left to protect.
         self.delete_lease(ino);
+        // Its extended attributes: every key `ino ‖ name` lies in [ino, ino + 1).
+        self.batch.delete_range_cf(
+            self.store.cf(CF_XATTRS),
+            store::id_key(ino),
+            store::id_key(ino + 1),
+        );
         for (index, chunk) in self.store.chunks(ino, 0, None)? {
             self.remove_chunk(ino, index, &chunk);
         }
         let count = self.counter(meta::INODE_COUNT)?;
         self.set_counter(meta::INODE_COUNT, count.saturating_sub(1));
         Ok(())
+    }
+
+    /// Sets extended attribute `name` of `ino`.
+    pub fn put_xattr(&mut self, ino: u64, name: &[u8], value: &[u8]) {
+        self.batch.put_cf(
+            self.store.cf(CF_XATTRS),
+            store::dentry_key(ino, name),
+            value,
+        );
+    }
+
+    /// Removes extended attribute `name` of `ino`.
+    pub fn delete_xattr(&mut self, ino: u64, name: &[u8]) {
+        self.batch
+            .delete_cf(self.store.cf(CF_XATTRS), store::dentry_key(ino, name));
     }
 
     /// Writes a directory entry.

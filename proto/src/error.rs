@@ -49,6 +49,9 @@ pub enum FsError {
     Unavailable(String),
     #[error("I/O error: {0}")]
     Io(String),
+    /// A missing extended attribute.
+    #[error("no such attribute")]
+    NoData,
 }
 
 impl FsError {
@@ -72,6 +75,7 @@ impl FsError {
             // A server that cannot be reached within the configured timeout: the call fails
             // rather than hangs, and the next call tries again.
             FsError::Unavailable(_) => libc::EIO,
+            FsError::NoData => libc::ENODATA,
         }
     }
 
@@ -103,12 +107,13 @@ impl FsError {
             FsError::Corrupt(_) => "EBADMSG",
             FsError::Unavailable(_) => "EUNAVAIL",
             FsError::Io(_) => "EIO",
+            FsError::NoData => "ENODATA",
         }
     }
 
     fn code(&self) -> Code {
         match self {
-            FsError::NotFound => Code::NotFound,
+            FsError::NotFound | FsError::NoData => Code::NotFound,
             FsError::Exists => Code::AlreadyExists,
             FsError::NoSpace => Code::ResourceExhausted,
             FsError::Invalid(_) | FsError::NameTooLong => Code::InvalidArgument,
@@ -151,6 +156,7 @@ impl FsError {
             Some("ESTALE") => FsError::Stale(detail),
             Some("EBADMSG") => FsError::Corrupt(detail),
             Some("EUNAVAIL") => FsError::Unavailable(detail),
+            Some("ENODATA") => FsError::NoData,
             Some(_) => FsError::Io(detail),
             None => match status.code() {
                 Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
@@ -222,6 +228,7 @@ mod tests {
             FsError::Stale("old".into()),
             FsError::Corrupt("flip".into()),
             FsError::Unavailable("down".into()),
+            FsError::NoData,
         ];
         for err in all {
             let back = FsError::from_status(&Status::from(err.clone()));

@@ -11,6 +11,7 @@ mod rename;
 mod replicas;
 mod replication;
 mod restart;
+mod xattr;
 
 use std::fmt::Debug;
 
