@@ -41,14 +41,7 @@ pub fn choose_replicas(
     policy: &PlacementPolicy,
     seed: u64,
 ) -> Result<Vec<u64>, FsError> {
-    let mut pool: Vec<&Candidate> = candidates
-        .iter()
-        .filter(|c| c.free_bytes >= policy.chunk_size.max(1))
-        .collect();
-    // Sorting makes the result independent of the order the registry listed servers in;
-    // dedup guarantees distinct servers even if a caller listed one twice.
-    pool.sort_by_key(|c| c.server_id);
-    pool.dedup_by_key(|c| c.server_id);
+    let mut pool = eligible(candidates, policy);
     if pool.len() < policy.min_replication.max(1) {
         return Err(FsError::NoSpace);
     }
@@ -57,15 +50,7 @@ pub fn choose_replicas(
     let mut used_racks: HashSet<&str> = HashSet::new();
     let mut chosen = Vec::with_capacity(policy.replication);
     while chosen.len() < policy.replication && !pool.is_empty() {
-        let on_new_rack: Vec<usize> = (0..pool.len())
-            .filter(|&i| !used_racks.contains(pool[i].rack.as_str()))
-            .collect();
-        let group = if on_new_rack.is_empty() {
-            (0..pool.len()).collect()
-        } else {
-            on_new_rack
-        };
-        let pick = weighted_pick(&group, |i| pool[i].free_bytes, &mut rng);
+        let pick = pick_one(&pool, |rack| used_racks.contains(rack), &mut rng);
         let server = pool.remove(pick);
         used_racks.insert(server.rack.as_str());
         chosen.push(server.server_id);
@@ -82,25 +67,43 @@ pub fn choose_extra_replica(
     policy: &PlacementPolicy,
     seed: u64,
 ) -> Option<u64> {
+    let pool = eligible(candidates, policy);
+    if pool.is_empty() {
+        return None;
+    }
+    let pick = pick_one(
+        &pool,
+        |rack| used_racks.contains(&rack),
+        &mut SplitMix64(seed),
+    );
+    Some(pool[pick].server_id)
+}
+
+/// The candidates with room for a whole chunk, each once, ordered by id: sorting makes the
+/// result independent of the order the registry listed servers in, and dedup guarantees
+/// distinct servers even if a caller listed one twice.
+fn eligible<'a>(candidates: &'a [Candidate], policy: &PlacementPolicy) -> Vec<&'a Candidate> {
     let mut pool: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| c.free_bytes >= policy.chunk_size.max(1))
         .collect();
     pool.sort_by_key(|c| c.server_id);
     pool.dedup_by_key(|c| c.server_id);
-    if pool.is_empty() {
-        return None;
-    }
+    pool
+}
+
+/// Picks one index of `pool`, weighted by free space, among the servers on a rack not yet
+/// `used` if there is any, else among all.
+fn pick_one(pool: &[&Candidate], used: impl Fn(&str) -> bool, rng: &mut SplitMix64) -> usize {
     let on_new_rack: Vec<usize> = (0..pool.len())
-        .filter(|&i| !used_racks.contains(&pool[i].rack.as_str()))
+        .filter(|&i| !used(pool[i].rack.as_str()))
         .collect();
     let group = if on_new_rack.is_empty() {
         (0..pool.len()).collect()
     } else {
         on_new_rack
     };
-    let pick = weighted_pick(&group, |i| pool[i].free_bytes, &mut SplitMix64(seed));
-    Some(pool[pick].server_id)
+    weighted_pick(&group, |i| pool[i].free_bytes, rng)
 }
 
 /// Picks one index of `group` with probability proportional to `weight(index)`.
