@@ -15,6 +15,7 @@
 //! * [`permissions`] — POSIX rules the kernel cannot check for us (set-group-ID directories).
 //! * [`chunks`] — chunk allocation and write commits.
 //! * [`leases`] — writer leases: one writing mount per file, expiry and recovery.
+//! * [`locks`] — advisory locks (`fcntl`, `flock`) across mounts, in memory, by mount session.
 //! * [`registry`] — chunkserver registration, heartbeats, liveness, and garbage collection
 //!   of replicas through heartbeat replies.
 //! * [`placement`] — which servers get a new chunk's replicas.
@@ -38,6 +39,7 @@ pub mod chunks;
 pub mod config;
 pub mod error;
 pub mod leases;
+pub mod locks;
 pub mod master;
 pub mod namespace;
 pub mod permissions;

@@ -14,6 +14,7 @@ use crate::chunks::ChunkMap;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::leases::Leases;
+use crate::locks::LockTable;
 use crate::namespace::Namespace;
 use crate::placement::{self, PlacementPolicy};
 use crate::registry::Registry;
@@ -31,6 +32,7 @@ pub struct Master {
     chunk_map: ChunkMap,
     registry: Registry,
     leases: Leases,
+    locks: LockTable,
     replication: Replication,
     layout: ChunkLayout,
     policy: PlacementPolicy,
@@ -74,6 +76,8 @@ impl Master {
             chunk_map,
             registry,
             leases,
+            // Lock sessions live as long as leases: both mean "this mount is alive".
+            locks: LockTable::new(config.lease_ttl()),
             replication,
             layout,
             policy,
@@ -99,6 +103,11 @@ impl Master {
     /// The writer leases.
     pub fn leases(&self) -> &Leases {
         &self.leases
+    }
+
+    /// The advisory locks (in memory).
+    pub fn locks(&self) -> &LockTable {
+        &self.locks
     }
 
     /// Re-replication planning.

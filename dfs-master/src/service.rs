@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 
 use crate::admin;
 use crate::error::{Error, Result};
+use crate::locks::{HeldLock, LockKind, LockSpec, LockTable, Owner};
 use crate::master::Master;
 
 /// The gRPC face of a [`Master`].
@@ -423,6 +424,109 @@ impl master_server::Master for MasterService {
                 .map(|()| pb::Empty {})
         })
         .await
+    }
+
+    // advisory locks: in memory and quick, so answered on the async thread.
+
+    async fn set_lock(
+        &self,
+        request: Request<pb::LockRequest>,
+    ) -> Result<Response<pb::LockReply>, Status> {
+        let req = request.into_inner();
+        let (locks, spec, now) = (self.master.locks(), lock_spec(&req), Instant::now());
+        let conflict = match lock_kind(req.kind()) {
+            Some(kind) => locks.lock(&spec, kind, now)?,
+            None => locks.unlock(&spec, now).map(|()| None)?,
+        };
+        Ok(Response::new(lock_reply(locks, conflict)))
+    }
+
+    async fn test_lock(
+        &self,
+        request: Request<pb::LockRequest>,
+    ) -> Result<Response<pb::LockReply>, Status> {
+        let req = request.into_inner();
+        let locks = self.master.locks();
+        let kind = lock_kind(req.kind()).unwrap_or(LockKind::Read);
+        let conflict = locks.test(&lock_spec(&req), kind, Instant::now())?;
+        Ok(Response::new(lock_reply(locks, conflict)))
+    }
+
+    async fn release_lock_owner(
+        &self,
+        request: Request<pb::LockOwnerRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = request.into_inner();
+        let owner = Owner {
+            session: req.session,
+            owner: req.owner,
+        };
+        self.master
+            .locks()
+            .release_owner(req.ino, &owner, Instant::now());
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn renew_lock_session(
+        &self,
+        request: Request<pb::LockSessionRequest>,
+    ) -> Result<Response<pb::LockSessionReply>, Status> {
+        let req = request.into_inner();
+        let locks = self.master.locks();
+        let known = locks.renew(&req.session, Instant::now());
+        Ok(Response::new(pb::LockSessionReply {
+            known,
+            session_ttl_ms: locks.ttl().as_millis() as u64,
+        }))
+    }
+
+    async fn end_lock_session(
+        &self,
+        request: Request<pb::LockSessionRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = request.into_inner();
+        self.master
+            .locks()
+            .end_session(&req.session, Instant::now());
+        Ok(Response::new(pb::Empty {}))
+    }
+}
+
+fn lock_spec(req: &pb::LockRequest) -> LockSpec {
+    LockSpec {
+        ino: req.ino,
+        owner: Owner {
+            session: req.session.clone(),
+            owner: req.owner,
+        },
+        start: req.start,
+        end: req.end,
+        pid: req.pid,
+    }
+}
+
+fn lock_kind(kind: pb::LockKind) -> Option<LockKind> {
+    match kind {
+        pb::LockKind::Unlock => None,
+        pb::LockKind::Read => Some(LockKind::Read),
+        pb::LockKind::Write => Some(LockKind::Write),
+    }
+}
+
+fn lock_reply(locks: &LockTable, conflict: Option<HeldLock>) -> pb::LockReply {
+    pb::LockReply {
+        granted: conflict.is_none(),
+        conflict: conflict.map(|held| pb::HeldLock {
+            start: held.start,
+            end: held.end,
+            kind: match held.kind {
+                LockKind::Read => pb::LockKind::Read,
+                LockKind::Write => pb::LockKind::Write,
+            }
+            .into(),
+            pid: held.pid,
+        }),
+        session_ttl_ms: locks.ttl().as_millis() as u64,
     }
 }
 
