@@ -203,6 +203,11 @@ impl Client {
         &self.shared.io.master
     }
 
+    /// The id naming this mount to the master: its lease holder id, also its lock session.
+    pub(crate) fn session_id(&self) -> &str {
+        self.shared.leases.holder()
+    }
+
     fn next_fh(&self) -> u64 {
         self.shared.next_fh.fetch_add(1, Ordering::Relaxed)
     }

@@ -43,8 +43,14 @@ fn readers_share_writers_exclude_and_disjoint_ranges_coexist() {
     let table = LockTable::new(TTL);
     let now = Instant::now();
     let (a, b) = (owner("m1", 1), owner("m2", 1));
-    assert_eq!(table.lock(&spec(&a, 0, 99), LockKind::Read, now).unwrap(), None);
-    assert_eq!(table.lock(&spec(&b, 50, 149), LockKind::Read, now).unwrap(), None);
+    assert_eq!(
+        table.lock(&spec(&a, 0, 99), LockKind::Read, now).unwrap(),
+        None
+    );
+    assert_eq!(
+        table.lock(&spec(&b, 50, 149), LockKind::Read, now).unwrap(),
+        None
+    );
     // A write lock over a reader of another owner is refused, naming that reader.
     let conflict = table
         .lock(&spec(&b, 0, 9), LockKind::Write, now)
@@ -53,8 +59,18 @@ fn readers_share_writers_exclude_and_disjoint_ranges_coexist() {
     assert_eq!((conflict.start, conflict.end, conflict.pid), (0, 99, 101));
     assert_eq!(conflict.owner, a);
     // Disjoint ranges coexist even for writers.
-    assert_eq!(table.lock(&spec(&b, 200, 299), LockKind::Write, now).unwrap(), None);
-    assert_eq!(table.lock(&spec(&a, 300, EOF), LockKind::Write, now).unwrap(), None);
+    assert_eq!(
+        table
+            .lock(&spec(&b, 200, 299), LockKind::Write, now)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        table
+            .lock(&spec(&a, 300, EOF), LockKind::Write, now)
+            .unwrap(),
+        None
+    );
     // The same number in two sessions is two owners.
     let conflict = table.test(&spec(&owner("m2", 1), 300, 300), LockKind::Read, now);
     assert_eq!(conflict.unwrap().unwrap().end, EOF);
@@ -86,8 +102,16 @@ fn unlocking_the_middle_splits_a_lock_and_a_new_kind_replaces_the_old() {
         ]
     );
     let b = owner("m2", 9);
-    assert_eq!(table.lock(&spec(&b, 85, 85), LockKind::Read, now).unwrap(), None);
-    assert!(table.lock(&spec(&b, 40, 60), LockKind::Read, now).unwrap().is_some());
+    assert_eq!(
+        table.lock(&spec(&b, 85, 85), LockKind::Read, now).unwrap(),
+        None
+    );
+    assert!(
+        table
+            .lock(&spec(&b, 40, 60), LockKind::Read, now)
+            .unwrap()
+            .is_some()
+    );
     // Adjacent locks of one owner and kind merge.
     table.lock(&spec(&a, 40, 59), LockKind::Write, now).unwrap();
     assert_eq!(ranges(&table, now)[0], (0, 79, LockKind::Write));
@@ -106,11 +130,17 @@ fn closing_releases_one_owner_and_a_dead_session_releases_all_its_locks() {
     // m2 keeps renewing, m1 stops: after a time-to-live m1's locks are gone.
     let t1 = t0 + TTL / 2;
     assert!(table.renew("m2", t1) || table.renew("m2", t1));
-    assert_eq!(table.lock(&spec(&b, 0, 9), LockKind::Write, t1).unwrap(), None);
+    assert_eq!(
+        table.lock(&spec(&b, 0, 9), LockKind::Write, t1).unwrap(),
+        None
+    );
     let blocked: Option<HeldLock> = table.lock(&spec(&b, 10, 19), LockKind::Write, t1).unwrap();
     assert_eq!(blocked.unwrap().owner, a2);
     let t2 = t0 + TTL + Duration::from_millis(1);
-    assert_eq!(table.lock(&spec(&b, 10, 19), LockKind::Write, t2).unwrap(), None);
+    assert_eq!(
+        table.lock(&spec(&b, 10, 19), LockKind::Write, t2).unwrap(),
+        None
+    );
     // The dead session is unknown when it comes back.
     assert!(!table.renew("m1", t2));
     assert!(table.renew("m1", t2));
