@@ -26,6 +26,7 @@ use crate::attr::{kind_from_mode, wire_time};
 use crate::client::{Caller, Client, Opened, STATFS_BLOCK_SIZE};
 use crate::error::Error;
 use crate::locks::{LockRange, MountLocks};
+use crate::prealloc;
 use crate::xattr::{self, Sized, XattrError};
 
 /// Largest read or write request: 1 MiB, so sequential I/O moves in large pieces.
@@ -665,6 +666,21 @@ impl Filesystem for DfsFs {
                 Ok(()) => reply.ok(),
                 Err(err) => reply.error(xattr_errno(err)),
             }
+        });
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        self.reply_empty(reply, |client| async move {
+            prealloc::fallocate(&client, ino.0, offset, length, mode).await
         });
     }
 
