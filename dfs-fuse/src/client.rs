@@ -224,7 +224,17 @@ impl Client {
             out.size = out.size.max(size);
             out.blocks = out.size.div_ceil(512);
         }
+        if self.is_hidden(attr.ino) {
+            // Unlinked while open: the hidden name is not a link POSIX counts (fstat shows 0).
+            out.nlink = out.nlink.saturating_sub(1);
+        }
         out
+    }
+
+    /// Whether `ino` was unlinked while open here and lives on under a hidden name.
+    fn is_hidden(&self, ino: u64) -> bool {
+        let hidden = self.shared.hidden.lock().expect("hidden lock poisoned");
+        !hidden.is_empty() && hidden.contains_key(&ino)
     }
 
     fn open_inode(&self, ino: u64) -> Result<Arc<OpenInode>, FsError> {
