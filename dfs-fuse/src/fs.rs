@@ -698,15 +698,7 @@ impl Filesystem for DfsFs {
         pid: u32,
         reply: ReplyLock,
     ) {
-        let range = LockRange {
-            ino: ino.0,
-            fh: fh.0,
-            owner: lock_owner.0,
-            start,
-            end,
-            typ,
-            pid,
-        };
+        let range = LockRange::new(ino.0, fh.0, lock_owner.0, (start, end), typ, pid);
         let locks = self.locks.clone();
         self.runtime.spawn(async move {
             match locks.test(&range).await {
@@ -730,24 +722,10 @@ impl Filesystem for DfsFs {
         sleep: bool,
         reply: ReplyEmpty,
     ) {
-        let range = LockRange {
-            ino: ino.0,
-            fh: fh.0,
-            owner: lock_owner.0,
-            start,
-            end,
-            typ,
-            pid,
-        };
+        let range = LockRange::new(ino.0, fh.0, lock_owner.0, (start, end), typ, pid);
         // A blocking request stops waiting when the calling thread has a signal to handle.
-        let caller = sleep.then(|| req.pid());
-        let locks = self.locks.clone();
-        self.runtime.spawn(async move {
-            match locks.set(&range, caller).await {
-                Ok(()) => reply.ok(),
-                Err(err) => reply.error(errno(err)),
-            }
-        });
+        let (caller, locks) = (sleep.then(|| req.pid()), self.locks.clone());
+        self.reply_empty(reply, |_| async move { locks.set(&range, caller).await });
     }
 
     fn ioctl(

@@ -72,6 +72,28 @@ pub struct LockRange {
     pub pid: u32,
 }
 
+impl LockRange {
+    /// The request for bytes `start..=end` as the kernel passes it.
+    pub fn new(
+        ino: u64,
+        fh: u64,
+        owner: u64,
+        (start, end): (u64, u64),
+        typ: i32,
+        pid: u32,
+    ) -> Self {
+        LockRange {
+            ino,
+            fh,
+            owner,
+            start,
+            end,
+            typ,
+            pid,
+        }
+    }
+}
+
 /// A lock another owner holds, as `F_GETLK` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conflict {

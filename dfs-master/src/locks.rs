@@ -222,8 +222,9 @@ impl LockTable {
     }
 }
 
+/// Refuses a request without a session or with an empty range.
 fn check(spec: &LockSpec) -> Result<()> {
-    if spec.session_is_empty() || spec.start > spec.end {
+    if spec.owner.session.is_empty() || spec.start > spec.end {
         return Err(FsError::Invalid(format!(
             "bad lock request: session {:?}, range {}..={}",
             spec.owner.session, spec.start, spec.end
@@ -231,12 +232,6 @@ fn check(spec: &LockSpec) -> Result<()> {
         .into());
     }
     Ok(())
-}
-
-impl LockSpec {
-    fn session_is_empty(&self) -> bool {
-        self.owner.session.is_empty()
-    }
 }
 
 fn first_conflict(locks: &[HeldLock], spec: &LockSpec, kind: LockKind) -> Option<HeldLock> {
