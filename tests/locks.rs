@@ -360,3 +360,24 @@ fn a_blocked_lock_request_ends_with_eintr_on_a_signal_and_when_its_process_is_ki
         third.ok("setlk 1 w 0 0");
     });
 }
+
+#[test]
+fn locks_survive_a_master_restart() {
+    guarded(|| {
+        let mut cluster = cluster();
+        let (a, b) = (cluster.mount(), cluster.mount());
+        std::fs::write(a.join("f"), b"x").unwrap();
+        let (mut in_a, mut in_b) = (Agent::start(), Agent::start());
+        in_a.open_ro("1", &a.join("f"));
+        in_b.open_ro("1", &b.join("f"));
+        in_a.ok("flock 1 ex");
+
+        cluster.stop_master(libc::SIGTERM);
+        cluster.restart_master();
+        // Still held, and still released by the holder's close.
+        assert_eq!(in_b.run("flock 1 ex nb"), "err EAGAIN");
+        in_b.send("flock 1 ex");
+        in_a.ok("close 1");
+        assert_eq!(in_b.answer(), "ok");
+    });
+}

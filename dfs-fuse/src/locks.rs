@@ -323,8 +323,9 @@ async fn renew_forever(locks: Weak<MountLocks>) {
             }
             Ok(_) => tracing::error!(
                 session = %locks.session,
-                "the master forgot this mount's lock session (it restarted, or this mount was \
-                 cut off for longer than the time-to-live): the locks held here are lost"
+                "the master forgot this mount's lock session (this mount was cut off for longer \
+                 than the time-to-live, or the master's machine crashed): the locks held here \
+                 are lost"
             ),
             Err(err) => tracing::warn!(error = %err, "lock session renewal failed"),
         }

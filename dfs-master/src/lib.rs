@@ -15,7 +15,8 @@
 //! * [`permissions`] — POSIX rules the kernel cannot check for us (set-group-ID directories).
 //! * [`chunks`] — chunk allocation and write commits.
 //! * [`leases`] — writer leases: one writing mount per file, expiry and recovery.
-//! * [`locks`] — advisory locks (`fcntl`, `flock`) across mounts, in memory, by mount session.
+//! * [`locks`] — advisory locks (`fcntl`, `flock`) across mounts, by mount session,
+//!   served from memory and written through to RocksDB.
 //! * [`registry`] — chunkserver registration, heartbeats, liveness, and garbage collection
 //!   of replicas through heartbeat replies.
 //! * [`placement`] — which servers get a new chunk's replicas.

@@ -13,11 +13,16 @@
 //! adjacent locks of one owner and kind merge. Blocking (`F_SETLKW`) is the mount's business:
 //! it asks again with a backoff, so no master thread ever waits.
 //!
-//! The table lives in memory only. A session not renewed within its time-to-live (the lease
-//! time-to-live) is presumed dead and its locks are dropped, so a mount killed with `kill -9`
-//! frees its locks within one time-to-live. A master restart forgets every lock: a mount finds
-//! out at its next renewal (the session is unknown) and logs that its locks were lost; programs
-//! holding locks keep running as if they held them, as NFSv3 clients do without lock recovery.
+//! A session not renewed within its time-to-live (the lease time-to-live) is presumed dead and
+//! its locks are dropped, so a mount killed with `kill -9` frees its locks within one
+//! time-to-live.
+//!
+//! The table is served from memory and written through to the `locks` column family (one
+//! record per file, unsynced: a lock is cheap to ask for and slow to sync), so a restarted
+//! master still knows every lock; as with leases, every session it loads counts as renewed at
+//! the start, and one that is not renewed within a time-to-live loses its locks then. Locks
+//! whose record had not reached the disk when the machine crashed are lost; their mount finds
+//! out at its next renewal (its session is unknown) and logs it.
 //!
 //! Every method takes the caller's `now`: expiry is decided on the instants the service
 //! passes in, which keeps this a deterministic state machine.
@@ -29,6 +34,8 @@ use std::time::{Duration, Instant};
 use dfs_proto::FsError;
 
 use crate::error::Result;
+use crate::store::{LockRecord, LockRecords};
+use crate::txn::Writer;
 
 /// Shared or exclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,20 +106,31 @@ struct State {
 }
 
 /// The advisory locks of the cluster.
-#[derive(Debug)]
 pub struct LockTable {
+    writer: Writer,
     ttl: Duration,
-    // A std mutex: held for a scan of one file's locks, never across an `.await`.
+    // A std mutex: held for a scan of one file's locks plus one unsynced batch, never across
+    // an `.await`. Always taken before the writer lock.
     state: Mutex<State>,
 }
 
 impl LockTable {
-    /// An empty table whose sessions live `ttl` without a renewal.
-    pub fn new(ttl: Duration) -> LockTable {
-        LockTable {
-            ttl,
-            state: Mutex::default(),
+    /// Loads the recorded locks; every session holding one counts as renewed at `now`, and
+    /// sessions live `ttl` without a renewal.
+    pub fn open(writer: Writer, ttl: Duration, now: Instant) -> Result<LockTable> {
+        let mut state = State::default();
+        for (ino, records) in writer.store().locks()? {
+            let locks: Vec<HeldLock> = records.locks.into_iter().map(held_lock).collect();
+            for held in &locks {
+                state.sessions.insert(held.owner.session.clone(), now + ttl);
+            }
+            state.files.insert(ino, locks);
         }
+        Ok(LockTable {
+            writer,
+            ttl,
+            state: Mutex::new(state),
+        })
     }
 
     /// How long a session lives without a renewal.
@@ -123,11 +141,47 @@ impl LockTable {
     /// Locks the table after dropping expired sessions and renewing `session` (if any).
     fn state(&self, session: Option<&str>, now: Instant) -> std::sync::MutexGuard<'_, State> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        expire(&mut state, now);
+        let changed = expire(&mut state, now);
+        if !changed.is_empty() {
+            if let Err(err) = self.persist(&state, &changed) {
+                // A restarted master would find them and expire them again.
+                tracing::warn!(error = %err, "recording expired locks failed");
+            }
+        }
         if let Some(session) = session {
             state.sessions.insert(session.to_string(), now + self.ttl);
         }
         state
+    }
+
+    /// Writes the locks of files `inos` as they are in `state`, in one unsynced batch.
+    fn persist(&self, state: &State, inos: &[u64]) -> Result<()> {
+        let mut txn = self.writer.begin();
+        for &ino in inos {
+            let locks = state.files.get(&ino).map(Vec::as_slice).unwrap_or_default();
+            txn.put_locks(ino, &records(locks));
+        }
+        txn.commit_unsynced()
+    }
+
+    /// Replaces the locks of `ino` with what `change` makes of them, on disk, then here.
+    fn update(
+        &self,
+        state: &mut State,
+        ino: u64,
+        change: impl FnOnce(&mut Vec<HeldLock>),
+    ) -> Result<()> {
+        let mut locks = state.files.get(&ino).cloned().unwrap_or_default();
+        change(&mut locks);
+        let mut txn = self.writer.begin();
+        txn.put_locks(ino, &records(&locks));
+        txn.commit_unsynced()?;
+        if locks.is_empty() {
+            state.files.remove(&ino);
+        } else {
+            state.files.insert(ino, locks);
+        }
+        Ok(())
     }
 
     /// Takes a `kind` lock on the range of `spec` for its owner, replacing what the owner
@@ -135,31 +189,37 @@ impl LockTable {
     pub fn lock(&self, spec: &LockSpec, kind: LockKind, now: Instant) -> Result<Option<HeldLock>> {
         check(spec)?;
         let mut state = self.state(Some(&spec.owner.session), now);
-        let locks = state.files.entry(spec.ino).or_default();
-        if let Some(conflict) = first_conflict(locks, spec, kind) {
+        let held = state
+            .files
+            .get(&spec.ino)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if let Some(conflict) = first_conflict(held, spec, kind) {
             return Ok(Some(conflict));
         }
-        carve(locks, &spec.owner, spec.start, spec.end);
-        let mut new = HeldLock {
-            owner: spec.owner.clone(),
-            start: spec.start,
-            end: spec.end,
-            kind,
-            pid: spec.pid,
-        };
-        // Merge the owner's locks of the same kind that touch the new one.
-        locks.retain(|held| {
-            let touches = held.owner == new.owner
-                && held.kind == kind
-                && held.start <= new.end.saturating_add(1)
-                && new.start <= held.end.saturating_add(1);
-            if touches {
-                new.start = new.start.min(held.start);
-                new.end = new.end.max(held.end);
-            }
-            !touches
-        });
-        locks.push(new);
+        self.update(&mut state, spec.ino, |locks| {
+            carve(locks, &spec.owner, spec.start, spec.end);
+            let mut new = HeldLock {
+                owner: spec.owner.clone(),
+                start: spec.start,
+                end: spec.end,
+                kind,
+                pid: spec.pid,
+            };
+            // Merge the owner's locks of the same kind that touch the new one.
+            locks.retain(|held| {
+                let touches = held.owner == new.owner
+                    && held.kind == kind
+                    && held.start <= new.end.saturating_add(1)
+                    && new.start <= held.end.saturating_add(1);
+                if touches {
+                    new.start = new.start.min(held.start);
+                    new.end = new.end.max(held.end);
+                }
+                !touches
+            });
+            locks.push(new);
+        })?;
         Ok(None)
     }
 
@@ -167,13 +227,12 @@ impl LockTable {
     pub fn unlock(&self, spec: &LockSpec, now: Instant) -> Result<()> {
         check(spec)?;
         let mut state = self.state(Some(&spec.owner.session), now);
-        if let Some(locks) = state.files.get_mut(&spec.ino) {
-            carve(locks, &spec.owner, spec.start, spec.end);
-            if locks.is_empty() {
-                state.files.remove(&spec.ino);
-            }
+        if !holds(&state, spec.ino, &spec.owner) {
+            return Ok(());
         }
-        Ok(())
+        self.update(&mut state, spec.ino, |locks| {
+            carve(locks, &spec.owner, spec.start, spec.end)
+        })
     }
 
     /// The lock of another owner that a `kind` lock on `spec`'s range would conflict with.
@@ -187,18 +246,18 @@ impl LockTable {
     }
 
     /// Drops every lock `owner` holds on file `ino` (the owner closed the file).
-    pub fn release_owner(&self, ino: u64, owner: &Owner, now: Instant) {
+    pub fn release_owner(&self, ino: u64, owner: &Owner, now: Instant) -> Result<()> {
         let mut state = self.state(Some(&owner.session), now);
-        if let Some(locks) = state.files.get_mut(&ino) {
-            locks.retain(|held| held.owner != *owner);
-            if locks.is_empty() {
-                state.files.remove(&ino);
-            }
+        if !holds(&state, ino, owner) {
+            return Ok(());
         }
+        self.update(&mut state, ino, |locks| {
+            locks.retain(|held| held.owner != *owner)
+        })
     }
 
     /// Extends `session` by a time-to-live from `now`. Answers whether it was still known
-    /// (false: it expired or the master restarted, and its locks are gone).
+    /// (false: it expired, or its locks were lost in a crash of the master's machine).
     pub fn renew(&self, session: &str, now: Instant) -> bool {
         let mut state = self.state(None, now);
         let known = state.sessions.contains_key(session);
@@ -207,10 +266,11 @@ impl LockTable {
     }
 
     /// Ends `session` and drops its locks (the mount is unmounted).
-    pub fn end_session(&self, session: &str, now: Instant) {
+    pub fn end_session(&self, session: &str, now: Instant) -> Result<()> {
         let mut state = self.state(None, now);
         state.sessions.remove(session);
-        drop_sessions(&mut state, |s| s == session);
+        let changed = drop_sessions(&mut state, |s| s == session);
+        self.persist(&state, &changed)
     }
 
     /// Every lock held on `ino` (for tests and diagnostics).
@@ -266,8 +326,8 @@ fn carve(locks: &mut Vec<HeldLock>, owner: &Owner, start: u64, end: u64) {
     *locks = kept;
 }
 
-/// Drops sessions that expired by `now`, with their locks.
-fn expire(state: &mut State, now: Instant) {
+/// Drops sessions that expired by `now`, with their locks; answers the files that changed.
+fn expire(state: &mut State, now: Instant) -> Vec<u64> {
     let expired: Vec<String> = state
         .sessions
         .iter()
@@ -275,18 +335,66 @@ fn expire(state: &mut State, now: Instant) {
         .map(|(session, _)| session.clone())
         .collect();
     if expired.is_empty() {
-        return;
+        return Vec::new();
     }
     for session in &expired {
         tracing::info!(%session, "lock session expired; its locks are released");
         state.sessions.remove(session);
     }
-    drop_sessions(state, |s| expired.iter().any(|e| e == s));
+    drop_sessions(state, |s| expired.iter().any(|e| e == s))
 }
 
-fn drop_sessions(state: &mut State, gone: impl Fn(&str) -> bool) {
-    state.files.retain(|_, locks| {
+/// Drops every lock of the sessions `gone` names; answers the files that changed.
+fn drop_sessions(state: &mut State, gone: impl Fn(&str) -> bool) -> Vec<u64> {
+    let mut changed = Vec::new();
+    state.files.retain(|&ino, locks| {
+        let before = locks.len();
         locks.retain(|held| !gone(&held.owner.session));
+        if locks.len() != before {
+            changed.push(ino);
+        }
         !locks.is_empty()
     });
+    changed
+}
+
+/// Whether `owner` holds any lock on `ino`.
+fn holds(state: &State, ino: u64, owner: &Owner) -> bool {
+    state
+        .files
+        .get(&ino)
+        .is_some_and(|locks| locks.iter().any(|held| held.owner == *owner))
+}
+
+/// The record of a file's locks.
+fn records(locks: &[HeldLock]) -> LockRecords {
+    let locks = locks
+        .iter()
+        .map(|held| LockRecord {
+            session: held.owner.session.clone(),
+            owner: held.owner.owner,
+            start: held.start,
+            end: held.end,
+            write: held.kind == LockKind::Write,
+            pid: held.pid,
+        })
+        .collect();
+    LockRecords { locks }
+}
+
+fn held_lock(record: LockRecord) -> HeldLock {
+    HeldLock {
+        owner: Owner {
+            session: record.session,
+            owner: record.owner,
+        },
+        start: record.start,
+        end: record.end,
+        kind: if record.write {
+            LockKind::Write
+        } else {
+            LockKind::Read
+        },
+        pid: record.pid,
+    }
 }

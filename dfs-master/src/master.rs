@@ -58,6 +58,8 @@ impl Master {
         let started = Instant::now();
         let leases = Leases::open(writer.clone(), config.lease_ttl(), started)?;
         let registry = Registry::open(writer.clone(), config.registry_timeouts(), started)?;
+        // Lock sessions live as long as leases: both mean "this mount is alive".
+        let locks = LockTable::open(writer.clone(), config.lease_ttl(), started)?;
         let policy = PlacementPolicy {
             replication: config.replication as usize,
             min_replication: config.effective_min_replication(),
@@ -76,8 +78,7 @@ impl Master {
             chunk_map,
             registry,
             leases,
-            // Lock sessions live as long as leases: both mean "this mount is alive".
-            locks: LockTable::new(config.lease_ttl()),
+            locks,
             replication,
             layout,
             policy,
@@ -105,7 +106,7 @@ impl Master {
         &self.leases
     }
 
-    /// The advisory locks (in memory).
+    /// The advisory locks.
     pub fn locks(&self) -> &LockTable {
         &self.locks
     }

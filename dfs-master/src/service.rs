@@ -426,19 +426,23 @@ impl master_server::Master for MasterService {
         .await
     }
 
-    // advisory locks: in memory and quick, so answered on the async thread.
+    // advisory locks: on a blocking thread too, since a change waits for the writer lock.
 
     async fn set_lock(
         &self,
         request: Request<pb::LockRequest>,
     ) -> Result<Response<pb::LockReply>, Status> {
         let req = request.into_inner();
-        let (locks, spec, now) = (self.master.locks(), lock_spec(&req), Instant::now());
-        let conflict = match lock_kind(req.kind()) {
-            Some(kind) => locks.lock(&spec, kind, now)?,
-            None => locks.unlock(&spec, now).map(|()| None)?,
-        };
-        Ok(Response::new(lock_reply(locks, conflict)))
+        let now = Instant::now();
+        self.call(move |m| {
+            let (locks, spec) = (m.locks(), lock_spec(&req));
+            let conflict = match lock_kind(req.kind()) {
+                Some(kind) => locks.lock(&spec, kind, now)?,
+                None => locks.unlock(&spec, now).map(|()| None)?,
+            };
+            Ok(lock_reply(locks, conflict))
+        })
+        .await
     }
 
     async fn test_lock(
@@ -446,10 +450,13 @@ impl master_server::Master for MasterService {
         request: Request<pb::LockRequest>,
     ) -> Result<Response<pb::LockReply>, Status> {
         let req = request.into_inner();
-        let locks = self.master.locks();
-        let kind = lock_kind(req.kind()).unwrap_or(LockKind::Read);
-        let conflict = locks.test(&lock_spec(&req), kind, Instant::now())?;
-        Ok(Response::new(lock_reply(locks, conflict)))
+        let now = Instant::now();
+        self.call(move |m| {
+            let kind = lock_kind(req.kind()).unwrap_or(LockKind::Read);
+            let conflict = m.locks().test(&lock_spec(&req), kind, now)?;
+            Ok(lock_reply(m.locks(), conflict))
+        })
+        .await
     }
 
     async fn release_lock_owner(
@@ -461,10 +468,13 @@ impl master_server::Master for MasterService {
             session: req.session,
             owner: req.owner,
         };
-        self.master
-            .locks()
-            .release_owner(req.ino, &owner, Instant::now());
-        Ok(Response::new(pb::Empty {}))
+        let now = Instant::now();
+        self.call(move |m| {
+            m.locks()
+                .release_owner(req.ino, &owner, now)
+                .map(|()| pb::Empty {})
+        })
+        .await
     }
 
     async fn renew_lock_session(
@@ -472,12 +482,14 @@ impl master_server::Master for MasterService {
         request: Request<pb::LockSessionRequest>,
     ) -> Result<Response<pb::LockSessionReply>, Status> {
         let req = request.into_inner();
-        let locks = self.master.locks();
-        let known = locks.renew(&req.session, Instant::now());
-        Ok(Response::new(pb::LockSessionReply {
-            known,
-            session_ttl_ms: locks.ttl().as_millis() as u64,
-        }))
+        let now = Instant::now();
+        self.call(move |m| {
+            Ok(pb::LockSessionReply {
+                known: m.locks().renew(&req.session, now),
+                session_ttl_ms: m.locks().ttl().as_millis() as u64,
+            })
+        })
+        .await
     }
 
     async fn end_lock_session(
@@ -485,10 +497,13 @@ impl master_server::Master for MasterService {
         request: Request<pb::LockSessionRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
         let req = request.into_inner();
-        self.master
-            .locks()
-            .end_session(&req.session, Instant::now());
-        Ok(Response::new(pb::Empty {}))
+        let now = Instant::now();
+        self.call(move |m| {
+            m.locks()
+                .end_session(&req.session, now)
+                .map(|()| pb::Empty {})
+        })
+        .await
     }
 }
 

@@ -1,14 +1,14 @@
 //! Advisory locks: POSIX range rules (coexisting readers, exclusive writers, splitting,
-//! conversion, merging), release by owner, and session expiry. The table needs no database.
+//! conversion, merging), release by owner, session expiry, and locks kept across a restart.
 
 use std::time::{Duration, Instant};
 
 use dfs_proto::FsError;
 
+use super::Fixture;
 use crate::error::Error;
 use crate::locks::{HeldLock, LockKind, LockSpec, LockTable, Owner};
 
-const TTL: Duration = Duration::from_secs(10);
 const INO: u64 = 7;
 const EOF: u64 = i64::MAX as u64;
 
@@ -40,7 +40,8 @@ fn ranges(table: &LockTable, now: Instant) -> Vec<(u64, u64, LockKind)> {
 
 #[test]
 fn readers_share_writers_exclude_and_disjoint_ranges_coexist() {
-    let table = LockTable::new(TTL);
+    let fx = Fixture::new();
+    let table = fx.master.locks();
     let now = Instant::now();
     let (a, b) = (owner("m1", 1), owner("m2", 1));
     assert_eq!(
@@ -81,19 +82,20 @@ fn readers_share_writers_exclude_and_disjoint_ranges_coexist() {
 
 #[test]
 fn unlocking_the_middle_splits_a_lock_and_a_new_kind_replaces_the_old() {
-    let table = LockTable::new(TTL);
+    let fx = Fixture::new();
+    let table = fx.master.locks();
     let now = Instant::now();
     let a = owner("m1", 1);
     table.lock(&spec(&a, 0, 99), LockKind::Write, now).unwrap();
     table.unlock(&spec(&a, 40, 59), now).unwrap();
     assert_eq!(
-        ranges(&table, now),
+        ranges(table, now),
         vec![(0, 39, LockKind::Write), (60, 99, LockKind::Write)]
     );
     // Downgrading a piece splits again; another owner may now read there only.
     table.lock(&spec(&a, 80, 89), LockKind::Read, now).unwrap();
     assert_eq!(
-        ranges(&table, now),
+        ranges(table, now),
         vec![
             (0, 39, LockKind::Write),
             (60, 79, LockKind::Write),
@@ -114,21 +116,23 @@ fn unlocking_the_middle_splits_a_lock_and_a_new_kind_replaces_the_old() {
     );
     // Adjacent locks of one owner and kind merge.
     table.lock(&spec(&a, 40, 59), LockKind::Write, now).unwrap();
-    assert_eq!(ranges(&table, now)[0], (0, 79, LockKind::Write));
+    assert_eq!(ranges(table, now)[0], (0, 79, LockKind::Write));
 }
 
 #[test]
 fn closing_releases_one_owner_and_a_dead_session_releases_all_its_locks() {
-    let table = LockTable::new(TTL);
+    let fx = Fixture::new();
+    let table = fx.master.locks();
     let t0 = Instant::now();
+    let ttl = table.ttl();
     let (a1, a2, b) = (owner("m1", 1), owner("m1", 2), owner("m2", 1));
     table.lock(&spec(&a1, 0, 9), LockKind::Write, t0).unwrap();
     table.lock(&spec(&a2, 10, 19), LockKind::Write, t0).unwrap();
-    table.release_owner(INO, &a1, t0);
-    assert_eq!(ranges(&table, t0), vec![(10, 19, LockKind::Write)]);
+    table.release_owner(INO, &a1, t0).unwrap();
+    assert_eq!(ranges(table, t0), vec![(10, 19, LockKind::Write)]);
 
     // m2 keeps renewing, m1 stops: after a time-to-live m1's locks are gone.
-    let t1 = t0 + TTL / 2;
+    let t1 = t0 + ttl / 2;
     assert!(table.renew("m2", t1) || table.renew("m2", t1));
     assert_eq!(
         table.lock(&spec(&b, 0, 9), LockKind::Write, t1).unwrap(),
@@ -136,7 +140,7 @@ fn closing_releases_one_owner_and_a_dead_session_releases_all_its_locks() {
     );
     let blocked: Option<HeldLock> = table.lock(&spec(&b, 10, 19), LockKind::Write, t1).unwrap();
     assert_eq!(blocked.unwrap().owner, a2);
-    let t2 = t0 + TTL + Duration::from_millis(1);
+    let t2 = t0 + ttl + Duration::from_millis(1);
     assert_eq!(
         table.lock(&spec(&b, 10, 19), LockKind::Write, t2).unwrap(),
         None
@@ -146,13 +150,47 @@ fn closing_releases_one_owner_and_a_dead_session_releases_all_its_locks() {
     assert!(table.renew("m1", t2));
 
     // Ending a session drops its locks at once.
-    table.end_session("m2", t2);
-    assert!(ranges(&table, t2).is_empty());
+    table.end_session("m2", t2).unwrap();
+    assert!(ranges(table, t2).is_empty());
+}
+
+#[test]
+fn a_restarted_master_keeps_the_locks_for_a_time_to_live() {
+    let fx = Fixture::new();
+    let t0 = Instant::now();
+    let (a, b, c) = (owner("m1", 1), owner("m2", 1), owner("m3", 1));
+    let table = fx.master.locks();
+    table.lock(&spec(&a, 0, 99), LockKind::Write, t0).unwrap();
+    table.lock(&spec(&b, 100, 199), LockKind::Read, t0).unwrap();
+    table.unlock(&spec(&a, 40, 49), t0).unwrap();
+    let before = ranges(table, t0);
+
+    let fx = fx.reopen();
+    let table = fx.master.locks();
+    let t1 = Instant::now();
+    assert_eq!(ranges(table, t1), before);
+    assert!(
+        table
+            .lock(&spec(&c, 0, 0), LockKind::Read, t1)
+            .unwrap()
+            .is_some()
+    );
+    // m1 comes back in time: its session is known. m2 never does: its lock goes.
+    assert!(table.renew("m1", t1 + table.ttl() / 2));
+    let t2 = t1 + table.ttl() + Duration::from_millis(1);
+    assert_eq!(
+        ranges(table, t2),
+        vec![(0, 39, LockKind::Write), (50, 99, LockKind::Write)]
+    );
+    // The expiry was recorded too.
+    let fx = fx.reopen();
+    assert_eq!(ranges(fx.master.locks(), Instant::now()).len(), 2);
 }
 
 #[test]
 fn malformed_requests_are_refused() {
-    let table = LockTable::new(TTL);
+    let fx = Fixture::new();
+    let table = fx.master.locks();
     let now = Instant::now();
     let bad = |spec: LockSpec| match table.lock(&spec, LockKind::Read, now) {
         Err(Error::Fs(FsError::Invalid(_))) => {}
