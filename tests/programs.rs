@@ -250,6 +250,9 @@ fn an_unlinked_open_file_stays_readable_and_writable() {
     file.write_all(b"before ").unwrap();
     fs::remove_file(&path).unwrap();
     assert!(!path.exists());
+    // fstat of the open file: no links left (the hidden name does not count).
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(file.metadata().unwrap().nlink(), 0);
     file.write_all(b"after").unwrap();
     file.sync_all().unwrap();
     file.seek(SeekFrom::Start(0)).unwrap();

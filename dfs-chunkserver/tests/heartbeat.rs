@@ -213,6 +213,31 @@ impl Master for FakeMaster {
     ) -> Result<Response<Empty>, Status> {
         unimplemented()
     }
+    // advisory locks
+    async fn set_lock(&self, _: Request<LockRequest>) -> Result<Response<LockReply>, Status> {
+        unimplemented()
+    }
+    async fn test_lock(&self, _: Request<LockRequest>) -> Result<Response<LockReply>, Status> {
+        unimplemented()
+    }
+    async fn release_lock_owner(
+        &self,
+        _: Request<LockOwnerRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        unimplemented()
+    }
+    async fn renew_lock_session(
+        &self,
+        _: Request<LockSessionRequest>,
+    ) -> Result<Response<LockSessionReply>, Status> {
+        unimplemented()
+    }
+    async fn end_lock_session(
+        &self,
+        _: Request<LockSessionRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        unimplemented()
+    }
 }
 
 /// Reported chunk ids of a heartbeat.

@@ -203,6 +203,11 @@ impl Client {
         &self.shared.io.master
     }
 
+    /// The id naming this mount to the master: its lease holder id, also its lock session.
+    pub(crate) fn session_id(&self) -> &str {
+        self.shared.leases.holder()
+    }
+
     fn next_fh(&self) -> u64 {
         self.shared.next_fh.fetch_add(1, Ordering::Relaxed)
     }
@@ -219,7 +224,17 @@ impl Client {
             out.size = out.size.max(size);
             out.blocks = out.size.div_ceil(512);
         }
+        if self.is_hidden(attr.ino) {
+            // Unlinked while open: the hidden name is not a link POSIX counts (fstat shows 0).
+            out.nlink = out.nlink.saturating_sub(1);
+        }
         out
+    }
+
+    /// Whether `ino` was unlinked while open here and lives on under a hidden name.
+    fn is_hidden(&self, ino: u64) -> bool {
+        let hidden = self.shared.hidden.lock().expect("hidden lock poisoned");
+        !hidden.is_empty() && hidden.contains_key(&ino)
     }
 
     fn open_inode(&self, ino: u64) -> Result<Arc<OpenInode>, FsError> {

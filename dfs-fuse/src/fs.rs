@@ -18,13 +18,15 @@ use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
     InitFlags, IoctlFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr,
     ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyLock, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use tokio::runtime::Handle;
 
 use crate::attr::{kind_from_mode, wire_time};
 use crate::client::{Caller, Client, Opened, STATFS_BLOCK_SIZE};
 use crate::error::Error;
+use crate::locks::{LockRange, MountLocks};
+use crate::prealloc;
 use crate::xattr::{self, Sized, XattrError};
 
 /// Largest read or write request: 1 MiB, so sequential I/O moves in large pieces.
@@ -45,6 +47,8 @@ pub struct DfsFs {
     entry_ttl: Duration,
     /// Set once the session exists (the notifier comes from it, after the filesystem).
     notifier: Arc<OnceLock<Notifier>>,
+    /// Advisory locks, held through the master.
+    locks: Arc<MountLocks>,
 }
 
 fn errno(err: FsError) -> Errno {
@@ -82,12 +86,14 @@ fn open_flags(opened: Opened) -> FopenFlags {
 impl DfsFs {
     /// The filesystem over `client`, running its requests on `runtime`.
     pub fn new(client: Client, runtime: Handle, attr_ttl: Duration, entry_ttl: Duration) -> DfsFs {
+        let locks = MountLocks::new(client.master().clone(), client.session_id().to_string());
         DfsFs {
             client,
             runtime,
             attr_ttl,
             entry_ttl,
             notifier: Arc::default(),
+            locks,
         }
     }
 
@@ -192,6 +198,9 @@ impl Filesystem for DfsFs {
             InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_ATOMIC_O_TRUNC,
             InitFlags::FUSE_CACHE_SYMLINKS,
+            // Advisory locks go to the master (see `crate::locks`), not the local kernel.
+            InitFlags::FUSE_POSIX_LOCKS,
+            InitFlags::FUSE_FLOCK_LOCKS,
         ] {
             if let Err(missing) = config.add_capabilities(flag) {
                 tracing::info!(?missing, "kernel lacks a FUSE capability");
@@ -203,9 +212,11 @@ impl Filesystem for DfsFs {
 
     fn destroy(&mut self) {
         // Runs on the session thread, outside the runtime: block until open files are flushed.
-        let client = self.client.clone();
-        self.runtime
-            .block_on(async move { client.flush_all().await });
+        let (client, locks) = (self.client.clone(), self.locks.clone());
+        self.runtime.block_on(async move {
+            client.flush_all().await;
+            locks.end_session().await;
+        });
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
@@ -438,23 +449,34 @@ impl Filesystem for DfsFs {
         _req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
-        _lock_owner: LockOwner,
+        lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.reply_empty(reply, |client| async move { client.flush(ino.0).await });
+        let locks = self.locks.clone();
+        self.reply_empty(reply, |client| async move {
+            // Data first: whoever gets the lock next must see what was written under it.
+            let flushed = client.flush(ino.0).await;
+            locks.flush(ino.0, lock_owner.0).await;
+            flushed
+        });
     }
 
     fn release(
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.reply_empty(reply, |client| async move { client.release(ino.0).await });
+        let locks = self.locks.clone();
+        self.reply_empty(reply, |client| async move {
+            let released = client.release(ino.0).await;
+            locks.release(ino.0, fh.0).await;
+            released
+        });
     }
 
     fn fsync(
@@ -645,6 +667,65 @@ impl Filesystem for DfsFs {
                 Err(err) => reply.error(xattr_errno(err)),
             }
         });
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        self.reply_empty(reply, |client| async move {
+            prealloc::fallocate(&client, ino.0, offset, length, mode).await
+        });
+    }
+
+    // Advisory locks: see `crate::locks`.
+
+    fn getlk(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        reply: ReplyLock,
+    ) {
+        let range = LockRange::new(ino.0, fh.0, lock_owner.0, (start, end), typ, pid);
+        let locks = self.locks.clone();
+        self.runtime.spawn(async move {
+            match locks.test(&range).await {
+                Ok(Some(held)) => reply.locked(held.start, held.end, held.typ, held.pid),
+                Ok(None) => reply.locked(start, end, libc::F_UNLCK, 0),
+                Err(err) => reply.error(errno(err)),
+            }
+        });
+    }
+
+    fn setlk(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        let range = LockRange::new(ino.0, fh.0, lock_owner.0, (start, end), typ, pid);
+        // A blocking request stops waiting when the calling thread has a signal to handle.
+        let (caller, locks) = (sleep.then(|| req.pid()), self.locks.clone());
+        self.reply_empty(reply, |_| async move { locks.set(&range, caller).await });
     }
 
     fn ioctl(

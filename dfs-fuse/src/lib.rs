@@ -13,6 +13,9 @@
 //!   (holes and short replicas read as zeros); [`datapath`] bundles what both talk to.
 //! * [`lease`] — the writer leases the mount holds (one writing mount per file), their
 //!   renewal, and the recovery of a file whose previous writer died.
+//! * [`locks`] — advisory locks (`fcntl`, `flock`) held through the master, so every mount
+//!   honours them; released at close, and by the master when a mount dies.
+//! * [`prealloc`] — `fallocate`: space checked, size extended; holes read as zeros anyway.
 //! * [`readdir`] — directory handles: paged listings and stable offset cookies.
 //! * [`master`] and [`chunkio`] — the wire: metadata RPCs to the master, streaming chunk reads
 //!   and chain-replicated writes to chunkservers, all on lazily (re)connecting channels with
@@ -38,7 +41,9 @@ pub mod fs;
 pub mod handles;
 pub mod inode;
 pub mod lease;
+pub mod locks;
 pub mod master;
+pub mod prealloc;
 pub mod read;
 pub mod readahead;
 pub mod readdir;

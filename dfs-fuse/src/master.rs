@@ -324,3 +324,48 @@ impl MasterClient {
         answer(self.client().remove_xattr(req).await).map(drop)
     }
 }
+
+// advisory locks (see `crate::locks`).
+impl MasterClient {
+    /// Takes, changes or drops a lock; the reply says whether another owner's lock is in
+    /// the way.
+    pub async fn set_lock(&self, req: pb::LockRequest) -> Result<pb::LockReply, FsError> {
+        answer(self.client().set_lock(req).await)
+    }
+
+    /// Whether a lock could be taken, and if not, which lock is in the way.
+    pub async fn test_lock(&self, req: pb::LockRequest) -> Result<pb::LockReply, FsError> {
+        answer(self.client().test_lock(req).await)
+    }
+
+    /// Drops every lock of `owner` in `session` on `ino`.
+    pub async fn release_lock_owner(
+        &self,
+        session: &str,
+        ino: u64,
+        owner: u64,
+    ) -> Result<(), FsError> {
+        let req = pb::LockOwnerRequest {
+            session: session.to_string(),
+            ino,
+            owner,
+        };
+        answer(self.client().release_lock_owner(req).await).map(drop)
+    }
+
+    /// Keeps `session` (and its locks) alive for another time-to-live.
+    pub async fn renew_lock_session(&self, session: &str) -> Result<pb::LockSessionReply, FsError> {
+        let req = pb::LockSessionRequest {
+            session: session.to_string(),
+        };
+        answer(self.client().renew_lock_session(req).await)
+    }
+
+    /// Ends `session`, dropping its locks.
+    pub async fn end_lock_session(&self, session: &str) -> Result<(), FsError> {
+        let req = pb::LockSessionRequest {
+            session: session.to_string(),
+        };
+        answer(self.client().end_lock_session(req).await).map(drop)
+    }
+}

@@ -15,6 +15,8 @@
 //! * [`permissions`] — POSIX rules the kernel cannot check for us (set-group-ID directories).
 //! * [`chunks`] — chunk allocation and write commits.
 //! * [`leases`] — writer leases: one writing mount per file, expiry and recovery.
+//! * [`locks`] — advisory locks (`fcntl`, `flock`) across mounts, by mount session,
+//!   served from memory and written through to RocksDB.
 //! * [`registry`] — chunkserver registration, heartbeats, liveness, and garbage collection
 //!   of replicas through heartbeat replies.
 //! * [`placement`] — which servers get a new chunk's replicas.
@@ -38,6 +40,7 @@ pub mod chunks;
 pub mod config;
 pub mod error;
 pub mod leases;
+pub mod locks;
 pub mod master;
 pub mod namespace;
 pub mod permissions;

@@ -14,6 +14,7 @@ use crate::chunks::ChunkMap;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::leases::Leases;
+use crate::locks::LockTable;
 use crate::namespace::Namespace;
 use crate::placement::{self, PlacementPolicy};
 use crate::registry::Registry;
@@ -31,6 +32,7 @@ pub struct Master {
     chunk_map: ChunkMap,
     registry: Registry,
     leases: Leases,
+    locks: LockTable,
     replication: Replication,
     layout: ChunkLayout,
     policy: PlacementPolicy,
@@ -56,6 +58,8 @@ impl Master {
         let started = Instant::now();
         let leases = Leases::open(writer.clone(), config.lease_ttl(), started)?;
         let registry = Registry::open(writer.clone(), config.registry_timeouts(), started)?;
+        // Lock sessions live as long as leases: both mean "this mount is alive".
+        let locks = LockTable::open(writer.clone(), config.lease_ttl(), started)?;
         let policy = PlacementPolicy {
             replication: config.replication as usize,
             min_replication: config.effective_min_replication(),
@@ -74,6 +78,7 @@ impl Master {
             chunk_map,
             registry,
             leases,
+            locks,
             replication,
             layout,
             policy,
@@ -99,6 +104,11 @@ impl Master {
     /// The writer leases.
     pub fn leases(&self) -> &Leases {
         &self.leases
+    }
+
+    /// The advisory locks.
+    pub fn locks(&self) -> &LockTable {
+        &self.locks
     }
 
     /// Re-replication planning.

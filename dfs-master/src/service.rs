@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 
 use crate::admin;
 use crate::error::{Error, Result};
+use crate::locks::{HeldLock, LockKind, LockSpec, LockTable, Owner};
 use crate::master::Master;
 
 /// The gRPC face of a [`Master`].
@@ -423,6 +424,124 @@ impl master_server::Master for MasterService {
                 .map(|()| pb::Empty {})
         })
         .await
+    }
+
+    // advisory locks: on a blocking thread too, since a change waits for the writer lock.
+
+    async fn set_lock(
+        &self,
+        request: Request<pb::LockRequest>,
+    ) -> Result<Response<pb::LockReply>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.call(move |m| {
+            let (locks, spec) = (m.locks(), lock_spec(&req));
+            let conflict = match lock_kind(req.kind()) {
+                Some(kind) => locks.lock(&spec, kind, now)?,
+                None => locks.unlock(&spec, now).map(|()| None)?,
+            };
+            Ok(lock_reply(locks, conflict))
+        })
+        .await
+    }
+
+    async fn test_lock(
+        &self,
+        request: Request<pb::LockRequest>,
+    ) -> Result<Response<pb::LockReply>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.call(move |m| {
+            let kind = lock_kind(req.kind()).unwrap_or(LockKind::Read);
+            let conflict = m.locks().test(&lock_spec(&req), kind, now)?;
+            Ok(lock_reply(m.locks(), conflict))
+        })
+        .await
+    }
+
+    async fn release_lock_owner(
+        &self,
+        request: Request<pb::LockOwnerRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = request.into_inner();
+        let owner = Owner {
+            session: req.session,
+            owner: req.owner,
+        };
+        let now = Instant::now();
+        self.call(move |m| {
+            m.locks()
+                .release_owner(req.ino, &owner, now)
+                .map(|()| pb::Empty {})
+        })
+        .await
+    }
+
+    async fn renew_lock_session(
+        &self,
+        request: Request<pb::LockSessionRequest>,
+    ) -> Result<Response<pb::LockSessionReply>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.call(move |m| {
+            Ok(pb::LockSessionReply {
+                known: m.locks().renew(&req.session, now),
+                session_ttl_ms: m.locks().ttl().as_millis() as u64,
+            })
+        })
+        .await
+    }
+
+    async fn end_lock_session(
+        &self,
+        request: Request<pb::LockSessionRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.call(move |m| {
+            m.locks()
+                .end_session(&req.session, now)
+                .map(|()| pb::Empty {})
+        })
+        .await
+    }
+}
+
+fn lock_spec(req: &pb::LockRequest) -> LockSpec {
+    LockSpec {
+        ino: req.ino,
+        owner: Owner {
+            session: req.session.clone(),
+            owner: req.owner,
+        },
+        start: req.start,
+        end: req.end,
+        pid: req.pid,
+    }
+}
+
+fn lock_kind(kind: pb::LockKind) -> Option<LockKind> {
+    match kind {
+        pb::LockKind::Unlock => None,
+        pb::LockKind::Read => Some(LockKind::Read),
+        pb::LockKind::Write => Some(LockKind::Write),
+    }
+}
+
+fn lock_reply(locks: &LockTable, conflict: Option<HeldLock>) -> pb::LockReply {
+    pb::LockReply {
+        granted: conflict.is_none(),
+        conflict: conflict.map(|held| pb::HeldLock {
+            start: held.start,
+            end: held.end,
+            kind: match held.kind {
+                LockKind::Read => pb::LockKind::Read,
+                LockKind::Write => pb::LockKind::Write,
+            }
+            .into(),
+            pid: held.pid,
+        }),
+        session_ttl_ms: locks.ttl().as_millis() as u64,
     }
 }
 

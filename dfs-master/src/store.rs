@@ -15,6 +15,7 @@
 //! | `deletions` | server id u64 BE ‖ chunk id u64 BE | empty |
 //! | `meta` | counter name | u64 BE |
 //! | `leases` | ino u64 BE | [`LeaseRecord`] |
+//! | `locks` | ino u64 BE | [`LockRecords`] (advisory locks) |
 //!
 //! Keys are fixed-width big-endian integers so that RocksDB's byte order is numeric order: the
 //! entries of one directory, the chunks of one file or the pending deletions of one server are
@@ -52,8 +53,10 @@ pub const CF_META: &str = "meta";
 pub const CF_LEASES: &str = "leases";
 /// Column family of extended attributes: `ino ‖ name` → value.
 pub const CF_XATTRS: &str = "xattrs";
+/// Column family of advisory locks: every lock held on one file.
+pub const CF_LOCKS: &str = "locks";
 
-const ALL_CFS: [&str; 10] = [
+const ALL_CFS: [&str; 11] = [
     CF_INODES,
     CF_DENTRIES,
     CF_SYMLINKS,
@@ -64,6 +67,7 @@ const ALL_CFS: [&str; 10] = [
     CF_META,
     CF_LEASES,
     CF_XATTRS,
+    CF_LOCKS,
 ];
 
 /// Names of the `meta` entries; each holds a u64 BE.
@@ -159,6 +163,37 @@ pub struct LeaseRecord {
     /// Cluster-unique number of this grant.
     #[prost(uint64, tag = "2")]
     pub generation: u64,
+}
+
+/// One advisory lock as persisted (see [`crate::locks`]).
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct LockRecord {
+    /// The holding mount's session id.
+    #[prost(string, tag = "1")]
+    pub session: String,
+    /// The kernel's lock owner within that mount.
+    #[prost(uint64, tag = "2")]
+    pub owner: u64,
+    /// First byte.
+    #[prost(uint64, tag = "3")]
+    pub start: u64,
+    /// Last byte (inclusive).
+    #[prost(uint64, tag = "4")]
+    pub end: u64,
+    /// A write (exclusive) lock, else a read lock.
+    #[prost(bool, tag = "5")]
+    pub write: bool,
+    /// The process that took it.
+    #[prost(uint32, tag = "6")]
+    pub pid: u32,
+}
+
+/// Every advisory lock held on one file.
+#[derive(Clone, PartialEq, Eq, Message)]
+pub struct LockRecords {
+    /// The locks, in no particular order.
+    #[prost(message, repeated, tag = "1")]
+    pub locks: Vec<LockRecord>,
 }
 
 /// The persisted identity of a chunkserver (its load is in-memory only, see
@@ -433,6 +468,16 @@ impl Store {
             leases.push((decode_u64(CF_LEASES, &key)?, decode(CF_LEASES, &value)?));
         }
         Ok(leases)
+    }
+
+    /// Reads the advisory locks of every file that has some.
+    pub fn locks(&self) -> Result<Vec<(u64, LockRecords)>> {
+        let mut locks = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_LOCKS), IteratorMode::Start) {
+            let (key, value) = item?;
+            locks.push((decode_u64(CF_LOCKS, &key)?, decode(CF_LOCKS, &value)?));
+        }
+        Ok(locks)
     }
 
     /// Reads the chunk ids queued for deletion on `server_id`, in id order.

@@ -27,6 +27,8 @@ use crate::store::{
     CF_SERVERS, CF_SYMLINKS, CF_XATTRS, ChunkRecord, Dentry, Inode, LeaseRecord, ServerRecord,
     Store, meta,
 };
+// advisory locks
+use crate::store::{CF_LOCKS, LockRecords};
 
 /// The store plus the lock that makes its mutations one-at-a-time. Cheap to clone.
 #[derive(Clone)]
@@ -278,6 +280,17 @@ impl Txn<'_> {
     pub fn delete_lease(&mut self, ino: u64) {
         self.batch
             .delete_cf(self.store.cf(CF_LEASES), store::id_key(ino));
+    }
+
+    /// Records the advisory locks of file `ino` (none: forgets them).
+    pub fn put_locks(&mut self, ino: u64, locks: &LockRecords) {
+        let cf = self.store.cf(CF_LOCKS);
+        if locks.locks.is_empty() {
+            self.batch.delete_cf(cf, store::id_key(ino));
+        } else {
+            let value = prost::Message::encode_to_vec(locks);
+            self.batch.put_cf(cf, store::id_key(ino), value);
+        }
     }
 
     /// Applies every change of the transaction as one atomic (and, if configured, synced)

@@ -52,6 +52,16 @@ pub enum FsError {
     /// A missing extended attribute.
     #[error("no such attribute")]
     NoData,
+    // Advisory locks and fallocate (posix).
+    /// A lock another owner holds is in the way (`F_SETLK`, `LOCK_NB`).
+    #[error("resource temporarily unavailable")]
+    WouldBlock,
+    /// A blocking call was interrupted by a signal to its caller.
+    #[error("interrupted")]
+    Interrupted,
+    /// An operation mode dfs does not implement (e.g. punching holes).
+    #[error("operation not supported")]
+    NotSupported,
 }
 
 impl FsError {
@@ -76,6 +86,9 @@ impl FsError {
             // rather than hangs, and the next call tries again.
             FsError::Unavailable(_) => libc::EIO,
             FsError::NoData => libc::ENODATA,
+            FsError::WouldBlock => libc::EAGAIN,
+            FsError::Interrupted => libc::EINTR,
+            FsError::NotSupported => libc::EOPNOTSUPP,
         }
     }
 
@@ -108,6 +121,9 @@ impl FsError {
             FsError::Unavailable(_) => "EUNAVAIL",
             FsError::Io(_) => "EIO",
             FsError::NoData => "ENODATA",
+            FsError::WouldBlock => "EAGAIN",
+            FsError::Interrupted => "EINTR",
+            FsError::NotSupported => "EOPNOTSUPP",
         }
     }
 
@@ -123,6 +139,9 @@ impl FsError {
             FsError::Corrupt(_) => Code::DataLoss,
             FsError::Unavailable(_) => Code::Unavailable,
             FsError::Io(_) => Code::Internal,
+            FsError::WouldBlock => Code::Unavailable,
+            FsError::Interrupted => Code::Cancelled,
+            FsError::NotSupported => Code::Unimplemented,
             FsError::NotEmpty
             | FsError::NotDir
             | FsError::IsDir
@@ -157,6 +176,9 @@ impl FsError {
             Some("EBADMSG") => FsError::Corrupt(detail),
             Some("EUNAVAIL") => FsError::Unavailable(detail),
             Some("ENODATA") => FsError::NoData,
+            Some("EAGAIN") => FsError::WouldBlock,
+            Some("EINTR") => FsError::Interrupted,
+            Some("EOPNOTSUPP") => FsError::NotSupported,
             Some(_) => FsError::Io(detail),
             None => match status.code() {
                 Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
@@ -229,6 +251,9 @@ mod tests {
             FsError::Corrupt("flip".into()),
             FsError::Unavailable("down".into()),
             FsError::NoData,
+            FsError::WouldBlock,
+            FsError::Interrupted,
+            FsError::NotSupported,
         ];
         for err in all {
             let back = FsError::from_status(&Status::from(err.clone()));

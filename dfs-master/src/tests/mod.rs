@@ -5,6 +5,7 @@
 
 mod chunks;
 mod leases;
+mod locks;
 mod namespace;
 mod registry;
 mod rename;
