@@ -29,6 +29,7 @@ use crate::lease::{self, MountLeases};
 use crate::master::MasterClient;
 use crate::read;
 use crate::readdir::{DirHandles, DirListing, PAGE_ENTRIES, Slot};
+use crate::writebuf::WriteBudget;
 
 /// Files whose last-seen version is remembered for `FOPEN_KEEP_CACHE`.
 const SEEN_VERSIONS: usize = 65_536;
@@ -159,6 +160,7 @@ impl Client {
             chunks: ChunkIo::new(timeout),
             layout: ChunkLayout::new(cluster.chunk_size, block_size),
             cache: BlockCache::new(config.cache_bytes),
+            write_budget: WriteBudget::new(config.write_back_bytes()),
         };
         Ok(Client::new(
             io,
@@ -731,6 +733,7 @@ mod tests {
             chunks: ChunkIo::new(std::time::Duration::from_millis(100)),
             layout: ChunkLayout::new(64 << 20, 64 << 10),
             cache: BlockCache::new(1 << 20),
+            write_budget: WriteBudget::new(4 << 20),
         };
         let client = Client::new(io, 3, 1 << 20, 0, std::time::Duration::ZERO);
         let attr = pb::Attr {
