@@ -77,7 +77,10 @@ fn random_writes_interleaved_with_reads_read_back_byte_for_byte() {
     writer.sync_all().unwrap();
     drop(writer);
     drop(reader);
-    assert!(fs::read(&path).unwrap() == model, "file differs after close");
+    assert!(
+        fs::read(&path).unwrap() == model,
+        "file differs after close"
+    );
     // A fresh mount (no page cache, no client state) reads the same bytes.
     drop(mount);
     let mount = cluster.mount();
@@ -96,7 +99,12 @@ fn fio_random_writes_verify_while_writing_and_after() {
     let output = std::process::Command::new("fio")
         .arg("--name=randverify")
         .arg(format!("--directory={}", mount.path().display()))
-        .args(["--ioengine=psync", "--rw=randwrite", "--bs=4k", "--size=24m"])
+        .args([
+            "--ioengine=psync",
+            "--rw=randwrite",
+            "--bs=4k",
+            "--size=24m",
+        ])
         .args(["--verify=crc32c", "--do_verify=1", "--verify_backlog=256"])
         .args(["--end_fsync=1", "--verify_state_save=0"])
         .output()

@@ -569,6 +569,14 @@ impl Client {
         Ok(data.len() as u32)
     }
 
+    /// Buffers a write from the thread that received it if that needs no waiting (see
+    /// [`OpenInode::try_write`]); `None` means: take [`write`](Client::write) instead.
+    pub fn try_write(&self, ino: u64, offset: u64, data: &[u8]) -> Option<Result<u32, FsError>> {
+        let inode = self.shared.inodes.get(ino)?;
+        let written = inode.try_write(self.io(), offset, data)?;
+        Some(written.map(|()| data.len() as u32))
+    }
+
     /// Sends and commits this inode's writes (at every `close`).
     pub async fn flush(&self, ino: u64) -> Result<(), FsError> {
         let Some(inode) = self.shared.inodes.get(ino) else {

@@ -470,39 +470,59 @@ impl OpenInode {
             }
             budget.force_reserve(data.len());
         }
-        state.held += data.len();
-        let before = state.dirty.bytes();
-        let (start, len) = state.dirty.insert(offset, data);
-        let unused = data.len() - (state.dirty.bytes() - before);
-        state.release(unused);
-        state.written_end = state.written_end.max(offset + data.len() as u64);
-        if len >= state.batch_bytes {
-            state = self.queue(io, state, Some(start)).await;
-        } else if state.dirty.bytes() >= budget.per_file() {
-            state = self.queue(io, state, None).await;
+        if let Some(send) = absorb(&mut state, &budget, offset, data) {
+            while state.queue.len() >= MAX_QUEUED {
+                state = self.wait_for_sender(state).await;
+            }
+            // Taken after the wait: other writes may have changed the set meanwhile.
+            self.queue(io, &mut state, send);
         }
         self.publish(&state);
         Ok(())
     }
 
-    /// Hands the dirty range starting at `start` (or, with `None`, every dirty range) to
-    /// the background sender, first waiting for room in its queue.
-    async fn queue<'a>(
-        self: &'a Arc<Self>,
+    /// [`write`](OpenInode::write) without waiting, for the thread that received the
+    /// request: `None` if the write might have to wait (the inode is busy, its sender's queue
+    /// or the mount's budget is full), so the caller takes the asynchronous path instead.
+    /// Must run inside the runtime's context (it may start the background sender).
+    pub fn try_write(
+        self: &Arc<Self>,
         io: &DataPath,
-        mut state: StateGuard<'a>,
-        start: Option<u64>,
-    ) -> StateGuard<'a> {
-        while state.queue.len() >= MAX_QUEUED {
-            state = self.wait_for_sender(state).await;
+        offset: u64,
+        data: &[u8],
+    ) -> Option<Result<(), FsError>> {
+        let mut state = self.state.try_lock().ok()?;
+        if state.queue.len() >= MAX_QUEUED {
+            return None;
         }
-        // Taken after the wait: other writes may have changed the set meanwhile.
+        if let Some(err) = state.write_error.take() {
+            self.publish(&state);
+            return Some(Err(err));
+        }
+        let budget = state
+            .budget
+            .get_or_insert_with(|| io.write_budget.clone())
+            .clone();
+        if !budget.try_reserve(data.len()) {
+            return None;
+        }
+        if let Some(send) = absorb(&mut state, &budget, offset, data) {
+            self.queue(io, &mut state, send);
+        }
+        self.publish(&state);
+        Some(Ok(()))
+    }
+
+    /// Hands the dirty range starting at `start` (or, with `None`, every dirty range) to
+    /// the background sender, starting it if it is idle. The caller made sure the queue has
+    /// room.
+    fn queue(self: &Arc<Self>, io: &DataPath, state: &mut InodeState, start: Option<u64>) {
         let ranges = match start {
             Some(start) => state.dirty.take_range(start).into_iter().collect(),
             None => state.dirty.take_all(),
         };
         if ranges.is_empty() {
-            return state;
+            return;
         }
         let bytes = ranges.iter().map(|(_, data)| data.len()).sum();
         let chunks = chunk_batches(&io.layout, ranges);
@@ -511,7 +531,6 @@ impl OpenInode {
             state.sending = true;
             tokio::spawn(self.clone().run_sender(io.clone()));
         }
-        state
     }
 
     /// The background sender: sends the queued batches in order, then stops.
@@ -620,6 +639,31 @@ impl OpenInode {
         .await;
         self.publish(&state);
         result
+    }
+}
+
+/// Puts a write whose `data.len()` bytes were reserved from `budget` into the dirty set,
+/// giving back what an overwrite did not need. Returns what to queue for sending, if the
+/// write completed a sequential run (`Some(Some(start))` of its range) or the file holds its
+/// share of the budget (`Some(None)`: everything).
+fn absorb(
+    state: &mut InodeState,
+    budget: &WriteBudget,
+    offset: u64,
+    data: &[u8],
+) -> Option<Option<u64>> {
+    state.held += data.len();
+    let before = state.dirty.bytes();
+    let (start, len) = state.dirty.insert(offset, data);
+    let unused = data.len() - (state.dirty.bytes() - before);
+    state.release(unused);
+    state.written_end = state.written_end.max(offset + data.len() as u64);
+    if len >= state.batch_bytes {
+        Some(Some(start))
+    } else if state.dirty.bytes() >= budget.per_file() {
+        Some(None)
+    } else {
+        None
     }
 }
 
