@@ -60,6 +60,9 @@ impl DirtyRanges {
     /// Buffers `data` at `offset`, merging it with every range it overlaps or touches (its
     /// bytes replace theirs). Returns the start and length of the range now holding it.
     pub fn insert(&mut self, offset: u64, data: &[u8]) -> (u64, usize) {
+        if data.is_empty() {
+            return (offset, 0);
+        }
         let end = offset + data.len() as u64;
         // The range starting at or before `offset`, if it reaches `offset`, absorbs the write.
         let start = match self.ranges.range(..=offset).next_back() {
@@ -74,12 +77,17 @@ impl DirtyRanges {
             let buf = self.ranges.get_mut(&start).expect("range just found");
             let at = (offset - start) as usize;
             let old = buf.len();
-            if at + data.len() > old {
-                buf.resize(at + data.len(), 0);
-            }
-            buf[at..at + data.len()].copy_from_slice(data);
+            // Overwrite what overlaps, append the rest (no zero-filling first).
+            let overlap = (old - at).min(data.len());
+            buf[at..at + overlap].copy_from_slice(&data[..overlap]);
+            buf.extend_from_slice(&data[overlap..]);
             self.bytes += buf.len() - old;
             return (start, buf.len());
+        }
+        if merged.is_empty() {
+            self.ranges.insert(offset, BytesMut::from(data));
+            self.bytes += data.len();
+            return (offset, data.len());
         }
         let last_end = merged
             .last()
@@ -258,6 +266,9 @@ mod tests {
         set.insert(50, b"q");
         assert_eq!(set.len(), 2);
         assert_eq!(set.bytes(), 43);
+        // An empty write leaves no empty range behind.
+        set.insert(70, b"");
+        assert_eq!(set.len(), 2);
     }
 
     #[test]
