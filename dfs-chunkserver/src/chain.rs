@@ -7,6 +7,11 @@
 //!         <──reply────  └ waits for B  <──reply── └ waits for C  <──reply──  ┘
 //! ```
 //!
+//! A stream's data is either contiguous (`data` messages continuing from the header's offset)
+//! or scattered: `ranges` messages carry several pieces at their own offsets (a client's
+//! write-back sends a chunk's dirty ranges as one stream); each such message is applied to
+//! the local replica as one unit, hashing every touched block once.
+//!
 //! The client sends each byte once; every hop forwards a data message as soon as it arrives
 //! and writes it to disk on a blocking thread meanwhile, so network and disks overlap. The
 //! local writer and the downstream each sit behind a small bounded queue: memory per write
@@ -30,7 +35,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use dfs_proto::FsError;
 use dfs_proto::pb::write_chunk_request::Msg;
-use dfs_proto::pb::{WriteChunkReply, WriteChunkRequest, WriteHeader};
+use dfs_proto::pb::{WriteChunkReply, WriteChunkRequest, WriteHeader, WriteRanges};
 use tokio::sync::mpsc;
 use tokio::task::{self, JoinHandle};
 use tokio::time::timeout;
@@ -47,10 +52,12 @@ use crate::store::{ChunkStore, ReplicaWriter};
 const QUEUE_DEPTH: usize = 4;
 
 /// One step of a write stream, as handed to the local writer and to the downstream.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Piece {
     /// Data continuing where the previous piece ended.
     Data(Bytes),
+    /// Pieces at explicit offsets, applied together.
+    Ranges(WriteRanges),
     /// The stream arrived whole: apply the header's flags and finish. A queue that closes
     /// without an `End` means the write failed.
     End,
@@ -193,8 +200,11 @@ impl ChainWriter {
         S: Stream<Item = Result<WriteChunkRequest, Status>> + Unpin,
     {
         while let Some(message) = self.next(upstream).await.map_err(Stop::Failed)? {
-            let data = match message.msg {
-                Some(Msg::Data(data)) => data,
+            let piece = match message.msg {
+                Some(Msg::Data(data)) if data.is_empty() => continue,
+                Some(Msg::Data(data)) => Piece::Data(data),
+                Some(Msg::Ranges(ranges)) if ranges.ranges.is_empty() => continue,
+                Some(Msg::Ranges(ranges)) => Piece::Ranges(ranges),
                 None => {
                     let err = FsError::Invalid("write stream aborted by its sender".into());
                     return Err(Stop::Failed(err.into()));
@@ -204,17 +214,12 @@ impl ChainWriter {
                     return Err(Stop::Failed(err.into()));
                 }
             };
-            if data.is_empty() {
-                continue;
-            }
             // Forward first: the next hop starts on this piece while the local disk does.
+            // (Cloning shares the `Bytes` buffers.)
             if let Some(downstream) = downstream.as_deref_mut() {
-                downstream.send(data.clone()).await.map_err(Stop::Failed)?;
+                downstream.send(piece.clone()).await.map_err(Stop::Failed)?;
             }
-            local
-                .send(Piece::Data(data))
-                .await
-                .map_err(|_| Stop::LocalGone)?;
+            local.send(piece).await.map_err(|_| Stop::LocalGone)?;
         }
         Ok(())
     }
@@ -259,6 +264,16 @@ fn write_locally(
                     break err;
                 }
                 pos += data.len() as u64;
+            }
+            Some(Piece::Ranges(WriteRanges { ranges })) => {
+                let pieces: Vec<(u64, &[u8])> =
+                    ranges.iter().map(|r| (r.offset, &r.data[..])).collect();
+                if let Err(err) = writer.write_ranges(&pieces) {
+                    break err;
+                }
+                if let Some(last) = ranges.last() {
+                    pos = last.offset + last.data.len() as u64;
+                }
             }
             Some(Piece::End) => {
                 if plan.truncate {
@@ -310,8 +325,8 @@ impl Downstream {
 
     /// Queues a data piece; fails if the downstream failed or accepts nothing for the RPC
     /// timeout.
-    async fn send(&mut self, data: Bytes) -> Result<()> {
-        match timeout(self.rpc_timeout, self.pieces.send(Piece::Data(data))).await {
+    async fn send(&mut self, piece: Piece) -> Result<()> {
+        match timeout(self.rpc_timeout, self.pieces.send(piece)).await {
             Ok(Ok(())) => Ok(()),
             // The call ended before the stream did: its outcome says why.
             Ok(Err(_)) => Err(match self.outcome().await {
@@ -423,6 +438,9 @@ fn request_stream(
                 // `Bytes`: the local writer and the downstream share one buffer, no copy.
                 Piece::Data(data) => Some(WriteChunkRequest {
                     msg: Some(Msg::Data(data)),
+                }),
+                Piece::Ranges(ranges) => Some(WriteChunkRequest {
+                    msg: Some(Msg::Ranges(ranges)),
                 }),
                 Piece::Abort => Some(WriteChunkRequest { msg: None }),
                 Piece::End => None,

@@ -100,6 +100,19 @@ impl ChunkIo {
         data: Bytes,
         flags: WriteFlags,
     ) -> Result<u64, ChainFailure> {
+        self.write_chain_pieces(chunk, &[(offset, data)], flags)
+            .await
+    }
+
+    /// Like [`write_chain`](ChunkIo::write_chain) with several `(offset, bytes)` pieces of the
+    /// chunk (disjoint, in offset order) in one stream: one piece goes as plain data, several
+    /// as `ranges` messages of up to [`MAX_MESSAGE_BYTES`] each.
+    pub async fn write_chain_pieces(
+        &self,
+        chunk: &pb::ChunkInfo,
+        pieces: &[(u64, Bytes)],
+        flags: WriteFlags,
+    ) -> Result<u64, ChainFailure> {
         let Some(first) = chunk.replicas.first() else {
             return Err(ChainFailure {
                 error: FsError::Unavailable(format!("chunk {} has no replicas", chunk.chunk_id)),
@@ -109,12 +122,15 @@ impl ChunkIo {
         let header = pb::WriteHeader {
             chunk_id: chunk.chunk_id,
             version: chunk.version,
-            offset,
+            offset: pieces.first().map_or(0, |(offset, _)| *offset),
             downstream: chunk.replicas[1..].iter().map(|r| r.addr.clone()).collect(),
             sync: flags.sync,
             truncate: flags.truncate,
         };
-        let messages = write_messages(header, data);
+        let messages = match pieces {
+            [(_, data)] => write_messages(header, data.clone()),
+            _ => ranged_messages(header, pieces),
+        };
         let failure = |error: FsError, named: Option<String>| ChainFailure {
             error,
             failed_addr: Some(named.unwrap_or_else(|| first.addr.clone())),
@@ -240,6 +256,42 @@ fn write_messages(header: pb::WriteHeader, data: Bytes) -> Vec<pb::WriteChunkReq
     messages
 }
 
+/// The messages of a stream of scattered pieces: the header, then `ranges` messages each
+/// holding up to [`MAX_MESSAGE_BYTES`] of data (a larger piece is split across messages).
+fn ranged_messages(header: pb::WriteHeader, pieces: &[(u64, Bytes)]) -> Vec<pb::WriteChunkRequest> {
+    let mut messages = vec![pb::WriteChunkRequest {
+        msg: Some(Msg::Header(header)),
+    }];
+    let mut ranges: Vec<pb::WriteRange> = Vec::new();
+    let mut size = 0;
+    for (offset, data) in pieces {
+        let mut pos = 0;
+        while pos < data.len() {
+            if size == MAX_MESSAGE_BYTES {
+                messages.push(ranges_message(std::mem::take(&mut ranges)));
+                size = 0;
+            }
+            let end = (pos + MAX_MESSAGE_BYTES - size).min(data.len());
+            ranges.push(pb::WriteRange {
+                offset: offset + pos as u64,
+                data: data.slice(pos..end),
+            });
+            size += end - pos;
+            pos = end;
+        }
+    }
+    if !ranges.is_empty() {
+        messages.push(ranges_message(ranges));
+    }
+    messages
+}
+
+fn ranges_message(ranges: Vec<pb::WriteRange>) -> pb::WriteChunkRequest {
+    pb::WriteChunkRequest {
+        msg: Some(Msg::Ranges(pb::WriteRanges { ranges })),
+    }
+}
+
 /// Joins the pieces of a streamed read (without copying when there is only one), keeping at
 /// most `limit` bytes in case a replica sends more than asked.
 fn concat(mut pieces: Vec<Bytes>, limit: u64) -> Bytes {
@@ -283,6 +335,32 @@ mod tests {
         assert_eq!(
             write_messages(pb::WriteHeader::default(), Bytes::new()).len(),
             1
+        );
+    }
+
+    #[test]
+    fn scattered_pieces_are_packed_into_bounded_ranged_messages() {
+        let big = Bytes::from(vec![3u8; MAX_MESSAGE_BYTES + 10]);
+        let pieces = vec![
+            (0, Bytes::from_static(b"ab")),
+            (100, big.clone()),
+            (2 << 20, Bytes::from_static(b"cd")),
+        ];
+        let messages = ranged_messages(pb::WriteHeader::default(), &pieces);
+        let shape: Vec<Vec<(u64, usize)>> = messages[1..]
+            .iter()
+            .map(|m| match &m.msg {
+                Some(Msg::Ranges(r)) => r.ranges.iter().map(|r| (r.offset, r.data.len())).collect(),
+                _ => panic!("expected ranges"),
+            })
+            .collect();
+        let split = MAX_MESSAGE_BYTES - 2;
+        assert_eq!(
+            shape,
+            vec![
+                vec![(0, 2), (100, split)],
+                vec![(100 + split as u64, 12), (2 << 20, 2)],
+            ]
         );
     }
 

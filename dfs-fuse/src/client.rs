@@ -29,6 +29,7 @@ use crate::lease::{self, MountLeases};
 use crate::master::MasterClient;
 use crate::read;
 use crate::readdir::{DirHandles, DirListing, PAGE_ENTRIES, Slot};
+use crate::writebuf::WriteBudget;
 
 /// Files whose last-seen version is remembered for `FOPEN_KEEP_CACHE`.
 const SEEN_VERSIONS: usize = 65_536;
@@ -159,6 +160,7 @@ impl Client {
             chunks: ChunkIo::new(timeout),
             layout: ChunkLayout::new(cluster.chunk_size, block_size),
             cache: BlockCache::new(config.cache_bytes),
+            write_budget: WriteBudget::new(config.write_back_bytes()),
         };
         Ok(Client::new(
             io,
@@ -582,6 +584,14 @@ impl Client {
         Ok(data.len() as u32)
     }
 
+    /// Buffers a write from the thread that received it if that needs no waiting (see
+    /// [`OpenInode::try_write`]); `None` means: take [`write`](Client::write) instead.
+    pub fn try_write(&self, ino: u64, offset: u64, data: &[u8]) -> Option<Result<u32, FsError>> {
+        let inode = self.shared.inodes.get(ino)?;
+        let written = inode.try_write(self.io(), offset, data)?;
+        Some(written.map(|()| data.len() as u32))
+    }
+
     /// Sends and commits this inode's writes (at every `close`).
     pub async fn flush(&self, ino: u64) -> Result<(), FsError> {
         let Some(inode) = self.shared.inodes.get(ino) else {
@@ -746,6 +756,7 @@ mod tests {
             chunks: ChunkIo::new(std::time::Duration::from_millis(100)),
             layout: ChunkLayout::new(64 << 20, 64 << 10),
             cache: BlockCache::new(1 << 20),
+            write_budget: WriteBudget::new(4 << 20),
         };
         let client = Client::new(io, 3, 1 << 20, 0, std::time::Duration::ZERO);
         let attr = pb::Attr {

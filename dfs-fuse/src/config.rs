@@ -13,6 +13,10 @@ use clap::Args;
 /// so a single request never has to be split across buffers.
 pub const MIN_WRITE_BUFFER_BYTES: usize = 1 << 20;
 
+/// Default write-back memory of a mount: enough to absorb a few hundred MiB of random writes
+/// (rewrites of one page coalesce), small next to a machine's memory.
+pub const DEFAULT_WRITE_BACK_BYTES: usize = 512 << 20;
+
 /// Default size of the block cache: room for the working set of a few large sequential
 /// readers, small next to a machine's memory.
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
@@ -50,10 +54,16 @@ pub struct Config {
     #[arg(long, env = "DFS_ENTRY_TTL_MS", default_value_t = 1_000)]
     pub entry_ttl_ms: u64,
 
-    /// Bytes of sequential writes buffered per open file before they are streamed to the
-    /// replica chain (at least 1 MiB). Bounds the daemon's memory per file being written.
+    /// Bytes of a sequential run of writes buffered before they are streamed to the replica
+    /// chain in the background while the application goes on writing (at least 1 MiB).
     #[arg(long, env = "DFS_WRITE_BUFFER_BYTES", default_value_t = 8 << 20)]
     pub write_buffer_bytes: usize,
+
+    /// Bytes of written, not yet sent data the mount keeps in memory over all its open files
+    /// (write-back); one file keeps at most a quarter of it before sending it all. Raised to
+    /// at least 4 write buffers. Close and fsync always send everything first.
+    #[arg(long, env = "DFS_WRITE_BACK_BYTES", default_value_t = DEFAULT_WRITE_BACK_BYTES)]
+    pub write_back_bytes: usize,
 
     /// Kernel readahead for the mount, in KiB (0 keeps the kernel's default of 128 KiB, the most
     /// it grants at mount time). Sequential reads of large files are several times faster with
@@ -104,6 +114,7 @@ impl Config {
             attr_ttl_ms: 1_000,
             entry_ttl_ms: 1_000,
             write_buffer_bytes: 8 << 20,
+            write_back_bytes: DEFAULT_WRITE_BACK_BYTES,
             read_ahead_kb: 4096,
             lease_wait_ms: 5_000,
             allow_other: None,
@@ -147,6 +158,11 @@ impl Config {
     /// Per-file write buffer size, raised to the minimum if configured lower.
     pub fn write_buffer_bytes(&self) -> usize {
         self.write_buffer_bytes.max(MIN_WRITE_BUFFER_BYTES)
+    }
+
+    /// The mount's write-back memory, raised to at least 4 write buffers.
+    pub fn write_back_bytes(&self) -> usize {
+        self.write_back_bytes.max(4 * self.write_buffer_bytes())
     }
 
     /// Whether other users may use the mount: as configured, else only when running as root

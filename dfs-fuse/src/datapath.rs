@@ -12,6 +12,7 @@ use dfs_proto::pb;
 use crate::blockcache::{BlockCache, BlockKey, Claim};
 use crate::chunkio::{ChunkIo, WriteFlags};
 use crate::master::MasterClient;
+use crate::writebuf::WriteBudget;
 
 /// What the data path talks to: the master for chunk maps and commits, chunkservers for bytes.
 #[derive(Debug, Clone)]
@@ -24,6 +25,8 @@ pub struct DataPath {
     pub layout: ChunkLayout,
     /// Verified blocks read before (see [`BlockCache`] for when entries are dropped).
     pub cache: BlockCache,
+    /// Memory the mount's open files share for write-back.
+    pub write_budget: WriteBudget,
 }
 
 impl DataPath {
@@ -38,21 +41,41 @@ impl DataPath {
     pub async fn write_span(
         &self,
         ino: u64,
-        mut chunk: pb::ChunkInfo,
+        chunk: pb::ChunkInfo,
         span: &ChunkSpan,
         data: Bytes,
         flags: WriteFlags,
         holder: Option<&str>,
     ) -> Result<pb::ChunkInfo, FsError> {
+        let pieces = [(span.offset, data)];
+        self.write_pieces(ino, chunk, span.index, &pieces, flags, holder)
+            .await
+    }
+
+    /// Like [`write_span`](DataPath::write_span) with several `(offset in chunk, bytes)`
+    /// pieces of the chunk at `index` (disjoint, in offset order) in one stream.
+    pub async fn write_pieces(
+        &self,
+        ino: u64,
+        mut chunk: pb::ChunkInfo,
+        index: u64,
+        pieces: &[(u64, Bytes)],
+        flags: WriteFlags,
+        holder: Option<&str>,
+    ) -> Result<pb::ChunkInfo, FsError> {
         // Every retry drops at least one replica, so the chain runs out before this does.
         for _ in 0..=chunk.replicas.len() {
-            let failure = match self
-                .chunks
-                .write_chain(&chunk, span.offset, data.clone(), flags)
-                .await
-            {
+            let failure = match self.chunks.write_chain_pieces(&chunk, pieces, flags).await {
                 Ok(_) => {
-                    self.forget_written(&chunk, span);
+                    for (offset, data) in pieces {
+                        let span = ChunkSpan {
+                            index,
+                            offset: *offset,
+                            len: data.len() as u64,
+                            buf_offset: 0,
+                        };
+                        self.forget_written(&chunk, &span);
+                    }
                     return Ok(chunk);
                 }
                 Err(failure) if failure.error.is_replica_fault() => failure,
@@ -66,7 +89,7 @@ impl DataPath {
                 .collect();
             tracing::warn!(
                 ino,
-                index = span.index,
+                index,
                 chunk_id = chunk.chunk_id,
                 ?failed,
                 error = %failure.error,

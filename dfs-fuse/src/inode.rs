@@ -1,16 +1,31 @@
-//! Client state of open inodes: the cached chunk map, the write buffer, and the writes that
-//! reached the replicas but are not yet committed to the master.
+//! Client state of open inodes: the cached chunk map, the write-back buffer, and the writes
+//! that reached the replicas but are not yet committed to the master.
 //!
 //! All open handles of an inode share one [`OpenInode`] (created at the first `open`, dropped
 //! at the last `release`), so two descriptors of one file see each other's writes. Its state
-//! sits behind an async mutex, held across the chunk writes of a flush: writes to one file are
-//! applied in order, while different files proceed in parallel. Reads take the mutex only to
-//! flush a dirty buffer and copy the chunk locations they need, then read without it.
+//! sits behind an async mutex; writes to one file are applied in order, while different files
+//! proceed in parallel.
 //!
-//! Write errors follow NFS: a failed flush drops the buffered bytes (memory stays bounded),
+//! **Write-back.** A write lands in the file's [`DirtyRanges`] and returns. Bytes leave in
+//! *batches* (all dirty ranges of a chunk in one chain stream, see [`ChunkBatch`]):
+//! * a run of writes that grew one range to the write buffer size (a sequential writer) is
+//!   queued to the inode's background sender, and the application keeps filling the next
+//!   range meanwhile (write-behind); at most [`MAX_QUEUED`] batches wait or are in flight, a
+//!   writer finding the queue full waits for room;
+//! * a file holding more than its share of the mount's [`WriteBudget`] queues everything;
+//! * a write that finds the mount's budget spent first sends this file's bytes and waits;
+//! * `flush` (close), `fsync`, a size change and a read of the file send everything and wait
+//!   for it (a read thus sees this mount's writes, as before write-back).
+//!
+//! The background sender sends batches strictly in queue order, one at a time, taking the
+//! mutex only to look up or allocate a chunk and to record what it wrote, so a later batch
+//! overwriting an earlier one's bytes always lands after it.
+//!
+//! Write errors follow NFS: a failed batch drops every unsent byte (memory stays bounded),
 //! logs, and the error is returned by the next `write`, `flush` or `fsync` of the inode.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -21,7 +36,12 @@ use dfs_proto::pb;
 use crate::chunkio::WriteFlags;
 use crate::datapath::DataPath;
 use crate::read::{ReadPlan, plan_read};
-use crate::writebuf::{SpanData, WriteBuffer};
+use crate::writebuf::{ChunkBatch, DirtyRanges, WriteBudget, chunk_batches};
+
+mod sender;
+
+use sender::Batch;
+pub use sender::MAX_QUEUED;
 
 /// State of one open inode, guarded by [`OpenInode`]'s mutex.
 #[derive(Debug)]
@@ -32,7 +52,18 @@ pub struct InodeState {
     master_size: u64,
     /// End of the furthest write not yet committed (0 when everything is committed).
     written_end: u64,
-    buffer: WriteBuffer,
+    /// Written bytes not yet handed to a sender.
+    dirty: DirtyRanges,
+    /// A range of this many bytes is sent in the background (a sequential run).
+    batch_bytes: usize,
+    /// Batches for the background sender, oldest first; the front one is being sent.
+    queue: VecDeque<Arc<Batch>>,
+    /// Whether the background sender task runs (it ends when the queue is empty).
+    sending: bool,
+    /// The mount's write budget (known from the first write) and the bytes of it this inode
+    /// holds: dirty plus queued.
+    budget: Option<WriteBudget>,
+    held: usize,
     /// Chunk lengths written to replicas and not yet committed, by chunk index.
     pending: BTreeMap<u64, pb::ChunkCommit>,
     /// Chunks written without `sync` since the last `fsync`.
@@ -50,7 +81,12 @@ impl InodeState {
             chunks: BTreeMap::new(),
             master_size: 0,
             written_end: 0,
-            buffer: WriteBuffer::new(buffer_bytes),
+            dirty: DirtyRanges::default(),
+            batch_bytes: buffer_bytes,
+            queue: VecDeque::new(),
+            sending: false,
+            budget: None,
+            held: 0,
             pending: BTreeMap::new(),
             unsynced: BTreeSet::new(),
             write_error: None,
@@ -65,7 +101,7 @@ impl InodeState {
 
     /// Whether there are writes the master does not know of yet.
     fn has_uncommitted(&self) -> bool {
-        !self.buffer.is_empty() || !self.pending.is_empty()
+        !self.dirty.is_empty() || !self.queue.is_empty() || !self.pending.is_empty()
     }
 
     /// Replaces the chunk map and size with the master's (at open: close-to-open consistency).
@@ -119,41 +155,93 @@ impl InodeState {
             .unwrap_or(0)
     }
 
-    /// Sends the buffered bytes to their replica chains, allocating chunks as needed.
-    async fn flush_buffer(&mut self, io: &DataPath, ino: u64, sync: bool) -> Result<(), FsError> {
-        if self.buffer.is_empty() {
+    /// The chunk at `index`: known, or allocated now (under the lease if this mount holds
+    /// the file's writer lease).
+    async fn chunk_for(
+        &mut self,
+        io: &DataPath,
+        ino: u64,
+        index: u64,
+    ) -> Result<pb::ChunkInfo, FsError> {
+        match (&self.lease_holder, self.chunks.get(&index)) {
+            (_, Some(chunk)) => Ok(chunk.clone()),
+            (Some(holder), None) => io.master.lease_chunk(ino, index, holder, 0).await,
+            (None, None) => io.master.allocate_chunk(ino, index).await,
+        }
+    }
+
+    /// Remembers a batch written to `chunk`.
+    fn record_batch(
+        &mut self,
+        layout: &ChunkLayout,
+        chunk: pb::ChunkInfo,
+        batch: &ChunkBatch,
+        sync: bool,
+    ) {
+        let offset = batch.pieces.first().map_or(0, |(offset, _)| *offset);
+        let span = ChunkSpan {
+            index: batch.index,
+            offset,
+            len: batch.end() - offset,
+            buf_offset: 0,
+        };
+        self.record_write(layout, chunk, &span, sync);
+    }
+
+    /// Sends every dirty byte from here, with the mutex held (no background sender may be
+    /// running). A failure drops the rest (see [`fail`](InodeState::fail)).
+    async fn send_dirty(&mut self, io: &DataPath, ino: u64, sync: bool) -> Result<(), FsError> {
+        if self.dirty.is_empty() {
             return Ok(());
         }
+        let bytes = self.dirty.bytes();
+        let batches = chunk_batches(&io.layout, self.dirty.take_all());
         let flags = WriteFlags {
             sync,
             truncate: false,
         };
-        for SpanData { span, data } in self.buffer.take(&io.layout) {
-            let result = async {
-                let cached = self.chunks.get(&span.index);
-                let chunk = match (&self.lease_holder, cached) {
-                    (_, Some(chunk)) => chunk.clone(),
-                    (Some(holder), None) => {
-                        io.master.lease_chunk(ino, span.index, holder, 0).await?
-                    }
-                    (None, None) => io.master.allocate_chunk(ino, span.index).await?,
-                };
+        let mut result = Ok(());
+        for batch in &batches {
+            let written = async {
+                let chunk = self.chunk_for(io, ino, batch.index).await?;
                 let holder = self.lease_holder.as_deref();
-                io.write_span(ino, chunk, &span, data, flags, holder).await
+                io.write_pieces(ino, chunk, batch.index, &batch.pieces, flags, holder)
+                    .await
             }
             .await;
-            match result {
-                Ok(chunk) => self.record_write(&io.layout, chunk, &span, sync),
+            match written {
+                Ok(chunk) => self.record_batch(&io.layout, chunk, batch, sync),
                 Err(err) => {
-                    tracing::error!(ino, index = span.index, error = %err, "write to replicas failed; buffered data dropped");
-                    // Bytes after the failure are lost: do not report them in the size.
-                    self.written_end = self.pending_end(&io.layout);
-                    self.write_error = Some(err.clone());
-                    return Err(err);
+                    result = Err(err);
+                    break;
                 }
             }
         }
-        Ok(())
+        self.release(bytes);
+        if let Err(err) = &result {
+            self.fail(&io.layout, ino, err.clone());
+        }
+        result
+    }
+
+    /// After a failed send: drops every unsent byte, cuts the local size back to what reached
+    /// the replicas, and remembers the error for the next write/flush/fsync.
+    fn fail(&mut self, layout: &ChunkLayout, ino: u64, err: FsError) {
+        tracing::error!(ino, error = %err, "write to replicas failed; buffered data dropped");
+        let dropped: usize =
+            self.queue.drain(..).map(|b| b.bytes).sum::<usize>() + self.dirty.bytes();
+        self.dirty.take_all();
+        self.release(dropped);
+        self.written_end = self.pending_end(layout);
+        self.write_error = Some(err);
+    }
+
+    /// Gives `bytes` this inode held back to the mount's budget.
+    fn release(&mut self, bytes: usize) {
+        self.held -= bytes;
+        if let Some(budget) = &self.budget {
+            budget.release(bytes);
+        }
     }
 
     /// Tells the master the new chunk lengths and file size.
@@ -191,35 +279,6 @@ impl InodeState {
         self.write_error.take().unwrap_or(err)
     }
 
-    /// Buffers a write, flushing first or after as the buffer asks.
-    async fn write(
-        &mut self,
-        io: &DataPath,
-        ino: u64,
-        offset: u64,
-        data: &[u8],
-    ) -> Result<(), FsError> {
-        if let Some(err) = self.write_error.take() {
-            return Err(err);
-        }
-        if self
-            .buffer
-            .needs_flush_before(&io.layout, offset, data.len())
-        {
-            self.flush_buffer(io, ino, false)
-                .await
-                .map_err(|e| self.report(e))?;
-        }
-        self.buffer.absorb(offset, data);
-        self.written_end = self.written_end.max(offset + data.len() as u64);
-        if self.buffer.is_full() {
-            self.flush_buffer(io, ino, false)
-                .await
-                .map_err(|e| self.report(e))?;
-        }
-        Ok(())
-    }
-
     /// Sends everything and commits it (`flush`, i.e. `close`, and `release`); returns the
     /// attributes after the commit if there was anything to commit.
     async fn flush(&mut self, io: &DataPath, ino: u64) -> Result<Option<pb::Attr>, FsError> {
@@ -227,7 +286,7 @@ impl InodeState {
             if let Some(err) = self.write_error.take() {
                 return Err(err);
             }
-            self.flush_buffer(io, ino, false).await?;
+            self.send_dirty(io, ino, false).await?;
             self.commit(io, ino).await
         }
         .await;
@@ -241,7 +300,7 @@ impl InodeState {
             if let Some(err) = self.write_error.take() {
                 return Err(err);
             }
-            self.flush_buffer(io, ino, true).await?;
+            self.send_dirty(io, ino, true).await?;
             let unsynced: Vec<u64> = self.unsynced.iter().copied().collect();
             for index in unsynced {
                 if let Some(chunk) = self.chunks.get(&index).cloned() {
@@ -276,7 +335,8 @@ impl InodeState {
 
     /// After the master resized the file: forget chunks and buffered bytes past the new end.
     fn resized(&mut self, layout: &ChunkLayout, size: u64) {
-        self.buffer.truncate_at(size);
+        let dropped = self.dirty.truncate_at(size);
+        self.release(dropped);
         self.master_size = size;
         self.written_end = 0;
         let index = layout.chunk_index(size);
@@ -304,10 +364,14 @@ pub struct OpenInode {
     /// Sequential-reader detection for read-ahead into the block cache.
     pub readahead: crate::readahead::ReadAhead,
     state: tokio::sync::Mutex<InodeState>,
+    /// Woken whenever the background sender finished a batch or stopped.
+    progress: tokio::sync::Notify,
     /// The local size while there are uncommitted writes, 0 otherwise; readable without
     /// waiting for a flush in progress, so `stat` never stalls behind a slow write.
     uncommitted_size: AtomicU64,
 }
+
+type StateGuard<'a> = tokio::sync::MutexGuard<'a, InodeState>;
 
 impl OpenInode {
     pub(crate) fn new(ino: u64, buffer_bytes: usize) -> OpenInode {
@@ -315,6 +379,7 @@ impl OpenInode {
             ino,
             readahead: Default::default(),
             state: tokio::sync::Mutex::new(InodeState::new(buffer_bytes)),
+            progress: tokio::sync::Notify::new(),
             uncommitted_size: AtomicU64::new(0),
         }
     }
@@ -349,18 +414,11 @@ impl OpenInode {
         Ok(chunk_ids)
     }
 
-    /// Buffers a write (see [`InodeState`] for when it is sent).
-    pub async fn write(&self, io: &DataPath, offset: u64, data: &[u8]) -> Result<(), FsError> {
-        let mut state = self.state.lock().await;
-        let result = state.write(io, self.ino, offset, data).await;
-        self.publish(&state);
-        result
-    }
-
     /// Sends buffered writes and commits them to the master; returns the attributes after
     /// the commit if there was anything to commit.
     pub async fn flush(&self, io: &DataPath) -> Result<Option<pb::Attr>, FsError> {
-        let mut state = self.state.lock().await;
+        let state = self.state.lock().await;
+        let mut state = self.wait_idle(state).await;
         let result = state.flush(io, self.ino).await;
         self.publish(&state);
         result
@@ -368,13 +426,14 @@ impl OpenInode {
 
     /// Sends, syncs on every replica, and commits.
     pub async fn fsync(&self, io: &DataPath) -> Result<Option<pb::Attr>, FsError> {
-        let mut state = self.state.lock().await;
+        let state = self.state.lock().await;
+        let mut state = self.wait_idle(state).await;
         let result = state.fsync(io, self.ino).await;
         self.publish(&state);
         result
     }
 
-    /// Flushes a dirty buffer (so a read sees this client's writes) and plans the read.
+    /// Sends buffered writes (so a read sees this mount's writes) and plans the read.
     pub async fn plan_read(
         &self,
         io: &DataPath,
@@ -382,8 +441,9 @@ impl OpenInode {
         len: u64,
     ) -> Result<ReadPlan, FsError> {
         let mut state = self.state.lock().await;
-        if !state.buffer.is_empty() {
-            let result = state.flush_buffer(io, self.ino, false).await;
+        if state.sending || !state.dirty.is_empty() {
+            state = self.wait_idle(state).await;
+            let result = state.send_dirty(io, self.ino, false).await;
             self.publish(&state);
             result?;
         }
@@ -398,7 +458,8 @@ impl OpenInode {
         req: pb::SetAttrRequest,
         size: u64,
     ) -> Result<pb::Attr, FsError> {
-        let mut state = self.state.lock().await;
+        let state = self.state.lock().await;
+        let mut state = self.wait_idle(state).await;
         let result = async {
             state.flush(io, self.ino).await?;
             io.truncate_replicas(self.ino, size, state.size()).await?;
@@ -409,6 +470,15 @@ impl OpenInode {
         .await;
         self.publish(&state);
         result
+    }
+}
+
+impl Drop for OpenInode {
+    /// Bytes still held (a file dropped with unsent writes) go back to the mount's budget.
+    fn drop(&mut self) {
+        let state = self.state.get_mut();
+        let held = state.held;
+        state.release(held);
     }
 }
 
@@ -462,7 +532,7 @@ mod tests {
         assert!(!state.unsynced.contains(&1));
         assert_eq!(state.pending_end(&layout()), 160);
         // Buffered but unsent bytes count too.
-        state.buffer.absorb(160, &[0; 30]);
+        state.dirty.insert(160, &[0; 30]);
         state.written_end = 190;
         assert_eq!(state.size(), 190);
         assert!(state.has_uncommitted());

@@ -8,8 +8,8 @@
 //! * [`client`] — [`Client`]: each filesystem operation as a plain async method (name checks,
 //!   umask, open/close bookkeeping, page-cache decisions, directory snapshots).
 //! * [`inode`] — the client state of an open inode, shared by its handles: the cached chunk
-//!   map, the write buffer ([`writebuf`]), writes awaiting their commit, and the sticky write
-//!   error; [`handles`] counts the open handles that keep it alive. [`read`] is the read path
+//!   map, the write-back buffer of dirty ranges and its background sender ([`writebuf`]),
+//!   writes awaiting their commit, and the sticky write error; [`handles`] counts the open handles that keep it alive. [`read`] is the read path
 //!   (holes and short replicas read as zeros); [`datapath`] bundles what both talk to.
 //! * [`lease`] — the writer leases the mount holds (one writing mount per file), their
 //!   renewal, and the recovery of a file whose previous writer died.

@@ -122,7 +122,8 @@ fn read_header(path: &Path) -> std::result::Result<Header, String> {
     file.read_exact(&mut bytes).map_err(|e| e.to_string())?;
     let header = Header::decode(&bytes)?;
     let len = file.metadata().map_err(|e| e.to_string())?.len();
-    if len != header.file_len() {
+    // Longer is fine: entries of a growth whose header a crash cut off (see `replica`).
+    if len < header.file_len() {
         return Err(format!(
             "sidecar is {len} bytes, its header needs {}",
             header.file_len()

@@ -122,24 +122,33 @@ impl ChunkMeta {
         self.checksums.resize(blocks, [0; 32]);
     }
 
+    /// Serialises the header alone (the replica updates its sidecar in place).
+    pub fn encode_header(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        out[0..8].copy_from_slice(MAGIC);
+        out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[12..16].copy_from_slice(&(self.block_size as u32).to_le_bytes());
+        out[16..24].copy_from_slice(&self.version.to_le_bytes());
+        out[24..32].copy_from_slice(&self.length.to_le_bytes());
+        out
+    }
+
     /// Serialises the sidecar.
+    #[cfg(test)]
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_LEN + self.checksums.len() * 32);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&(self.block_size as u32).to_le_bytes());
-        out.extend_from_slice(&self.version.to_le_bytes());
-        out.extend_from_slice(&self.length.to_le_bytes());
+        out.extend_from_slice(&self.encode_header());
         for sum in &self.checksums {
             out.extend_from_slice(sum);
         }
         out
     }
 
-    /// Parses a whole sidecar, checking that it holds exactly one checksum per block.
+    /// Parses a whole sidecar, checking that it holds a checksum for every block. Entries
+    /// past the header's length (a growth whose header update a crash cut off) are ignored.
     pub fn decode(bytes: &[u8]) -> Result<ChunkMeta, String> {
         let header = Header::decode(bytes)?;
-        if bytes.len() as u64 != header.file_len() {
+        if (bytes.len() as u64) < header.file_len() {
             return Err(format!(
                 "sidecar is {} bytes, but a replica of {} bytes needs {}",
                 bytes.len(),
@@ -147,7 +156,7 @@ impl ChunkMeta {
                 header.file_len()
             ));
         }
-        let checksums = bytes[HEADER_LEN..]
+        let checksums = bytes[HEADER_LEN..header.file_len() as usize]
             .chunks_exact(32)
             .map(|sum| sum.try_into().expect("32 bytes"))
             .collect();
@@ -190,6 +199,10 @@ mod tests {
         meta.set_length(5000);
         let bytes = meta.encode();
         assert!(ChunkMeta::decode(&bytes[..bytes.len() - 1]).is_err());
+        // Entries past the recorded length are ignored.
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[7; 32]);
+        assert_eq!(ChunkMeta::decode(&longer).unwrap(), meta);
         let mut bad_magic = bytes.clone();
         bad_magic[0] = b'X';
         assert!(ChunkMeta::decode(&bad_magic).is_err());

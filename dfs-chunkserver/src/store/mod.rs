@@ -427,6 +427,34 @@ impl ReplicaWriter {
         })
     }
 
+    /// Writes several `(offset, bytes)` pieces, in order, hashing each touched block once
+    /// (see [`Replica::write_ranges`]); returns the replica length afterwards.
+    pub fn write_ranges(&self, ranges: &[(u64, &[u8])]) -> Result<u64> {
+        let mut end = 0;
+        for &(offset, data) in ranges {
+            match offset
+                .checked_add(data.len() as u64)
+                .filter(|&e| e <= self.chunk_size())
+            {
+                Some(e) => end = end.max(e),
+                None => return Err(self.past_chunk_end(offset, data.len() as u64)),
+            }
+        }
+        self.with_replica(|replica| {
+            let old_length = replica.length();
+            let info = ReplicaInfo {
+                length: old_length.max(end),
+                ..replica.info()
+            };
+            self.store.record(info, old_length)?;
+            let written = replica.write_ranges(ranges);
+            if written.is_err() {
+                self.store.record(replica.info(), info.length)?;
+            }
+            written.map(|()| replica.length())
+        })
+    }
+
     /// Cuts or extends the replica to `len` bytes; returns `len`.
     pub fn truncate(&self, len: u64) -> Result<u64> {
         if len > self.chunk_size() {

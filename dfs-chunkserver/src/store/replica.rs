@@ -6,14 +6,24 @@
 //!   extends the replica read as zeros (the file system fills the gap, sparsely);
 //! * after every operation, `meta.checksums[i]` is the SHA-256 of block `i` as it is in the
 //!   data file — only the blocks an operation touched are recomputed;
-//! * the sidecar on disk is only replaced (tmp + rename) after the data it describes was
-//!   written, so a crash never leaves checksums for data that never reached the file.
+//! * the sidecar on disk is only updated after the data it describes was written.
 //!
 //! The in-memory sidecar may be ahead of the one on disk between [`Replica::persist`] calls;
-//! the store persists at the end of every write stream.
+//! the store persists at the end of every write stream. Persisting updates the sidecar in
+//! place: it writes only the checksum entries that changed since the last persist, then the
+//! header (whose length is the commit point for a growing replica), then cuts the file if the
+//! replica shrank — a few hundred bytes per stream instead of rewriting the whole sidecar.
+//!
+//! **Crashes.** Data is written before the checksums that describe it, so after a crash the
+//! sidecar may lag the data or be torn (some entries new, some old). Either way a block whose
+//! bytes and checksum disagree reads as `Corrupt`: the client falls back to another replica
+//! and reports this one, and the master drops and re-replicates it (the scrubber finds such
+//! blocks too). A sidecar longer than its header says (entries of a growth whose header never
+//! made it) is accepted, the extra entries ignored; a shorter one fails to load as corrupt.
+//! With `sync` (fsync), data, sidecar and directory are fsynced in that order.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -22,7 +32,7 @@ use bytes::Bytes;
 use dfs_proto::FsError;
 
 use super::ReplicaInfo;
-use super::meta::{Checksum, ChunkMeta, checksum};
+use super::meta::{Checksum, ChunkMeta, HEADER_LEN, checksum};
 use crate::error::{Error, Result};
 
 /// Where the files of one replica live.
@@ -43,6 +53,9 @@ impl ReplicaPaths {
     }
 }
 
+/// Bytes of one checksum entry in the sidecar.
+const CHECKSUM_LEN: usize = size_of::<Checksum>();
+
 /// A replica opened for reading and writing.
 #[derive(Debug)]
 pub(crate) struct Replica {
@@ -52,6 +65,8 @@ pub(crate) struct Replica {
     meta: ChunkMeta,
     /// The in-memory sidecar differs from the one on disk.
     dirty: bool,
+    /// Checksum entries changed since the last persist (written in place by the next).
+    changed: Option<Range<usize>>,
 }
 
 impl Replica {
@@ -78,6 +93,7 @@ impl Replica {
             data,
             meta: ChunkMeta::new(version, block_size),
             dirty: true,
+            changed: None,
         };
         replica.persist(false)?;
         Ok(replica)
@@ -115,6 +131,7 @@ impl Replica {
             data,
             meta,
             dirty: false,
+            changed: None,
         }))
     }
 
@@ -147,21 +164,36 @@ impl Replica {
     /// (a gap between the old end and `offset` reads as zeros), and recomputes the checksums
     /// of every block the write touched.
     pub fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<()> {
-        if buf.is_empty() {
-            return Ok(());
-        }
+        self.write_ranges(&[(offset, buf)])
+    }
+
+    /// Writes each `(offset, bytes)` piece, in order, like [`write_at`](Replica::write_at),
+    /// then recomputes the checksum of every touched block once: a block several pieces
+    /// touch is hashed once, a block one piece covers is hashed from memory, and only the
+    /// others are read back. On a failed piece, the pieces before it stay written (with
+    /// their checksums) and what the failed one appended is cut.
+    pub fn write_ranges(&mut self, ranges: &[(u64, &[u8])]) -> Result<()> {
         let old_len = self.meta.length;
-        let end = offset + buf.len() as u64;
-        if let Err(e) = self.data.write_all_at(buf, offset) {
-            self.recover_failed_write(offset, end, old_len);
-            return Err(Error::io(format!("write chunk {:016x}", self.chunk_id), e));
+        let mut len = old_len;
+        for (i, &(offset, buf)) in ranges.iter().enumerate() {
+            if buf.is_empty() {
+                continue;
+            }
+            let end = offset + buf.len() as u64;
+            if let Err(e) = self.data.write_all_at(buf, offset) {
+                self.meta.set_length(len);
+                self.dirty = true;
+                self.recover_failed_write(offset, end, len);
+                let _ = self.rehash_written(&ranges[..i], old_len);
+                return Err(Error::io(format!("write chunk {:016x}", self.chunk_id), e));
+            }
+            len = len.max(end);
         }
-        self.meta.set_length(old_len.max(end));
+        if len != old_len {
+            self.meta.set_length(len);
+        }
         self.dirty = true;
-        // Blocks from the old end on changed too when the write leaves a gap: the old last
-        // block grows with zeros, and the gap's blocks are new.
-        let hole = old_len..offset.max(old_len);
-        self.rehash(offset.min(old_len)..end, (offset, buf), hole)
+        self.rehash_written(ranges, old_len)
     }
 
     /// Cuts or extends (with zeros) the replica to `len` bytes.
@@ -232,9 +264,10 @@ impl Replica {
         Ok(Bytes::from(buf).slice(skip..skip + (end - offset) as usize))
     }
 
-    /// Writes the sidecar to disk if it changed: to a temporary file, then renamed over the
-    /// old one. With `sync`, the data file, the sidecar and the directory are fsynced first,
-    /// so the replica survives a machine crash.
+    /// Brings the sidecar on disk up to date if it changed, in place (see the module docs):
+    /// changed checksum entries, then the header, then a cut if the replica shrank. With
+    /// `sync`, the data file is fsynced before and the sidecar and directory after, so the
+    /// replica survives a machine crash.
     pub fn persist(&mut self, sync: bool) -> Result<()> {
         let ctx = |what: &str| format!("{what} of chunk {:016x}", self.chunk_id);
         if sync {
@@ -245,22 +278,120 @@ impl Replica {
         if !self.dirty && !sync {
             return Ok(());
         }
-        let tmp = self.paths.meta_tmp();
-        let mut file = File::create(&tmp).map_err(|e| Error::io(ctx("create sidecar"), e))?;
-        file.write_all(&self.meta.encode())
-            .map_err(|e| Error::io(ctx("write sidecar"), e))?;
-        if sync {
-            file.sync_all()
-                .map_err(|e| Error::io(ctx("fsync sidecar"), e))?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&self.paths.meta)
+            .map_err(|e| Error::io(ctx("open sidecar"), e))?;
+        let on_disk = file
+            .metadata()
+            .map_err(|e| Error::io(ctx("stat sidecar"), e))?
+            .len();
+        let entries = self.meta.checksums.len();
+        // Entries past the old end are new even if no block hashed them this time.
+        let known = (on_disk.saturating_sub(HEADER_LEN as u64) / CHECKSUM_LEN as u64) as usize;
+        let mut write = self.changed.take().unwrap_or(0..0);
+        if known < entries {
+            write = write.start.min(known)..entries;
         }
-        drop(file);
-        fs::rename(&tmp, &self.paths.meta).map_err(|e| Error::io(ctx("rename sidecar"), e))?;
+        let write = write.start.min(entries)..write.end.min(entries);
+        if !write.is_empty() {
+            let mut bytes = Vec::with_capacity(write.len() * CHECKSUM_LEN);
+            for sum in &self.meta.checksums[write.clone()] {
+                bytes.extend_from_slice(sum);
+            }
+            let at = (HEADER_LEN + write.start * CHECKSUM_LEN) as u64;
+            file.write_all_at(&bytes, at)
+                .map_err(|e| Error::io(ctx("write sidecar checksums"), e))?;
+        }
+        file.write_all_at(&self.meta.encode_header(), 0)
+            .map_err(|e| Error::io(ctx("write sidecar header"), e))?;
+        let file_len = (HEADER_LEN + entries * CHECKSUM_LEN) as u64;
+        if on_disk > file_len {
+            file.set_len(file_len)
+                .map_err(|e| Error::io(ctx("cut sidecar"), e))?;
+        }
         if sync {
+            file.sync_data()
+                .map_err(|e| Error::io(ctx("fsync sidecar"), e))?;
             File::open(&self.paths.dir)
                 .and_then(|dir| dir.sync_all())
                 .map_err(|e| Error::io(ctx("fsync directory"), e))?;
         }
         self.dirty = false;
+        Ok(())
+    }
+
+    /// Notes that checksum entry `block` changed.
+    fn mark_changed(&mut self, block: usize) {
+        self.changed = Some(match self.changed.take() {
+            Some(r) => r.start.min(block)..r.end.max(block + 1),
+            None => block..block + 1,
+        });
+    }
+
+    /// Recomputes the checksums of the blocks the pieces of a [`write_ranges`] touched, and
+    /// of the blocks between the old end `old_len` and the new one (zeros unless written).
+    ///
+    /// [`write_ranges`]: Replica::write_ranges
+    fn rehash_written(&mut self, ranges: &[(u64, &[u8])], old_len: u64) -> Result<()> {
+        let bs = self.meta.block_size;
+        let len = self.meta.length;
+        let mut pieces: Vec<(u64, &[u8])> = ranges
+            .iter()
+            .copied()
+            .filter(|(offset, buf)| !buf.is_empty() && *offset < len)
+            .collect();
+        pieces.sort_by_key(|&(offset, _)| offset);
+        // With overlapping pieces memory may not hold the final bytes: read everything back.
+        let disjoint = pieces
+            .windows(2)
+            .all(|w| w[0].0 + w[0].1.len() as u64 <= w[1].0);
+        let mut blocks: Vec<u64> = Vec::new();
+        for &(offset, buf) in &pieces {
+            let last = (offset + buf.len() as u64 - 1).min(len - 1) / bs;
+            let first = (offset / bs).max(blocks.last().map_or(0, |b| b + 1));
+            blocks.extend(first..=last);
+        }
+        if len > old_len {
+            blocks.extend(old_len / bs..len.div_ceil(bs));
+            blocks.sort_unstable();
+            blocks.dedup();
+        }
+        let mut zero_block: Option<Checksum> = None;
+        let mut scratch = Vec::new();
+        for block in blocks {
+            let start = block * bs;
+            let end = (start + bs).min(len);
+            // The last piece starting at or before the block, and whether one intersects it.
+            let at = pieces.partition_point(|&(offset, _)| offset <= start);
+            let covering = at
+                .checked_sub(1)
+                .map(|i| pieces[i])
+                .filter(|&(offset, buf)| disjoint && offset + buf.len() as u64 >= end);
+            let touched = pieces[at.saturating_sub(1)..]
+                .iter()
+                .take_while(|&&(offset, _)| offset < end)
+                .any(|&(offset, buf)| offset + buf.len() as u64 > start);
+            let sum = if let Some((offset, buf)) = covering {
+                checksum(&buf[(start - offset) as usize..(end - offset) as usize])
+            } else if disjoint && !touched && start >= old_len {
+                if end - start == bs {
+                    *zero_block.get_or_insert_with(|| checksum(&vec![0; bs as usize]))
+                } else {
+                    checksum(&vec![0; (end - start) as usize])
+                }
+            } else {
+                scratch.resize((end - start) as usize, 0);
+                self.data
+                    .read_exact_at(&mut scratch, start)
+                    .map_err(|e| Error::io(format!("read back chunk {:016x}", self.chunk_id), e))?;
+                checksum(&scratch)
+            };
+            self.meta.checksums[block as usize] = sum;
+            self.mark_changed(block as usize);
+        }
         Ok(())
     }
 
@@ -296,6 +427,7 @@ impl Replica {
                 checksum(&scratch)
             };
             self.meta.checksums[block as usize] = sum;
+            self.mark_changed(block as usize);
         }
         Ok(())
     }
