@@ -158,7 +158,8 @@ impl Client {
             master,
             chunks: ChunkIo::new(timeout),
             layout: ChunkLayout::new(cluster.chunk_size, block_size),
-            cache: BlockCache::new(config.cache_bytes),
+            cache: BlockCache::new(config.cache_bytes()),
+            cache_writes: config.cache_writes,
         };
         Ok(Client::new(
             io,
@@ -731,6 +732,7 @@ mod tests {
             chunks: ChunkIo::new(std::time::Duration::from_millis(100)),
             layout: ChunkLayout::new(64 << 20, 64 << 10),
             cache: BlockCache::new(1 << 20),
+            cache_writes: true,
         };
         let client = Client::new(io, 3, 1 << 20, 0, std::time::Duration::ZERO);
         let attr = pb::Attr {

@@ -24,6 +24,8 @@ pub struct DataPath {
     pub layout: ChunkLayout,
     /// Verified blocks read before (see [`BlockCache`] for when entries are dropped).
     pub cache: BlockCache,
+    /// Whether blocks this mount writes in full enter the cache (write-through).
+    pub cache_writes: bool,
 }
 
 impl DataPath {
@@ -35,7 +37,50 @@ impl DataPath {
     /// lease was taken over, so a cut-off writer fails instead of writing over the new
     /// holder's version (whose stamped replicas refuse its old version anyway).
     /// Returns the chunk as finally written (the caller commits with its version).
+    ///
+    /// The blocks the write covers in full enter the block cache under that version (unless
+    /// `cache_writes` is off); the cached blocks it changed otherwise are dropped.
     pub async fn write_span(
+        &self,
+        ino: u64,
+        chunk: pb::ChunkInfo,
+        span: &ChunkSpan,
+        data: Bytes,
+        flags: WriteFlags,
+        holder: Option<&str>,
+    ) -> Result<pb::ChunkInfo, FsError> {
+        let (block_size, chunk_id) = (self.layout.block_size, chunk.chunk_id);
+        let end = span.offset + data.len() as u64;
+        // An empty write changes no bytes (a sync, or a version stamp) unless it truncates.
+        let cached = (!data.is_empty()).then(|| {
+            let blocks = span.offset / block_size..=(end - 1) / block_size;
+            self.cache.begin_write(chunk.chunk_id, blocks)
+        });
+        let written = self
+            .write_replacing(ino, chunk, span, data.clone(), flags, holder)
+            .await;
+        if let (Some(cached), Ok((chunk, length))) = (cached, &written) {
+            let blocks = self
+                .cache_writes
+                .then(|| whole_blocks(chunk, span.offset, &data, *length, block_size));
+            cached.finish(blocks.unwrap_or_default());
+        }
+        if flags.truncate {
+            // Blocks past the new end are gone (also when the write failed part way). A block
+            // the write ends inside is the write's own.
+            let past = if data.is_empty() {
+                end / block_size
+            } else {
+                end.div_ceil(block_size)
+            };
+            self.cache.invalidate_blocks(chunk_id, past, u64::MAX);
+        }
+        written.map(|(chunk, _)| chunk)
+    }
+
+    /// [`write_span`](DataPath::write_span) without the cache: returns the chunk as finally
+    /// written and the replica length after the write.
+    async fn write_replacing(
         &self,
         ino: u64,
         mut chunk: pb::ChunkInfo,
@@ -43,7 +88,7 @@ impl DataPath {
         data: Bytes,
         flags: WriteFlags,
         holder: Option<&str>,
-    ) -> Result<pb::ChunkInfo, FsError> {
+    ) -> Result<(pb::ChunkInfo, u64), FsError> {
         // Every retry drops at least one replica, so the chain runs out before this does.
         for _ in 0..=chunk.replicas.len() {
             let failure = match self
@@ -51,10 +96,7 @@ impl DataPath {
                 .write_chain(&chunk, span.offset, data.clone(), flags)
                 .await
             {
-                Ok(_) => {
-                    self.forget_written(&chunk, span);
-                    return Ok(chunk);
-                }
+                Ok(length) => return Ok((chunk, length)),
                 Err(failure) if failure.error.is_replica_fault() => failure,
                 Err(failure) => return Err(failure.error),
             };
@@ -224,14 +266,6 @@ impl DataPath {
         }
     }
 
-    /// Drops cached blocks a write to `span` of `chunk` made stale.
-    fn forget_written(&self, chunk: &pb::ChunkInfo, span: &ChunkSpan) {
-        let block_size = self.layout.block_size;
-        let first = span.offset / block_size;
-        let last = (span.offset + span.len.max(1) - 1) / block_size;
-        self.cache.invalidate_blocks(chunk.chunk_id, first, last);
-    }
-
     /// Moves `chunk` (at `index` of file `ino`) to the next version under `holder`'s lease,
     /// optionally cutting its replicas to `cut_to` bytes on the way. Each replica is stamped
     /// on its own (one dead server must not block the others); the master records the new
@@ -323,4 +357,68 @@ fn join_blocks(mut blocks: Vec<Bytes>, block_size: u64) -> Bytes {
         }
     }
     joined.freeze()
+}
+
+/// The blocks of `chunk` whose whole content a write of `data` at `offset` determined, given
+/// the replica's `length` after it: every block it covers entirely, and the last block of the
+/// replica when the write covers it from the block's start to the replica's end. Copied out of
+/// `data`, so a cached block never pins a larger write buffer.
+fn whole_blocks(
+    chunk: &pb::ChunkInfo,
+    offset: u64,
+    data: &[u8],
+    length: u64,
+    block_size: u64,
+) -> Vec<(BlockKey, Bytes)> {
+    let end = offset + data.len() as u64;
+    (offset.div_ceil(block_size)..end.div_ceil(block_size))
+        .filter_map(|block| {
+            let start = block * block_size;
+            let stop = (start + block_size).min(length);
+            (start < stop && stop <= end).then(|| {
+                let key = BlockKey {
+                    chunk_id: chunk.chunk_id,
+                    version: chunk.version,
+                    block,
+                };
+                let bytes = &data[(start - offset) as usize..(stop - offset) as usize];
+                (key, Bytes::copy_from_slice(bytes))
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_blocks_a_write_determines_are_cached() {
+        let chunk = pb::ChunkInfo {
+            chunk_id: 4,
+            version: 9,
+            ..Default::default()
+        };
+        let data: Vec<u8> = (0..43).collect();
+        // (block, first byte, length) of what a write of `data` at `offset` caches.
+        let blocks = |offset, length| -> Vec<(u64, u8, usize)> {
+            whole_blocks(&chunk, offset, &data, length, 10)
+                .into_iter()
+                .map(|(key, bytes)| {
+                    assert_eq!((key.chunk_id, key.version), (4, 9));
+                    (key.block, bytes[0], bytes.len())
+                })
+                .collect()
+        };
+        // Bytes 5..48 of a replica ending there: blocks 1..=3 whole, block 4 is its tail.
+        assert_eq!(
+            blocks(5, 48),
+            vec![(1, 5, 10), (2, 15, 10), (3, 25, 10), (4, 35, 8)]
+        );
+        // The replica goes on past the write: the block it ends inside is not determined.
+        assert_eq!(blocks(5, 60), vec![(1, 5, 10), (2, 15, 10), (3, 25, 10)]);
+        // Aligned, ending at a block boundary inside a longer replica.
+        assert_eq!(blocks(10, 100)[..2], [(1, 0, 10), (2, 10, 10)]);
+        assert_eq!(blocks(10, 100).len(), 4);
+    }
 }
