@@ -169,3 +169,29 @@ fn truncate_and_regrowth_never_show_old_bytes() {
         "old bytes after regrowth"
     );
 }
+
+#[test]
+fn reads_mixing_cached_and_fetched_blocks_return_the_file() {
+    let cluster = small_chunks();
+    let writer = cluster.mount();
+    // Without read-ahead, so what is cached is exactly what was read.
+    let reader = cluster.mount_with(&["--client-read-ahead-bytes", "0"]);
+    let data = pseudo_random_bytes(40, (5 << 20) + 777);
+    fs::write(writer.join("f"), &data).unwrap();
+    let path = reader.join("f");
+    // Scattered small reads cache scattered blocks (and a short tail block)...
+    for offset in [0, 70_000, 200_000, (1 << 20) + 5, 3 << 20, (5 << 20) + 700] {
+        let got = read_at(&path, offset, 100).unwrap();
+        let end = (offset as usize + 100).min(data.len());
+        assert!(got == data[offset as usize..end]);
+    }
+    // ...which large reads then join with the blocks they fetch.
+    drop_page_cache(&path);
+    assert!(fs::read(&path).unwrap() == data);
+    for (offset, len) in [(60_000, 300_000), ((2 << 20) - 3, 3 << 20)] {
+        drop_page_cache(&path);
+        let got = read_at(&path, offset, len).unwrap();
+        let end = (offset as usize + len).min(data.len());
+        assert!(got == data[offset as usize..end]);
+    }
+}

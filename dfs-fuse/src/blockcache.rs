@@ -39,6 +39,72 @@ pub struct BlockKey {
     pub block: u64,
 }
 
+/// A cached block, and the range it was fetched or written with (`run`, of which `data` is
+/// a slice): consecutive blocks of one run are joined without copying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cached {
+    /// The block's bytes (shorter than a block at the end of a replica).
+    pub data: Bytes,
+    /// The buffer `data` lies in.
+    pub run: Bytes,
+}
+
+impl Cached {
+    /// Block `range` of `run`.
+    pub fn slice(run: &Bytes, range: std::ops::Range<usize>) -> Cached {
+        Cached {
+            data: run.slice(range),
+            run: run.clone(),
+        }
+    }
+
+    /// Where `data` starts in `run`.
+    fn offset(&self) -> usize {
+        self.data.as_ptr() as usize - self.run.as_ptr() as usize
+    }
+}
+
+impl From<Bytes> for Cached {
+    fn from(data: Bytes) -> Cached {
+        Cached {
+            run: data.clone(),
+            data,
+        }
+    }
+}
+
+/// Joins consecutive blocks into one range, ending after the first short block (the end of
+/// the replica): nothing after it belongs to the range. Blocks that are consecutive slices of
+/// one run are joined without copying.
+pub fn join_blocks(mut blocks: Vec<Cached>, block_size: u64) -> Bytes {
+    if let Some(short) = blocks
+        .iter()
+        .position(|b| (b.data.len() as u64) < block_size)
+    {
+        blocks.truncate(short + 1);
+    }
+    let Some(first) = blocks.first() else {
+        return Bytes::new();
+    };
+    let start = first.offset();
+    let mut end = start;
+    let same_run = blocks.iter().all(|b| {
+        let adjacent = b.run.as_ptr() == first.run.as_ptr()
+            && b.run.len() == first.run.len()
+            && b.offset() == end;
+        end += b.data.len();
+        adjacent
+    });
+    if same_run {
+        return first.run.slice(start..end);
+    }
+    let mut joined = bytes::BytesMut::with_capacity(blocks.iter().map(|b| b.data.len()).sum());
+    for block in blocks {
+        joined.extend_from_slice(&block.data);
+    }
+    joined.freeze()
+}
+
 /// Hits and misses since the mount started (for logs and tests).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
@@ -65,7 +131,7 @@ struct Inner {
 
 #[derive(Debug)]
 struct State {
-    blocks: LruCache<BlockKey, Bytes>,
+    blocks: LruCache<BlockKey, Cached>,
     /// `(version, block)` of the cached blocks of each chunk, so dropping a chunk's blocks
     /// does not scan the whole cache.
     by_chunk: HashMap<u64, HashSet<(u64, u64)>>,
@@ -89,13 +155,13 @@ struct Writers {
 
 impl State {
     /// Caches a block, evicting the least recently used ones beyond `capacity`.
-    fn put(&mut self, key: BlockKey, data: Bytes, capacity: usize) {
-        if data.len() > capacity {
+    fn put(&mut self, key: BlockKey, block: Cached, capacity: usize) {
+        if block.data.len() > capacity {
             return;
         }
-        self.bytes += data.len();
-        if let Some(old) = self.blocks.put(key, data) {
-            self.bytes -= old.len();
+        self.bytes += block.data.len();
+        if let Some(old) = self.blocks.put(key, block) {
+            self.bytes -= old.data.len();
         }
         self.by_chunk
             .entry(key.chunk_id)
@@ -103,8 +169,8 @@ impl State {
             .insert((key.version, key.block));
         while self.bytes > capacity {
             match self.blocks.pop_lru() {
-                Some((evicted, data)) => {
-                    self.bytes -= data.len();
+                Some((evicted, block)) => {
+                    self.bytes -= block.data.len();
                     self.unindex(&evicted);
                 }
                 None => break,
@@ -139,8 +205,8 @@ impl State {
                 version,
                 block,
             };
-            if let Some(data) = self.blocks.pop(&key) {
-                self.bytes -= data.len();
+            if let Some(block) = self.blocks.pop(&key) {
+                self.bytes -= block.data.len();
             }
             self.unindex(&key);
         }
@@ -172,7 +238,7 @@ impl BlockCache {
     }
 
     /// The cached block, marked as most recently used.
-    pub fn get(&self, key: &BlockKey) -> Option<Bytes> {
+    pub fn get(&self, key: &BlockKey) -> Option<Cached> {
         let found = self.state().blocks.get(key).cloned();
         let counter = if found.is_some() {
             &self.inner.hits
@@ -197,10 +263,10 @@ impl BlockCache {
     /// Caches a block read from a replica since `epoch`, evicting the least recently used
     /// ones beyond the capacity. If anything was invalidated since `epoch`, the block may be
     /// older than a write and is not cached.
-    pub fn insert(&self, key: BlockKey, data: Bytes, epoch: u64) {
+    pub fn insert(&self, key: BlockKey, block: impl Into<Cached>, epoch: u64) {
         let mut state = self.state();
         if state.epoch == epoch {
-            state.put(key, data, self.inner.capacity);
+            state.put(key, block.into(), self.inner.capacity);
         }
     }
 
@@ -282,11 +348,11 @@ impl BlockWrite {
     /// The write reached every replica: drops the old cached versions of its blocks and
     /// caches `written`, the blocks whose whole content the write determined (keyed with the
     /// version written), unless an overlapping write of this mount was in flight meanwhile.
-    pub fn finish(mut self, written: Vec<(BlockKey, Bytes)>) {
+    pub fn finish(mut self, written: Vec<(BlockKey, Cached)>) {
         self.end(written);
     }
 
-    fn end(&mut self, written: Vec<(BlockKey, Bytes)>) {
+    fn end(&mut self, written: Vec<(BlockKey, Cached)>) {
         self.done = true;
         let cache = self.cache.clone();
         let mut state = cache.state();
@@ -306,9 +372,9 @@ impl BlockWrite {
         }
         // Also moves to a new epoch: a fetch in flight may have read the old bytes.
         state.drop_blocks(self.chunk_id, self.blocks.clone());
-        for (key, data) in written {
+        for (key, block) in written {
             if key.chunk_id == self.chunk_id && clean.contains(&key.block) {
-                state.put(key, data, cache.inner.capacity);
+                state.put(key, block, cache.inner.capacity);
             }
         }
     }
@@ -440,8 +506,8 @@ mod tests {
         // A fetch that started before the write ended may have read the old bytes.
         let before = cache.epoch();
         let write = cache.begin_write(1, 0..=1);
-        write.finish(vec![(key(1, 2, 0), block(20))]);
-        assert_eq!(cache.get(&key(1, 2, 0)), Some(block(20)));
+        write.finish(vec![(key(1, 2, 0), block(20).into())]);
+        assert_eq!(cache.get(&key(1, 2, 0)).map(|b| b.data), Some(block(20)));
         // Block 1 was written only in part: dropped, in every version; block 2 untouched.
         assert!(!cache.contains(&key(1, 1, 0)) && !cache.contains(&key(1, 1, 1)));
         assert!(cache.contains(&key(1, 1, 2)));
@@ -451,7 +517,7 @@ mod tests {
         // Blocks outside the write's range are never cached by it.
         cache
             .begin_write(1, 5..=5)
-            .finish(vec![(key(1, 2, 6), block(10))]);
+            .finish(vec![(key(1, 2, 6), block(10).into())]);
         assert!(!cache.contains(&key(1, 2, 6)));
     }
 
@@ -462,15 +528,21 @@ mod tests {
         let first = cache.begin_write(1, 0..=3);
         let second = cache.begin_write(1, 3..=4);
         // Which of the two the replicas hold last in block 3 is unknown.
-        second.finish(vec![(key(1, 1, 3), block(1)), (key(1, 1, 4), block(1))]);
-        first.finish(vec![(key(1, 1, 2), block(2)), (key(1, 1, 3), block(2))]);
+        second.finish(vec![
+            (key(1, 1, 3), block(1).into()),
+            (key(1, 1, 4), block(1).into()),
+        ]);
+        first.finish(vec![
+            (key(1, 1, 2), block(2).into()),
+            (key(1, 1, 3), block(2).into()),
+        ]);
         assert!(!cache.contains(&key(1, 1, 3)));
         assert!(cache.contains(&key(1, 1, 2)) && cache.contains(&key(1, 1, 4)));
         // Once both are done, the next write of the block is cached again.
         cache
             .begin_write(1, 3..=3)
-            .finish(vec![(key(1, 1, 3), block(3))]);
-        assert_eq!(cache.get(&key(1, 1, 3)), Some(block(3)));
+            .finish(vec![(key(1, 1, 3), block(3).into())]);
+        assert_eq!(cache.get(&key(1, 1, 3)).map(|b| b.data), Some(block(3)));
         // A write that fails (its guard dropped) leaves its blocks uncached.
         drop(cache.begin_write(1, 2..=3));
         assert!(!cache.contains(&key(1, 1, 2)) && !cache.contains(&key(1, 1, 3)));
@@ -493,5 +565,29 @@ mod tests {
         let state = cache.state();
         assert_eq!(state.by_chunk.len(), 1);
         assert_eq!(state.by_chunk[&1].len(), 2);
+    }
+
+    #[test]
+    fn blocks_of_one_run_are_joined_without_a_copy() {
+        let run = Bytes::from((0..35u8).collect::<Vec<u8>>());
+        let blocks: Vec<Cached> = [0..10, 10..20, 20..30, 30..35]
+            .into_iter()
+            .map(|r| Cached::slice(&run, r))
+            .collect();
+        let joined = join_blocks(blocks[1..].to_vec(), 10);
+        assert_eq!(&joined[..], &run[10..]);
+        assert_eq!(joined.as_ptr(), run[10..].as_ptr(), "not copied");
+        // Not adjacent (a block left out), or from different runs: copied, same bytes.
+        let gap = join_blocks(vec![blocks[0].clone(), blocks[2].clone()], 10);
+        assert_eq!(&gap[..10], &run[..10]);
+        assert_eq!(&gap[10..], &run[20..30]);
+        let other = Cached::from(Bytes::from_static(b"0123456789"));
+        let mixed = join_blocks(vec![blocks[0].clone(), other], 10);
+        assert_eq!(&mixed[10..], b"0123456789");
+        // Nothing after a short block (the end of the replica) belongs to the range.
+        let short = Cached::from(Bytes::from_static(b"abc"));
+        let ended = join_blocks(vec![blocks[0].clone(), short, blocks[1].clone()], 10);
+        assert_eq!(ended.len(), 13);
+        assert_eq!(join_blocks(Vec::new(), 10), Bytes::new());
     }
 }

@@ -9,9 +9,14 @@ use dfs_proto::FsError;
 use dfs_proto::chunk::{ChunkLayout, ChunkSpan};
 use dfs_proto::pb;
 
-use crate::blockcache::{BlockCache, BlockKey, Claim};
+use crate::blockcache::{BlockCache, BlockKey, Cached, Claim, join_blocks};
 use crate::chunkio::{ChunkIo, WriteFlags};
 use crate::master::MasterClient;
+
+/// Reads of a chunk are spread over its replicas in runs of this many bytes: long enough
+/// that each server reads its files sequentially (its disk's readahead works), short enough
+/// that a sequential reader keeps every server busy.
+pub const SPREAD_BYTES: u64 = 8 << 20;
 
 /// What the data path talks to: the master for chunk maps and commits, chunkservers for bytes.
 #[derive(Debug, Clone)]
@@ -129,11 +134,15 @@ impl DataPath {
         )))
     }
 
-    /// Reads up to `len` bytes at `offset` of `chunk`, trying its replicas in order: any
+    /// Reads up to `len` bytes at `offset` of `chunk`, trying its replicas in turn: any
     /// replica fault (corrupt, stale, unreachable, I/O) moves on to the next, so a bad disk
     /// or a dead server costs latency, not an error. A replica found corrupt or stale is
     /// reported to the master, which drops it. The result is shorter than `len` when the
     /// replica ends earlier (a sparse chunk).
+    ///
+    /// The first replica asked depends on which [`SPREAD_BYTES`] piece of the chunk `offset`
+    /// falls in, so a large read spread over pieces (read-ahead) is served by every replica's
+    /// server at once, each reading and verifying its share.
     pub async fn read_chunk(
         &self,
         chunk: &pb::ChunkInfo,
@@ -142,7 +151,10 @@ impl DataPath {
     ) -> Result<Bytes, FsError> {
         let mut last_error =
             FsError::Unavailable(format!("chunk {} has no replicas", chunk.chunk_id));
-        for replica in &chunk.replicas {
+        let count = chunk.replicas.len();
+        let first = (offset / SPREAD_BYTES) as usize % count.max(1);
+        for i in 0..count {
+            let replica = &chunk.replicas[(first + i) % count];
             match self
                 .chunks
                 .read_replica(&replica.addr, chunk, offset, len)
@@ -189,8 +201,42 @@ impl DataPath {
         });
     }
 
-    /// Reads like [`read_chunk`](DataPath::read_chunk), through the block cache: whole
-    /// blocks are fetched (one replica read for the blocks the span covers) and kept.
+    /// `len` bytes at `offset` of `chunk` if every block they touch is cached (the range ends
+    /// early where the replica does), without waiting for anything.
+    pub fn cached(&self, chunk: &pb::ChunkInfo, offset: u64, len: u64) -> Option<Bytes> {
+        if len == 0 {
+            return Some(Bytes::new());
+        }
+        let block_size = self.layout.block_size;
+        let (first, last) = (offset / block_size, (offset + len - 1) / block_size);
+        let keys = self.block_keys(chunk, first, last);
+        let blocks = keys
+            .iter()
+            .map(|key| self.cache.get(key))
+            .collect::<Option<Vec<_>>>()?;
+        let joined = join_blocks(blocks, block_size);
+        Some(clip(joined, offset - first * block_size, len))
+    }
+
+    /// Cache keys of blocks `first..=last` of `chunk`.
+    ///
+    /// Keyed by the reader's version even when a newer replica (stamped by a lease holder
+    /// that took the file over) answers: only readers holding this older map use the key,
+    /// and they accept that newer replica too, so the entry is as fresh as any cached block
+    /// (close-to-open: a reopen moves readers to the new version's keys and drops changed
+    /// chunks), and a takeover by this mount drops the chunk's blocks (`take_chunk`).
+    fn block_keys(&self, chunk: &pb::ChunkInfo, first: u64, last: u64) -> Vec<BlockKey> {
+        (first..=last)
+            .map(|block| BlockKey {
+                chunk_id: chunk.chunk_id,
+                version: chunk.version,
+                block,
+            })
+            .collect()
+    }
+
+    /// Reads like [`read_chunk`](DataPath::read_chunk), through the block cache: the blocks
+    /// from the first to the last one not cached are fetched (one replica read) and kept.
     pub async fn read_cached(
         &self,
         chunk: &pb::ChunkInfo,
@@ -202,30 +248,19 @@ impl DataPath {
         }
         let block_size = self.layout.block_size;
         let (first, last) = (offset / block_size, (offset + len - 1) / block_size);
-        // Keyed by the reader's version even when a newer replica (stamped by a lease holder
-        // that took the file over) answers: only readers holding this older map use the key,
-        // and they accept that newer replica too, so the entry is as fresh as any cached block
-        // (close-to-open: a reopen moves readers to the new version's keys and drops changed
-        // chunks), and a takeover by this mount drops the chunk's blocks (`take_chunk`).
-        let key = |block| BlockKey {
-            chunk_id: chunk.chunk_id,
-            version: chunk.version,
-            block,
-        };
-        let skip = offset - first * block_size;
-        let keys: Vec<BlockKey> = (first..=last).map(key).collect();
-        let clip = |range: Bytes| {
-            let from = (skip as usize).min(range.len());
-            let to = ((skip + len) as usize).min(range.len());
-            range.slice(from..to)
-        };
-        let fetching = loop {
-            let cached: Vec<Bytes> = keys.iter().map_while(|k| self.cache.get(k)).collect();
-            if cached.len() == keys.len() {
-                return Ok(clip(join_blocks(cached, block_size)));
-            }
-            match self.cache.claim(&keys) {
-                Claim::Fetch(guard) => break guard,
+        let keys = self.block_keys(chunk, first, last);
+        let clip = |range: Bytes| clip(range, offset - first * block_size, len);
+        let (mut blocks, missing, fetching) = loop {
+            let blocks: Vec<Option<Cached>> = keys.iter().map(|k| self.cache.get(k)).collect();
+            let Some(from) = blocks.iter().position(Option::is_none) else {
+                return Ok(clip(join_blocks(
+                    blocks.into_iter().flatten().collect(),
+                    block_size,
+                )));
+            };
+            let to = blocks.iter().rposition(Option::is_none).unwrap_or(from);
+            match self.cache.claim(&keys[from..=to]) {
+                Claim::Fetch(guard) => break (blocks, from..to + 1, guard),
                 // The fetch in flight ends (successful or not): look again.
                 Claim::Wait(mut fetch) => {
                     let _ = fetch.changed().await;
@@ -233,19 +268,25 @@ impl DataPath {
             }
         };
         let epoch = self.cache.epoch();
+        let fetch_start = (first + missing.start as u64) * block_size;
         let data = self
-            .read_chunk(chunk, first * block_size, keys.len() as u64 * block_size)
+            .read_chunk(chunk, fetch_start, missing.len() as u64 * block_size)
             .await?;
-        for (i, key) in keys.into_iter().enumerate() {
-            let from = i * block_size as usize;
-            if from >= data.len() {
-                break;
+        for i in missing.clone() {
+            let from = ((i - missing.start) * block_size as usize).min(data.len());
+            let block = Cached::slice(&data, from..(from + block_size as usize).min(data.len()));
+            if !block.data.is_empty() {
+                self.cache.insert(keys[i], block.clone(), epoch);
             }
-            let to = (from + block_size as usize).min(data.len());
-            self.cache.insert(key, data.slice(from..to), epoch);
+            // Empty past the replica's end, which the joined range stops at.
+            blocks[i] = Some(block);
         }
         drop(fetching);
-        Ok(clip(data))
+        if missing.len() == keys.len() {
+            return Ok(clip(data));
+        }
+        let blocks = blocks.into_iter().flatten().collect();
+        Ok(clip(join_blocks(blocks, block_size)))
     }
 
     /// Reads a span into the cache unless all of it is cached already (read-ahead).
@@ -343,47 +384,48 @@ impl DataPath {
     }
 }
 
-/// Joins consecutive cached blocks into one range, ending after the first short block (the
-/// end of the replica): nothing after it belongs to the range. One block is not copied.
-fn join_blocks(mut blocks: Vec<Bytes>, block_size: u64) -> Bytes {
-    if blocks.len() == 1 {
-        return blocks.pop().unwrap_or_default();
-    }
-    let mut joined = bytes::BytesMut::with_capacity(blocks.iter().map(Bytes::len).sum());
-    for block in blocks {
-        joined.extend_from_slice(&block);
-        if (block.len() as u64) < block_size {
-            break;
-        }
-    }
-    joined.freeze()
+/// `len` bytes at `skip` of `range`, or what of them it holds.
+fn clip(range: Bytes, skip: u64, len: u64) -> Bytes {
+    let from = (skip as usize).min(range.len());
+    let to = ((skip + len) as usize).min(range.len());
+    range.slice(from..to)
 }
 
 /// The blocks of `chunk` whose whole content a write of `data` at `offset` determined, given
 /// the replica's `length` after it: every block it covers entirely, and the last block of the
 /// replica when the write covers it from the block's start to the replica's end. Copied out of
-/// `data`, so a cached block never pins a larger write buffer.
+/// `data` into one run, so a cached block never pins a larger write buffer.
 fn whole_blocks(
     chunk: &pb::ChunkInfo,
     offset: u64,
     data: &[u8],
     length: u64,
     block_size: u64,
-) -> Vec<(BlockKey, Bytes)> {
+) -> Vec<(BlockKey, Cached)> {
     let end = offset + data.len() as u64;
-    (offset.div_ceil(block_size)..end.div_ceil(block_size))
-        .filter_map(|block| {
+    let blocks: Vec<(u64, u64, u64)> = (offset.div_ceil(block_size)..end.div_ceil(block_size))
+        .map(|block| {
             let start = block * block_size;
-            let stop = (start + block_size).min(length);
-            (start < stop && stop <= end).then(|| {
-                let key = BlockKey {
-                    chunk_id: chunk.chunk_id,
-                    version: chunk.version,
-                    block,
-                };
-                let bytes = &data[(start - offset) as usize..(stop - offset) as usize];
-                (key, Bytes::copy_from_slice(bytes))
-            })
+            (block, start, (start + block_size).min(length))
+        })
+        .filter(|&(_, start, stop)| start < stop && stop <= end)
+        .collect();
+    let (Some(&(_, run_start, _)), Some(&(_, _, run_stop))) = (blocks.first(), blocks.last())
+    else {
+        return Vec::new();
+    };
+    let run =
+        Bytes::copy_from_slice(&data[(run_start - offset) as usize..(run_stop - offset) as usize]);
+    blocks
+        .into_iter()
+        .map(|(block, start, stop)| {
+            let key = BlockKey {
+                chunk_id: chunk.chunk_id,
+                version: chunk.version,
+                block,
+            };
+            let range = (start - run_start) as usize..(stop - run_start) as usize;
+            (key, Cached::slice(&run, range))
         })
         .collect()
 }
@@ -406,7 +448,7 @@ mod tests {
                 .into_iter()
                 .map(|(key, bytes)| {
                     assert_eq!((key.chunk_id, key.version), (4, 9));
-                    (key.block, bytes[0], bytes.len())
+                    (key.block, bytes.data[0], bytes.data.len())
                 })
                 .collect()
         };

@@ -390,6 +390,17 @@ impl OpenInode {
         Ok(state.read_plan(&io.layout, offset, len))
     }
 
+    /// Plans a read without waiting: `None` when the state is busy (a flush or another
+    /// plan in progress) or holds buffered writes, which [`plan_read`](Self::plan_read)
+    /// would flush first.
+    pub fn try_plan_read(&self, layout: &ChunkLayout, offset: u64, len: u64) -> Option<ReadPlan> {
+        let state = self.state.try_lock().ok()?;
+        state
+            .buffer
+            .is_empty()
+            .then(|| state.read_plan(layout, offset, len))
+    }
+
     /// Changes the size: commits this client's writes, cuts replicas when shrinking, then
     /// sends `req` (which carries the size and possibly other attributes) to the master.
     pub async fn resize(
