@@ -321,6 +321,11 @@ impl BlockCache {
         })
     }
 
+    /// Most bytes of block data held (0: the cache is off).
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity
+    }
+
     /// Bytes of block data held.
     pub fn bytes(&self) -> usize {
         self.state().bytes

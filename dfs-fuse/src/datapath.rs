@@ -65,8 +65,7 @@ impl DataPath {
             .write_replacing(ino, chunk, span, data.clone(), flags, holder)
             .await;
         if let (Some(cached), Ok((chunk, length))) = (cached, &written) {
-            let blocks = self
-                .cache_writes
+            let blocks = (self.cache_writes && self.cache.capacity() > 0)
                 .then(|| whole_blocks(chunk, span.offset, &data, *length, block_size));
             cached.finish(blocks.unwrap_or_default());
         }
