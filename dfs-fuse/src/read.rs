@@ -11,7 +11,6 @@ use bytes::{Bytes, BytesMut};
 use dfs_proto::FsError;
 use dfs_proto::chunk::{ChunkLayout, ChunkSpan};
 use dfs_proto::pb;
-
 use tokio::task::JoinSet;
 
 use crate::datapath::DataPath;
