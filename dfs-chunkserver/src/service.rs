@@ -17,8 +17,8 @@ use dfs_proto::pb::{
 };
 use tokio::sync::mpsc;
 use tokio::task;
-use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::chain::{ChainTimeouts, ChainWriter};
@@ -101,6 +101,17 @@ impl Chunkserver for ChunkserverService {
         let first_end = end.min((offset / READ_PIECE + 1) * READ_PIECE);
         let first = read_piece(&self.store, chunk_id, version, offset, first_end).await;
         let first = self.reports.note_read(chunk_id, first)?;
+        let first_pos = offset + first.len() as u64;
+        if first_pos == end || first_pos < first_end {
+            // All there is (a small read, or the replica ended): no streaming task needed. The
+            // stream holds the transfer until it is sent.
+            let reply = (!first.is_empty()).then_some(Ok(ReadChunkReply { data: first }));
+            let stream = tokio_stream::iter(reply).map(move |reply| {
+                let _transfer = &transfer;
+                reply
+            });
+            return Ok(Response::new(Box::pin(stream)));
+        }
         let (tx, rx) = mpsc::channel(READ_AHEAD);
         let store = self.store.clone();
         let reports = self.reports.clone();

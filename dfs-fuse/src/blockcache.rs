@@ -9,11 +9,18 @@
 //!
 //! The bound is in bytes, not entries: blocks at the end of a chunk can be short.
 //!
+//! Blocks this mount writes in full enter the cache as they reach the replicas (write-through,
+//! [`BlockCache::begin_write`]), so reading back what was just written costs no chunkserver
+//! read, as the kernel's page cache does for a local file. Two writes of this mount that
+//! overlap in a block while both are in flight may reach the replicas in either order, so
+//! such a block is dropped instead of cached.
+//!
 //! Fetches are single-flight: a reader that misses blocks another task is already fetching
 //! (typically read-ahead that the kernel's own readahead caught up with) waits for that fetch
 //! instead of reading the same blocks from a replica a second time.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -30,6 +37,72 @@ pub struct BlockKey {
     pub version: u64,
     /// Index of the block inside the chunk.
     pub block: u64,
+}
+
+/// A cached block, and the range it was fetched or written with (`run`, of which `data` is
+/// a slice): consecutive blocks of one run are joined without copying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cached {
+    /// The block's bytes (shorter than a block at the end of a replica).
+    pub data: Bytes,
+    /// The buffer `data` lies in.
+    pub run: Bytes,
+}
+
+impl Cached {
+    /// Block `range` of `run`.
+    pub fn slice(run: &Bytes, range: std::ops::Range<usize>) -> Cached {
+        Cached {
+            data: run.slice(range),
+            run: run.clone(),
+        }
+    }
+
+    /// Where `data` starts in `run`.
+    fn offset(&self) -> usize {
+        self.data.as_ptr() as usize - self.run.as_ptr() as usize
+    }
+}
+
+impl From<Bytes> for Cached {
+    fn from(data: Bytes) -> Cached {
+        Cached {
+            run: data.clone(),
+            data,
+        }
+    }
+}
+
+/// Joins consecutive blocks into one range, ending after the first short block (the end of
+/// the replica): nothing after it belongs to the range. Blocks that are consecutive slices of
+/// one run are joined without copying.
+pub fn join_blocks(mut blocks: Vec<Cached>, block_size: u64) -> Bytes {
+    if let Some(short) = blocks
+        .iter()
+        .position(|b| (b.data.len() as u64) < block_size)
+    {
+        blocks.truncate(short + 1);
+    }
+    let Some(first) = blocks.first() else {
+        return Bytes::new();
+    };
+    let start = first.offset();
+    let mut end = start;
+    let same_run = blocks.iter().all(|b| {
+        let adjacent = b.run.as_ptr() == first.run.as_ptr()
+            && b.run.len() == first.run.len()
+            && b.offset() == end;
+        end += b.data.len();
+        adjacent
+    });
+    if same_run {
+        return first.run.slice(start..end);
+    }
+    let mut joined = bytes::BytesMut::with_capacity(blocks.iter().map(|b| b.data.len()).sum());
+    for block in blocks {
+        joined.extend_from_slice(&block.data);
+    }
+    joined.freeze()
 }
 
 /// Hits and misses since the mount started (for logs and tests).
@@ -58,13 +131,86 @@ struct Inner {
 
 #[derive(Debug)]
 struct State {
-    blocks: LruCache<BlockKey, Bytes>,
+    blocks: LruCache<BlockKey, Cached>,
+    /// `(version, block)` of the cached blocks of each chunk, so dropping a chunk's blocks
+    /// does not scan the whole cache.
+    by_chunk: HashMap<u64, HashSet<(u64, u64)>>,
+    /// Writes of this mount in flight, per `(chunk id, block)`.
+    writing: HashMap<(u64, u64), Writers>,
     /// Blocks being fetched, each with a receiver that wakes when the fetch ends.
     in_flight: HashMap<BlockKey, watch::Receiver<()>>,
     bytes: usize,
     /// Bumped by every invalidation: a block read from a replica before an invalidation may
     /// predate the write that caused it, so it is not cached (see [`BlockCache::epoch`]).
     epoch: u64,
+}
+
+/// The writes in flight on one block.
+#[derive(Debug, Default)]
+struct Writers {
+    count: u32,
+    /// Two of them overlapped: which one the replicas hold last is unknown.
+    overlapped: bool,
+}
+
+impl State {
+    /// Caches a block, evicting the least recently used ones beyond `capacity`.
+    fn put(&mut self, key: BlockKey, block: Cached, capacity: usize) {
+        if block.data.len() > capacity {
+            return;
+        }
+        self.bytes += block.data.len();
+        if let Some(old) = self.blocks.put(key, block) {
+            self.bytes -= old.data.len();
+        }
+        self.by_chunk
+            .entry(key.chunk_id)
+            .or_default()
+            .insert((key.version, key.block));
+        while self.bytes > capacity {
+            match self.blocks.pop_lru() {
+                Some((evicted, block)) => {
+                    self.bytes -= block.data.len();
+                    self.unindex(&evicted);
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn unindex(&mut self, key: &BlockKey) {
+        if let Some(keys) = self.by_chunk.get_mut(&key.chunk_id) {
+            keys.remove(&(key.version, key.block));
+            if keys.is_empty() {
+                self.by_chunk.remove(&key.chunk_id);
+            }
+        }
+    }
+
+    /// Drops the cached blocks of `chunk_id` (every version) whose index is in `blocks`, and
+    /// moves to a new epoch so fetches in flight do not cache what they read before.
+    fn drop_blocks(&mut self, chunk_id: u64, blocks: RangeInclusive<u64>) {
+        self.epoch += 1;
+        let Some(keys) = self.by_chunk.get(&chunk_id) else {
+            return;
+        };
+        let doomed: Vec<(u64, u64)> = keys
+            .iter()
+            .filter(|(_, block)| blocks.contains(block))
+            .copied()
+            .collect();
+        for (version, block) in doomed {
+            let key = BlockKey {
+                chunk_id,
+                version,
+                block,
+            };
+            if let Some(block) = self.blocks.pop(&key) {
+                self.bytes -= block.data.len();
+            }
+            self.unindex(&key);
+        }
+    }
 }
 
 impl BlockCache {
@@ -75,6 +221,8 @@ impl BlockCache {
                 capacity,
                 state: Mutex::new(State {
                     blocks: LruCache::unbounded(),
+                    by_chunk: HashMap::new(),
+                    writing: HashMap::new(),
                     in_flight: HashMap::new(),
                     bytes: 0,
                     epoch: 0,
@@ -90,7 +238,7 @@ impl BlockCache {
     }
 
     /// The cached block, marked as most recently used.
-    pub fn get(&self, key: &BlockKey) -> Option<Bytes> {
+    pub fn get(&self, key: &BlockKey) -> Option<Cached> {
         let found = self.state().blocks.get(key).cloned();
         let counter = if found.is_some() {
             &self.inner.hits
@@ -115,51 +263,42 @@ impl BlockCache {
     /// Caches a block read from a replica since `epoch`, evicting the least recently used
     /// ones beyond the capacity. If anything was invalidated since `epoch`, the block may be
     /// older than a write and is not cached.
-    pub fn insert(&self, key: BlockKey, data: Bytes, epoch: u64) {
-        if data.len() > self.inner.capacity {
-            return;
-        }
+    pub fn insert(&self, key: BlockKey, block: impl Into<Cached>, epoch: u64) {
         let mut state = self.state();
-        if state.epoch != epoch {
-            return;
-        }
-        state.bytes += data.len();
-        if let Some(old) = state.blocks.put(key, data) {
-            state.bytes -= old.len();
-        }
-        while state.bytes > self.inner.capacity {
-            match state.blocks.pop_lru() {
-                Some((_, evicted)) => state.bytes -= evicted.len(),
-                None => break,
-            }
+        if state.epoch == epoch {
+            state.put(key, block.into(), self.inner.capacity);
         }
     }
 
     /// Drops blocks `first..=last` of every cached version of `chunk_id`.
     pub fn invalidate_blocks(&self, chunk_id: u64, first: u64, last: u64) {
-        self.retain(|key| key.chunk_id != chunk_id || key.block < first || key.block > last);
+        self.state().drop_blocks(chunk_id, first..=last);
     }
 
     /// Drops every block of the given chunks.
     pub fn invalidate_chunks(&self, chunk_ids: &HashSet<u64>) {
-        if !chunk_ids.is_empty() {
-            self.retain(|key| !chunk_ids.contains(&key.chunk_id));
+        let mut state = self.state();
+        for &chunk_id in chunk_ids {
+            state.drop_blocks(chunk_id, 0..=u64::MAX);
         }
     }
 
-    fn retain(&self, keep: impl Fn(&BlockKey) -> bool) {
+    /// Announces a write of this mount to `blocks` of `chunk_id`. When the write is done,
+    /// [`BlockWrite::finish`] caches the blocks it wrote in full; if it fails (the guard is
+    /// dropped), or another write of this mount to one of the blocks was in flight at the
+    /// same time, the blocks are dropped instead.
+    pub fn begin_write(&self, chunk_id: u64, blocks: RangeInclusive<u64>) -> BlockWrite {
         let mut state = self.state();
-        state.epoch += 1;
-        let doomed: Vec<BlockKey> = state
-            .blocks
-            .iter()
-            .map(|(key, _)| *key)
-            .filter(|key| !keep(key))
-            .collect();
-        for key in doomed {
-            if let Some(data) = state.blocks.pop(&key) {
-                state.bytes -= data.len();
-            }
+        for block in blocks.clone() {
+            let writers = state.writing.entry((chunk_id, block)).or_default();
+            writers.count += 1;
+            writers.overlapped |= writers.count > 1;
+        }
+        BlockWrite {
+            cache: self.clone(),
+            chunk_id,
+            blocks,
+            done: false,
         }
     }
 
@@ -182,6 +321,11 @@ impl BlockCache {
         })
     }
 
+    /// Most bytes of block data held (0: the cache is off).
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity
+    }
+
     /// Bytes of block data held.
     pub fn bytes(&self) -> usize {
         self.state().bytes
@@ -192,6 +336,59 @@ impl BlockCache {
         CacheStats {
             hits: self.inner.hits.load(Ordering::Relaxed),
             misses: self.inner.misses.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A write of this mount in flight (see [`BlockCache::begin_write`]).
+#[derive(Debug)]
+pub struct BlockWrite {
+    cache: BlockCache,
+    chunk_id: u64,
+    blocks: RangeInclusive<u64>,
+    done: bool,
+}
+
+impl BlockWrite {
+    /// The write reached every replica: drops the old cached versions of its blocks and
+    /// caches `written`, the blocks whose whole content the write determined (keyed with the
+    /// version written), unless an overlapping write of this mount was in flight meanwhile.
+    pub fn finish(mut self, written: Vec<(BlockKey, Cached)>) {
+        self.end(written);
+    }
+
+    fn end(&mut self, written: Vec<(BlockKey, Cached)>) {
+        self.done = true;
+        let cache = self.cache.clone();
+        let mut state = cache.state();
+        let mut clean = HashSet::new();
+        for block in self.blocks.clone() {
+            let slot = (self.chunk_id, block);
+            let Some(writers) = state.writing.get_mut(&slot) else {
+                continue;
+            };
+            if !writers.overlapped {
+                clean.insert(block);
+            }
+            writers.count -= 1;
+            if writers.count == 0 {
+                state.writing.remove(&slot);
+            }
+        }
+        // Also moves to a new epoch: a fetch in flight may have read the old bytes.
+        state.drop_blocks(self.chunk_id, self.blocks.clone());
+        for (key, block) in written {
+            if key.chunk_id == self.chunk_id && clean.contains(&key.block) {
+                state.put(key, block, cache.inner.capacity);
+            }
+        }
+    }
+}
+
+impl Drop for BlockWrite {
+    fn drop(&mut self) {
+        if !self.done {
+            self.end(Vec::new());
         }
     }
 }
@@ -303,5 +500,99 @@ mod tests {
         );
         assert!(cache.contains(&key(1, 1, 1)));
         assert!(matches!(cache.claim(&keys), Claim::Fetch(_)));
+    }
+
+    #[test]
+    fn a_finished_write_caches_its_blocks_and_drops_their_old_versions() {
+        let cache = BlockCache::new(1000);
+        cache.insert(key(1, 1, 0), block(10), 0);
+        cache.insert(key(1, 1, 1), block(10), 0);
+        cache.insert(key(1, 1, 2), block(10), 0);
+        // A fetch that started before the write ended may have read the old bytes.
+        let before = cache.epoch();
+        let write = cache.begin_write(1, 0..=1);
+        write.finish(vec![(key(1, 2, 0), block(20).into())]);
+        assert_eq!(cache.get(&key(1, 2, 0)).map(|b| b.data), Some(block(20)));
+        // Block 1 was written only in part: dropped, in every version; block 2 untouched.
+        assert!(!cache.contains(&key(1, 1, 0)) && !cache.contains(&key(1, 1, 1)));
+        assert!(cache.contains(&key(1, 1, 2)));
+        assert_eq!(cache.bytes(), 30);
+        cache.insert(key(1, 2, 1), block(10), before);
+        assert!(!cache.contains(&key(1, 2, 1)));
+        // Blocks outside the write's range are never cached by it.
+        cache
+            .begin_write(1, 5..=5)
+            .finish(vec![(key(1, 2, 6), block(10).into())]);
+        assert!(!cache.contains(&key(1, 2, 6)));
+    }
+
+    #[test]
+    fn overlapping_and_failed_writes_cache_nothing() {
+        let cache = BlockCache::new(1000);
+        cache.insert(key(1, 1, 3), block(10), 0);
+        let first = cache.begin_write(1, 0..=3);
+        let second = cache.begin_write(1, 3..=4);
+        // Which of the two the replicas hold last in block 3 is unknown.
+        second.finish(vec![
+            (key(1, 1, 3), block(1).into()),
+            (key(1, 1, 4), block(1).into()),
+        ]);
+        first.finish(vec![
+            (key(1, 1, 2), block(2).into()),
+            (key(1, 1, 3), block(2).into()),
+        ]);
+        assert!(!cache.contains(&key(1, 1, 3)));
+        assert!(cache.contains(&key(1, 1, 2)) && cache.contains(&key(1, 1, 4)));
+        // Once both are done, the next write of the block is cached again.
+        cache
+            .begin_write(1, 3..=3)
+            .finish(vec![(key(1, 1, 3), block(3).into())]);
+        assert_eq!(cache.get(&key(1, 1, 3)).map(|b| b.data), Some(block(3)));
+        // A write that fails (its guard dropped) leaves its blocks uncached.
+        drop(cache.begin_write(1, 2..=3));
+        assert!(!cache.contains(&key(1, 1, 2)) && !cache.contains(&key(1, 1, 3)));
+        assert_eq!(cache.bytes(), 1);
+    }
+
+    #[test]
+    fn evicted_blocks_leave_the_chunk_index() {
+        let cache = BlockCache::new(30);
+        for b in 0..10 {
+            cache.insert(key(b % 2, 1, b), block(10), 0);
+        }
+        assert_eq!(cache.bytes(), 30);
+        cache.invalidate_chunks(&[0].into_iter().collect());
+        let left: Vec<u64> = (0..10)
+            .filter(|&b| cache.contains(&key(b % 2, 1, b)))
+            .collect();
+        assert_eq!(left, vec![7, 9]);
+        assert_eq!(cache.bytes(), 20);
+        let state = cache.state();
+        assert_eq!(state.by_chunk.len(), 1);
+        assert_eq!(state.by_chunk[&1].len(), 2);
+    }
+
+    #[test]
+    fn blocks_of_one_run_are_joined_without_a_copy() {
+        let run = Bytes::from((0..35u8).collect::<Vec<u8>>());
+        let blocks: Vec<Cached> = [0..10, 10..20, 20..30, 30..35]
+            .into_iter()
+            .map(|r| Cached::slice(&run, r))
+            .collect();
+        let joined = join_blocks(blocks[1..].to_vec(), 10);
+        assert_eq!(&joined[..], &run[10..]);
+        assert_eq!(joined.as_ptr(), run[10..].as_ptr(), "not copied");
+        // Not adjacent (a block left out), or from different runs: copied, same bytes.
+        let gap = join_blocks(vec![blocks[0].clone(), blocks[2].clone()], 10);
+        assert_eq!(&gap[..10], &run[..10]);
+        assert_eq!(&gap[10..], &run[20..30]);
+        let other = Cached::from(Bytes::from_static(b"0123456789"));
+        let mixed = join_blocks(vec![blocks[0].clone(), other], 10);
+        assert_eq!(&mixed[10..], b"0123456789");
+        // Nothing after a short block (the end of the replica) belongs to the range.
+        let short = Cached::from(Bytes::from_static(b"abc"));
+        let ended = join_blocks(vec![blocks[0].clone(), short, blocks[1].clone()], 10);
+        assert_eq!(ended.len(), 13);
+        assert_eq!(join_blocks(Vec::new(), 10), Bytes::new());
     }
 }

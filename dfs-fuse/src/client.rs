@@ -159,8 +159,9 @@ impl Client {
             master,
             chunks: ChunkIo::new(timeout),
             layout: ChunkLayout::new(cluster.chunk_size, block_size),
-            cache: BlockCache::new(config.cache_bytes),
             write_budget: WriteBudget::new(config.write_back_bytes()),
+            cache: BlockCache::new(config.cache_bytes()),
+            cache_writes: config.cache_writes,
         };
         Ok(Client::new(
             io,
@@ -567,6 +568,22 @@ impl Client {
     pub async fn read(&self, ino: u64, offset: u64, len: u32) -> Result<Bytes, FsError> {
         let inode = self.open_inode(ino)?;
         let data = read::read(self.io(), &inode, offset, u64::from(len)).await?;
+        self.read_ahead(inode, offset, len);
+        Ok(data)
+    }
+
+    /// Reads up to `len` bytes at `offset` if that needs no waiting (see
+    /// [`read::read_from_cache`]); `None` means: call [`read`](Client::read). Call it inside
+    /// the runtime's context: it may start read-ahead.
+    pub fn read_now(&self, ino: u64, offset: u64, len: u32) -> Option<Bytes> {
+        let inode = self.shared.inodes.get(ino)?;
+        let data = read::read_from_cache(self.io(), &inode, offset, u64::from(len))?;
+        self.read_ahead(inode, offset, len);
+        Some(data)
+    }
+
+    /// Starts read-ahead if `inode`'s reader is sequential.
+    fn read_ahead(&self, inode: Arc<OpenInode>, offset: u64, len: u32) {
         if let Some((from, len)) =
             inode
                 .readahead
@@ -574,7 +591,6 @@ impl Client {
         {
             tokio::spawn(read::read_ahead(self.io().clone(), inode, from, len));
         }
-        Ok(data)
     }
 
     /// Buffers a write; returns the bytes accepted.
@@ -757,6 +773,7 @@ mod tests {
             layout: ChunkLayout::new(64 << 20, 64 << 10),
             cache: BlockCache::new(1 << 20),
             write_budget: WriteBudget::new(4 << 20),
+            cache_writes: true,
         };
         let client = Client::new(io, 3, 1 << 20, 0, std::time::Duration::ZERO);
         let attr = pb::Attr {

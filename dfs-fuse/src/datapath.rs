@@ -9,10 +9,15 @@ use dfs_proto::FsError;
 use dfs_proto::chunk::{ChunkLayout, ChunkSpan};
 use dfs_proto::pb;
 
-use crate::blockcache::{BlockCache, BlockKey, Claim};
+use crate::blockcache::{BlockCache, BlockKey, Cached, Claim, join_blocks};
 use crate::chunkio::{ChunkIo, WriteFlags};
 use crate::master::MasterClient;
 use crate::writebuf::WriteBudget;
+
+/// Reads of a chunk are spread over its replicas in runs of this many bytes: long enough
+/// that each server reads its files sequentially (its disk's readahead works), short enough
+/// that a sequential reader keeps every server busy.
+pub const SPREAD_BYTES: u64 = 8 << 20;
 
 /// What the data path talks to: the master for chunk maps and commits, chunkservers for bytes.
 #[derive(Debug, Clone)]
@@ -27,17 +32,14 @@ pub struct DataPath {
     pub cache: BlockCache,
     /// Memory the mount's open files share for write-back.
     pub write_budget: WriteBudget,
+    /// Whether blocks this mount writes in full enter the cache (write-through).
+    pub cache_writes: bool,
 }
 
 impl DataPath {
-    /// Writes one span to its chunk's replica chain. When a replica fails mid-write, the
-    /// master is asked for a chain without it (same chunk, newer version) and the span is
-    /// rewritten there, so the write completes on the survivors; the survivors already hold
-    /// the chunk's earlier bytes, the dropped replica is left stale at the old version.
-    /// Under a writer lease (`holder`) the master refuses the replacement (ESTALE) once the
-    /// lease was taken over, so a cut-off writer fails instead of writing over the new
-    /// holder's version (whose stamped replicas refuse its old version anyway).
-    /// Returns the chunk as finally written (the caller commits with its version).
+    /// Writes one span to its chunk's replica chain (see
+    /// [`write_pieces`](DataPath::write_pieces)). Returns the chunk as finally written (the
+    /// caller commits with its version).
     pub async fn write_span(
         &self,
         ino: u64,
@@ -52,9 +54,69 @@ impl DataPath {
             .await
     }
 
-    /// Like [`write_span`](DataPath::write_span) with several `(offset in chunk, bytes)`
-    /// pieces of the chunk at `index` (disjoint, in offset order) in one stream.
+    /// Writes several `(offset in chunk, bytes)` pieces of the chunk at `index` (disjoint, in
+    /// offset order) down its replica chain in one stream. When a replica fails mid-write,
+    /// the master is asked for a chain without it (same chunk, newer version) and the pieces
+    /// are rewritten there, so the write completes on the survivors; the survivors already
+    /// hold the chunk's earlier bytes, the dropped replica is left stale at the old version.
+    /// Under a writer lease (`holder`) the master refuses the replacement (ESTALE) once the
+    /// lease was taken over, so a cut-off writer fails instead of writing over the new
+    /// holder's version (whose stamped replicas refuse its old version anyway).
+    /// Returns the chunk as finally written (the caller commits with its version).
+    ///
+    /// The blocks a piece covers in full enter the block cache under that version (unless
+    /// `cache_writes` is off); the cached blocks it changed otherwise are dropped.
     pub async fn write_pieces(
+        &self,
+        ino: u64,
+        chunk: pb::ChunkInfo,
+        index: u64,
+        pieces: &[(u64, Bytes)],
+        flags: WriteFlags,
+        holder: Option<&str>,
+    ) -> Result<pb::ChunkInfo, FsError> {
+        let (block_size, chunk_id) = (self.layout.block_size, chunk.chunk_id);
+        // An empty piece changes no bytes (a sync, or a version stamp) unless it truncates.
+        let writes: Vec<_> = pieces
+            .iter()
+            .map(|(offset, data)| {
+                (!data.is_empty()).then(|| {
+                    let last = (offset + data.len() as u64 - 1) / block_size;
+                    self.cache.begin_write(chunk_id, offset / block_size..=last)
+                })
+            })
+            .collect();
+        let written = self
+            .write_replacing(ino, chunk, index, pieces, flags, holder)
+            .await;
+        if let Ok((chunk, length)) = &written {
+            let keep = self.cache_writes && self.cache.capacity() > 0;
+            for (write, (offset, data)) in writes.into_iter().zip(pieces) {
+                if let Some(write) = write {
+                    let blocks =
+                        keep.then(|| whole_blocks(chunk, *offset, data, *length, block_size));
+                    write.finish(blocks.unwrap_or_default());
+                }
+            }
+        }
+        if flags.truncate {
+            // Blocks past the new end are gone (also when the write failed part way). A block
+            // the write ends inside is the write's own.
+            let (offset, data) = pieces.last().cloned().unwrap_or_default();
+            let end = offset + data.len() as u64;
+            let past = if data.is_empty() {
+                end / block_size
+            } else {
+                end.div_ceil(block_size)
+            };
+            self.cache.invalidate_blocks(chunk_id, past, u64::MAX);
+        }
+        written.map(|(chunk, _)| chunk)
+    }
+
+    /// [`write_pieces`](DataPath::write_pieces) without the cache: returns the chunk as
+    /// finally written and the replica length after the write.
+    async fn write_replacing(
         &self,
         ino: u64,
         mut chunk: pb::ChunkInfo,
@@ -62,22 +124,11 @@ impl DataPath {
         pieces: &[(u64, Bytes)],
         flags: WriteFlags,
         holder: Option<&str>,
-    ) -> Result<pb::ChunkInfo, FsError> {
+    ) -> Result<(pb::ChunkInfo, u64), FsError> {
         // Every retry drops at least one replica, so the chain runs out before this does.
         for _ in 0..=chunk.replicas.len() {
             let failure = match self.chunks.write_chain_pieces(&chunk, pieces, flags).await {
-                Ok(_) => {
-                    for (offset, data) in pieces {
-                        let span = ChunkSpan {
-                            index,
-                            offset: *offset,
-                            len: data.len() as u64,
-                            buf_offset: 0,
-                        };
-                        self.forget_written(&chunk, &span);
-                    }
-                    return Ok(chunk);
-                }
+                Ok(length) => return Ok((chunk, length)),
                 Err(failure) if failure.error.is_replica_fault() => failure,
                 Err(failure) => return Err(failure.error),
             };
@@ -110,11 +161,15 @@ impl DataPath {
         )))
     }
 
-    /// Reads up to `len` bytes at `offset` of `chunk`, trying its replicas in order: any
+    /// Reads up to `len` bytes at `offset` of `chunk`, trying its replicas in turn: any
     /// replica fault (corrupt, stale, unreachable, I/O) moves on to the next, so a bad disk
     /// or a dead server costs latency, not an error. A replica found corrupt or stale is
     /// reported to the master, which drops it. The result is shorter than `len` when the
     /// replica ends earlier (a sparse chunk).
+    ///
+    /// The first replica asked depends on which [`SPREAD_BYTES`] piece of the chunk `offset`
+    /// falls in, so a large read spread over pieces (read-ahead) is served by every replica's
+    /// server at once, each reading and verifying its share.
     pub async fn read_chunk(
         &self,
         chunk: &pb::ChunkInfo,
@@ -123,7 +178,10 @@ impl DataPath {
     ) -> Result<Bytes, FsError> {
         let mut last_error =
             FsError::Unavailable(format!("chunk {} has no replicas", chunk.chunk_id));
-        for replica in &chunk.replicas {
+        let count = chunk.replicas.len();
+        let first = (offset / SPREAD_BYTES) as usize % count.max(1);
+        for i in 0..count {
+            let replica = &chunk.replicas[(first + i) % count];
             match self
                 .chunks
                 .read_replica(&replica.addr, chunk, offset, len)
@@ -170,8 +228,42 @@ impl DataPath {
         });
     }
 
-    /// Reads like [`read_chunk`](DataPath::read_chunk), through the block cache: whole
-    /// blocks are fetched (one replica read for the blocks the span covers) and kept.
+    /// `len` bytes at `offset` of `chunk` if every block they touch is cached (the range ends
+    /// early where the replica does), without waiting for anything.
+    pub fn cached(&self, chunk: &pb::ChunkInfo, offset: u64, len: u64) -> Option<Bytes> {
+        if len == 0 {
+            return Some(Bytes::new());
+        }
+        let block_size = self.layout.block_size;
+        let (first, last) = (offset / block_size, (offset + len - 1) / block_size);
+        let keys = self.block_keys(chunk, first, last);
+        let blocks = keys
+            .iter()
+            .map(|key| self.cache.get(key))
+            .collect::<Option<Vec<_>>>()?;
+        let joined = join_blocks(blocks, block_size);
+        Some(clip(joined, offset - first * block_size, len))
+    }
+
+    /// Cache keys of blocks `first..=last` of `chunk`.
+    ///
+    /// Keyed by the reader's version even when a newer replica (stamped by a lease holder
+    /// that took the file over) answers: only readers holding this older map use the key,
+    /// and they accept that newer replica too, so the entry is as fresh as any cached block
+    /// (close-to-open: a reopen moves readers to the new version's keys and drops changed
+    /// chunks), and a takeover by this mount drops the chunk's blocks (`take_chunk`).
+    fn block_keys(&self, chunk: &pb::ChunkInfo, first: u64, last: u64) -> Vec<BlockKey> {
+        (first..=last)
+            .map(|block| BlockKey {
+                chunk_id: chunk.chunk_id,
+                version: chunk.version,
+                block,
+            })
+            .collect()
+    }
+
+    /// Reads like [`read_chunk`](DataPath::read_chunk), through the block cache: the blocks
+    /// from the first to the last one not cached are fetched (one replica read) and kept.
     pub async fn read_cached(
         &self,
         chunk: &pb::ChunkInfo,
@@ -183,30 +275,19 @@ impl DataPath {
         }
         let block_size = self.layout.block_size;
         let (first, last) = (offset / block_size, (offset + len - 1) / block_size);
-        // Keyed by the reader's version even when a newer replica (stamped by a lease holder
-        // that took the file over) answers: only readers holding this older map use the key,
-        // and they accept that newer replica too, so the entry is as fresh as any cached block
-        // (close-to-open: a reopen moves readers to the new version's keys and drops changed
-        // chunks), and a takeover by this mount drops the chunk's blocks (`take_chunk`).
-        let key = |block| BlockKey {
-            chunk_id: chunk.chunk_id,
-            version: chunk.version,
-            block,
-        };
-        let skip = offset - first * block_size;
-        let keys: Vec<BlockKey> = (first..=last).map(key).collect();
-        let clip = |range: Bytes| {
-            let from = (skip as usize).min(range.len());
-            let to = ((skip + len) as usize).min(range.len());
-            range.slice(from..to)
-        };
-        let fetching = loop {
-            let cached: Vec<Bytes> = keys.iter().map_while(|k| self.cache.get(k)).collect();
-            if cached.len() == keys.len() {
-                return Ok(clip(join_blocks(cached, block_size)));
-            }
-            match self.cache.claim(&keys) {
-                Claim::Fetch(guard) => break guard,
+        let keys = self.block_keys(chunk, first, last);
+        let clip = |range: Bytes| clip(range, offset - first * block_size, len);
+        let (mut blocks, missing, fetching) = loop {
+            let blocks: Vec<Option<Cached>> = keys.iter().map(|k| self.cache.get(k)).collect();
+            let Some(from) = blocks.iter().position(Option::is_none) else {
+                return Ok(clip(join_blocks(
+                    blocks.into_iter().flatten().collect(),
+                    block_size,
+                )));
+            };
+            let to = blocks.iter().rposition(Option::is_none).unwrap_or(from);
+            match self.cache.claim(&keys[from..=to]) {
+                Claim::Fetch(guard) => break (blocks, from..to + 1, guard),
                 // The fetch in flight ends (successful or not): look again.
                 Claim::Wait(mut fetch) => {
                     let _ = fetch.changed().await;
@@ -214,19 +295,25 @@ impl DataPath {
             }
         };
         let epoch = self.cache.epoch();
+        let fetch_start = (first + missing.start as u64) * block_size;
         let data = self
-            .read_chunk(chunk, first * block_size, keys.len() as u64 * block_size)
+            .read_chunk(chunk, fetch_start, missing.len() as u64 * block_size)
             .await?;
-        for (i, key) in keys.into_iter().enumerate() {
-            let from = i * block_size as usize;
-            if from >= data.len() {
-                break;
+        for i in missing.clone() {
+            let from = ((i - missing.start) * block_size as usize).min(data.len());
+            let block = Cached::slice(&data, from..(from + block_size as usize).min(data.len()));
+            if !block.data.is_empty() {
+                self.cache.insert(keys[i], block.clone(), epoch);
             }
-            let to = (from + block_size as usize).min(data.len());
-            self.cache.insert(key, data.slice(from..to), epoch);
+            // Empty past the replica's end, which the joined range stops at.
+            blocks[i] = Some(block);
         }
         drop(fetching);
-        Ok(clip(data))
+        if missing.len() == keys.len() {
+            return Ok(clip(data));
+        }
+        let blocks = blocks.into_iter().flatten().collect();
+        Ok(clip(join_blocks(blocks, block_size)))
     }
 
     /// Reads a span into the cache unless all of it is cached already (read-ahead).
@@ -245,14 +332,6 @@ impl DataPath {
         if !all_cached && let Err(err) = self.read_cached(chunk, offset, len).await {
             tracing::debug!(chunk_id = chunk.chunk_id, error = %err, "read-ahead failed");
         }
-    }
-
-    /// Drops cached blocks a write to `span` of `chunk` made stale.
-    fn forget_written(&self, chunk: &pb::ChunkInfo, span: &ChunkSpan) {
-        let block_size = self.layout.block_size;
-        let first = span.offset / block_size;
-        let last = (span.offset + span.len.max(1) - 1) / block_size;
-        self.cache.invalidate_blocks(chunk.chunk_id, first, last);
     }
 
     /// Moves `chunk` (at `index` of file `ino`) to the next version under `holder`'s lease,
@@ -332,18 +411,83 @@ impl DataPath {
     }
 }
 
-/// Joins consecutive cached blocks into one range, ending after the first short block (the
-/// end of the replica): nothing after it belongs to the range. One block is not copied.
-fn join_blocks(mut blocks: Vec<Bytes>, block_size: u64) -> Bytes {
-    if blocks.len() == 1 {
-        return blocks.pop().unwrap_or_default();
+/// `len` bytes at `skip` of `range`, or what of them it holds.
+fn clip(range: Bytes, skip: u64, len: u64) -> Bytes {
+    let from = (skip as usize).min(range.len());
+    let to = ((skip + len) as usize).min(range.len());
+    range.slice(from..to)
+}
+
+/// The blocks of `chunk` whose whole content a write of `data` at `offset` determined, given
+/// the replica's `length` after it: every block it covers entirely, and the last block of the
+/// replica when the write covers it from the block's start to the replica's end. Copied out of
+/// `data` into one run, so a cached block never pins a larger write buffer.
+fn whole_blocks(
+    chunk: &pb::ChunkInfo,
+    offset: u64,
+    data: &[u8],
+    length: u64,
+    block_size: u64,
+) -> Vec<(BlockKey, Cached)> {
+    let end = offset + data.len() as u64;
+    let blocks: Vec<(u64, u64, u64)> = (offset.div_ceil(block_size)..end.div_ceil(block_size))
+        .map(|block| {
+            let start = block * block_size;
+            (block, start, (start + block_size).min(length))
+        })
+        .filter(|&(_, start, stop)| start < stop && stop <= end)
+        .collect();
+    let (Some(&(_, run_start, _)), Some(&(_, _, run_stop))) = (blocks.first(), blocks.last())
+    else {
+        return Vec::new();
+    };
+    let run =
+        Bytes::copy_from_slice(&data[(run_start - offset) as usize..(run_stop - offset) as usize]);
+    blocks
+        .into_iter()
+        .map(|(block, start, stop)| {
+            let key = BlockKey {
+                chunk_id: chunk.chunk_id,
+                version: chunk.version,
+                block,
+            };
+            let range = (start - run_start) as usize..(stop - run_start) as usize;
+            (key, Cached::slice(&run, range))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_blocks_a_write_determines_are_cached() {
+        let chunk = pb::ChunkInfo {
+            chunk_id: 4,
+            version: 9,
+            ..Default::default()
+        };
+        let data: Vec<u8> = (0..43).collect();
+        // (block, first byte, length) of what a write of `data` at `offset` caches.
+        let blocks = |offset, length| -> Vec<(u64, u8, usize)> {
+            whole_blocks(&chunk, offset, &data, length, 10)
+                .into_iter()
+                .map(|(key, bytes)| {
+                    assert_eq!((key.chunk_id, key.version), (4, 9));
+                    (key.block, bytes.data[0], bytes.data.len())
+                })
+                .collect()
+        };
+        // Bytes 5..48 of a replica ending there: blocks 1..=3 whole, block 4 is its tail.
+        assert_eq!(
+            blocks(5, 48),
+            vec![(1, 5, 10), (2, 15, 10), (3, 25, 10), (4, 35, 8)]
+        );
+        // The replica goes on past the write: the block it ends inside is not determined.
+        assert_eq!(blocks(5, 60), vec![(1, 5, 10), (2, 15, 10), (3, 25, 10)]);
+        // Aligned, ending at a block boundary inside a longer replica.
+        assert_eq!(blocks(10, 100)[..2], [(1, 0, 10), (2, 10, 10)]);
+        assert_eq!(blocks(10, 100).len(), 4);
     }
-    let mut joined = bytes::BytesMut::with_capacity(blocks.iter().map(Bytes::len).sum());
-    for block in blocks {
-        joined.extend_from_slice(&block);
-        if (block.len() as u64) < block_size {
-            break;
-        }
-    }
-    joined.freeze()
 }

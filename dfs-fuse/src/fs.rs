@@ -417,6 +417,12 @@ impl Filesystem for DfsFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        // Cached data is answered from this thread; the rest waits on the runtime.
+        let _runtime = self.runtime.enter();
+        if let Some(data) = self.client.read_now(ino.0, offset, size) {
+            reply.data(&data);
+            return;
+        }
         self.spawn(|client| async move {
             match client.read(ino.0, offset, size).await {
                 Ok(data) => reply.data(&data),

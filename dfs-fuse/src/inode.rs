@@ -450,6 +450,14 @@ impl OpenInode {
         Ok(state.read_plan(&io.layout, offset, len))
     }
 
+    /// Plans a read without waiting: `None` when the state is busy (a flush or another
+    /// plan in progress), a send is in flight, or it holds buffered writes — all of which
+    /// [`plan_read`](Self::plan_read) waits for or flushes first.
+    pub fn try_plan_read(&self, layout: &ChunkLayout, offset: u64, len: u64) -> Option<ReadPlan> {
+        let state = self.state.try_lock().ok()?;
+        (!state.sending && state.dirty.is_empty()).then(|| state.read_plan(layout, offset, len))
+    }
+
     /// Changes the size: commits this client's writes, cuts replicas when shrinking, then
     /// sends `req` (which carries the size and possibly other attributes) to the master.
     pub async fn resize(
