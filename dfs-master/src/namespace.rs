@@ -93,7 +93,7 @@ impl Namespace {
             inode.attr.atime = Some(now);
             let attr = inode.attr;
             txn.put_inode(inode);
-            txn.commit()?;
+            txn.commit_unsynced()?;
             return Ok(attr);
         }
         let kind = inode.kind();
@@ -128,7 +128,15 @@ impl Namespace {
         attr.ctime = Some(now);
         let attr = *attr;
         txn.put_inode(inode);
-        txn.commit()?;
+        if req.size.is_some() {
+            // A size change drops chunks and queues replica deletions: durable when acknowledged.
+            txn.commit()?;
+        } else {
+            // Mode, owner and times are kept like ext4 metadata without fsync: they survive a
+            // killed master (the WAL write reached the OS), not a power cut, unless a later
+            // synced write (any create, rename, unlink or commit) carries them to disk.
+            txn.commit_unsynced()?;
+        }
         Ok(attr)
     }
 
