@@ -349,6 +349,16 @@ impl OpenInode {
         Ok(chunk_ids)
     }
 
+    /// Takes the chunk map and size the master answered an open with; returns the ids of the
+    /// file's chunks.
+    pub async fn load(&self, reply: pb::GetChunksReply) -> Vec<u64> {
+        let chunk_ids = reply.chunks.iter().map(|c| c.chunk_id).collect();
+        let mut state = self.state.lock().await;
+        state.apply_chunk_map(reply);
+        self.publish(&state);
+        chunk_ids
+    }
+
     /// Buffers a write (see [`InodeState`] for when it is sent).
     pub async fn write(&self, io: &DataPath, offset: u64, data: &[u8]) -> Result<(), FsError> {
         let mut state = self.state.lock().await;

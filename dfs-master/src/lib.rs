@@ -40,6 +40,7 @@ pub mod error;
 pub mod leases;
 pub mod master;
 pub mod namespace;
+pub mod open;
 pub mod permissions;
 pub mod placement;
 pub mod registry;

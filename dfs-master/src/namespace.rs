@@ -163,6 +163,20 @@ impl Namespace {
     /// `req.name` in `req.parent`, owned by `req.uid`/`req.gid`. A non-exclusive create of a
     /// regular file that already exists returns the existing file.
     pub fn make_node(&self, req: &pb::MakeNodeRequest, now: Timestamp) -> Result<Attr> {
+        let mut txn = self.writer.begin();
+        let attr = self.make_node_in(&mut txn, req, now)?;
+        txn.commit()?;
+        Ok(attr)
+    }
+
+    /// [`make_node`](Namespace::make_node) as part of the transaction `txn` (which the caller
+    /// commits, synced: a create is durable when acknowledged).
+    pub fn make_node_in(
+        &self,
+        txn: &mut Txn<'_>,
+        req: &pb::MakeNodeRequest,
+        now: Timestamp,
+    ) -> Result<Attr> {
         check_name(&req.name)?;
         let kind = match FileKind::try_from(req.kind) {
             Ok(FileKind::Unspecified) | Err(_) => return Err(invalid("unknown file kind")),
@@ -177,7 +191,6 @@ impl Namespace {
             }
         }
 
-        let mut txn = self.writer.begin();
         let parent = require_dir(txn.inode(req.parent)?)?;
         if let Some(existing) = txn.store().dentry(req.parent, &req.name)? {
             return match existing.kind {
@@ -208,8 +221,7 @@ impl Namespace {
             parent: if is_dir { req.parent } else { 0 },
         })?;
         txn.put_dentry(req.parent, &req.name, Dentry { ino, kind });
-        update_dir(&mut txn, req.parent, if is_dir { 1 } else { 0 }, now)?;
-        txn.commit()?;
+        update_dir(txn, req.parent, if is_dir { 1 } else { 0 }, now)?;
         Ok(attr)
     }
 

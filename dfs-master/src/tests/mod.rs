@@ -6,6 +6,7 @@
 mod chunks;
 mod leases;
 mod namespace;
+mod open;
 mod registry;
 mod rename;
 mod replicas;
