@@ -55,8 +55,9 @@ pub(crate) struct Replica {
 }
 
 impl Replica {
-    /// Creates an empty replica, replacing any leftover data file of an interrupted creation,
-    /// and persists its sidecar so the replica exists from now on.
+    /// Creates an empty replica, replacing any leftover data file of an interrupted creation.
+    /// Its sidecar is written at the end of the first write stream (`persist`), not here: a
+    /// crash before that leaves a data file without sidecar, which the next start removes.
     pub fn create(
         chunk_id: u64,
         paths: ReplicaPaths,
@@ -72,14 +73,13 @@ impl Replica {
             .truncate(true)
             .open(&paths.data)
             .map_err(|e| Error::io(ctx("create data file"), e))?;
-        let mut replica = Replica {
+        let replica = Replica {
             chunk_id,
             paths,
             data,
             meta: ChunkMeta::new(version, block_size),
             dirty: true,
         };
-        replica.persist(false)?;
         Ok(replica)
     }
 
