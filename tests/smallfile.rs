@@ -156,3 +156,49 @@ fn a_tree_of_small_files_round_trips() {
     dfs_tests::sh(b.path(), "rm -rf d0 d1 d2 d3 d4");
     assert_eq!(fs::read_dir(a.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn an_mtime_set_through_the_open_file_after_writing_is_what_other_mounts_see() {
+    use std::os::fd::AsRawFd;
+    let cluster = cluster();
+    let a = cluster.mount();
+    let b = cluster.mount_with(&["--attr-ttl-ms", "0"]);
+    // What tar does for every file: create, write, set mtime (atime omitted), close.
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(a.join("f"))
+        .unwrap();
+    file.write_all(b"extracted").unwrap();
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: 1_234_567,
+            tv_nsec: 890,
+        },
+    ];
+    assert_eq!(unsafe { libc::futimens(file.as_raw_fd(), times.as_ptr()) }, 0);
+    let meta = file.metadata().unwrap();
+    assert_eq!((meta.mtime(), meta.mtime_nsec()), (1_234_567, 890));
+    assert_eq!(meta.len(), 9);
+    drop(file);
+    let seen = fs::metadata(b.join("f")).unwrap();
+    assert_eq!((seen.mtime(), seen.mtime_nsec()), (1_234_567, 890));
+    assert!(seen.ctime() > 1_000_000_000, "ctime {}", seen.ctime());
+    assert_eq!(fs::read(b.join("f")).unwrap(), b"extracted");
+    // Without pending writes the same call still sets mtime.
+    let file = OpenOptions::new().write(true).open(a.join("f")).unwrap();
+    let later = [
+        times[0],
+        libc::timespec {
+            tv_sec: 2_000_000,
+            tv_nsec: 0,
+        },
+    ];
+    assert_eq!(unsafe { libc::futimens(file.as_raw_fd(), later.as_ptr()) }, 0);
+    drop(file);
+    assert_eq!(fs::metadata(b.join("f")).unwrap().mtime(), 2_000_000);
+}

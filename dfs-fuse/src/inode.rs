@@ -42,6 +42,9 @@ pub struct InodeState {
     /// The mount's holder id while it holds the file's writer lease: new chunks are then
     /// allocated, and commits made, under the lease.
     lease_holder: Option<String>,
+    /// The mtime the next commit records instead of the current time (a `utimens` that
+    /// arrived with writes pending: the commit sets it, saving a round trip).
+    commit_mtime: Option<pb::Timestamp>,
 }
 
 impl InodeState {
@@ -55,6 +58,7 @@ impl InodeState {
             unsynced: BTreeSet::new(),
             write_error: None,
             lease_holder: None,
+            commit_mtime: None,
         }
     }
 
@@ -166,7 +170,7 @@ impl InodeState {
             ino,
             chunks: self.pending.values().cloned().collect(),
             size: self.size(),
-            mtime: Some(dfs_proto::time::now()),
+            mtime: Some(self.commit_mtime.unwrap_or_else(dfs_proto::time::now)),
             lease_holder: self.lease_holder.clone().unwrap_or_default(),
         };
         match io.master.commit_write(req).await {
@@ -372,6 +376,21 @@ impl OpenInode {
     pub async fn flush(&self, io: &DataPath) -> Result<Option<pb::Attr>, FsError> {
         let mut state = self.state.lock().await;
         let result = state.flush(io, self.ino).await;
+        self.publish(&state);
+        result
+    }
+
+    /// Like [`flush`](OpenInode::flush), with `mtime` recorded by the commit (if there is
+    /// anything to commit) instead of the current time.
+    pub async fn flush_with_mtime(
+        &self,
+        io: &DataPath,
+        mtime: pb::Timestamp,
+    ) -> Result<Option<pb::Attr>, FsError> {
+        let mut state = self.state.lock().await;
+        state.commit_mtime = Some(mtime);
+        let result = state.flush(io, self.ino).await;
+        state.commit_mtime = None;
         self.publish(&state);
         result
     }
