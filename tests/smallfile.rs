@@ -180,7 +180,10 @@ fn an_mtime_set_through_the_open_file_after_writing_is_what_other_mounts_see() {
             tv_nsec: 890,
         },
     ];
-    assert_eq!(unsafe { libc::futimens(file.as_raw_fd(), times.as_ptr()) }, 0);
+    assert_eq!(
+        unsafe { libc::futimens(file.as_raw_fd(), times.as_ptr()) },
+        0
+    );
     let meta = file.metadata().unwrap();
     assert_eq!((meta.mtime(), meta.mtime_nsec()), (1_234_567, 890));
     assert_eq!(meta.len(), 9);
@@ -198,7 +201,10 @@ fn an_mtime_set_through_the_open_file_after_writing_is_what_other_mounts_see() {
             tv_nsec: 0,
         },
     ];
-    assert_eq!(unsafe { libc::futimens(file.as_raw_fd(), later.as_ptr()) }, 0);
+    assert_eq!(
+        unsafe { libc::futimens(file.as_raw_fd(), later.as_ptr()) },
+        0
+    );
     drop(file);
     assert_eq!(fs::metadata(b.join("f")).unwrap().mtime(), 2_000_000);
 }
