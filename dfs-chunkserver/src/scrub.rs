@@ -21,6 +21,10 @@ use crate::store::ChunkStore;
 
 /// Bytes verified per read.
 const PIECE: u64 = 1 << 20;
+/// Bytes each replica read is charged at least: opening, checking and closing a small replica
+/// costs the disk and CPU about what reading this much does, so a server holding many small
+/// replicas is not scrubbed thousands of files a second.
+const MIN_CHARGE: u64 = 256 << 10;
 /// Pause between passes (and before the first), so an idle server with few replicas does
 /// not spin.
 const PASS_PAUSE: Duration = Duration::from_secs(1);
@@ -70,7 +74,8 @@ pub async fn run(
                 }
                 offset += len;
                 verified += len;
-                let pace = Duration::from_secs_f64(len as f64 / bytes_per_sec as f64);
+                let charged = len.max(MIN_CHARGE);
+                let pace = Duration::from_secs_f64(charged as f64 / bytes_per_sec as f64);
                 tokio::select! {
                     _ = sleep(pace) => {}
                     _ = shutdown.wait() => return,

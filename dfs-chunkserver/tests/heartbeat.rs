@@ -238,6 +238,18 @@ impl Master for FakeMaster {
     ) -> Result<Response<Empty>, Status> {
         unimplemented()
     }
+    async fn open_file(
+        &self,
+        _: Request<dfs_proto::pb::OpenFileRequest>,
+    ) -> Result<Response<dfs_proto::pb::OpenFileReply>, Status> {
+        unimplemented()
+    }
+    async fn create_file(
+        &self,
+        _: Request<dfs_proto::pb::CreateFileRequest>,
+    ) -> Result<Response<dfs_proto::pb::CreateFileReply>, Status> {
+        unimplemented()
+    }
 }
 
 /// Reported chunk ids of a heartbeat.

@@ -1,7 +1,7 @@
 //! Conversions between the wire types of `dfs.proto` and the kernel's view (`fuser` types,
 //! `st_mode` bits). All of them live here, so the rest of the crate speaks one language.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use dfs_proto::pb::{self, FileKind};
 use fuser::{FileAttr, FileType, INodeNo, TimeOrNow};
@@ -75,22 +75,8 @@ pub fn file_attr(attr: &pb::Attr) -> FileAttr {
     }
 }
 
-/// How stale atime may grow before a read marks it even though it is newer than mtime and
-/// ctime (Linux's `relatime` rule).
-const ATIME_REFRESH: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// Whether reading a file with attributes `attr` at `now` must mark its atime, by the
-/// `relatime` rule: atime not newer than mtime or ctime, or older than a day. Marking only
-/// then keeps repeated reads from costing a metadata write each, while `ls -lu`, mail
-/// readers and `find -anewer` still see every read after a change.
-pub fn access_due(attr: &pb::Attr, now: SystemTime) -> bool {
-    let atime = time(attr.atime);
-    atime <= time(attr.mtime)
-        || atime <= time(attr.ctime)
-        || now
-            .duration_since(atime)
-            .is_ok_and(|age| age >= ATIME_REFRESH)
-}
+/// The relatime rule, shared with the master (which applies it at open).
+pub use dfs_proto::time::access_due;
 
 #[cfg(test)]
 mod tests {
@@ -150,7 +136,7 @@ mod tests {
     #[test]
     fn reads_mark_atime_by_the_relatime_rule() {
         let at = |secs| Some(pb::Timestamp { secs, nanos: 0 });
-        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let now = UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
         let attr = |atime, mtime| pb::Attr {
             atime: at(atime),
             mtime: at(mtime),

@@ -279,7 +279,14 @@ impl Client {
         let Some(size) = req.size else {
             // Writes still buffered here come before this call: committed later, they would
             // overwrite the mtime it sets (tar and rsync set times through the open file
-            // before closing it).
+            // before closing it). A change of mtime alone is what the commit records anyway
+            // (mtime as given, ctime now): the commit carries it, one round trip instead of two.
+            if let (Some(mtime), Some(inode)) = (only_mtime(&req), self.shared.inodes.get(ino)) {
+                if let Some(attr) = inode.flush_with_mtime(self.io(), mtime).await? {
+                    self.note_version(&attr);
+                    return Ok(self.present(&attr));
+                }
+            }
             self.flush(ino).await?;
             return Ok(self.present(&self.master().set_attr(req).await?));
         };
@@ -321,16 +328,6 @@ impl Client {
         if let Err(err) = self.shared.leases.release(self.master(), ino).await {
             tracing::warn!(ino, error = %err, "lease release failed; it expires by itself");
         }
-    }
-
-    /// Makes `inode` writable by this mount: takes the file's lease unless held already.
-    async fn lease_for_writing(&self, inode: &OpenInode) -> Result<(), FsError> {
-        if !self.shared.leases.holds(inode.ino) {
-            self.acquire_lease(inode.ino).await?;
-        }
-        let holder = self.shared.leases.holder().to_string();
-        inode.set_lease_holder(holder).await;
-        Ok(())
     }
 
     /// Drops one handle of `ino`; with the last one goes the inode's state and its lease.
@@ -384,18 +381,7 @@ impl Client {
 
     async fn create_node(&self, caller: Caller, node: NewNode<'_>) -> Result<pb::Attr, FsError> {
         check_name(node.name)?;
-        let req = pb::MakeNodeRequest {
-            parent: node.parent,
-            name: node.name.to_vec(),
-            kind: node.kind as i32,
-            perm: node.perm,
-            uid: caller.uid,
-            gid: caller.gid,
-            rdev: node.rdev,
-            symlink_target: node.symlink_target.to_vec(),
-            exclusive: node.exclusive,
-        };
-        self.master().make_node(req).await
+        self.master().make_node(node_request(caller, node)).await
     }
 
     /// Removes a non-directory entry. The last name of a file open on this mount becomes a
@@ -480,14 +466,28 @@ impl Client {
 
     /// Opens a regular file: takes its writer lease when opened for writing, loads its chunk
     /// map fresh from the master (close-to-open consistency) and truncates it for `O_TRUNC`.
+    /// One master call does all that and the relatime atime mark (`OpenFile`), unless the
+    /// previous writer died holding the lease and the file must be recovered first.
     pub async fn open(&self, ino: u64, flags: i32) -> Result<Opened, FsError> {
         let inode = self.shared.inodes.open(ino, self.shared.write_buffer_bytes);
         let result = async {
-            if opens_for_writing(flags) {
-                self.lease_for_writing(&inode).await?;
+            let writing = opens_for_writing(flags);
+            let truncating = flags & libc::O_TRUNC != 0;
+            // A truncating open changes the file rather than reading it.
+            let read = opens_for_reading(flags) && !truncating;
+            let reply = if writing && !self.shared.leases.holds(ino) {
+                self.open_leased(ino, read).await?
+            } else {
+                self.master().open_file(ino, read, None).await?
+            };
+            if writing {
+                let holder = self.shared.leases.holder().to_string();
+                inode.set_lease_holder(holder).await;
             }
-            let (attr, chunk_ids) =
-                tokio::try_join!(self.master().get_attr(ino), inode.refresh(self.io()))?;
+            let attr = reply
+                .attr
+                .ok_or_else(|| FsError::Io("master opened a file without attributes".into()))?;
+            let chunk_ids = inode.load(reply.chunk_map.unwrap_or_default()).await;
             let unchanged = self.note_version(&attr);
             if !unchanged {
                 // Another mount may have rewritten blocks this mount still caches.
@@ -495,14 +495,13 @@ impl Client {
                     .cache
                     .invalidate_chunks(&chunk_ids.into_iter().collect());
             }
-            if flags & libc::O_TRUNC != 0 && attr.size > 0 {
+            if truncating && attr.size > 0 {
                 let req = truncate_request(ino);
                 let attr = inode.resize(self.io(), req, 0).await?;
                 self.note_version(&attr);
                 return Ok((false, true));
             }
-            let marked = opens_for_reading(flags) && self.mark_access(&attr).await?;
-            Ok::<_, FsError>((unchanged, marked))
+            Ok::<_, FsError>((unchanged, reply.access_marked))
         }
         .await;
         match result {
@@ -518,7 +517,36 @@ impl Client {
         }
     }
 
-    /// Creates (or, without `O_EXCL`, possibly finds) a regular file and opens it.
+    /// `OpenFile` with this mount's writer lease (waiting for another mount's as
+    /// [`MountLeases::acquire`] does); a file whose previous writer died is recovered, then
+    /// its recovered chunk map loaded.
+    async fn open_leased(&self, ino: u64, read: bool) -> Result<pb::OpenFileReply, FsError> {
+        let leases = &self.shared.leases;
+        let (acquired, reply) = leases
+            .acquire_with(self.master(), || async {
+                let reply = self
+                    .master()
+                    .open_file(ino, read, Some(leases.holder()))
+                    .await?;
+                Ok((ino, reply.lease.unwrap_or_default(), reply))
+            })
+            .await?;
+        if !acquired.recover {
+            return Ok(reply);
+        }
+        if let Err(err) = lease::recover(self.io(), ino, leases.holder()).await {
+            self.release_lease(ino).await;
+            return Err(err);
+        }
+        let recovered = self.master().open_file(ino, false, None).await?;
+        Ok(pb::OpenFileReply {
+            access_marked: reply.access_marked,
+            ..recovered
+        })
+    }
+
+    /// Creates (or, without `O_EXCL`, possibly finds) a regular file and opens it. A create
+    /// for writing takes the file's writer lease in the same master call (`CreateFile`).
     pub async fn create(
         &self,
         caller: Caller,
@@ -528,6 +556,7 @@ impl Client {
         umask: u32,
         flags: i32,
     ) -> Result<(FileAttr, Opened), FsError> {
+        check_name(name)?;
         let node = NewNode {
             parent,
             name,
@@ -537,31 +566,55 @@ impl Client {
             symlink_target: &[],
             exclusive: flags & libc::O_EXCL != 0,
         };
-        let attr = self.create_node(caller, node).await?;
-        if attr.size == 0 {
-            // A new (or empty) file has no chunks to load.
-            let inode = self
-                .shared
-                .inodes
-                .open(attr.ino, self.shared.write_buffer_bytes);
-            if opens_for_writing(flags) {
-                if let Err(err) = self.lease_for_writing(&inode).await {
-                    self.close_inode(attr.ino).await;
+        let req = node_request(caller, node);
+        let leases = &self.shared.leases;
+        let writing = opens_for_writing(flags);
+        let attr = if writing {
+            let (acquired, attr) = leases
+                .acquire_with(self.master(), || async {
+                    let reply = self
+                        .master()
+                        .create_file(req.clone(), Some(leases.holder()))
+                        .await?;
+                    let attr = reply.attr.ok_or_else(|| {
+                        FsError::Io("master created a file without attributes".into())
+                    })?;
+                    Ok((attr.ino, reply.lease.unwrap_or_default(), attr))
+                })
+                .await?;
+            if acquired.recover {
+                // An existing file whose previous writer died holding the lease.
+                if let Err(err) = lease::recover(self.io(), attr.ino, leases.holder()).await {
+                    self.release_lease(attr.ino).await;
                     return Err(err);
                 }
             }
-            self.note_version(&attr);
-            return Ok((
-                self.present(&attr),
-                Opened {
-                    fh: self.next_fh(),
-                    keep_cache: false,
-                    attrs_changed: true,
-                },
-            ));
+            attr
+        } else {
+            self.master().make_node(req).await?
+        };
+        if attr.size > 0 {
+            // An existing file: opened like any other (its lease, if taken, is held now).
+            let opened = self.open(attr.ino, flags).await?;
+            return Ok((self.getattr(attr.ino).await?, opened));
         }
-        let opened = self.open(attr.ino, flags).await?;
-        Ok((self.getattr(attr.ino).await?, opened))
+        // A new (or empty) file has no chunks to load.
+        let inode = self
+            .shared
+            .inodes
+            .open(attr.ino, self.shared.write_buffer_bytes);
+        if writing {
+            inode.set_lease_holder(leases.holder().to_string()).await;
+        }
+        self.note_version(&attr);
+        Ok((
+            self.present(&attr),
+            Opened {
+                fh: self.next_fh(),
+                keep_cache: false,
+                attrs_changed: true,
+            },
+        ))
     }
 
     /// Reads up to `len` bytes at `offset`.
@@ -731,6 +784,21 @@ impl Client {
     }
 }
 
+/// The master's request for creating `node` on behalf of `caller`.
+fn node_request(caller: Caller, node: NewNode<'_>) -> pb::MakeNodeRequest {
+    pb::MakeNodeRequest {
+        parent: node.parent,
+        name: node.name.to_vec(),
+        kind: node.kind as i32,
+        perm: node.perm,
+        uid: caller.uid,
+        gid: caller.gid,
+        rdev: node.rdev,
+        symlink_target: node.symlink_target.to_vec(),
+        exclusive: node.exclusive,
+    }
+}
+
 /// Whether `open` flags ask for read access (a read marks atime).
 fn opens_for_reading(flags: i32) -> bool {
     flags & libc::O_ACCMODE != libc::O_WRONLY
@@ -739,6 +807,17 @@ fn opens_for_reading(flags: i32) -> bool {
 /// Whether an `open` with `flags` may write (and so needs the file's writer lease).
 fn opens_for_writing(flags: i32) -> bool {
     flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0
+}
+
+/// The mtime of a `SetAttr` that changes mtime and nothing else.
+fn only_mtime(req: &pb::SetAttrRequest) -> Option<pb::Timestamp> {
+    let other = req.perm.is_some()
+        || req.uid.is_some()
+        || req.gid.is_some()
+        || req.size.is_some()
+        || req.atime.is_some()
+        || req.mark_access;
+    if other { None } else { req.mtime }
 }
 
 /// A `SetAttr` that truncates a file to zero, as `open(O_TRUNC)` does (and so updates mtime).

@@ -73,6 +73,9 @@ pub struct InodeState {
     /// The mount's holder id while it holds the file's writer lease: new chunks are then
     /// allocated, and commits made, under the lease.
     lease_holder: Option<String>,
+    /// The mtime the next commit records instead of the current time (a `utimens` that
+    /// arrived with writes pending: the commit sets it, saving a round trip).
+    commit_mtime: Option<pb::Timestamp>,
 }
 
 impl InodeState {
@@ -91,6 +94,7 @@ impl InodeState {
             unsynced: BTreeSet::new(),
             write_error: None,
             lease_holder: None,
+            commit_mtime: None,
         }
     }
 
@@ -254,7 +258,7 @@ impl InodeState {
             ino,
             chunks: self.pending.values().cloned().collect(),
             size: self.size(),
-            mtime: Some(dfs_proto::time::now()),
+            mtime: Some(self.commit_mtime.unwrap_or_else(dfs_proto::time::now)),
             lease_holder: self.lease_holder.clone().unwrap_or_default(),
         };
         match io.master.commit_write(req).await {
@@ -403,15 +407,14 @@ impl OpenInode {
         self.state.lock().await.lease_holder = Some(holder);
     }
 
-    /// Loads the chunk map and size from the master (at every open); returns the ids of the
+    /// Takes the chunk map and size the master answered an open with; returns the ids of the
     /// file's chunks.
-    pub async fn refresh(&self, io: &DataPath) -> Result<Vec<u64>, FsError> {
-        let reply = io.master.get_chunks(self.ino, 0, 0).await?;
+    pub async fn load(&self, reply: pb::GetChunksReply) -> Vec<u64> {
         let chunk_ids = reply.chunks.iter().map(|c| c.chunk_id).collect();
         let mut state = self.state.lock().await;
         state.apply_chunk_map(reply);
         self.publish(&state);
-        Ok(chunk_ids)
+        chunk_ids
     }
 
     /// Sends buffered writes and commits them to the master; returns the attributes after
@@ -420,6 +423,22 @@ impl OpenInode {
         let state = self.state.lock().await;
         let mut state = self.wait_idle(state).await;
         let result = state.flush(io, self.ino).await;
+        self.publish(&state);
+        result
+    }
+
+    /// Like [`flush`](OpenInode::flush), with `mtime` recorded by the commit (if there is
+    /// anything to commit) instead of the current time.
+    pub async fn flush_with_mtime(
+        &self,
+        io: &DataPath,
+        mtime: pb::Timestamp,
+    ) -> Result<Option<pb::Attr>, FsError> {
+        let state = self.state.lock().await;
+        let mut state = self.wait_idle(state).await;
+        state.commit_mtime = Some(mtime);
+        let result = state.flush(io, self.ino).await;
+        state.commit_mtime = None;
         self.publish(&state);
         result
     }

@@ -95,9 +95,31 @@ impl MountLeases {
         master: &MasterClient,
         ino: u64,
     ) -> Result<Acquired, FsError> {
+        let (acquired, ()) = self
+            .acquire_with(master, || async {
+                let reply = master.acquire_lease(ino, &self.holder).await?;
+                Ok((ino, reply, ()))
+            })
+            .await?;
+        Ok(acquired)
+    }
+
+    /// Like [`acquire`](MountLeases::acquire), through `ask`: a master call that grants the
+    /// lease of the file it names among other things (`OpenFile`, `CreateFile`) and answers
+    /// the file, the grant and its other results. Asked again while another mount holds the
+    /// lease (`EBUSY`), for at most the configured wait.
+    pub async fn acquire_with<T, F, Fut>(
+        self: &Arc<Self>,
+        master: &MasterClient,
+        mut ask: F,
+    ) -> Result<(Acquired, T), FsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(u64, pb::LeaseReply, T), FsError>>,
+    {
         let deadline = tokio::time::Instant::now() + self.wait;
-        let reply = loop {
-            match master.acquire_lease(ino, &self.holder).await {
+        let (ino, reply, value) = loop {
+            match ask().await {
                 Err(FsError::Busy) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(BUSY_RETRY).await;
                 }
@@ -114,9 +136,10 @@ impl MountLeases {
         if start_renewer {
             tokio::spawn(renew_forever(Arc::downgrade(self), master.clone()));
         }
-        Ok(Acquired {
+        let acquired = Acquired {
             recover: reply.recover,
-        })
+        };
+        Ok((acquired, value))
     }
 
     /// Whether this mount holds the lease of `ino`.

@@ -323,6 +323,39 @@ impl MasterClient {
         };
         answer(self.client().remove_xattr(req).await).map(drop)
     }
+
+    // --- small-file fast path ---
+
+    /// Opens `ino`: attributes and chunk map in one answer; with `read`, atime marked by the
+    /// relatime rule; with `lease_holder`, the writer lease granted (`EBUSY` while another
+    /// holder's lease is live).
+    pub async fn open_file(
+        &self,
+        ino: u64,
+        read: bool,
+        lease_holder: Option<&str>,
+    ) -> Result<pb::OpenFileReply, FsError> {
+        let req = pb::OpenFileRequest {
+            ino,
+            read,
+            lease_holder: lease_holder.unwrap_or_default().to_string(),
+        };
+        answer(self.client().open_file(req).await)
+    }
+
+    /// Creates (or finds, without `exclusive`) a regular file; with `lease_holder`, its writer
+    /// lease is granted in the same call.
+    pub async fn create_file(
+        &self,
+        node: pb::MakeNodeRequest,
+        lease_holder: Option<&str>,
+    ) -> Result<pb::CreateFileReply, FsError> {
+        let req = pb::CreateFileRequest {
+            node: Some(node),
+            lease_holder: lease_holder.unwrap_or_default().to_string(),
+        };
+        answer(self.client().create_file(req).await)
+    }
 }
 
 // advisory locks (see `crate::locks`).

@@ -37,7 +37,8 @@ pub fn fit(bytes: Vec<u8>, size: u32) -> Result<Sized, i32> {
     }
 }
 
-fn stored(name: &[u8]) -> bool {
+/// Whether attributes named `name` are stored by the master (others are answered locally).
+pub fn stored(name: &[u8]) -> bool {
     STORED_NAMESPACES.iter().any(|ns| name.starts_with(ns))
 }
 

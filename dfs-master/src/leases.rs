@@ -29,7 +29,7 @@ use dfs_proto::FsError;
 use crate::chunks::regular_file;
 use crate::error::Result;
 use crate::store::{LeaseRecord, meta};
-use crate::txn::Writer;
+use crate::txn::{Txn, Writer};
 
 /// The first generation handed out.
 const FIRST_GENERATION: u64 = 1;
@@ -95,44 +95,58 @@ impl Leases {
     /// Grants the lease of file `ino` to `holder`, or renews it if `holder` has it already.
     /// Fails with `EBUSY` while another holder's lease is live.
     pub fn acquire(&self, ino: u64, holder: &str, now: Instant) -> Result<Grant> {
+        let (grant, ()) = self.acquire_with(holder, now, |_| Ok((ino, ())))?;
+        Ok(grant)
+    }
+
+    /// Like [`acquire`](Leases::acquire), for the file `also` names: `also` runs first in the
+    /// same transaction (it may create the file, or mark its atime), so its changes and the
+    /// grant land in one synced batch, or neither does (`EBUSY` discards `also`'s changes).
+    pub fn acquire_with<T>(
+        &self,
+        holder: &str,
+        now: Instant,
+        also: impl FnOnce(&mut Txn<'_>) -> Result<(u64, T)>,
+    ) -> Result<(Grant, T)> {
         if holder.is_empty() {
             return Err(FsError::Invalid("a lease needs a holder id".into()).into());
         }
         let mut table = self.table();
-        let previous = table.get(&ino).cloned();
-        if let Some(lease) = &previous {
-            if lease.holder == holder {
-                let generation = lease.generation;
-                table.insert(ino, self.lease(holder, generation, now));
-                return Ok(Grant {
-                    generation,
-                    recover: false,
-                });
-            }
-            if lease.expires > now {
-                return Err(FsError::Busy.into());
-            }
-            tracing::info!(
-                ino,
-                expired = %lease.holder,
-                new = holder,
-                "lease expired without a release; the new holder recovers the file"
-            );
-        }
         let mut txn = self.writer.begin();
-        regular_file(txn.inode(ino)?)?;
-        let generation = txn.next_id(meta::NEXT_LEASE_GENERATION, FIRST_GENERATION)?;
-        let record = LeaseRecord {
-            holder: holder.to_string(),
-            generation,
+        let (ino, value) = also(&mut txn)?;
+        let previous = table.get(&ino).cloned();
+        let grant = match &previous {
+            Some(lease) if lease.holder == holder => Grant {
+                generation: lease.generation,
+                recover: false,
+            },
+            Some(lease) if lease.expires > now => return Err(FsError::Busy.into()),
+            _ => {
+                if let Some(lease) = &previous {
+                    tracing::info!(
+                        ino,
+                        expired = %lease.holder,
+                        new = holder,
+                        "lease expired without a release; the new holder recovers the file"
+                    );
+                }
+                regular_file(txn.inode(ino)?)?;
+                let generation = txn.next_id(meta::NEXT_LEASE_GENERATION, FIRST_GENERATION)?;
+                let record = LeaseRecord {
+                    holder: holder.to_string(),
+                    generation,
+                };
+                txn.put_lease(ino, &record);
+                Grant {
+                    generation,
+                    recover: previous.is_some(),
+                }
+            }
         };
-        txn.put_lease(ino, &record);
+        // A renewal alone writes nothing (the batch is empty).
         txn.commit()?;
-        table.insert(ino, self.lease(holder, generation, now));
-        Ok(Grant {
-            generation,
-            recover: previous.is_some(),
-        })
+        table.insert(ino, self.lease(holder, grant.generation, now));
+        Ok((grant, value))
     }
 
     fn lease(&self, holder: &str, generation: u64, now: Instant) -> Lease {

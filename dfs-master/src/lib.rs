@@ -43,6 +43,7 @@ pub mod leases;
 pub mod locks;
 pub mod master;
 pub mod namespace;
+pub mod open;
 pub mod permissions;
 pub mod placement;
 pub mod registry;

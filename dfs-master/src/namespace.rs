@@ -93,7 +93,7 @@ impl Namespace {
             inode.attr.atime = Some(now);
             let attr = inode.attr;
             txn.put_inode(inode);
-            txn.commit()?;
+            txn.commit_unsynced()?;
             return Ok(attr);
         }
         let kind = inode.kind();
@@ -128,7 +128,15 @@ impl Namespace {
         attr.ctime = Some(now);
         let attr = *attr;
         txn.put_inode(inode);
-        txn.commit()?;
+        if req.size.is_some() {
+            // A size change drops chunks and queues replica deletions: durable when acknowledged.
+            txn.commit()?;
+        } else {
+            // Mode, owner and times are kept like ext4 metadata without fsync: they survive a
+            // killed master (the WAL write reached the OS), not a power cut, unless a later
+            // synced write (any create, rename, unlink or commit) carries them to disk.
+            txn.commit_unsynced()?;
+        }
         Ok(attr)
     }
 
@@ -155,6 +163,20 @@ impl Namespace {
     /// `req.name` in `req.parent`, owned by `req.uid`/`req.gid`. A non-exclusive create of a
     /// regular file that already exists returns the existing file.
     pub fn make_node(&self, req: &pb::MakeNodeRequest, now: Timestamp) -> Result<Attr> {
+        let mut txn = self.writer.begin();
+        let attr = self.make_node_in(&mut txn, req, now)?;
+        txn.commit()?;
+        Ok(attr)
+    }
+
+    /// [`make_node`](Namespace::make_node) as part of the transaction `txn` (which the caller
+    /// commits, synced: a create is durable when acknowledged).
+    pub fn make_node_in(
+        &self,
+        txn: &mut Txn<'_>,
+        req: &pb::MakeNodeRequest,
+        now: Timestamp,
+    ) -> Result<Attr> {
         check_name(&req.name)?;
         let kind = match FileKind::try_from(req.kind) {
             Ok(FileKind::Unspecified) | Err(_) => return Err(invalid("unknown file kind")),
@@ -169,7 +191,6 @@ impl Namespace {
             }
         }
 
-        let mut txn = self.writer.begin();
         let parent = require_dir(txn.inode(req.parent)?)?;
         if let Some(existing) = txn.store().dentry(req.parent, &req.name)? {
             return match existing.kind {
@@ -200,8 +221,7 @@ impl Namespace {
             parent: if is_dir { req.parent } else { 0 },
         })?;
         txn.put_dentry(req.parent, &req.name, Dentry { ino, kind });
-        update_dir(&mut txn, req.parent, if is_dir { 1 } else { 0 }, now)?;
-        txn.commit()?;
+        update_dir(txn, req.parent, if is_dir { 1 } else { 0 }, now)?;
         Ok(attr)
     }
 

@@ -505,6 +505,24 @@ impl master_server::Master for MasterService {
         })
         .await
     }
+
+    async fn open_file(
+        &self,
+        request: Request<pb::OpenFileRequest>,
+    ) -> Result<Response<pb::OpenFileReply>, Status> {
+        let req = request.into_inner();
+        let (now, clock) = (time::now(), Instant::now());
+        self.call(move |m| m.open_file(&req, now, clock)).await
+    }
+
+    async fn create_file(
+        &self,
+        request: Request<pb::CreateFileRequest>,
+    ) -> Result<Response<pb::CreateFileReply>, Status> {
+        let req = request.into_inner();
+        let (now, clock) = (time::now(), Instant::now());
+        self.call(move |m| m.create_file(&req, now, clock)).await
+    }
 }
 
 fn lock_spec(req: &pb::LockRequest) -> LockSpec {

@@ -42,6 +42,25 @@ pub fn now() -> Timestamp {
     SystemTime::now().into()
 }
 
+/// How stale atime may grow before a read marks it even though it is newer than mtime and
+/// ctime (Linux's `relatime` rule).
+pub const ATIME_REFRESH: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Whether reading a file with attributes `attr` at `now` must mark its atime, by the
+/// `relatime` rule: atime not newer than mtime or ctime, or older than a day. Marking only
+/// then keeps repeated reads from costing a metadata write each, while `ls -lu`, mail
+/// readers and `find -anewer` still see every read after a change. Shared by the master
+/// (which marks at open) and the mount (which marks at opendir).
+pub fn access_due(attr: &crate::pb::Attr, now: SystemTime) -> bool {
+    let time = |t: Option<Timestamp>| t.map_or(std::time::UNIX_EPOCH, SystemTime::from);
+    let atime = time(attr.atime);
+    atime <= time(attr.mtime)
+        || atime <= time(attr.ctime)
+        || now
+            .duration_since(atime)
+            .is_ok_and(|age| age >= ATIME_REFRESH)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

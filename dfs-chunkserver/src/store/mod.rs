@@ -272,14 +272,16 @@ impl ChunkStore {
         let paths = self.paths(chunk_id);
         // Sidecar first: a crash in between leaves a data file without sidecar, which the
         // next open removes.
-        let existed = remove_if_exists(&paths.meta)?;
+        let persisted = remove_if_exists(&paths.meta)?;
         remove_if_exists(&paths.data)?;
         remove_if_exists(&paths.meta_tmp())?;
         let mut index = self.lock_index();
-        if let Some(old) = index.replicas.remove(&chunk_id) {
+        // A replica whose first write stream is still running has no sidecar yet.
+        let indexed = index.replicas.remove(&chunk_id);
+        if let Some(old) = indexed {
             index.used_bytes -= old.length;
         }
-        Ok(existed)
+        Ok(persisted || indexed.is_some())
     }
 
     /// Every replica, ordered by chunk id: the content of a full block report.

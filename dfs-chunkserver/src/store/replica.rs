@@ -70,8 +70,9 @@ pub(crate) struct Replica {
 }
 
 impl Replica {
-    /// Creates an empty replica, replacing any leftover data file of an interrupted creation,
-    /// and persists its sidecar so the replica exists from now on.
+    /// Creates an empty replica, replacing any leftover data file of an interrupted creation.
+    /// Its sidecar is written at the end of the first write stream (`persist`), not here: a
+    /// crash before that leaves a data file without sidecar, which the next start removes.
     pub fn create(
         chunk_id: u64,
         paths: ReplicaPaths,
@@ -87,7 +88,7 @@ impl Replica {
             .truncate(true)
             .open(&paths.data)
             .map_err(|e| Error::io(ctx("create data file"), e))?;
-        let mut replica = Replica {
+        let replica = Replica {
             chunk_id,
             paths,
             data,
@@ -95,7 +96,6 @@ impl Replica {
             dirty: true,
             changed: None,
         };
-        replica.persist(false)?;
         Ok(replica)
     }
 

@@ -434,3 +434,41 @@ fn a_torn_sidecar_is_detected_as_corruption() {
         FsError::Corrupt(_)
     ));
 }
+
+#[test]
+fn a_replica_is_persisted_once_its_first_stream_commits() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir);
+    let writer = store.open_writer(5, 1).unwrap();
+    writer.write(0, b"abc").unwrap();
+    // Not committed yet: no sidecar, so a crash now leaves nothing a restart would keep.
+    let sidecars = || {
+        walk(dir.path())
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "meta"))
+            .count()
+    };
+    assert_eq!(sidecars(), 0);
+    assert_eq!(writer.commit(false).unwrap(), 3);
+    drop(writer);
+    assert_eq!(sidecars(), 1);
+    assert_eq!(&open(&dir).read(5, 1, 0, 10).unwrap()[..], b"abc");
+    // An uncommitted replica can be deleted too.
+    let writer = store.open_writer(6, 1).unwrap();
+    drop(writer);
+    assert!(store.delete(6).unwrap());
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

@@ -7,6 +7,7 @@ mod chunks;
 mod leases;
 mod locks;
 mod namespace;
+mod open;
 mod registry;
 mod rename;
 mod replicas;

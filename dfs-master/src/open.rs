@@ -1,0 +1,113 @@
+//! The small-file fast path: opening a file and creating one each take one master round trip.
+//!
+//! A mount used to open a file with four calls (attributes, chunk map, an atime mark, the
+//! writer lease) and create one with two (the node, the lease). For a tree of small files those
+//! round trips, not the bytes, were the cost. [`Master::open_file`] answers attributes and chunk
+//! map together, marks atime by the relatime rule and grants the writer lease in the same
+//! transaction; [`Master::create_file`] creates the file and grants its lease in one synced
+//! batch. Both keep the meaning of the separate calls: the lease is granted exactly as
+//! [`Leases::acquire`](crate::leases::Leases::acquire) grants it (`EBUSY` while another holder's
+//! lease is live, `recover` after an expired one), and an open that fails grants nothing and
+//! marks nothing.
+
+use std::time::{Instant, SystemTime};
+
+use dfs_proto::pb::{self, FileKind, Timestamp};
+use dfs_proto::time::access_due;
+
+use crate::error::Result;
+use crate::leases::Grant;
+use crate::master::Master;
+use crate::namespace::{invalid, require};
+use crate::txn::Txn;
+
+impl Master {
+    /// Opens file `req.ino`: its attributes (after an atime mark, if `req.read` and the
+    /// relatime rule calls for one at `now`) and chunk map, and, with `req.lease_holder`, its
+    /// writer lease (liveness measured at `clock`). The atime mark alone is written unsynced,
+    /// like any attribute change; with a lease grant it shares the grant's synced batch.
+    pub fn open_file(
+        &self,
+        req: &pb::OpenFileRequest,
+        now: Timestamp,
+        clock: Instant,
+    ) -> Result<pb::OpenFileReply> {
+        let ino = req.ino;
+        let mark = |txn: &mut Txn<'_>| -> Result<(u64, (pb::Attr, bool))> {
+            let mut inode = require(txn.inode(ino)?)?;
+            let due = req.read && access_due(&inode.attr, SystemTime::from(now));
+            if due {
+                // A read access is no change of the inode: atime only, ctime stays.
+                inode.attr.atime = Some(now);
+                txn.put_inode(inode.clone());
+            }
+            Ok((ino, (inode.attr, due)))
+        };
+        let (lease, (attr, marked)) = if !req.lease_holder.is_empty() {
+            let (grant, opened) = self.leases().acquire_with(&req.lease_holder, clock, mark)?;
+            (Some(self.lease_reply(grant)), opened)
+        } else {
+            let attr = self.namespace().getattr(ino)?;
+            if req.read && access_due(&attr, SystemTime::from(now)) {
+                let mut txn = self.namespace().writer.begin();
+                let (_, opened) = mark(&mut txn)?;
+                txn.commit_unsynced()?;
+                (None, opened)
+            } else {
+                (None, (attr, false))
+            }
+        };
+        let chunk_map = self.get_chunks(ino, 0, 0, clock)?;
+        Ok(pb::OpenFileReply {
+            attr: Some(attr),
+            chunk_map: Some(chunk_map),
+            access_marked: marked,
+            lease,
+        })
+    }
+
+    /// Creates (or, without `exclusive`, finds) the regular file `req.node` as
+    /// [`Namespace::make_node`](crate::namespace::Namespace::make_node) does, stamped `now`,
+    /// and with `req.lease_holder` grants its writer lease (liveness at `clock`) in the same
+    /// synced batch.
+    pub fn create_file(
+        &self,
+        req: &pb::CreateFileRequest,
+        now: Timestamp,
+        clock: Instant,
+    ) -> Result<pb::CreateFileReply> {
+        let node = req
+            .node
+            .as_ref()
+            .ok_or_else(|| invalid("a create names its node"))?;
+        if node.kind != FileKind::Regular as i32 {
+            return Err(invalid("only regular files are created open"));
+        }
+        if req.lease_holder.is_empty() {
+            let attr = self.namespace().make_node(node, now)?;
+            return Ok(pb::CreateFileReply {
+                attr: Some(attr),
+                lease: None,
+            });
+        }
+        let create = |txn: &mut Txn<'_>| {
+            let attr = self.namespace().make_node_in(txn, node, now)?;
+            Ok((attr.ino, attr))
+        };
+        let (grant, attr) = self
+            .leases()
+            .acquire_with(&req.lease_holder, clock, create)?;
+        Ok(pb::CreateFileReply {
+            attr: Some(attr),
+            lease: Some(self.lease_reply(grant)),
+        })
+    }
+
+    /// What a holder is told about a lease it was granted.
+    pub fn lease_reply(&self, grant: Grant) -> pb::LeaseReply {
+        pb::LeaseReply {
+            ttl_ms: self.leases().ttl().as_millis() as u64,
+            recover: grant.recover,
+        }
+    }
+}

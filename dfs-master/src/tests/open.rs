@@ -1,0 +1,198 @@
+//! The small-file fast path: `OpenFile` and `CreateFile` keep the meaning of the separate
+//! calls they replace (attributes, chunk map, relatime atime mark, writer lease).
+
+use std::time::{Duration, Instant};
+
+use dfs_proto::pb::{self, FileKind};
+use dfs_proto::{FsError, ROOT_INO};
+
+use super::{Fixture, fs_err, ts};
+
+fn open(ino: u64, read: bool, holder: &str) -> pb::OpenFileRequest {
+    pb::OpenFileRequest {
+        ino,
+        read,
+        lease_holder: holder.to_string(),
+    }
+}
+
+fn create(name: &str, exclusive: bool, holder: &str) -> pb::CreateFileRequest {
+    pb::CreateFileRequest {
+        node: Some(pb::MakeNodeRequest {
+            parent: ROOT_INO,
+            name: name.as_bytes().to_vec(),
+            kind: FileKind::Regular as i32,
+            perm: 0o644,
+            uid: 1000,
+            gid: 1000,
+            exclusive,
+            ..Default::default()
+        }),
+        lease_holder: holder.to_string(),
+    }
+}
+
+#[test]
+fn an_open_for_reading_marks_atime_by_the_relatime_rule() {
+    let fx = Fixture::new();
+    // Created at 10: atime equals mtime and ctime, so the first read marks it.
+    let ino = fx.file(ROOT_INO, "f");
+    let clock = Instant::now();
+    let first = fx
+        .master
+        .open_file(&open(ino, true, ""), ts(20), clock)
+        .unwrap();
+    assert!(first.access_marked);
+    assert_eq!(first.attr.unwrap().atime, Some(ts(20)));
+    assert_eq!(fx.attr(ino).atime, Some(ts(20)));
+    // The mark changes atime only.
+    assert_eq!(fx.attr(ino).ctime, Some(ts(10)));
+    // atime is now newer than mtime and ctime, and less than a day old: no mark.
+    let again = fx
+        .master
+        .open_file(&open(ino, true, ""), ts(30), clock)
+        .unwrap();
+    assert!(!again.access_marked);
+    assert_eq!(fx.attr(ino).atime, Some(ts(20)));
+    // A day later it is marked again.
+    let day = 24 * 60 * 60;
+    let later = fx
+        .master
+        .open_file(&open(ino, true, ""), ts(20 + day), clock)
+        .unwrap();
+    assert!(later.access_marked);
+    // An open that does not read never marks.
+    let fresh = fx.file(ROOT_INO, "g");
+    let write_only = fx
+        .master
+        .open_file(&open(fresh, false, ""), ts(40), clock)
+        .unwrap();
+    assert!(!write_only.access_marked);
+    assert_eq!(fx.attr(fresh).atime, Some(ts(10)));
+}
+
+#[test]
+fn an_open_answers_the_chunk_map_and_size() {
+    let fx = Fixture::new();
+    let ino = fx.file(ROOT_INO, "f");
+    let reply = fx
+        .master
+        .open_file(&open(ino, false, ""), ts(20), Instant::now())
+        .unwrap();
+    let map = reply.chunk_map.unwrap();
+    assert!(map.chunks.is_empty());
+    assert_eq!(map.file_size, 0);
+    assert_eq!(
+        fs_err(
+            fx.master
+                .open_file(&open(999, true, ""), ts(20), Instant::now())
+        ),
+        FsError::NotFound
+    );
+}
+
+#[test]
+fn an_open_for_writing_grants_the_lease_as_acquire_does() {
+    let fx = Fixture::new();
+    let ino = fx.file(ROOT_INO, "f");
+    let t0 = Instant::now();
+    let a = fx
+        .master
+        .open_file(&open(ino, true, "a"), ts(20), t0)
+        .unwrap();
+    let lease = a.lease.unwrap();
+    assert!(!lease.recover);
+    assert_eq!(lease.ttl_ms, fx.master.leases().ttl().as_millis() as u64);
+    fx.master.leases().generation(ino, "a").unwrap();
+    // Another holder is refused, and its refused open marks nothing.
+    let busy = fx.master.open_file(&open(ino, true, "b"), ts(30), t0);
+    assert_eq!(fs_err(busy), FsError::Busy);
+    assert_eq!(fx.attr(ino).atime, Some(ts(20)));
+    assert_eq!(
+        fs_err(fx.master.leases().acquire(ino, "b", t0)),
+        FsError::Busy
+    );
+    // The same holder opens again (another handle of its mount).
+    let again = fx
+        .master
+        .open_file(&open(ino, false, "a"), ts(30), t0)
+        .unwrap();
+    assert!(!again.lease.unwrap().recover);
+    // Expired without a release: the next holder recovers.
+    let late = t0 + fx.master.leases().ttl() + Duration::from_millis(1);
+    let b = fx
+        .master
+        .open_file(&open(ino, false, "b"), ts(40), late)
+        .unwrap();
+    assert!(b.lease.unwrap().recover);
+    // Directories have no leases.
+    let dir = fx.dir(ROOT_INO, "d");
+    assert_eq!(
+        fs_err(fx.master.open_file(&open(dir, false, "a"), ts(50), late)),
+        FsError::IsDir
+    );
+}
+
+#[test]
+fn a_create_for_writing_holds_the_lease_of_the_new_file() {
+    let fx = Fixture::new();
+    let t0 = Instant::now();
+    let reply = fx
+        .master
+        .create_file(&create("f", true, "a"), ts(20), t0)
+        .unwrap();
+    let attr = reply.attr.unwrap();
+    assert!(!reply.lease.unwrap().recover);
+    assert_eq!(fx.lookup(ROOT_INO, "f").unwrap(), attr);
+    assert_eq!(fx.attr(ROOT_INO).mtime, Some(ts(20)));
+    fx.master.leases().generation(attr.ino, "a").unwrap();
+    assert_eq!(
+        fs_err(fx.master.leases().acquire(attr.ino, "b", t0)),
+        FsError::Busy
+    );
+    // Exclusive create of an existing name: EEXIST, no lease for the asker.
+    let exists = fx.master.create_file(&create("f", true, "b"), ts(30), t0);
+    assert_eq!(fs_err(exists), FsError::Exists);
+    // A non-exclusive create finds the file but waits for its lease like an open.
+    let busy = fx.master.create_file(&create("f", false, "b"), ts(30), t0);
+    assert_eq!(fs_err(busy), FsError::Busy);
+    fx.master.leases().release(attr.ino, "a").unwrap();
+    let found = fx
+        .master
+        .create_file(&create("f", false, "b"), ts(30), t0)
+        .unwrap();
+    assert_eq!(found.attr.unwrap().ino, attr.ino);
+    fx.master.leases().generation(attr.ino, "b").unwrap();
+    // Without a holder it is a plain create.
+    let plain = fx
+        .master
+        .create_file(&create("g", true, ""), ts(40), t0)
+        .unwrap();
+    assert!(plain.lease.is_none());
+    let ino = plain.attr.unwrap().ino;
+    fx.master.leases().acquire(ino, "c", t0).unwrap();
+    // Only regular files are created open.
+    let mut dir = create("d", true, "a");
+    dir.node.as_mut().unwrap().kind = FileKind::Directory as i32;
+    assert!(matches!(
+        fs_err(fx.master.create_file(&dir, ts(50), t0)),
+        FsError::Invalid(_)
+    ));
+}
+
+#[test]
+fn created_files_and_their_leases_survive_a_restart() {
+    let fx = Fixture::new();
+    let t0 = Instant::now();
+    let reply = fx
+        .master
+        .create_file(&create("f", true, "a"), ts(20), t0)
+        .unwrap();
+    let ino = reply.attr.unwrap().ino;
+    let fx = fx.reopen();
+    assert_eq!(fx.lookup(ROOT_INO, "f").unwrap().ino, ino);
+    // The restarted master honours the lease for a time-to-live.
+    let busy = fx.master.leases().acquire(ino, "b", Instant::now());
+    assert_eq!(fs_err(busy), FsError::Busy);
+    fx.master.leases().generation(ino, "a").unwrap();
+}

@@ -1,0 +1,210 @@
+//! The small-file fast path keeps its promises: a file created open for writing holds its
+//! writer lease against other mounts from the create on; the one-call open marks atime by the
+//! relatime rule; what `close` committed and what `chmod`/`utime` set survive a master killed
+//! right after the call returned; and a tree of small files round-trips byte for byte.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::Duration;
+
+use dfs_tests::{Cluster, ClusterOptions, errno, pseudo_random_bytes, within};
+
+fn cluster() -> Cluster {
+    Cluster::start(ClusterOptions {
+        master_args: vec!["--lease-ttl-ms".into(), "60000".into()],
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_file_created_open_for_writing_holds_its_lease_against_other_mounts() {
+    let cluster = cluster();
+    let a = cluster.mount();
+    let b = cluster.mount_with(&["--lease-wait-ms", "300"]);
+    let mut writer = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(a.join("f"))
+        .unwrap();
+    // No write yet: the lease came with the create.
+    for (what, open) in [
+        ("write", OpenOptions::new().write(true).clone()),
+        // A create without O_EXCL finds the file and waits for its lease like an open.
+        (
+            "create",
+            OpenOptions::new().write(true).create(true).clone(),
+        ),
+        (
+            "truncate",
+            OpenOptions::new().write(true).truncate(true).clone(),
+        ),
+    ] {
+        let path = b.join("f");
+        let err = within(Duration::from_secs(30), move || open.open(path)).unwrap_err();
+        assert_eq!(errno(&err), libc::EBUSY, "{what}: {err}");
+    }
+    // Reading never waits.
+    assert_eq!(fs::read(b.join("f")).unwrap(), b"");
+    writer.write_all(b"from a").unwrap();
+    drop(writer);
+    assert_eq!(fs::read(b.join("f")).unwrap(), b"from a");
+    // After the close another mount writes (a fresh one: the release follows the close).
+    let c = cluster.mount();
+    let mut second = OpenOptions::new().append(true).open(c.join("f")).unwrap();
+    second.write_all(b", then c").unwrap();
+    drop(second);
+    assert_eq!(fs::read(a.join("f")).unwrap(), b"from a, then c");
+}
+
+/// (atime seconds, atime nanoseconds) of `path`.
+fn atime(path: &std::path::Path) -> (i64, i64) {
+    let m = fs::metadata(path).unwrap();
+    (m.atime(), m.atime_nsec())
+}
+
+#[test]
+fn the_one_call_open_marks_atime_by_the_relatime_rule() {
+    let cluster = cluster();
+    let a = cluster.mount();
+    let b = cluster.mount_with(&["--attr-ttl-ms", "0"]);
+    let path = a.join("f");
+    fs::write(&path, b"data").unwrap();
+    // An atime in the past but newer than mtime? No: set it older than mtime.
+    let old = libc::timespec {
+        tv_sec: 1_000_000,
+        tv_nsec: 0,
+    };
+    let keep = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: libc::UTIME_OMIT,
+    };
+    let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    let times = [old, keep];
+    assert_eq!(
+        unsafe { libc::utimensat(libc::AT_FDCWD, c_path.as_ptr(), times.as_ptr(), 0) },
+        0
+    );
+    assert_eq!(atime(&b.join("f")).0, 1_000_000);
+    // A read on the other mount marks it (atime older than mtime).
+    assert_eq!(fs::read(b.join("f")).unwrap(), b"data");
+    let marked = atime(&b.join("f"));
+    assert!(marked.0 > 1_000_000_000, "read left atime at {marked:?}");
+    // Newer than mtime and ctime, less than a day old: the next read leaves it.
+    fs::read(b.join("f")).unwrap();
+    assert_eq!(atime(&b.join("f")), marked);
+    // Opening write-only marks nothing.
+    let writer = OpenOptions::new().write(true).open(b.join("f")).unwrap();
+    drop(writer);
+    assert_eq!(atime(&b.join("f")), marked);
+}
+
+#[test]
+fn what_close_and_attribute_changes_acknowledged_survives_a_master_kill() {
+    let mut cluster = cluster();
+    let mount = cluster.mount();
+    let mut expected = Vec::new();
+    for i in 0..20u64 {
+        let data = pseudo_random_bytes(i, 1024 + (i as usize * 397) % 7000);
+        let path = mount.join(format!("f{i:02}"));
+        fs::write(&path, &data).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600 + i as u32 % 8)).unwrap();
+        expected.push((path, data, 0o600 + i as u32 % 8));
+    }
+    // Killed right after the last call returned: no clean shutdown, no flush.
+    cluster.stop_master(libc::SIGKILL);
+    cluster.restart_master();
+    let fresh = cluster.mount();
+    for (path, data, mode) in &expected {
+        let name = path.file_name().unwrap();
+        let seen = within(Duration::from_secs(60), {
+            let p = fresh.join(name);
+            move || fs::read(p)
+        })
+        .unwrap();
+        assert!(
+            &seen == data,
+            "{name:?}: content differs after the master kill"
+        );
+        let meta = fs::metadata(fresh.join(name)).unwrap();
+        assert_eq!(meta.mode() & 0o7777, *mode, "{name:?}: mode");
+    }
+}
+
+#[test]
+fn a_tree_of_small_files_round_trips() {
+    let cluster = cluster();
+    let a = cluster.mount();
+    let b = cluster.mount();
+    let src = tempfile::tempdir().unwrap();
+    for d in 0..5 {
+        fs::create_dir(src.path().join(format!("d{d}"))).unwrap();
+        for f in 0..40u64 {
+            let data = pseudo_random_bytes(d * 100 + f, 1 + ((d * 100 + f) as usize * 211) % 8192);
+            fs::write(src.path().join(format!("d{d}/f{f:02}")), data).unwrap();
+        }
+    }
+    let out = dfs_tests::sh_output(
+        a.path(),
+        &format!("tar -cf - -C {} . | tar -xf -", src.path().display()),
+    );
+    assert!(out.status.success(), "tar: {out:?}");
+    let listing = dfs_tests::sh(b.path(), "ls -lR . | wc -l");
+    assert!(listing.trim().parse::<u32>().unwrap() >= 205, "{listing}");
+    let diff = dfs_tests::sh_output(b.path(), &format!("diff -r {} .", src.path().display()));
+    assert!(diff.status.success(), "trees differ: {diff:?}");
+    dfs_tests::sh(b.path(), "rm -rf d0 d1 d2 d3 d4");
+    assert_eq!(fs::read_dir(a.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn an_mtime_set_through_the_open_file_after_writing_is_what_other_mounts_see() {
+    use std::os::fd::AsRawFd;
+    let cluster = cluster();
+    let a = cluster.mount();
+    let b = cluster.mount_with(&["--attr-ttl-ms", "0"]);
+    // What tar does for every file: create, write, set mtime (atime omitted), close.
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(a.join("f"))
+        .unwrap();
+    file.write_all(b"extracted").unwrap();
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: 1_234_567,
+            tv_nsec: 890,
+        },
+    ];
+    assert_eq!(
+        unsafe { libc::futimens(file.as_raw_fd(), times.as_ptr()) },
+        0
+    );
+    let meta = file.metadata().unwrap();
+    assert_eq!((meta.mtime(), meta.mtime_nsec()), (1_234_567, 890));
+    assert_eq!(meta.len(), 9);
+    drop(file);
+    let seen = fs::metadata(b.join("f")).unwrap();
+    assert_eq!((seen.mtime(), seen.mtime_nsec()), (1_234_567, 890));
+    assert!(seen.ctime() > 1_000_000_000, "ctime {}", seen.ctime());
+    assert_eq!(fs::read(b.join("f")).unwrap(), b"extracted");
+    // Without pending writes the same call still sets mtime.
+    let file = OpenOptions::new().write(true).open(a.join("f")).unwrap();
+    let later = [
+        times[0],
+        libc::timespec {
+            tv_sec: 2_000_000,
+            tv_nsec: 0,
+        },
+    ];
+    assert_eq!(
+        unsafe { libc::futimens(file.as_raw_fd(), later.as_ptr()) },
+        0
+    );
+    drop(file);
+    assert_eq!(fs::metadata(b.join("f")).unwrap().mtime(), 2_000_000);
+}
