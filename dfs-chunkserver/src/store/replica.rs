@@ -53,6 +53,16 @@ impl ReplicaPaths {
     }
 }
 
+/// Where the bytes of a block whose checksum is recomputed come from.
+enum BlockSource<'a> {
+    /// Just written: hashed from memory.
+    Memory(&'a [u8]),
+    /// Known to be zeros (a gap a write or truncate left).
+    Zeros,
+    /// Anything else: read back from the data file.
+    File,
+}
+
 /// Bytes of one checksum entry in the sidecar.
 const CHECKSUM_LEN: usize = size_of::<Checksum>();
 
@@ -374,21 +384,14 @@ impl Replica {
                 .iter()
                 .take_while(|&&(offset, _)| offset < end)
                 .any(|&(offset, buf)| offset + buf.len() as u64 > start);
-            let sum = if let Some((offset, buf)) = covering {
-                checksum(&buf[(start - offset) as usize..(end - offset) as usize])
+            let source = if let Some((offset, buf)) = covering {
+                BlockSource::Memory(&buf[(start - offset) as usize..(end - offset) as usize])
             } else if disjoint && !touched && start >= old_len {
-                if end - start == bs {
-                    *zero_block.get_or_insert_with(|| checksum(&vec![0; bs as usize]))
-                } else {
-                    checksum(&vec![0; (end - start) as usize])
-                }
+                BlockSource::Zeros
             } else {
-                scratch.resize((end - start) as usize, 0);
-                self.data
-                    .read_exact_at(&mut scratch, start)
-                    .map_err(|e| Error::io(format!("read back chunk {:016x}", self.chunk_id), e))?;
-                checksum(&scratch)
+                BlockSource::File
             };
+            let sum = self.block_checksum(start..end, source, &mut zero_block, &mut scratch)?;
             self.meta.checksums[block as usize] = sum;
             self.mark_changed(block as usize);
         }
@@ -411,25 +414,46 @@ impl Replica {
             if start >= end {
                 break;
             }
-            let sum = if start >= fresh_start && end <= fresh_end {
-                checksum(&fresh[(start - fresh_start) as usize..(end - fresh_start) as usize])
+            let source = if start >= fresh_start && end <= fresh_end {
+                BlockSource::Memory(
+                    &fresh[(start - fresh_start) as usize..(end - fresh_start) as usize],
+                )
             } else if start >= hole.start && end <= hole.end {
-                if end - start == bs {
-                    *zero_block.get_or_insert_with(|| checksum(&vec![0; bs as usize]))
-                } else {
-                    checksum(&vec![0; (end - start) as usize])
-                }
+                BlockSource::Zeros
             } else {
-                scratch.resize((end - start) as usize, 0);
-                self.data
-                    .read_exact_at(&mut scratch, start)
-                    .map_err(|e| Error::io(format!("read back chunk {:016x}", self.chunk_id), e))?;
-                checksum(&scratch)
+                BlockSource::File
             };
+            let sum = self.block_checksum(start..end, source, &mut zero_block, &mut scratch)?;
             self.meta.checksums[block as usize] = sum;
             self.mark_changed(block as usize);
         }
         Ok(())
+    }
+
+    /// The checksum of the block at data bytes `range`, from `source`. A full block of zeros
+    /// is hashed once per call site (`zero_block`); `scratch` is reused for read-backs.
+    fn block_checksum(
+        &self,
+        range: Range<u64>,
+        source: BlockSource<'_>,
+        zero_block: &mut Option<Checksum>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Checksum> {
+        let len = (range.end - range.start) as usize;
+        Ok(match source {
+            BlockSource::Memory(bytes) => checksum(bytes),
+            BlockSource::Zeros if len as u64 == self.meta.block_size => {
+                *zero_block.get_or_insert_with(|| checksum(&vec![0; len]))
+            }
+            BlockSource::Zeros => checksum(&vec![0; len]),
+            BlockSource::File => {
+                scratch.resize(len, 0);
+                self.data
+                    .read_exact_at(scratch, range.start)
+                    .map_err(|e| Error::io(format!("read back chunk {:016x}", self.chunk_id), e))?;
+                checksum(scratch)
+            }
+        })
     }
 
     /// Best-effort repair after a failed write: cut what it appended, and re-checksum what it
