@@ -1,0 +1,119 @@
+//! What a cluster says about itself: the `dfs` admin CLI, the master's chunk maps over gRPC, and
+//! the replica files on the chunkservers' disks.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::Cluster;
+use crate::process::binary;
+
+impl Cluster {
+    /// `host:port` of chunkserver `i` (as `dfs status` lists it).
+    pub fn chunkserver_addr(&self, i: usize) -> String {
+        self.chunkservers[i]
+            .as_ref()
+            .expect("chunkserver was started")
+            .addr
+            .clone()
+    }
+
+    /// Runs the `dfs` admin CLI against this cluster's master; returns its standard output.
+    /// Panics if it fails (exit code 2); `fsck`'s exit code 1 (damage) is not a failure.
+    pub fn dfs(&self, args: &[&str]) -> String {
+        let out = Command::new(binary("dfs"))
+            .arg("--master")
+            .arg(self.master_addr())
+            .args(args)
+            .output()
+            .expect("run dfs");
+        assert!(
+            out.status.code().is_some_and(|c| c < 2),
+            "dfs {args:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The replica data files (`*.data`) on chunkserver `i`'s disk.
+    pub fn replica_files(&self, i: usize) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        let chunks = self.chunkserver_data_dir(i).join("chunks");
+        for dir in fs::read_dir(chunks).into_iter().flatten().flatten() {
+            for entry in fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+                if entry.path().extension().is_some_and(|e| e == "data") {
+                    files.push(entry.path());
+                }
+            }
+        }
+        files.sort();
+        files
+    }
+    /// Bytes of replica data on chunkserver `i`'s disk.
+    pub fn replica_bytes(&self, i: usize) -> u64 {
+        self.replica_files(i)
+            .iter()
+            .filter_map(|p| fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+/// The number after `key: ` on a line of `dfs` output (e.g. `under-replicated: 0`).
+pub fn report_value(report: &str, key: &str) -> u64 {
+    let prefix = format!("{key}: ");
+    report
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key:?} in:\n{report}"))
+}
+
+impl Cluster {
+    /// The master's chunk map of inode `ino` (the kernel's inode number is the master's),
+    /// replicas in the order readers try them.
+    pub fn chunks_of(&self, ino: u64) -> Vec<dfs_proto::pb::ChunkInfo> {
+        let uri = format!("http://{}", self.master_addr());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        runtime.block_on(async move {
+            let mut master = dfs_proto::pb::master_client::MasterClient::connect(uri)
+                .await
+                .expect("connect to master");
+            let req = dfs_proto::pb::GetChunksRequest {
+                ino,
+                first_index: 0,
+                count: 0,
+            };
+            master
+                .get_chunks(req)
+                .await
+                .expect("GetChunks")
+                .into_inner()
+                .chunks
+        })
+    }
+
+    /// The index of the chunkserver listening at `addr`.
+    pub fn chunkserver_index(&self, addr: &str) -> usize {
+        self.chunkservers
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.addr == addr))
+            .expect("a chunkserver with that address")
+    }
+
+    /// The data file of the replica of `chunk_id` on chunkserver `i`, if it holds one.
+    pub fn replica_data_file(&self, i: usize, chunk_id: u64) -> Option<PathBuf> {
+        let chunks = self.chunkserver_data_dir(i).join("chunks");
+        let name = format!("{chunk_id:016x}.data");
+        fs::read_dir(chunks)
+            .ok()?
+            .flatten()
+            .map(|dir| dir.path().join(&name))
+            .find(|path| path.exists())
+    }
+}
