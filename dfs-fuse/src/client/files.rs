@@ -1,0 +1,249 @@
+//! Regular files of [`Client`]: open and create, read (with read-ahead), write, flush, fsync
+//! and release.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dfs_proto::FsError;
+use dfs_proto::pb::{self, FileKind};
+use fuser::FileAttr;
+
+use super::namespace::node_request;
+use super::{Caller, Client, NewNode, Opened, check_name};
+use crate::attr::creation_perm;
+use crate::inode::OpenInode;
+use crate::lease;
+use crate::read;
+
+impl Client {
+    /// Opens a regular file: takes its writer lease when opened for writing, loads its chunk
+    /// map fresh from the master (close-to-open consistency) and truncates it for `O_TRUNC`.
+    /// One master call does all that and the relatime atime mark (`OpenFile`), unless the
+    /// previous writer died holding the lease and the file must be recovered first.
+    pub async fn open(&self, ino: u64, flags: i32) -> Result<Opened, FsError> {
+        let inode = self.shared.inodes.open(ino, self.shared.write_buffer_bytes);
+        let result = async {
+            let writing = opens_for_writing(flags);
+            let truncating = flags & libc::O_TRUNC != 0;
+            // A truncating open changes the file rather than reading it.
+            let read = opens_for_reading(flags) && !truncating;
+            let reply = if writing && !self.shared.leases.holds(ino) {
+                self.open_leased(ino, read).await?
+            } else {
+                self.master().open_file(ino, read, None).await?
+            };
+            if writing {
+                let holder = self.shared.leases.holder().to_string();
+                inode.set_lease_holder(holder).await;
+            }
+            let attr = reply
+                .attr
+                .ok_or_else(|| FsError::Io("master opened a file without attributes".into()))?;
+            let chunk_ids = inode.load(reply.chunk_map.unwrap_or_default()).await;
+            let unchanged = self.note_version(&attr);
+            if !unchanged {
+                // Another mount may have rewritten blocks this mount still caches.
+                self.io()
+                    .cache
+                    .invalidate_chunks(&chunk_ids.into_iter().collect());
+            }
+            if truncating && attr.size > 0 {
+                let req = truncate_request(ino);
+                let attr = inode.resize(self.io(), req, 0).await?;
+                self.note_version(&attr);
+                return Ok((false, true));
+            }
+            Ok::<_, FsError>((unchanged, reply.access_marked))
+        }
+        .await;
+        match result {
+            Ok((keep_cache, attrs_changed)) => Ok(Opened {
+                fh: self.next_fh(),
+                keep_cache,
+                attrs_changed,
+            }),
+            Err(err) => {
+                self.close_inode(ino).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// for writing takes the file's writer lease in the same master call (`CreateFile`).
+    pub async fn create(
+        &self,
+        caller: Caller,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> Result<(FileAttr, Opened), FsError> {
+        check_name(name)?;
+        let node = NewNode {
+            parent,
+            name,
+            kind: FileKind::Regular,
+            perm: creation_perm(mode, umask),
+            rdev: 0,
+            symlink_target: &[],
+            exclusive: flags & libc::O_EXCL != 0,
+        };
+        let req = node_request(caller, node);
+        let leases = &self.shared.leases;
+        let writing = opens_for_writing(flags);
+        let attr = if writing {
+            let (acquired, attr) = leases
+                .acquire_with(self.master(), || async {
+                    let reply = self
+                        .master()
+                        .create_file(req.clone(), Some(leases.holder()))
+                        .await?;
+                    let attr = reply.attr.ok_or_else(|| {
+                        FsError::Io("master created a file without attributes".into())
+                    })?;
+                    Ok((attr.ino, reply.lease.unwrap_or_default(), attr))
+                })
+                .await?;
+            if acquired.recover {
+                // An existing file whose previous writer died holding the lease.
+                if let Err(err) = lease::recover(self.io(), attr.ino, leases.holder()).await {
+                    self.release_lease(attr.ino).await;
+                    return Err(err);
+                }
+            }
+            attr
+        } else {
+            self.master().make_node(req).await?
+        };
+        if attr.size > 0 {
+            // An existing file: opened like any other (its lease, if taken, is held now).
+            let opened = self.open(attr.ino, flags).await?;
+            return Ok((self.getattr(attr.ino).await?, opened));
+        }
+        // A new (or empty) file has no chunks to load.
+        let inode = self
+            .shared
+            .inodes
+            .open(attr.ino, self.shared.write_buffer_bytes);
+        if writing {
+            inode.set_lease_holder(leases.holder().to_string()).await;
+        }
+        self.note_version(&attr);
+        Ok((
+            self.present(&attr),
+            Opened {
+                fh: self.next_fh(),
+                keep_cache: false,
+                attrs_changed: true,
+            },
+        ))
+    }
+
+    /// Reads up to `len` bytes at `offset`.
+    pub async fn read(&self, ino: u64, offset: u64, len: u32) -> Result<Bytes, FsError> {
+        let inode = self.open_inode(ino)?;
+        let data = read::read(self.io(), &inode, offset, u64::from(len)).await?;
+        self.read_ahead(inode, offset, len);
+        Ok(data)
+    }
+
+    /// Reads up to `len` bytes at `offset` if that needs no waiting (see
+    /// [`read::read_from_cache`]); `None` means: call [`read`](Client::read). Call it inside
+    /// the runtime's context: it may start read-ahead.
+    pub fn read_now(&self, ino: u64, offset: u64, len: u32) -> Option<Bytes> {
+        let inode = self.shared.inodes.get(ino)?;
+        let data = read::read_from_cache(self.io(), &inode, offset, u64::from(len))?;
+        self.read_ahead(inode, offset, len);
+        Some(data)
+    }
+
+    /// Starts read-ahead if `inode`'s reader is sequential.
+    fn read_ahead(&self, inode: Arc<OpenInode>, offset: u64, len: u32) {
+        if let Some((from, len)) =
+            inode
+                .readahead
+                .on_read(offset, u64::from(len), self.shared.read_ahead_bytes)
+        {
+            tokio::spawn(read::read_ahead(self.io().clone(), inode, from, len));
+        }
+    }
+
+    /// Buffers a write; returns the bytes accepted.
+    pub async fn write(&self, ino: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
+        let inode = self.open_inode(ino)?;
+        inode.write(self.io(), offset, data).await?;
+        Ok(data.len() as u32)
+    }
+
+    /// Buffers a write from the thread that received it if that needs no waiting (see
+    /// [`OpenInode::try_write`]); `None` means: take [`write`](Client::write) instead.
+    pub fn try_write(&self, ino: u64, offset: u64, data: &[u8]) -> Option<Result<u32, FsError>> {
+        let inode = self.shared.inodes.get(ino)?;
+        let written = inode.try_write(self.io(), offset, data)?;
+        Some(written.map(|()| data.len() as u32))
+    }
+
+    /// Sends and commits this inode's writes (at every `close`).
+    pub async fn flush(&self, ino: u64) -> Result<(), FsError> {
+        let Some(inode) = self.shared.inodes.get(ino) else {
+            return Ok(());
+        };
+        if let Some(attr) = inode.flush(self.io()).await? {
+            self.note_version(&attr);
+        }
+        Ok(())
+    }
+
+    /// Sends, syncs on every replica, and commits.
+    pub async fn fsync(&self, ino: u64) -> Result<(), FsError> {
+        let Some(inode) = self.shared.inodes.get(ino) else {
+            return Ok(());
+        };
+        if let Some(attr) = inode.fsync(self.io()).await? {
+            self.note_version(&attr);
+        }
+        Ok(())
+    }
+
+    /// Drops one handle; the last one flushes and forgets the inode's state.
+    pub async fn release(&self, ino: u64) -> Result<(), FsError> {
+        let result = self.flush(ino).await;
+        if let Err(err) = &result {
+            tracing::error!(ino, error = %err, "flush at release failed");
+        }
+        self.close_inode(ino).await;
+        result
+    }
+
+    /// Flushes every open inode and gives up every lease (when the filesystem goes away
+    /// with files still open).
+    pub async fn flush_all(&self) {
+        for inode in self.shared.inodes.all() {
+            if let Err(err) = inode.flush(self.io()).await {
+                tracing::error!(ino = inode.ino, error = %err, "flush at unmount failed");
+            }
+        }
+        self.shared.leases.release_all(self.master()).await;
+    }
+}
+
+/// Whether `open` flags ask for read access (a read marks atime).
+fn opens_for_reading(flags: i32) -> bool {
+    flags & libc::O_ACCMODE != libc::O_WRONLY
+}
+
+/// Whether an `open` with `flags` may write (and so needs the file's writer lease).
+fn opens_for_writing(flags: i32) -> bool {
+    flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0
+}
+
+/// A `SetAttr` that truncates a file to zero, as `open(O_TRUNC)` does (and so updates mtime).
+fn truncate_request(ino: u64) -> pb::SetAttrRequest {
+    pb::SetAttrRequest {
+        ino,
+        size: Some(0),
+        mtime: Some(dfs_proto::time::now()),
+        ..Default::default()
+    }
+}

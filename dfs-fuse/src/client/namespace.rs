@@ -1,0 +1,203 @@
+//! Namespace operations of [`Client`]: lookups, attributes, creating, linking, renaming and
+//! removing names, and `statfs`.
+
+use dfs_proto::FsError;
+use dfs_proto::pb::{self, FileKind};
+use fuser::FileAttr;
+
+use super::{Caller, Client, NewNode, STATFS_BLOCK_SIZE, StatFs, check_name};
+use crate::attr::creation_perm;
+
+/// Free inodes reported by `statfs`: the master allocates inode numbers without a fixed table.
+const STATFS_FREE_INODES: u64 = 1 << 32;
+
+impl Client {
+    /// Looks up `name` in directory `parent`.
+    pub async fn lookup(&self, parent: u64, name: &[u8]) -> Result<FileAttr, FsError> {
+        check_name(name)?;
+        Ok(self.present(&self.master().lookup(parent, name).await?))
+    }
+
+    /// Attributes of an inode.
+    pub async fn getattr(&self, ino: u64) -> Result<FileAttr, FsError> {
+        Ok(self.present(&self.master().get_attr(ino).await?))
+    }
+
+    /// Changes attributes; a size change commits this client's writes first and cuts the
+    /// replicas of the new last chunk when shrinking.
+    /// A size change needs the file's writer lease: held already if this mount has the file
+    /// open for writing, otherwise taken for the duration of the change.
+    pub async fn setattr(&self, req: pb::SetAttrRequest) -> Result<FileAttr, FsError> {
+        let ino = req.ino;
+        let Some(size) = req.size else {
+            // Writes still buffered here come before this call: committed later, they would
+            // overwrite the mtime it sets (tar and rsync set times through the open file
+            // before closing it). A change of mtime alone is what the commit records anyway
+            // (mtime as given, ctime now): the commit carries it, one round trip instead of two.
+            if let (Some(mtime), Some(inode)) = (only_mtime(&req), self.shared.inodes.get(ino)) {
+                if let Some(attr) = inode.flush_with_mtime(self.io(), mtime).await? {
+                    self.note_version(&attr);
+                    return Ok(self.present(&attr));
+                }
+            }
+            self.flush(ino).await?;
+            return Ok(self.present(&self.master().set_attr(req).await?));
+        };
+        let borrowed = !self.shared.leases.holds(ino);
+        if borrowed {
+            self.acquire_lease(ino).await?;
+        }
+        let result = match self.shared.inodes.get(ino) {
+            Some(inode) => inode.resize(self.io(), req, size).await,
+            None => {
+                async {
+                    self.io().truncate_replicas(ino, size, 0).await?;
+                    self.master().set_attr(req).await
+                }
+                .await
+            }
+        };
+        if borrowed {
+            self.release_lease(ino).await;
+        }
+        Ok(self.present(&result?))
+    }
+
+    /// The target of a symlink.
+    pub async fn readlink(&self, ino: u64) -> Result<Vec<u8>, FsError> {
+        self.master().read_link(ino).await
+    }
+
+    /// Creates a node of `kind` owned by the caller. `mode` carries the requested permission
+    /// bits; `umask` is applied here.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn make_node(
+        &self,
+        caller: Caller,
+        parent: u64,
+        name: &[u8],
+        kind: FileKind,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        symlink_target: &[u8],
+    ) -> Result<FileAttr, FsError> {
+        let node = NewNode {
+            parent,
+            name,
+            kind,
+            perm: creation_perm(mode, umask),
+            rdev,
+            symlink_target,
+            exclusive: true,
+        };
+        Ok(self.present(&self.create_node(caller, node).await?))
+    }
+
+    async fn create_node(&self, caller: Caller, node: NewNode<'_>) -> Result<pb::Attr, FsError> {
+        check_name(node.name)?;
+        self.master().make_node(node_request(caller, node)).await
+    }
+
+    /// Removes a non-directory entry. The last name of a file open on this mount becomes a
+    /// hidden name instead, removed at its last close (see `Shared::hidden`).
+    pub async fn unlink(&self, parent: u64, name: &[u8]) -> Result<(), FsError> {
+        check_name(name)?;
+        if self.shared.inodes.is_empty() {
+            return self.master().unlink(parent, name).await;
+        }
+        let attr = self.master().lookup(parent, name).await?;
+        let open_here = self.shared.inodes.get(attr.ino).is_some();
+        if attr.kind() == FileKind::Regular && attr.nlink == 1 && open_here {
+            // The master would delete the inode with its last name, under the open handles.
+            let hidden = format!(".dfs-hidden-{:016x}", attr.ino).into_bytes();
+            self.rename(parent, name, parent, &hidden, 0).await?;
+            let mut hidden_files = self.shared.hidden.lock().expect("hidden lock poisoned");
+            hidden_files.insert(attr.ino, (parent, hidden));
+            return Ok(());
+        }
+        self.master().unlink(parent, name).await
+    }
+
+    /// Removes an empty directory.
+    pub async fn rmdir(&self, parent: u64, name: &[u8]) -> Result<(), FsError> {
+        check_name(name)?;
+        self.master().rmdir(parent, name).await
+    }
+
+    /// Renames an entry; `flags` are `renameat2` flags, passed through.
+    pub async fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        flags: u32,
+    ) -> Result<(), FsError> {
+        check_name(name)?;
+        check_name(new_name)?;
+        let req = pb::RenameRequest {
+            parent,
+            name: name.to_vec(),
+            new_parent,
+            new_name: new_name.to_vec(),
+            flags,
+        };
+        self.master().rename(req).await
+    }
+
+    /// Adds a hard link to `ino` as `new_name` in `new_parent`.
+    pub async fn link(
+        &self,
+        ino: u64,
+        new_parent: u64,
+        new_name: &[u8],
+    ) -> Result<FileAttr, FsError> {
+        check_name(new_name)?;
+        Ok(self.present(&self.master().link(ino, new_parent, new_name).await?))
+    }
+
+    /// Whether the inode exists (permission bits are checked by the kernel, which mounts with
+    /// `default_permissions`).
+    pub async fn access(&self, ino: u64) -> Result<(), FsError> {
+        self.master().get_attr(ino).await.map(drop)
+    }
+
+    /// Capacity and usage, in [`STATFS_BLOCK_SIZE`] blocks of usable (post-replication) space.
+    pub async fn statfs(&self) -> Result<StatFs, FsError> {
+        let st = self.master().stat_fs().await?;
+        let unit = u64::from(STATFS_BLOCK_SIZE) * u64::from(self.shared.replication.max(1));
+        Ok(StatFs {
+            blocks: st.total_bytes / unit,
+            bfree: st.free_bytes / unit,
+            files: st.files + STATFS_FREE_INODES,
+            ffree: STATFS_FREE_INODES,
+        })
+    }
+}
+
+/// The master's request for creating `node` on behalf of `caller`.
+pub(super) fn node_request(caller: Caller, node: NewNode<'_>) -> pb::MakeNodeRequest {
+    pb::MakeNodeRequest {
+        parent: node.parent,
+        name: node.name.to_vec(),
+        kind: node.kind as i32,
+        perm: node.perm,
+        uid: caller.uid,
+        gid: caller.gid,
+        rdev: node.rdev,
+        symlink_target: node.symlink_target.to_vec(),
+        exclusive: node.exclusive,
+    }
+}
+
+/// The mtime of a `SetAttr` that changes mtime and nothing else.
+fn only_mtime(req: &pb::SetAttrRequest) -> Option<pb::Timestamp> {
+    let other = req.perm.is_some()
+        || req.uid.is_some()
+        || req.gid.is_some()
+        || req.size.is_some()
+        || req.atime.is_some()
+        || req.mark_access;
+    if other { None } else { req.mtime }
+}

@@ -1,0 +1,143 @@
+//! Open files as the kernel sees them: open and create (with the page-cache decision), reads
+//! and writes (answered from the reading thread when they need no waiting), flush and release
+//! (data first, then the file's advisory locks).
+
+use std::sync::OnceLock;
+
+use fuser::{
+    FileHandle, FopenFlags, INodeNo, LockOwner, Notifier, OpenFlags, ReplyCreate, ReplyData,
+    ReplyEmpty, ReplyOpen, ReplyWrite,
+};
+
+use super::reply::errno;
+use super::{DfsFs, GENERATION};
+use crate::client::{Caller, Opened};
+
+/// Makes the kernel drop its cached attributes of `ino`, so the next `stat` or read past the
+/// cached size asks again. Needed at an open that found the file changed by another mount:
+/// without it the kernel would clip reads at the size it cached before the change.
+fn invalidate_attrs(notifier: &OnceLock<Notifier>, ino: INodeNo) {
+    if let Some(notifier) = notifier.get() {
+        // Offset -1: attributes only; the page cache is dropped by opening without KEEP_CACHE.
+        // ENOENT just means the kernel has nothing cached.
+        if let Err(err) = notifier.inval_inode(ino, -1, 0) {
+            tracing::debug!(ino = ino.0, error = %err, "attribute invalidation refused");
+        }
+    }
+}
+
+fn open_flags(opened: Opened) -> FopenFlags {
+    if opened.keep_cache {
+        FopenFlags::FOPEN_KEEP_CACHE
+    } else {
+        FopenFlags::empty()
+    }
+}
+
+impl DfsFs {
+    /// `open`: opens `ino`, dropping the kernel's attributes if the file changed meanwhile.
+    pub(super) fn open_file(&self, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let notifier = self.notifier.clone();
+        self.spawn(|client| async move {
+            match client.open(ino.0, flags.0).await {
+                Ok(opened) => {
+                    if !opened.keep_cache || opened.attrs_changed {
+                        invalidate_attrs(&notifier, ino);
+                    }
+                    reply.opened(FileHandle(opened.fh), open_flags(opened))
+                }
+                Err(err) => reply.error(errno(err)),
+            }
+        });
+    }
+
+    /// `create`: creates (or finds) and opens a regular file.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn create_file(
+        &self,
+        caller: Caller,
+        parent: INodeNo,
+        name: Vec<u8>,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let ttl = self.attr_ttl;
+        self.spawn(|client| async move {
+            match client
+                .create(caller, parent.0, &name, mode, umask, flags)
+                .await
+            {
+                Ok((attr, opened)) => reply.created(
+                    &ttl,
+                    &attr,
+                    GENERATION,
+                    FileHandle(opened.fh),
+                    open_flags(opened),
+                ),
+                Err(err) => reply.error(errno(err)),
+            }
+        });
+    }
+
+    /// `read`: cached data is answered from this thread; the rest waits on the runtime.
+    pub(super) fn read_file(&self, ino: INodeNo, offset: u64, size: u32, reply: ReplyData) {
+        let _runtime = self.runtime.enter();
+        if let Some(data) = self.client.read_now(ino.0, offset, size) {
+            reply.data(&data);
+            return;
+        }
+        self.spawn(|client| async move {
+            match client.read(ino.0, offset, size).await {
+                Ok(data) => reply.data(&data),
+                Err(err) => reply.error(errno(err)),
+            }
+        });
+    }
+
+    /// `write`: most writes only land in the file's write-back buffer and are answered from
+    /// this thread; the rest wait on the runtime.
+    pub(super) fn write_file(&self, ino: INodeNo, offset: u64, data: &[u8], reply: ReplyWrite) {
+        // Without a hand-off to the runtime, but inside its context, to start a sender.
+        let fast = {
+            let _runtime = self.runtime.enter();
+            self.client.try_write(ino.0, offset, data)
+        };
+        match fast {
+            Some(Ok(written)) => return reply.written(written),
+            Some(Err(err)) => return reply.error(errno(err)),
+            None => {}
+        }
+        let data = data.to_vec();
+        self.spawn(|client| async move {
+            match client.write(ino.0, offset, &data).await {
+                Ok(written) => reply.written(written),
+                Err(err) => reply.error(errno(err)),
+            }
+        });
+    }
+
+    /// `flush` (at every `close`): commits the file's writes, then drops the classic locks of
+    /// the closing process on the file.
+    pub(super) fn flush_file(&self, ino: INodeNo, lock_owner: LockOwner, reply: ReplyEmpty) {
+        let locks = self.locks.clone();
+        self.reply_empty(reply, |client| async move {
+            // Data first: whoever gets the lock next must see what was written under it.
+            let flushed = client.flush(ino.0).await;
+            locks.flush(ino.0, lock_owner.0).await;
+            flushed
+        });
+    }
+
+    /// `release` (the last close of a handle): drops the handle, then its `flock` and OFD
+    /// locks.
+    pub(super) fn release_file(&self, ino: INodeNo, fh: FileHandle, reply: ReplyEmpty) {
+        let locks = self.locks.clone();
+        self.reply_empty(reply, |client| async move {
+            let released = client.release(ino.0).await;
+            locks.release(ino.0, fh.0).await;
+            released
+        });
+    }
+}

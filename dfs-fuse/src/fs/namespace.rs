@@ -1,0 +1,145 @@
+//! Names and attributes as the kernel sees them: lookups, `getattr`/`setattr`, creating,
+//! linking, renaming and removing names, symlink targets and `statfs`.
+
+use dfs_proto::MAX_NAME_LEN;
+use dfs_proto::pb::{self, FileKind};
+use fuser::{INodeNo, ReplyAttr, ReplyData, ReplyEmpty, ReplyEntry, ReplyStatfs, TimeOrNow};
+
+use super::DfsFs;
+use super::reply::errno;
+use crate::attr::wire_time;
+use crate::client::{Caller, STATFS_BLOCK_SIZE};
+
+impl DfsFs {
+    /// `lookup`: the entry `name` of directory `parent`.
+    pub(super) fn look_up(&self, parent: INodeNo, name: Vec<u8>, reply: ReplyEntry) {
+        self.reply_entry(reply, |client| async move {
+            client.lookup(parent.0, &name).await
+        });
+    }
+
+    /// `getattr`: the attributes of `ino`.
+    pub(super) fn get_attr(&self, ino: INodeNo, reply: ReplyAttr) {
+        self.reply_attr(reply, |client| async move { client.getattr(ino.0).await });
+    }
+
+    /// `setattr`: changes the attributes given (`chmod`, `chown`, `truncate`, `utimes`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn set_attr(
+        &self,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        reply: ReplyAttr,
+    ) {
+        let req = pb::SetAttrRequest {
+            ino: ino.0,
+            perm: mode.map(|m| m & 0o7777),
+            uid,
+            gid,
+            size,
+            atime: atime.map(wire_time),
+            mtime: mtime.map(wire_time),
+            mark_access: false,
+        };
+        self.reply_attr(reply, |client| async move { client.setattr(req).await });
+    }
+
+    /// `readlink`: the target of symlink `ino`.
+    pub(super) fn read_link(&self, ino: INodeNo, reply: ReplyData) {
+        self.spawn(|client| async move {
+            match client.readlink(ino.0).await {
+                Ok(target) => reply.data(&target),
+                Err(err) => reply.error(errno(err)),
+            }
+        });
+    }
+
+    /// `mknod`, `mkdir` and `symlink`: a new node of `kind` named `name` in `parent`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn make_node(
+        &self,
+        caller: Caller,
+        parent: INodeNo,
+        name: Vec<u8>,
+        kind: FileKind,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        target: Vec<u8>,
+        reply: ReplyEntry,
+    ) {
+        self.reply_entry(reply, |client| async move {
+            client
+                .make_node(caller, parent.0, &name, kind, mode, umask, rdev, &target)
+                .await
+        });
+    }
+
+    /// `unlink`: removes the non-directory entry `name` of `parent`.
+    pub(super) fn remove_file(&self, parent: INodeNo, name: Vec<u8>, reply: ReplyEmpty) {
+        self.reply_empty(reply, |client| async move {
+            client.unlink(parent.0, &name).await
+        });
+    }
+
+    /// `rmdir`: removes the empty directory `name` of `parent`.
+    pub(super) fn remove_dir(&self, parent: INodeNo, name: Vec<u8>, reply: ReplyEmpty) {
+        self.reply_empty(reply, |client| async move {
+            client.rmdir(parent.0, &name).await
+        });
+    }
+
+    /// `rename`: moves an entry, as the `renameat2` `flags` say.
+    pub(super) fn rename_entry(
+        &self,
+        parent: INodeNo,
+        name: Vec<u8>,
+        newparent: INodeNo,
+        newname: Vec<u8>,
+        flags: u32,
+        reply: ReplyEmpty,
+    ) {
+        self.reply_empty(reply, |client| async move {
+            client
+                .rename(parent.0, &name, newparent.0, &newname, flags)
+                .await
+        });
+    }
+
+    /// `link`: a new name `newname` in `newparent` for `ino`.
+    pub(super) fn hard_link(
+        &self,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: Vec<u8>,
+        reply: ReplyEntry,
+    ) {
+        self.reply_entry(reply, |client| async move {
+            client.link(ino.0, newparent.0, &newname).await
+        });
+    }
+
+    /// `statfs`: capacity and usage of the cluster.
+    pub(super) fn stat_fs(&self, reply: ReplyStatfs) {
+        self.spawn(|client| async move {
+            match client.statfs().await {
+                Ok(st) => reply.statfs(
+                    st.blocks,
+                    st.bfree,
+                    st.bfree,
+                    st.files,
+                    st.ffree,
+                    STATFS_BLOCK_SIZE,
+                    MAX_NAME_LEN as u32,
+                    STATFS_BLOCK_SIZE,
+                ),
+                Err(err) => reply.error(errno(err)),
+            }
+        });
+    }
+}

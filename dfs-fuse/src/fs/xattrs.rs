@@ -1,0 +1,77 @@
+//! Extended attributes as the kernel sees them (the logic is in `crate::xattr`): answering
+//! for the caller's buffer size, and the names never stored answered without a hand-off.
+
+use fuser::{Errno, INodeNo, ReplyEmpty, ReplyXattr};
+
+use super::DfsFs;
+use super::reply::errno;
+use crate::xattr::{self, Sized, XattrError};
+
+fn xattr_errno(err: XattrError) -> Errno {
+    match err {
+        XattrError::Fs(err) => errno(err),
+        XattrError::Errno(code) => Errno::from_i32(code),
+    }
+}
+
+/// Answers `getxattr`/`listxattr` for a caller's buffer of `size` bytes.
+fn reply_sized(reply: ReplyXattr, bytes: Result<Vec<u8>, Errno>, size: u32) {
+    match bytes.map(|bytes| xattr::fit(bytes, size)) {
+        Ok(Ok(Sized::Len(len))) => reply.size(len),
+        Ok(Ok(Sized::Data(data))) => reply.data(&data),
+        Ok(Err(code)) => reply.error(Errno::from_i32(code)),
+        Err(err) => reply.error(err),
+    }
+}
+
+impl DfsFs {
+    /// `setxattr`: sets attribute `name` of `ino` as `flags` (create/replace) allow.
+    pub(super) fn set_xattr(
+        &self,
+        ino: INodeNo,
+        name: Vec<u8>,
+        value: Vec<u8>,
+        flags: i32,
+        reply: ReplyEmpty,
+    ) {
+        self.spawn(|client| async move {
+            match client.set_xattr(ino.0, &name, &value, flags).await {
+                Ok(()) => reply.ok(),
+                Err(err) => reply.error(xattr_errno(err)),
+            }
+        });
+    }
+
+    /// `getxattr`: the value of attribute `name` of `ino`, or its size.
+    pub(super) fn get_xattr(&self, ino: INodeNo, name: Vec<u8>, size: u32, reply: ReplyXattr) {
+        if !xattr::stored(&name) {
+            // `ls -l` asks for `security.selinux` and `system.posix_acl_access` of every
+            // file, and the kernel for `security.capability` before every write: answered
+            // right here, without a hand-off to the runtime.
+            reply.error(Errno::from_i32(libc::ENODATA));
+            return;
+        }
+        self.spawn(|client| async move {
+            let value = client.get_xattr(ino.0, &name).await.map_err(errno);
+            reply_sized(reply, value, size);
+        });
+    }
+
+    /// `listxattr`: the attribute names of `ino`, or their size.
+    pub(super) fn list_xattrs(&self, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.spawn(|client| async move {
+            let list = client.list_xattrs(ino.0).await.map_err(errno);
+            reply_sized(reply, list, size);
+        });
+    }
+
+    /// `removexattr`: removes attribute `name` of `ino`.
+    pub(super) fn remove_xattr(&self, ino: INodeNo, name: Vec<u8>, reply: ReplyEmpty) {
+        self.spawn(|client| async move {
+            match client.remove_xattr(ino.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(err) => reply.error(xattr_errno(err)),
+            }
+        });
+    }
+}
