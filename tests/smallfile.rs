@@ -208,3 +208,32 @@ fn an_mtime_set_through_the_open_file_after_writing_is_what_other_mounts_see() {
     drop(file);
     assert_eq!(fs::metadata(b.join("f")).unwrap().mtime(), 2_000_000);
 }
+
+/// The kernel sends the release of a closed descriptor after `close` returned, so a file
+/// rewritten right after its close is opened again while the old handle's lease release may
+/// still be on its way to the master: that release must not take the new handle's lease
+/// (its commit would fail and the bytes be lost).
+#[test]
+fn a_file_reopened_for_writing_right_after_its_close_keeps_its_lease() {
+    let cluster = cluster();
+    let (a, b) = (cluster.mount(), cluster.mount());
+    let path = a.join("log");
+    let mut expected = Vec::new();
+    for round in 0..150u64 {
+        let line = format!("round {round}\n").into_bytes();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(&line).unwrap();
+        // close(2) reports a failed commit: every round must succeed.
+        drop(file.sync_all().map(|()| file).unwrap());
+        expected.extend_from_slice(&line);
+        if round % 3 == 0 {
+            // Replaced whole, through the non-exclusive create path.
+            fs::write(&path, &expected).unwrap();
+        }
+    }
+    assert_eq!(fs::read(b.join("log")).unwrap(), expected);
+}

@@ -26,7 +26,7 @@
 //! open-write-close costs no version changes. Commits name their holder and are refused once
 //! its lease is gone.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -60,6 +60,25 @@ struct State {
     held: HashSet<u64>,
     renew_interval: Option<Duration>,
     renewer_running: bool,
+    /// Releases on their way to the master, woken when answered. A release that reaches
+    /// the master after a new grant of the same file to this mount would undo that grant.
+    releasing: HashMap<u64, Arc<tokio::sync::Notify>>,
+    /// Releases started so far, and the number of the last one of each file (recent ones).
+    releases: u64,
+    last_release: HashMap<u64, u64>,
+    /// `last_release` forgot the releases up to this number.
+    forgotten: u64,
+}
+
+/// Files `last_release` remembers before it forgets the oldest half.
+const REMEMBERED_RELEASES: usize = 4096;
+
+/// What was known of this mount's lease releases at one moment (see
+/// [`MountLeases::acquire_with`]).
+#[derive(Debug)]
+struct ReleaseMark {
+    releases: u64,
+    in_flight: Vec<u64>,
 }
 
 /// What acquiring a lease found.
@@ -118,7 +137,8 @@ impl MountLeases {
         Fut: Future<Output = Result<(u64, pb::LeaseReply, T), FsError>>,
     {
         let deadline = tokio::time::Instant::now() + self.wait;
-        let (ino, reply, value) = loop {
+        let mark = self.mark();
+        let (ino, mut reply, value) = loop {
             match ask().await {
                 Err(FsError::Busy) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(BUSY_RETRY).await;
@@ -126,6 +146,21 @@ impl MountLeases {
                 result => break result?,
             }
         };
+        if self.released_since(&mark, ino) {
+            // A last close here was giving the lease up while the master granted it anew:
+            // arriving after the grant, that release undid it. Let it land, then ask again.
+            self.wait_released(ino).await;
+            let recover = reply.recover;
+            reply = loop {
+                match master.acquire_lease(ino, &self.holder).await {
+                    Err(FsError::Busy) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(BUSY_RETRY).await;
+                    }
+                    result => break result?,
+                }
+            };
+            reply.recover |= recover;
+        }
         let ttl = Duration::from_millis(reply.ttl_ms.max(1));
         let start_renewer = {
             let mut state = self.state();
@@ -149,10 +184,90 @@ impl MountLeases {
 
     /// Releases the lease of `ino` if this mount holds it.
     pub async fn release(&self, master: &MasterClient, ino: u64) -> Result<(), FsError> {
-        if !self.state().held.remove(&ino) {
-            return Ok(());
+        self.release_unless(master, ino, || false).await
+    }
+
+    /// Releases the lease of `ino` if this mount holds it and `in_use` (asked under the
+    /// table's lock, so no open can slip between the question and the release) says no.
+    pub async fn release_unless(
+        &self,
+        master: &MasterClient,
+        ino: u64,
+        in_use: impl FnOnce() -> bool,
+    ) -> Result<(), FsError> {
+        let answered = {
+            let mut state = self.state();
+            if in_use() || !state.held.remove(&ino) {
+                return Ok(());
+            }
+            state.releases += 1;
+            let number = state.releases;
+            state.last_release.insert(ino, number);
+            if state.last_release.len() > REMEMBERED_RELEASES {
+                let keep_after = number - (REMEMBERED_RELEASES / 2) as u64;
+                state.last_release.retain(|_, n| *n > keep_after);
+                state.forgotten = keep_after;
+            }
+            let answered = Arc::new(tokio::sync::Notify::new());
+            state.releasing.insert(ino, answered.clone());
+            answered
+        };
+        let result = master.release_lease(ino, &self.holder).await;
+        {
+            let mut state = self.state();
+            if state
+                .releasing
+                .get(&ino)
+                .is_some_and(|n| Arc::ptr_eq(n, &answered))
+            {
+                state.releasing.remove(&ino);
+            }
         }
-        master.release_lease(ino, &self.holder).await
+        answered.notify_waiters();
+        result
+    }
+
+    /// What is known now of releases, to tell later whether one of a file may have
+    /// reached the master after a given moment.
+    fn mark(&self) -> ReleaseMark {
+        let state = self.state();
+        ReleaseMark {
+            releases: state.releases,
+            in_flight: state.releasing.keys().copied().collect(),
+        }
+    }
+
+    /// Whether a release of `ino` was on its way at `mark` or started since.
+    fn released_since(&self, mark: &ReleaseMark, ino: u64) -> bool {
+        let state = self.state();
+        mark.in_flight.contains(&ino)
+            || state.releasing.contains_key(&ino)
+            || mark.releases < state.forgotten
+            || state
+                .last_release
+                .get(&ino)
+                .is_some_and(|&n| n > mark.releases)
+    }
+
+    /// Returns once no release of `ino` is on its way to the master.
+    async fn wait_released(&self, ino: u64) {
+        loop {
+            let Some(answered) = self.state().releasing.get(&ino).cloned() else {
+                return;
+            };
+            let notified = answered.notified();
+            tokio::pin!(notified);
+            // Registered before looking again, so an answer in between is not missed.
+            notified.as_mut().enable();
+            let same = self
+                .state()
+                .releasing
+                .get(&ino)
+                .is_some_and(|n| Arc::ptr_eq(n, &answered));
+            if same {
+                notified.await;
+            }
+        }
     }
 
     /// Releases every lease (the filesystem is being unmounted).

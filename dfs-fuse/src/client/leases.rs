@@ -29,10 +29,20 @@ impl Client {
         }
     }
 
-    /// Drops one handle of `ino`; with the last one goes the inode's state and its lease.
+    /// Drops one handle of `ino`; with the last one goes the inode's state and its lease —
+    /// unless the file was opened again meanwhile (the kernel sends the release of a closed
+    /// descriptor after `close` returned, so a new open can come first).
     pub(super) async fn close_inode(&self, ino: u64) {
         if self.shared.inodes.close(ino) {
-            self.release_lease(ino).await;
+            let inodes = &self.shared.inodes;
+            let released = self
+                .shared
+                .leases
+                .release_unless(self.master(), ino, || inodes.get(ino).is_some())
+                .await;
+            if let Err(err) = released {
+                tracing::warn!(ino, error = %err, "lease release failed; it expires by itself");
+            }
             let hidden = self
                 .shared
                 .hidden
