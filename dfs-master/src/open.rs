@@ -16,7 +16,6 @@ use dfs_proto::pb::{self, FileKind, Timestamp};
 use dfs_proto::time::access_due;
 
 use crate::error::Result;
-use crate::leases::Grant;
 use crate::master::Master;
 use crate::namespace::{invalid, require};
 use crate::txn::Txn;
@@ -45,7 +44,7 @@ impl Master {
         };
         let (lease, (attr, marked)) = if !req.lease_holder.is_empty() {
             let (grant, opened) = self.leases().acquire_with(&req.lease_holder, clock, mark)?;
-            (Some(self.lease_reply(grant)), opened)
+            (Some(self.lease_reply(grant.recover)), opened)
         } else {
             let attr = self.namespace().getattr(ino)?;
             if req.read && access_due(&attr, SystemTime::from(now)) {
@@ -99,15 +98,16 @@ impl Master {
             .acquire_with(&req.lease_holder, clock, create)?;
         Ok(pb::CreateFileReply {
             attr: Some(attr),
-            lease: Some(self.lease_reply(grant)),
+            lease: Some(self.lease_reply(grant.recover)),
         })
     }
 
-    /// What a holder is told about a lease it was granted.
-    pub fn lease_reply(&self, grant: Grant) -> pb::LeaseReply {
+    /// What a holder is told about a lease it was granted or renewed: its time-to-live, and
+    /// whether the previous holder died holding it (`recover`).
+    pub fn lease_reply(&self, recover: bool) -> pb::LeaseReply {
         pb::LeaseReply {
             ttl_ms: self.leases().ttl().as_millis() as u64,
-            recover: grant.recover,
+            recover,
         }
     }
 }

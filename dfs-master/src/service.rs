@@ -330,7 +330,7 @@ impl master_server::Master for MasterService {
         let now = Instant::now();
         self.call(move |m| {
             let grant = m.leases().acquire(req.ino, &req.holder, now)?;
-            Ok(lease_reply(m, grant.recover))
+            Ok(m.lease_reply(grant.recover))
         })
         .await
     }
@@ -343,7 +343,7 @@ impl master_server::Master for MasterService {
         let now = Instant::now();
         self.call(move |m| {
             m.leases().renew(req.ino, &req.holder, now)?;
-            Ok(lease_reply(m, false))
+            Ok(m.lease_reply(false))
         })
         .await
     }
@@ -560,12 +560,5 @@ fn lock_reply(locks: &LockTable, conflict: Option<HeldLock>) -> pb::LockReply {
             pid: held.pid,
         }),
         session_ttl_ms: locks.ttl().as_millis() as u64,
-    }
-}
-
-fn lease_reply(master: &Master, recover: bool) -> pb::LeaseReply {
-    pb::LeaseReply {
-        ttl_ms: master.leases().ttl().as_millis() as u64,
-        recover,
     }
 }
