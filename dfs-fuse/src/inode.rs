@@ -108,6 +108,12 @@ impl InodeState {
         !self.dirty.is_empty() || !self.queue.is_empty() || !self.pending.is_empty()
     }
 
+    /// Whether every byte written here reached the replicas (none buffered or being sent):
+    /// a read may then be planned from the chunk map as it is.
+    fn all_sent(&self) -> bool {
+        !self.sending && self.dirty.is_empty()
+    }
+
     /// Replaces the chunk map and size with the master's (at open: close-to-open consistency).
     fn apply_chunk_map(&mut self, reply: pb::GetChunksReply) {
         self.chunks = reply.chunks.into_iter().map(|c| (c.index, c)).collect();
@@ -460,7 +466,7 @@ impl OpenInode {
         len: u64,
     ) -> Result<ReadPlan, FsError> {
         let mut state = self.state.lock().await;
-        if state.sending || !state.dirty.is_empty() {
+        if !state.all_sent() {
             state = self.wait_idle(state).await;
             let result = state.send_dirty(io, self.ino, false).await;
             self.publish(&state);
@@ -474,7 +480,9 @@ impl OpenInode {
     /// [`plan_read`](Self::plan_read) waits for or flushes first.
     pub fn try_plan_read(&self, layout: &ChunkLayout, offset: u64, len: u64) -> Option<ReadPlan> {
         let state = self.state.try_lock().ok()?;
-        (!state.sending && state.dirty.is_empty()).then(|| state.read_plan(layout, offset, len))
+        state
+            .all_sent()
+            .then(|| state.read_plan(layout, offset, len))
     }
 
     /// Changes the size: commits this client's writes, cuts replicas when shrinking, then

@@ -130,7 +130,7 @@ impl MountLeases {
     pub async fn acquire_with<T, F, Fut>(
         self: &Arc<Self>,
         master: &MasterClient,
-        mut ask: F,
+        ask: F,
     ) -> Result<(Acquired, T), FsError>
     where
         F: FnMut() -> Fut,
@@ -138,27 +138,13 @@ impl MountLeases {
     {
         let deadline = tokio::time::Instant::now() + self.wait;
         let mark = self.mark();
-        let (ino, mut reply, value) = loop {
-            match ask().await {
-                Err(FsError::Busy) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(BUSY_RETRY).await;
-                }
-                result => break result?,
-            }
-        };
+        let (ino, mut reply, value) = until_not_busy(deadline, ask).await?;
         if self.released_since(&mark, ino) {
             // A last close here was giving the lease up while the master granted it anew:
             // arriving after the grant, that release undid it. Let it land, then ask again.
             self.wait_released(ino).await;
             let recover = reply.recover;
-            reply = loop {
-                match master.acquire_lease(ino, &self.holder).await {
-                    Err(FsError::Busy) if tokio::time::Instant::now() < deadline => {
-                        tokio::time::sleep(BUSY_RETRY).await;
-                    }
-                    result => break result?,
-                }
-            };
+            reply = until_not_busy(deadline, || master.acquire_lease(ino, &self.holder)).await?;
             reply.recover |= recover;
         }
         let ttl = Duration::from_millis(reply.ttl_ms.max(1));
@@ -277,6 +263,23 @@ impl MountLeases {
             if let Err(err) = master.release_lease(ino, &self.holder).await {
                 tracing::warn!(ino, error = %err, "lease release at unmount failed");
             }
+        }
+    }
+}
+
+/// Calls `ask` until it answers something other than `EBUSY` (another mount holds the lease),
+/// pausing between tries, or until `deadline`, after which `EBUSY` is the answer.
+async fn until_not_busy<T, F, Fut>(deadline: tokio::time::Instant, mut ask: F) -> Result<T, FsError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, FsError>>,
+{
+    loop {
+        match ask().await {
+            Err(FsError::Busy) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(BUSY_RETRY).await;
+            }
+            result => return result,
         }
     }
 }
