@@ -3,7 +3,7 @@
 //! A tour, in the order data flows:
 //!
 //! * [`store`] — replicas on disk: a data file plus a sidecar with the version, the length and
-//!   a SHA-256 per block, so a small read verifies one block. [`ChunkStore`] is the one
+//!   a CRC32C per block, so a small read verifies one block. [`ChunkStore`] is the one
 //!   handle every other part uses; its operations are blocking and run in `spawn_blocking`.
 //! * [`chain`] — the pipelined chain write: a `WriteChunk` stream is written locally and
 //!   forwarded to the next replica at the same time; the reply waits for the whole chain.

@@ -5,7 +5,7 @@
 //! ```text
 //! storage_uuid                      random 128-bit hex id of this disk, made once
 //! chunks/<xx>/<chunk id>.data       the replica's bytes (xx = last two hex digits of the id)
-//! chunks/<xx>/<chunk id>.meta       version, length and per-block SHA-256 (see `meta`)
+//! chunks/<xx>/<chunk id>.meta       version, length and per-block CRC32C (see `meta`)
 //! ```
 //!
 //! [`ChunkStore`] is a cheap, cloneable handle. Its methods do blocking file I/O: async callers
@@ -17,6 +17,8 @@
 //! * an in-memory index of every replica (id, version, length) answers block reports and
 //!   space accounting without touching the disk.
 
+#[cfg(test)]
+mod format_tests;
 mod layout;
 mod meta;
 mod replica;

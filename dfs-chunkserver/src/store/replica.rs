@@ -4,8 +4,9 @@
 //! Invariants a [`Replica`] keeps:
 //! * the data file is exactly `meta.length` bytes long, so bytes past the end of a write that
 //!   extends the replica read as zeros (the file system fills the gap, sparsely);
-//! * after every operation, `meta.checksums[i]` is the SHA-256 of block `i` as it is in the
-//!   data file — only the blocks an operation touched are recomputed;
+//! * after every operation, `meta.checksums[i]` is the checksum (CRC32C, or SHA-256 for a
+//!   replica created before CRC32C: see `meta`) of block `i` as it is in the data file — only
+//!   the blocks an operation touched are recomputed;
 //! * the sidecar on disk is only updated after the data it describes was written.
 //!
 //! The in-memory sidecar may be ahead of the one on disk between [`Replica::persist`] calls;
@@ -32,7 +33,7 @@ use bytes::Bytes;
 use dfs_proto::FsError;
 
 use super::ReplicaInfo;
-use super::meta::{Checksum, ChunkMeta, HEADER_LEN, checksum};
+use super::meta::{Checksum, ChecksumKind, ChunkMeta, HEADER_LEN};
 use crate::error::{Error, Result};
 
 /// Where the files of one replica live.
@@ -62,9 +63,6 @@ enum BlockSource<'a> {
     /// Anything else: read back from the data file.
     File,
 }
-
-/// Bytes of one checksum entry in the sidecar.
-const CHECKSUM_LEN: usize = size_of::<Checksum>();
 
 /// A replica opened for reading and writing.
 #[derive(Debug)]
@@ -102,7 +100,7 @@ impl Replica {
             chunk_id,
             paths,
             data,
-            meta: ChunkMeta::new(version, block_size),
+            meta: ChunkMeta::new(version, block_size, ChecksumKind::NEW),
             dirty: true,
             changed: None,
         };
@@ -262,7 +260,7 @@ impl Replica {
         })?;
         for (i, block) in buf.chunks(bs as usize).enumerate() {
             let index = first_block as usize + i;
-            if checksum(block) != self.meta.checksums[index] {
+            if self.meta.checksum(block) != self.meta.checksums[index] {
                 return Err(FsError::Corrupt(format!(
                     "chunk {:016x} block {index} does not match its checksum",
                     self.chunk_id
@@ -300,24 +298,21 @@ impl Replica {
             .len();
         let entries = self.meta.checksums.len();
         // Entries past the old end are new even if no block hashed them this time.
-        let known = (on_disk.saturating_sub(HEADER_LEN as u64) / CHECKSUM_LEN as u64) as usize;
+        let entry_len = self.meta.kind.entry_len() as u64;
+        let known = (on_disk.saturating_sub(HEADER_LEN as u64) / entry_len) as usize;
         let mut write = self.changed.take().unwrap_or(0..0);
         if known < entries {
             write = write.start.min(known)..entries;
         }
         let write = write.start.min(entries)..write.end.min(entries);
         if !write.is_empty() {
-            let mut bytes = Vec::with_capacity(write.len() * CHECKSUM_LEN);
-            for sum in &self.meta.checksums[write.clone()] {
-                bytes.extend_from_slice(sum);
-            }
-            let at = (HEADER_LEN + write.start * CHECKSUM_LEN) as u64;
-            file.write_all_at(&bytes, at)
+            let bytes = self.meta.encode_entries(write.clone());
+            file.write_all_at(&bytes, self.meta.entry_offset(write.start))
                 .map_err(|e| Error::io(ctx("write sidecar checksums"), e))?;
         }
         file.write_all_at(&self.meta.encode_header(), 0)
             .map_err(|e| Error::io(ctx("write sidecar header"), e))?;
-        let file_len = (HEADER_LEN + entries * CHECKSUM_LEN) as u64;
+        let file_len = self.meta.entry_offset(entries);
         if on_disk > file_len {
             file.set_len(file_len)
                 .map_err(|e| Error::io(ctx("cut sidecar"), e))?;
@@ -441,17 +436,17 @@ impl Replica {
     ) -> Result<Checksum> {
         let len = (range.end - range.start) as usize;
         Ok(match source {
-            BlockSource::Memory(bytes) => checksum(bytes),
+            BlockSource::Memory(bytes) => self.meta.checksum(bytes),
             BlockSource::Zeros if len as u64 == self.meta.block_size => {
-                *zero_block.get_or_insert_with(|| checksum(&vec![0; len]))
+                *zero_block.get_or_insert_with(|| self.meta.checksum(&vec![0; len]))
             }
-            BlockSource::Zeros => checksum(&vec![0; len]),
+            BlockSource::Zeros => self.meta.checksum(&vec![0; len]),
             BlockSource::File => {
                 scratch.resize(len, 0);
                 self.data
                     .read_exact_at(scratch, range.start)
                     .map_err(|e| Error::io(format!("read back chunk {:016x}", self.chunk_id), e))?;
-                checksum(scratch)
+                self.meta.checksum(scratch)
             }
         })
     }
