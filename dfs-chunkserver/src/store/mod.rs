@@ -17,6 +17,7 @@
 //! * an in-memory index of every replica (id, version, length) answers block reports and
 //!   space accounting without touching the disk.
 
+mod direct;
 #[cfg(test)]
 mod format_tests;
 mod layout;

@@ -33,6 +33,7 @@ use bytes::Bytes;
 use dfs_proto::FsError;
 
 use super::ReplicaInfo;
+use super::direct::DirectWriter;
 use super::meta::{Checksum, ChecksumKind, ChunkMeta, HEADER_LEN};
 use crate::error::{Error, Result};
 
@@ -70,6 +71,8 @@ pub(crate) struct Replica {
     chunk_id: u64,
     paths: ReplicaPaths,
     data: File,
+    /// Writes large ranges of the data file past the page cache.
+    direct: DirectWriter,
     meta: ChunkMeta,
     /// The in-memory sidecar differs from the one on disk.
     dirty: bool,
@@ -100,6 +103,7 @@ impl Replica {
             chunk_id,
             paths,
             data,
+            direct: DirectWriter::default(),
             meta: ChunkMeta::new(version, block_size, ChecksumKind::NEW),
             dirty: true,
             changed: None,
@@ -137,6 +141,7 @@ impl Replica {
             chunk_id,
             paths,
             data,
+            direct: DirectWriter::default(),
             meta,
             dirty: false,
             changed: None,
@@ -188,7 +193,10 @@ impl Replica {
                 continue;
             }
             let end = offset + buf.len() as u64;
-            if let Err(e) = self.data.write_all_at(buf, offset) {
+            let written = self
+                .direct
+                .write_all_at(&self.data, &self.paths.data, buf, offset);
+            if let Err(e) = written {
                 self.meta.set_length(len);
                 self.dirty = true;
                 self.recover_failed_write(offset, end, len);
