@@ -104,9 +104,10 @@ pub struct Config {
     pub cache_bytes: Option<usize>,
 
     /// Put the blocks this mount writes in full into the block cache, so reading back what
-    /// was just written costs no chunkserver read (as a local file's page cache does), at the
-    /// price of copying written blocks into fresh memory. Turn it off for write-once workloads
-    /// (backups, logs) whose writes would push the read working set out of the cache.
+    /// was just written costs no chunkserver read (as a local file's page cache does); the
+    /// blocks of a large write share its buffer, small ones are copied. Turn it off for
+    /// write-once workloads (backups, logs) whose writes would push the read working set out
+    /// of the cache.
     #[arg(long, env = "DFS_CACHE_WRITES", default_value_t = true, action = clap::ArgAction::Set)]
     pub cache_writes: bool,
 
