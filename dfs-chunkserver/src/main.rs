@@ -15,13 +15,27 @@ use tokio::net::TcpListener;
 struct Options {
     #[command(flatten)]
     config: Config,
+
+    /// Threads running the chunkserver's requests (reading and verifying large pieces and
+    /// writing replicas run on blocking threads besides). One keeps a small request on one
+    /// thread (see `dfs_proto::process::runtime`).
+    #[arg(long, env = "DFS_WORKER_THREADS", default_value_t = 1)]
+    worker_threads: usize,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let options = Options::parse();
     process::init_logging(&[]);
+    match process::runtime(options.worker_threads) {
+        Ok(runtime) => runtime.block_on(serve(options)),
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the runtime");
+            ExitCode::FAILURE
+        }
+    }
+}
 
+async fn serve(options: Options) -> ExitCode {
     let listener = match TcpListener::bind(&options.config.listen).await {
         Ok(listener) => listener,
         Err(err) => {

@@ -37,3 +37,19 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown requested");
 }
+
+/// The tokio runtime of a dfs daemon: multi-threaded (blocking work can move off a worker with
+/// `block_in_place`, and the blocking pool is there for long jobs), with `worker_threads`
+/// workers.
+///
+/// Every request of a daemon is a short exchange of small messages: with several workers, a
+/// task woken by one of them is often picked up by another, which is parked and must be woken
+/// first — one more thread hand-off (two context switches) per hop, while the CPU work of the
+/// hop is a few microseconds. One worker keeps a request's hops on one thread; the extra
+/// workers pay off only for CPU-heavy daemons on many cores.
+pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads.max(1))
+        .enable_all()
+        .build()
+}
