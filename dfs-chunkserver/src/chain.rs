@@ -146,8 +146,7 @@ impl ChainWriter {
             sync: header.sync,
         };
         let store = self.store.clone();
-        let local =
-            task::spawn_blocking(move || write_locally(&store, plan, opened_tx, local_rx));
+        let local = task::spawn_blocking(move || write_locally(&store, plan, opened_tx, local_rx));
 
         if let Err(stop) = self
             .pump(&mut upstream, &local_tx, downstream.as_mut())

@@ -258,9 +258,7 @@ impl InodeState {
                     flags,
                     holder,
                 };
-                write
-                    .send(io, chunk, unrecorded, &batch.pieces)
-                    .await
+                write.send(io, chunk, unrecorded, &batch.pieces).await
             }
             .await;
             match written {

@@ -104,7 +104,11 @@ impl Client {
                         FsError::Io("master created a file without attributes".into())
                     })?;
                     let ino = attr.ino;
-                    Ok((ino, reply.lease.unwrap_or_default(), (attr, reply.first_chunk)))
+                    Ok((
+                        ino,
+                        reply.lease.unwrap_or_default(),
+                        (attr, reply.first_chunk),
+                    ))
                 })
                 .await?;
             placed = first_chunk;

@@ -250,7 +250,11 @@ fn a_placed_chunk_is_recorded_by_the_first_commit_only() {
     let other = fx.file(ROOT_INO, "other");
     let stolen = placed_commit(other, &placed, 10);
     assert!(matches!(
-        fs_err(fx.master.chunk_map().commit_write(other, &stolen.chunks, 10, None, ts(13))),
+        fs_err(
+            fx.master
+                .chunk_map()
+                .commit_write(other, &stolen.chunks, 10, None, ts(13))
+        ),
         FsError::Stale(_)
     ));
 }
