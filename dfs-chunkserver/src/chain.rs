@@ -12,8 +12,10 @@
 //! write-back sends a chunk's dirty ranges as one stream); each such message is applied to
 //! the local replica as one unit, hashing every touched block once.
 //!
-//! The client sends each byte once; every hop forwards a data message as soon as it arrives
-//! and writes it to disk on a blocking thread meanwhile, so network and disks overlap. The
+//! The client sends each byte once; every hop opens its downstream before its own replica,
+//! forwards a data message as soon as it arrives and writes it to disk on a blocking thread
+//! meanwhile, so network and disks overlap (for a small write: the hops create their replica
+//! files at the same time). The
 //! local writer and the downstream each sit behind a small bounded queue: memory per write
 //! is a few messages, and a slow disk or a slow next hop slows the client down (backpressure)
 //! instead of buffering without bound.
@@ -36,7 +38,7 @@ use bytes::Bytes;
 use dfs_proto::FsError;
 use dfs_proto::pb::write_chunk_request::Msg;
 use dfs_proto::pb::{WriteChunkReply, WriteChunkRequest, WriteHeader, WriteRanges};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::{self, JoinHandle};
 use tokio::time::timeout;
 use tokio_stream::wrappers::ReceiverStream;
@@ -45,7 +47,7 @@ use tonic::Status;
 
 use crate::error::{Error, Result};
 use crate::net::Peers;
-use crate::store::{ChunkStore, ReplicaWriter};
+use crate::store::ChunkStore;
 
 /// Data messages queued for the local writer and for the downstream, each. Enough to keep
 /// disk and network busy while the next message arrives; small enough to bound memory.
@@ -116,11 +118,9 @@ impl ChainWriter {
                 );
             }
         };
-        // Check the version before involving anyone else: a stale write fails right here.
-        let store = self.store.clone();
-        let (chunk_id, version) = (header.chunk_id, header.version);
-        let writer = task::spawn_blocking(move || store.open_writer(chunk_id, version)).await??;
-
+        // The downstream is opened first, so every hop of the chain opens (for a new replica:
+        // creates) its files at the same time instead of one after the other; the local
+        // writer opens on its blocking thread meanwhile and checks the version there.
         let mut downstream = match header.downstream.split_first() {
             Some((next, rest)) => {
                 let forwarded = WriteHeader {
@@ -137,12 +137,16 @@ impl ChainWriter {
             None => None,
         };
         let (local_tx, local_rx) = mpsc::channel(QUEUE_DEPTH);
+        let (opened_tx, opened) = oneshot::channel();
         let plan = LocalPlan {
+            chunk_id: header.chunk_id,
+            version: header.version,
             offset: header.offset,
             truncate: header.truncate,
             sync: header.sync,
         };
-        let local = task::spawn_blocking(move || write_locally(writer, plan, local_rx));
+        let store = self.store.clone();
+        let local = task::spawn_blocking(move || write_locally(&store, plan, opened_tx, local_rx));
 
         if let Err(stop) = self
             .pump(&mut upstream, &local_tx, downstream.as_mut())
@@ -161,6 +165,19 @@ impl ChainWriter {
             });
         }
 
+        // The flags reach the downstream only once the local replica exists at this version
+        // (a stale write fails here, leaving the downstream's replicas without its flags).
+        // Normally long done: the open ran while the data arrived.
+        if opened.await.is_err() {
+            if let Some(downstream) = downstream.as_mut() {
+                downstream.abort().await;
+            }
+            drop(local_tx);
+            return Err(match local.await? {
+                Err(err) => err,
+                Ok(_) => FsError::Io("local replica writer quit".into()).into(),
+            });
+        }
         // A closed queue means the local writer failed; its result says why.
         let _ = local_tx.send(Piece::End).await;
         let remote = async {
@@ -242,20 +259,27 @@ impl ChainWriter {
     }
 }
 
-/// What the local writer does once the data has arrived.
+/// Which replica the local writer writes, and what it does once the data has arrived.
 struct LocalPlan {
+    chunk_id: u64,
+    version: u64,
     offset: u64,
     truncate: bool,
     sync: bool,
 }
 
-/// Writes the pieces to the local replica, on a blocking thread, in order; at `End` applies
-/// the flags and commits. Returns the replica length.
+/// Opens the local replica (checking the version; `opened` tells the stream it exists),
+/// then writes the pieces to it, on a blocking thread, in order; at `End` applies the flags
+/// and commits. Returns the replica length. One blocking task does it all: a small write
+/// costs one hand-off to the blocking pool per hop, not two.
 fn write_locally(
-    writer: ReplicaWriter,
+    store: &ChunkStore,
     plan: LocalPlan,
+    opened: oneshot::Sender<()>,
     mut pieces: mpsc::Receiver<Piece>,
 ) -> Result<u64> {
+    let writer = store.open_writer(plan.chunk_id, plan.version)?;
+    let _ = opened.send(());
     let mut pos = plan.offset;
     let failure = loop {
         match pieces.blocking_recv() {

@@ -21,6 +21,12 @@
 //! mutex only to look up or allocate a chunk and to record what it wrote, so a later batch
 //! overwriting an earlier one's bytes always lands after it.
 //!
+//! **Placed chunk 0.** A file this mount created for writing comes with chunk 0 placed by
+//! the master but not recorded (see `dfs_master::chunks`): the first write goes straight to
+//! that chain, and the commit names the chunk's servers so the master records it, so a new
+//! small file costs no allocation round trip. A write to it that fails has the master record
+//! it first and is retried (only a recorded chunk can have a failed replica replaced).
+//!
 //! Write errors follow NFS: a failed batch drops every unsent byte (memory stays bounded),
 //! logs, and the error is returned by the next `write`, `flush` or `fsync` of the inode.
 
@@ -76,6 +82,10 @@ pub struct InodeState {
     /// The mtime the next commit records instead of the current time (a `utimens` that
     /// arrived with writes pending: the commit sets it, saving a round trip).
     commit_mtime: Option<pb::Timestamp>,
+    /// Chunk 0 as the master placed it at create (not recorded), until a write takes it.
+    placement: Option<pb::ChunkInfo>,
+    /// The placed chunk writes went to, until a commit had the master record it.
+    unrecorded: Option<pb::ChunkInfo>,
 }
 
 impl InodeState {
@@ -95,6 +105,8 @@ impl InodeState {
             write_error: None,
             lease_holder: None,
             commit_mtime: None,
+            placement: None,
+            unrecorded: None,
         }
     }
 
@@ -115,8 +127,18 @@ impl InodeState {
     }
 
     /// Replaces the chunk map and size with the master's (at open: close-to-open consistency).
+    /// A placed chunk written here but not recorded yet stays: the master does not know it.
     fn apply_chunk_map(&mut self, reply: pb::GetChunksReply) {
+        let unrecorded = self.unrecorded.as_ref().and_then(|placed| {
+            self.chunks
+                .get(&placed.index)
+                .filter(|c| c.chunk_id == placed.chunk_id)
+                .cloned()
+        });
         self.chunks = reply.chunks.into_iter().map(|c| (c.index, c)).collect();
+        if let Some(chunk) = unrecorded {
+            self.chunks.entry(chunk.index).or_insert(chunk);
+        }
         self.master_size = reply.file_size;
     }
 
@@ -141,6 +163,7 @@ impl InodeState {
                 chunk_id: chunk.chunk_id,
                 version: chunk.version,
                 length,
+                placed_servers: Vec::new(),
             },
         );
         self.chunks
@@ -165,8 +188,8 @@ impl InodeState {
             .unwrap_or(0)
     }
 
-    /// The chunk at `index`: known, or allocated now (under the lease if this mount holds
-    /// the file's writer lease).
+    /// The chunk at `index`: known, placed at create, or allocated now (under the lease if
+    /// this mount holds the file's writer lease).
     async fn chunk_for(
         &mut self,
         io: &DataPath,
@@ -175,9 +198,22 @@ impl InodeState {
     ) -> Result<pb::ChunkInfo, FsError> {
         match (&self.lease_holder, self.chunks.get(&index)) {
             (_, Some(chunk)) => Ok(chunk.clone()),
+            (Some(_), None) if self.placement.as_ref().is_some_and(|p| p.index == index) => {
+                let placed = self.placement.take().expect("checked above");
+                self.unrecorded = Some(placed.clone());
+                Ok(placed)
+            }
             (Some(holder), None) => io.master.lease_chunk(ino, index, holder, 0).await,
             (None, None) => io.master.allocate_chunk(ino, index).await,
         }
+    }
+
+    /// `chunk` as placed at create, if the master has not recorded it yet.
+    fn unrecorded(&self, chunk: &pb::ChunkInfo) -> Option<pb::ChunkInfo> {
+        self.unrecorded
+            .as_ref()
+            .filter(|placed| placed.chunk_id == chunk.chunk_id)
+            .cloned()
     }
 
     /// Remembers a batch written to `chunk`.
@@ -214,9 +250,15 @@ impl InodeState {
         for batch in &batches {
             let written = async {
                 let chunk = self.chunk_for(io, ino, batch.index).await?;
+                let unrecorded = self.unrecorded(&chunk);
                 let holder = self.lease_holder.as_deref();
-                io.write_pieces(ino, chunk, batch.index, &batch.pieces, flags, holder)
-                    .await
+                let write = ChunkWrite {
+                    ino,
+                    index: batch.index,
+                    flags,
+                    holder,
+                };
+                write.send(io, chunk, unrecorded, &batch.pieces).await
             }
             .await;
             match written {
@@ -260,9 +302,23 @@ impl InodeState {
             self.written_end = 0;
             return Ok(None);
         }
+        let placed_servers = |commit: &pb::ChunkCommit| match &self.unrecorded {
+            Some(placed) if placed.chunk_id == commit.chunk_id => {
+                placed.replicas.iter().map(|r| r.server_id).collect()
+            }
+            _ => Vec::new(),
+        };
+        let chunks = self
+            .pending
+            .values()
+            .map(|commit| pb::ChunkCommit {
+                placed_servers: placed_servers(commit),
+                ..commit.clone()
+            })
+            .collect();
         let req = pb::CommitWriteRequest {
             ino,
-            chunks: self.pending.values().cloned().collect(),
+            chunks,
             size: self.size(),
             mtime: Some(self.commit_mtime.unwrap_or_else(dfs_proto::time::now)),
             lease_holder: self.lease_holder.clone().unwrap_or_default(),
@@ -271,6 +327,7 @@ impl InodeState {
             Ok(attr) => {
                 self.master_size = attr.size;
                 self.pending.clear();
+                self.unrecorded = None;
                 self.written_end = 0;
                 Ok(Some(attr))
             }
@@ -413,6 +470,14 @@ impl OpenInode {
         self.state.lock().await.lease_holder = Some(holder);
     }
 
+    /// Writes from now on go through `holder`'s writer lease, chunk 0 to `placed` (the
+    /// placement `CreateFile` answered for a new file, if any).
+    pub async fn start_writing(&self, holder: String, placed: Option<pb::ChunkInfo>) {
+        let mut state = self.state.lock().await;
+        state.lease_holder = Some(holder);
+        state.placement = placed.filter(|chunk| chunk.index == 0 && !chunk.replicas.is_empty());
+    }
+
     /// Takes the chunk map and size the master answered an open with; returns the ids of the
     /// file's chunks.
     pub async fn load(&self, reply: pb::GetChunksReply) -> Vec<u64> {
@@ -505,6 +570,43 @@ impl OpenInode {
         .await;
         self.publish(&state);
         result
+    }
+}
+
+/// One chunk write of an inode's data: where it goes and how.
+struct ChunkWrite<'a> {
+    ino: u64,
+    index: u64,
+    flags: WriteFlags,
+    holder: Option<&'a str>,
+}
+
+impl ChunkWrite<'_> {
+    /// Writes `pieces` to `chunk` like [`DataPath::write_pieces`]. When `chunk` is a placed
+    /// chunk the master has not recorded (`unrecorded`), a failed write has the master record
+    /// it first and is then retried, so a failed replica can be replaced as in any chunk.
+    async fn send(
+        &self,
+        io: &DataPath,
+        chunk: pb::ChunkInfo,
+        unrecorded: Option<pb::ChunkInfo>,
+        pieces: &[(u64, Bytes)],
+    ) -> Result<pb::ChunkInfo, FsError> {
+        let (ino, index, flags, holder) = (self.ino, self.index, self.flags, self.holder);
+        let written = io
+            .write_pieces(ino, chunk, index, pieces, flags, holder)
+            .await;
+        let (Err(err), Some(placed), Some(holder)) = (&written, unrecorded, holder) else {
+            return written;
+        };
+        tracing::warn!(ino, index, chunk_id = placed.chunk_id, error = %err,
+            "write to a placed chunk failed; recording it and writing again");
+        let recorded = io
+            .master
+            .record_placed_chunk(ino, index, holder, &placed)
+            .await?;
+        io.write_pieces(ino, recorded, index, pieces, flags, Some(holder))
+            .await
     }
 }
 

@@ -375,6 +375,7 @@ pub async fn recover(io: &DataPath, ino: u64, holder: &str) -> Result<(), FsErro
                 chunk_id: chunk.chunk_id,
                 version: chunk.version,
                 length: agreed,
+                placed_servers: Vec::new(),
             }],
             size: end,
             mtime: None,

@@ -233,15 +233,46 @@ impl MasterClient {
         holder: &str,
         min_version: u64,
     ) -> Result<pb::ChunkInfo, FsError> {
+        let req = pb::LeaseChunkRequest {
+            ino,
+            index,
+            holder: holder.to_string(),
+            min_version,
+            ..Default::default()
+        };
+        self.lease_chunk_request(req).await
+    }
+
+    /// Has the master record `placed`, the chunk at `index` of `ino` that `CreateFile` placed
+    /// but nobody recorded yet (see `dfs_master::chunks`), under `holder`'s lease; answers the
+    /// chunk as recorded.
+    pub async fn record_placed_chunk(
+        &self,
+        ino: u64,
+        index: u64,
+        holder: &str,
+        placed: &pb::ChunkInfo,
+    ) -> Result<pb::ChunkInfo, FsError> {
+        let req = pb::LeaseChunkRequest {
+            ino,
+            index,
+            holder: holder.to_string(),
+            min_version: 0,
+            placed_chunk_id: placed.chunk_id,
+            placed_servers: placed.replicas.iter().map(|r| r.server_id).collect(),
+        };
+        self.lease_chunk_request(req).await
+    }
+
+    /// `LeaseChunk`, asked again while the master defers allocations (after its restart).
+    async fn lease_chunk_request(
+        &self,
+        req: pb::LeaseChunkRequest,
+    ) -> Result<pb::ChunkInfo, FsError> {
+        let (ino, index) = (req.ino, req.index);
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            let req = pb::LeaseChunkRequest {
-                ino,
-                index,
-                holder: holder.to_string(),
-                min_version,
-            };
-            match answer(self.client().lease_chunk(req).await) {
+            match answer(self.client().lease_chunk(req.clone()).await) {
                 Err(FsError::Unavailable(why)) if tokio::time::Instant::now() < deadline => {
                     tracing::debug!(ino, index, %why, "allocation deferred, retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -353,6 +384,8 @@ impl MasterClient {
         let req = pb::CreateFileRequest {
             node: Some(node),
             lease_holder: lease_holder.unwrap_or_default().to_string(),
+            // A writer places chunk 0 in the same call (no allocation at the first flush).
+            place_first_chunk: lease_holder.is_some(),
         };
         answer(self.client().create_file(req).await)
     }

@@ -6,6 +6,15 @@
 //! writing data to the replica chain, the writer commits the new lengths and file size; a
 //! commit for a chunk that was dropped or replaced meanwhile (a truncate, an unlink) is
 //! refused as stale rather than resurrecting it.
+//!
+//! **Placed chunks** (small-file writes). `CreateFile` may hand out chunk 0 of a new file
+//! *placed* but not recorded: an id reserved in the create's batch and the servers placement
+//! chose. The holder writes the chain, and its first commit records the chunk, so creating
+//! and writing a small file needs no allocation round trip, and a file that stays empty has
+//! no chunk. Until then the replicas are unreferenced on their servers, which the orphan
+//! grace period protects (a writer that dies first leaves garbage, never a lost
+//! acknowledged write). A chain write that fails records the chunk (`LeaseChunk` with the
+//! placement) so that its chain can be replaced like any other.
 
 use dfs_proto::FsError;
 use dfs_proto::chunk::ChunkLayout;
@@ -97,6 +106,31 @@ impl ChunkMap {
         Ok(chunk)
     }
 
+    /// Reserves a chunk id in `txn` for a chunk placed but not yet recorded (see the module
+    /// documentation).
+    pub fn reserve_chunk_id(&self, txn: &mut Txn<'_>) -> Result<u64> {
+        txn.next_id(meta::NEXT_CHUNK_ID, 1)
+    }
+
+    /// Records the placed chunk `chunk_id` on `servers` at `index` of file `ino` (version 1,
+    /// length 0) unless the index has a chunk already (see the module documentation).
+    pub fn record_placed(
+        &self,
+        ino: u64,
+        index: u64,
+        chunk_id: u64,
+        servers: &[u64],
+    ) -> Result<()> {
+        let mut txn = self.writer.begin();
+        regular_file(txn.inode(ino)?)?;
+        if txn.store().chunk(ino, index)?.is_some() {
+            return Ok(());
+        }
+        let chunk = placed_chunk(&txn, ino, index, chunk_id, FIRST_CHUNK_VERSION, servers)?;
+        txn.put_chunk(ino, index, &chunk);
+        txn.commit()
+    }
+
     /// Moves the chunk at `index` of file `ino` up to `min_version` (if it is older): a new
     /// writer lease holder that took the file over has stamped that version on the replicas
     /// first, so replicas an earlier holder wrote, and commits it still sends, are
@@ -177,10 +211,20 @@ fn current_chunk(txn: &Txn<'_>, ino: u64, commit: &pb::ChunkCommit) -> Result<Ch
             commit.chunk_id, commit.index
         ))
     };
-    let chunk = txn
-        .store()
-        .chunk(ino, commit.index)?
-        .ok_or_else(|| stale("no longer exists"))?;
+    let chunk = match txn.store().chunk(ino, commit.index)? {
+        Some(chunk) => chunk,
+        None if !commit.placed_servers.is_empty() => {
+            return placed_chunk(
+                txn,
+                ino,
+                commit.index,
+                commit.chunk_id,
+                commit.version,
+                &commit.placed_servers,
+            );
+        }
+        None => return Err(stale("no longer exists").into()),
+    };
     if chunk.chunk_id != commit.chunk_id {
         return Err(stale("was replaced").into());
     }
@@ -188,6 +232,34 @@ fn current_chunk(txn: &Txn<'_>, ino: u64, commit: &pb::ChunkCommit) -> Result<Ch
         return Err(stale("has a newer version").into());
     }
     Ok(chunk)
+}
+
+/// The record of a placed chunk about to be recorded at `index` of `ino`: its id must have
+/// been reserved (handed out, below the id counter) and belong to no file (`ESTALE`
+/// otherwise: a placement from before a truncate or of another file is never recorded).
+fn placed_chunk(
+    txn: &Txn<'_>,
+    ino: u64,
+    index: u64,
+    chunk_id: u64,
+    version: u64,
+    servers: &[u64],
+) -> Result<ChunkRecord> {
+    let next_id = txn.store().meta(meta::NEXT_CHUNK_ID)?.unwrap_or(0);
+    let reserved = chunk_id > 0 && chunk_id < next_id;
+    if !reserved || txn.store().chunk_owner(chunk_id)?.is_some() || servers.is_empty() {
+        return Err(FsError::Stale(format!(
+            "chunk {chunk_id} (index {index}) of inode {ino} is no placement to record"
+        ))
+        .into());
+    }
+    Ok(ChunkRecord {
+        chunk_id,
+        version: version.max(FIRST_CHUNK_VERSION),
+        length: 0,
+        replicas: servers.to_vec(),
+        issued_version: 0,
+    })
 }
 
 /// The inode if it is a regular file: `ENOENT` if missing, `EISDIR` for a directory,

@@ -248,6 +248,12 @@ impl Master {
     ) -> Result<pb::ChunkInfo> {
         let (ino, index) = (req.ino, req.index);
         self.leases.generation(ino, &req.holder)?;
+        if req.placed_chunk_id != 0 {
+            // A chunk placed at create (see `crate::chunks`), recorded now so that its chain
+            // can be replaced after a failed write.
+            self.chunk_map
+                .record_placed(ino, index, req.placed_chunk_id, &req.placed_servers)?;
+        }
         if let Some(chunk) = self.chunk_map.raise_version(ino, index, req.min_version)? {
             if req.min_version > 0 {
                 // The holder stamped `min_version` on at least one replica before asking.
@@ -262,6 +268,13 @@ impl Master {
             .map_err(|err| self.placement_error(err, now))?;
         let chunk = self.chunk_map.allocate_chunk(ino, index, replicas)?;
         Ok(self.chunk_info(index, &chunk, now))
+    }
+
+    /// Servers for a new chunk as placement (with `seed`) chooses them at `now`, or `None`
+    /// when it finds no room (an allocation later reports why).
+    pub(crate) fn place_chunk(&self, now: Instant, seed: u64) -> Option<Vec<u64>> {
+        let candidates = self.registry.candidates(now);
+        placement::choose_replicas(&candidates, &self.policy, seed).ok()
     }
 
     /// Why placement found no servers: still waiting for block reports after a restart (retry
@@ -321,7 +334,12 @@ impl Master {
     }
 
     /// A chunk as clients see it, with its replica addresses resolved.
-    fn chunk_info(&self, index: u64, chunk: &ChunkRecord, now: Instant) -> pb::ChunkInfo {
+    pub(crate) fn chunk_info(
+        &self,
+        index: u64,
+        chunk: &ChunkRecord,
+        now: Instant,
+    ) -> pb::ChunkInfo {
         pb::ChunkInfo {
             index,
             chunk_id: chunk.chunk_id,

@@ -5,7 +5,8 @@
 //! round trips, not the bytes, were the cost. [`Master::open_file`] answers attributes and chunk
 //! map together, marks atime by the relatime rule and grants the writer lease in the same
 //! transaction; [`Master::create_file`] creates the file and grants its lease in one synced
-//! batch. Both keep the meaning of the separate calls: the lease is granted exactly as
+//! batch, and may place the new file's chunk 0 in it (see [`crate::chunks`]: placed chunks).
+//! Both keep the meaning of the separate calls: the lease is granted exactly as
 //! [`Leases::acquire`](crate::leases::Leases::acquire) grants it (`EBUSY` while another holder's
 //! lease is live, `recover` after an expired one), and an open that fails grants nothing and
 //! marks nothing.
@@ -15,9 +16,11 @@ use std::time::{Instant, SystemTime};
 use dfs_proto::pb::{self, FileKind, Timestamp};
 use dfs_proto::time::access_due;
 
+use crate::chunks::FIRST_CHUNK_VERSION;
 use crate::error::Result;
 use crate::master::Master;
 use crate::namespace::{invalid, require};
+use crate::store::ChunkRecord;
 use crate::txn::Txn;
 
 impl Master {
@@ -87,18 +90,38 @@ impl Master {
             return Ok(pb::CreateFileReply {
                 attr: Some(attr),
                 lease: None,
+                first_chunk: None,
             });
         }
+        // Placement is chosen before the transaction, which only reserves the chunk id.
+        let servers = req
+            .place_first_chunk
+            .then(|| self.place_chunk(clock, placement_seed(node, now)))
+            .flatten();
         let create = |txn: &mut Txn<'_>| {
             let attr = self.namespace().make_node_in(txn, node, now)?;
-            Ok((attr.ino, attr))
+            let placed = match servers {
+                Some(servers) if attr.size == 0 && txn.store().chunk(attr.ino, 0)?.is_none() => {
+                    let chunk_id = self.chunk_map().reserve_chunk_id(txn)?;
+                    Some(ChunkRecord {
+                        chunk_id,
+                        version: FIRST_CHUNK_VERSION,
+                        length: 0,
+                        replicas: servers,
+                        issued_version: 0,
+                    })
+                }
+                _ => None,
+            };
+            Ok((attr.ino, (attr, placed)))
         };
-        let (grant, attr) = self
-            .leases()
-            .acquire_with(&req.lease_holder, clock, create)?;
+        let (grant, (attr, placed)) =
+            self.leases()
+                .acquire_with(&req.lease_holder, clock, create)?;
         Ok(pb::CreateFileReply {
             attr: Some(attr),
             lease: Some(self.lease_reply(grant.recover)),
+            first_chunk: placed.map(|chunk| self.chunk_info(0, &chunk, clock)),
         })
     }
 
@@ -110,4 +133,13 @@ impl Master {
             recover,
         }
     }
+}
+
+/// A placement seed derived from the request and its time, so that choosing a new file's
+/// chunk 0 stays a function of the inputs (and creates spread over the servers).
+fn placement_seed(node: &pb::MakeNodeRequest, now: Timestamp) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    (node.parent, &node.name, now.secs, now.nanos).hash(&mut hasher);
+    hasher.finish()
 }

@@ -146,6 +146,7 @@ async fn serves_metadata_and_survives_a_restart() {
             chunk_id: chunk.chunk_id,
             version: chunk.version,
             length: 4096,
+            placed_servers: Vec::new(),
         }],
         size: 4096,
         mtime: None,

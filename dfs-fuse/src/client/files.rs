@@ -92,8 +92,9 @@ impl Client {
         let req = node_request(caller, node);
         let leases = &self.shared.leases;
         let writing = opens_for_writing(flags);
+        let mut placed = None;
         let attr = if writing {
-            let (acquired, attr) = leases
+            let (acquired, (attr, first_chunk)) = leases
                 .acquire_with(self.master(), || async {
                     let reply = self
                         .master()
@@ -102,9 +103,15 @@ impl Client {
                     let attr = reply.attr.ok_or_else(|| {
                         FsError::Io("master created a file without attributes".into())
                     })?;
-                    Ok((attr.ino, reply.lease.unwrap_or_default(), attr))
+                    let ino = attr.ino;
+                    Ok((
+                        ino,
+                        reply.lease.unwrap_or_default(),
+                        (attr, reply.first_chunk),
+                    ))
                 })
                 .await?;
+            placed = first_chunk;
             if acquired.recover {
                 // An existing file whose previous writer died holding the lease.
                 if let Err(err) = lease::recover(self.io(), attr.ino, leases.holder()).await {
@@ -127,7 +134,10 @@ impl Client {
             .inodes
             .open(attr.ino, self.shared.write_buffer_bytes);
         if writing {
-            inode.set_lease_holder(leases.holder().to_string()).await;
+            // Chunk 0 as the master placed it: the first flush writes there directly.
+            inode
+                .start_writing(leases.holder().to_string(), placed)
+                .await;
         }
         self.note_version(&attr);
         Ok((

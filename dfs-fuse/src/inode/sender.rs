@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use dfs_proto::FsError;
 
-use super::{InodeState, OpenInode, StateGuard};
+use super::{ChunkWrite, InodeState, OpenInode, StateGuard};
 use crate::chunkio::WriteFlags;
 use crate::datapath::DataPath;
 use crate::writebuf::{ChunkBatch, WriteBudget, chunk_batches};
@@ -170,15 +170,20 @@ impl OpenInode {
     async fn send_batch(&self, io: &DataPath, batch: &Batch) -> Result<(), FsError> {
         for chunk_batch in &batch.chunks {
             let index = chunk_batch.index;
-            let (chunk, holder) = {
+            let (chunk, unrecorded, holder) = {
                 let mut state = self.state.lock().await;
                 let chunk = state.chunk_for(io, self.ino, index).await?;
-                (chunk, state.lease_holder.clone())
+                let unrecorded = state.unrecorded(&chunk);
+                (chunk, unrecorded, state.lease_holder.clone())
             };
-            let flags = WriteFlags::default();
-            let pieces = &chunk_batch.pieces;
-            let written = io
-                .write_pieces(self.ino, chunk, index, pieces, flags, holder.as_deref())
+            let write = ChunkWrite {
+                ino: self.ino,
+                index,
+                flags: WriteFlags::default(),
+                holder: holder.as_deref(),
+            };
+            let written = write
+                .send(io, chunk, unrecorded, &chunk_batch.pieces)
                 .await?;
             let mut state = self.state.lock().await;
             state.record_batch(&io.layout, written, chunk_batch, false);

@@ -48,6 +48,7 @@ fn commit(index: u64, chunk: &ChunkRecord, length: u64) -> ChunkCommit {
         chunk_id: chunk.chunk_id,
         version: chunk.version,
         length,
+        placed_servers: Vec::new(),
     }
 }
 

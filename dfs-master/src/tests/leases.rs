@@ -129,6 +129,7 @@ fn a_new_holder_raises_chunk_versions_to_what_it_stamped() {
         chunk_id: raised.chunk_id,
         version: v1,
         length: 10,
+        placed_servers: Vec::new(),
     };
     assert!(matches!(
         fs_err(chunk_map.commit_write(ino, &[old], 10, None, ts(5))),

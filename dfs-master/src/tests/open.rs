@@ -29,6 +29,7 @@ fn create(name: &str, exclusive: bool, holder: &str) -> pb::CreateFileRequest {
             ..Default::default()
         }),
         lease_holder: holder.to_string(),
+        place_first_chunk: false,
     }
 }
 
@@ -195,4 +196,108 @@ fn created_files_and_their_leases_survive_a_restart() {
     let busy = fx.master.leases().acquire(ino, "b", Instant::now());
     assert_eq!(fs_err(busy), FsError::Busy);
     fx.master.leases().generation(ino, "a").unwrap();
+}
+
+/// A create for writing that also places chunk 0, with three servers registered at `now`.
+fn create_placed(fx: &Fixture, name: &str, now: Instant) -> (u64, pb::ChunkInfo) {
+    for uuid in ["a", "b", "c"] {
+        fx.register(uuid, 1 << 30, now);
+    }
+    let req = pb::CreateFileRequest {
+        place_first_chunk: true,
+        ..create(name, true, "m1")
+    };
+    let reply = fx.master.create_file(&req, ts(10), now).unwrap();
+    let placed = reply.first_chunk.expect("chunk 0 placed");
+    (reply.attr.unwrap().ino, placed)
+}
+
+fn placed_commit(ino: u64, placed: &pb::ChunkInfo, length: u64) -> pb::CommitWriteRequest {
+    pb::CommitWriteRequest {
+        ino,
+        chunks: vec![pb::ChunkCommit {
+            index: 0,
+            chunk_id: placed.chunk_id,
+            version: placed.version,
+            length,
+            placed_servers: placed.replicas.iter().map(|r| r.server_id).collect(),
+        }],
+        size: length,
+        lease_holder: "m1".into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_placed_chunk_is_recorded_by_the_first_commit_only() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let (ino, placed) = create_placed(&fx, "f", now);
+    assert_eq!((placed.index, placed.version, placed.length), (0, 1, 0));
+    assert_eq!(placed.replicas.len(), 3);
+    // Placed, not recorded: a file that stays empty has no chunk.
+    assert!(fx.master.chunk_map().chunk(ino, 0).unwrap().is_none());
+    let commit = placed_commit(ino, &placed, 5000);
+    fx.master.commit_write(&commit, ts(11)).unwrap();
+    let chunk = fx.master.chunk_map().chunk(ino, 0).unwrap().unwrap();
+    assert_eq!((chunk.chunk_id, chunk.length), (placed.chunk_id, 5000));
+    let servers: Vec<u64> = placed.replicas.iter().map(|r| r.server_id).collect();
+    assert_eq!(chunk.replicas, servers);
+    assert_eq!(fx.attr(ino).size, 5000);
+    // Once recorded, the same commit is an ordinary one.
+    fx.master.commit_write(&commit, ts(12)).unwrap();
+    // A placement is never recorded for another file.
+    let other = fx.file(ROOT_INO, "other");
+    let stolen = placed_commit(other, &placed, 10);
+    assert!(matches!(
+        fs_err(
+            fx.master
+                .chunk_map()
+                .commit_write(other, &stolen.chunks, 10, None, ts(13))
+        ),
+        FsError::Stale(_)
+    ));
+}
+
+#[test]
+fn only_reserved_ids_are_recorded_as_placed_chunks() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let (ino, placed) = create_placed(&fx, "f", now);
+    let never_handed_out = pb::ChunkInfo {
+        chunk_id: placed.chunk_id + 1000,
+        ..placed.clone()
+    };
+    let commit = placed_commit(ino, &never_handed_out, 10);
+    assert!(matches!(
+        fs_err(fx.master.commit_write(&commit, ts(11))),
+        FsError::Stale(_)
+    ));
+    // A failed write records the placement through LeaseChunk, then commits as usual.
+    let req = pb::LeaseChunkRequest {
+        ino,
+        index: 0,
+        holder: "m1".into(),
+        placed_chunk_id: placed.chunk_id,
+        placed_servers: placed.replicas.iter().map(|r| r.server_id).collect(),
+        ..Default::default()
+    };
+    let recorded = fx.master.lease_chunk(&req, now, 7).unwrap();
+    assert_eq!(recorded.chunk_id, placed.chunk_id);
+    fx.master
+        .commit_write(&placed_commit(ino, &placed, 10), ts(12))
+        .unwrap();
+    assert_eq!(fx.attr(ino).size, 10);
+}
+
+#[test]
+fn without_room_a_create_places_nothing() {
+    let fx = Fixture::new();
+    let req = pb::CreateFileRequest {
+        place_first_chunk: true,
+        ..create("f", true, "m1")
+    };
+    let reply = fx.master.create_file(&req, ts(10), Instant::now()).unwrap();
+    assert!(reply.first_chunk.is_none());
+    assert!(reply.lease.is_some());
 }

@@ -244,6 +244,7 @@ fn replicas_of_an_unwritten_version_are_never_deleted() {
             chunk_id: chunk.chunk_id,
             version: bumped.version,
             length: 10,
+            placed_servers: Vec::new(),
         }],
         size: 10,
         ..Default::default()

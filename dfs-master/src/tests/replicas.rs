@@ -52,6 +52,7 @@ fn a_failed_server_is_dropped_and_the_version_bumped_by_the_rewrite() {
             chunk_id: chunk.chunk_id,
             version: info.version,
             length: 5,
+            placed_servers: Vec::new(),
         }],
         size: 5,
         ..Default::default()

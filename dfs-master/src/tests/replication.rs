@@ -218,6 +218,7 @@ fn a_replica_missing_from_a_full_report_is_copied_again_and_failed_copies_are_re
         chunk_id: chunk.chunk_id,
         version: chunk.version,
         length: 10,
+        placed_servers: Vec::new(),
     };
     map.commit_write(ino, &[commit], 10, None, super::ts(20))
         .unwrap();

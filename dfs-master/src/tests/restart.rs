@@ -32,6 +32,7 @@ fn reopen_finds_namespace_chunks_servers_and_counters() {
             chunk_id: c.chunk_id,
             version: c.version,
             length: 100,
+            placed_servers: Vec::new(),
         })
         .collect();
     fx.master
