@@ -4,7 +4,7 @@
 //! is never served stale or short: not after an append, an extension or a truncate on this
 //! mount, not after another mount's writes, not after this mount takes the file back.
 //! Reading many small files also keeps the kernel's atime right while the close of a file
-//! only read is answered without a round trip.
+//! only read is answered without a round trip, and a listing opens without one.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -198,4 +198,51 @@ fn reading_many_small_files_keeps_atime_and_closes_cleanly() {
     fs::write(other.join("d/f3"), b"changed elsewhere").unwrap();
     assert_eq!(read_fresh(&path), b"changed elsewhere");
     assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn a_listing_needs_no_call_to_open_and_marks_the_directory() {
+    let cluster = Cluster::start_default();
+    let mount = cluster.mount();
+    let checker = cluster.mount_with(&["--attr-ttl-ms", "0", "--entry-ttl-ms", "0"]);
+    let dir = mount.join("d");
+    fs::create_dir(&dir).unwrap();
+    fs::create_dir(dir.join("empty")).unwrap();
+    let mut names: Vec<String> = (0..1500).map(|i| format!("n{i:04}")).collect();
+    for name in &names {
+        fs::write(dir.join(name), b"x").unwrap();
+    }
+    let before = fs::metadata(checker.join("d")).unwrap();
+    // More entries than one page of the master: listed whole, in order, once each.
+    let mut listed: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "empty")
+        .collect();
+    listed.sort();
+    names.sort();
+    assert_eq!(listed, names);
+    // The listing marked the directory's atime (relatime: it changed since).
+    let after = fs::metadata(checker.join("d")).unwrap();
+    assert!(
+        (after.atime(), after.atime_nsec()) > (before.atime(), before.atime_nsec()),
+        "listing left atime"
+    );
+    // An empty directory lists nothing (`.` and `..` come from its first, empty page).
+    assert_eq!(fs::read_dir(dir.join("empty")).unwrap().count(), 0);
+    fs::remove_dir(checker.join("d/empty")).unwrap();
+    assert!(fs::read_dir(checker.join("d/empty")).is_err());
+    // `ls -l` sees sizes and kinds through the listing's attributes.
+    let out = std::process::Command::new("ls")
+        .arg("-la")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().filter(|l| l.ends_with(" n0007")).count(), 1);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with('d') && l.ends_with(" ."))
+    );
 }

@@ -202,8 +202,8 @@ impl master_server::Master for MasterService {
         request: Request<pb::ReadDirRequest>,
     ) -> Result<Response<pb::ReadDirReply>, Status> {
         let req = request.into_inner();
-        self.call(move |m| m.namespace().readdir(req.ino, &req.after, req.limit))
-            .await
+        let now = time::now();
+        self.call(move |m| m.read_dir(&req, now)).await
     }
 
     async fn stat_fs(
