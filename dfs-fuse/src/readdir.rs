@@ -254,7 +254,7 @@ mod tests {
             ..Default::default()
         };
         listing.append(pb::ReadDirReply {
-            dir_attr: Some(attr.clone()),
+            dir_attr: Some(attr),
             ..page(&["a"], false)
         });
         assert_eq!(listing.attr, attr);

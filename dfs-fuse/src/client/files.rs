@@ -46,7 +46,7 @@ impl Client {
                 self.shared.fresh.forget(ino);
             } else if reply.access_marked {
                 // The kernel's copy goes stale (atime); it asks again before reading.
-                self.shared.fresh.put(attr.clone(), Instant::now());
+                self.shared.fresh.put(attr, Instant::now());
             }
             if !unchanged {
                 // Another mount may have rewritten blocks this mount still caches.
