@@ -8,7 +8,7 @@ use dfs_chunkserver::Config;
 use dfs_proto::process;
 use tokio::net::TcpListener;
 
-/// dfs chunkserver: stores chunk replicas on local disk with per-block SHA-256 checksums and
+/// dfs chunkserver: stores chunk replicas on local disk with per-block CRC32C checksums and
 /// serves them to clients and to other chunkservers.
 #[derive(Debug, Parser)]
 #[command(name = "dfs-chunkserver", version)]

@@ -27,6 +27,7 @@ use crate::chunkio::ChunkIo;
 use crate::config::Config;
 use crate::datapath::DataPath;
 use crate::error::Error;
+use crate::fresh::FreshAttrs;
 use crate::handles::OpenInodes;
 use crate::inode::OpenInode;
 use crate::lease::MountLeases;
@@ -115,6 +116,8 @@ struct Shared {
     /// Files unlinked while open here, kept under a hidden name in their directory until
     /// their last handle closes (as libfuse does): ino → (parent, hidden name).
     hidden: Mutex<HashMap<u64, (u64, Vec<u8>)>>,
+    /// Attributes read-only opens fetched, for the kernel's `getattr` that follows them.
+    fresh: FreshAttrs,
 }
 
 /// Rejects names the master would refuse anyway, before any RPC.
@@ -199,6 +202,7 @@ impl Client {
                 next_fh: AtomicU64::new(1),
                 seen: Mutex::new(seen),
                 hidden: Mutex::default(),
+                fresh: FreshAttrs::default(),
             }),
         }
     }

@@ -4,9 +4,11 @@
 //! threads reading `/dev/fuse` never wait on the network: a slow read of one file never blocks
 //! a `stat` of another. Handlers only copy the request's arguments (the request buffer is
 //! reused as soon as they return), call the client, and map errors to errno through
-//! [`Error::errno`](crate::Error::errno), the crate's one mapping. One exception: a write
-//! that only lands in the file's write-back buffer (no waiting) is answered from the reading
-//! thread, saving a thread hand-off per request.
+//! [`Error::errno`](crate::Error::errno), the crate's one mapping. The exceptions need no
+//! waiting and are answered from the reading thread, saving a thread hand-off per request: a
+//! write that only lands in the file's write-back buffer, a read of cached blocks, the flush
+//! and release of a handle that owes nothing, a `getattr` right after an atime-marking open,
+//! `opendir`, a `readdir` of a wholly fetched listing, and xattrs that are never stored.
 //!
 //! The trait implementation is here, as a table from kernel requests to handlers; the handlers
 //! are grouped by concern in submodules: `namespace` (names, attributes, `statfs`), `files`

@@ -550,6 +550,14 @@ impl OpenInode {
             .then(|| state.read_plan(layout, offset, len))
     }
 
+    /// Whether a [`flush`](OpenInode::flush) would have nothing to do (no write buffered,
+    /// being sent or uncommitted, no failure to report), known without waiting: `None` while
+    /// the state is busy.
+    pub fn try_is_flushed(&self) -> Option<bool> {
+        let state = self.state.try_lock().ok()?;
+        Some(!state.sending && !state.has_uncommitted() && state.write_error.is_none())
+    }
+
     /// Changes the size: commits this client's writes, cuts replicas when shrinking, then
     /// sends `req` (which carries the size and possibly other attributes) to the master.
     pub async fn resize(

@@ -37,6 +37,7 @@ pub mod client;
 pub mod config;
 pub mod datapath;
 pub mod error;
+pub mod fresh;
 pub mod fs;
 pub mod handles;
 pub mod inode;

@@ -219,6 +219,12 @@ impl MountLocks {
         owners.entry(range.owner).or_default().insert(range.fh);
     }
 
+    /// Whether any owner may hold a lock on `ino` through this mount (if not, `flush` and
+    /// `release` of the file have no lock to drop).
+    pub fn may_hold(&self, ino: u64) -> bool {
+        self.state().owners.contains_key(&ino)
+    }
+
     /// A descriptor of `ino` was closed by a process with lock owner `owner`: its classic
     /// locks on the file go (a no-op without a round trip if it never locked the file).
     pub async fn flush(&self, ino: u64, owner: u64) {

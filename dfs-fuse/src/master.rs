@@ -136,17 +136,20 @@ impl MasterClient {
         Ok(reply.target)
     }
 
-    /// One page of a directory listing: up to `limit` entries after `after`.
+    /// One page of a directory listing: up to `limit` entries after `after`; with `open`
+    /// (the first page) also the directory's attributes, after its relatime atime mark.
     pub async fn read_dir(
         &self,
         ino: u64,
         after: &[u8],
         limit: u32,
+        open: bool,
     ) -> Result<pb::ReadDirReply, FsError> {
         let req = pb::ReadDirRequest {
             ino,
             after: after.to_vec(),
             limit,
+            open,
         };
         answer(self.client().read_dir(req).await)
     }

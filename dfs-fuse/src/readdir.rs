@@ -46,8 +46,10 @@ impl Slot<'_> {
 pub struct DirListing {
     /// The directory's inode.
     pub ino: u64,
-    /// The directory's attributes at `opendir`, reported for `.` and `..`.
+    /// The directory's attributes, reported for `.` and `..`: as the first page brought them.
     pub attr: pb::Attr,
+    /// Whether `attr` came from the master (the first page was fetched).
+    attr_known: bool,
     children: Vec<pb::DirEntry>,
     more: bool,
 }
@@ -61,9 +63,28 @@ impl DirListing {
         DirListing {
             ino: attr.ino,
             attr,
+            attr_known: true,
             children: Vec::new(),
             more: true,
         }
+    }
+
+    /// A listing of directory `ino` opened without asking the master: its attributes come
+    /// with the first page (fetched before even `.` is listed).
+    pub fn unopened(ino: u64) -> DirListing {
+        DirListing {
+            attr_known: false,
+            ..DirListing::new(pb::Attr {
+                ino,
+                kind: pb::FileKind::Directory as i32,
+                ..Default::default()
+            })
+        }
+    }
+
+    /// Whether everything is fetched: every position is answered without the master.
+    pub fn complete(&self) -> bool {
+        !self.more && self.attr_known
     }
 
     /// Forgets every fetched child, so the next pages come fresh from the master.
@@ -77,7 +98,7 @@ impl DirListing {
     ///
     /// [`append`]: DirListing::append
     pub fn needs_page(&self, pos: u64) -> bool {
-        self.more && pos >= DOTS + self.children.len() as u64
+        !self.attr_known || (self.more && pos >= DOTS + self.children.len() as u64)
     }
 
     /// The name the next page starts after (empty for the first page).
@@ -90,6 +111,10 @@ impl DirListing {
 
     /// Adds a page fetched from the master.
     pub fn append(&mut self, page: pb::ReadDirReply) {
+        if let Some(attr) = page.dir_attr {
+            self.attr = attr;
+        }
+        self.attr_known = true;
         // A page that adds nothing while claiming more would loop forever: treat it as the end.
         self.more = page.more && !page.entries.is_empty();
         self.children.extend(page.entries);
@@ -165,6 +190,7 @@ mod tests {
         pb::ReadDirReply {
             entries: names.iter().map(|n| entry(n)).collect(),
             more,
+            dir_attr: None,
         }
     }
 
@@ -215,6 +241,31 @@ mod tests {
         assert_eq!(listing.slot(2), None);
         listing.append(page(&[], true));
         assert!(!listing.needs_page(2));
+    }
+
+    #[test]
+    fn an_unopened_listing_fetches_its_first_page_before_the_dots() {
+        let mut listing = DirListing::unopened(9);
+        assert!(listing.needs_page(0));
+        assert_eq!(listing.last_name(), b"");
+        let attr = pb::Attr {
+            ino: 9,
+            nlink: 3,
+            ..Default::default()
+        };
+        listing.append(pb::ReadDirReply {
+            dir_attr: Some(attr),
+            ..page(&["a"], false)
+        });
+        assert_eq!(listing.attr, attr);
+        assert!(!listing.needs_page(0));
+        assert!(listing.complete());
+        assert_eq!(names_from(&listing, 0), vec![".", "..", "a"]);
+        // A rewind fetches again, keeping the attributes meanwhile.
+        listing.restart();
+        assert!(!listing.complete());
+        assert!(listing.needs_page(2));
+        assert!(!listing.needs_page(1));
     }
 
     #[test]

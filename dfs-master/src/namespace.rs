@@ -322,7 +322,11 @@ impl Namespace {
                 });
             }
         }
-        Ok(pb::ReadDirReply { entries, more })
+        Ok(pb::ReadDirReply {
+            entries,
+            more,
+            dir_attr: None,
+        })
     }
 
     /// Number of inodes in the namespace.

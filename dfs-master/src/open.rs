@@ -1,4 +1,5 @@
-//! The small-file fast path: opening a file and creating one each take one master round trip.
+//! The small-file fast path: opening a file, creating one and listing a directory each take
+//! one master round trip.
 //!
 //! A mount used to open a file with four calls (attributes, chunk map, an atime mark, the
 //! writer lease) and create one with two (the node, the lease). For a tree of small files those
@@ -9,7 +10,8 @@
 //! Both keep the meaning of the separate calls: the lease is granted exactly as
 //! [`Leases::acquire`](crate::leases::Leases::acquire) grants it (`EBUSY` while another holder's
 //! lease is live, `recover` after an expired one), and an open that fails grants nothing and
-//! marks nothing.
+//! marks nothing. [`Master::read_dir`] likewise answers the first page of a listing with the
+//! directory's attributes after its relatime mark (`opendir` costs no call of its own).
 
 use std::time::{Instant, SystemTime};
 
@@ -48,16 +50,10 @@ impl Master {
         let (lease, (attr, marked)) = if !req.lease_holder.is_empty() {
             let (grant, opened) = self.leases().acquire_with(&req.lease_holder, clock, mark)?;
             (Some(self.lease_reply(grant.recover)), opened)
+        } else if req.read {
+            (None, self.mark_access(ino, now)?)
         } else {
-            let attr = self.namespace().getattr(ino)?;
-            if req.read && access_due(&attr, SystemTime::from(now)) {
-                let mut txn = self.namespace().writer.begin();
-                let (_, opened) = mark(&mut txn)?;
-                txn.commit_unsynced()?;
-                (None, opened)
-            } else {
-                (None, (attr, false))
-            }
+            (None, (self.namespace().getattr(ino)?, false))
         };
         let chunk_map = self.get_chunks(ino, 0, 0, clock)?;
         Ok(pb::OpenFileReply {
@@ -66,6 +62,43 @@ impl Master {
             access_marked: marked,
             lease,
         })
+    }
+
+    /// Marks a read access of `ino` at `now` if the relatime rule calls for one (written
+    /// unsynced, like any attribute change); returns its attributes and whether it marked.
+    fn mark_access(&self, ino: u64, now: Timestamp) -> Result<(pb::Attr, bool)> {
+        let attr = self.namespace().getattr(ino)?;
+        if !access_due(&attr, SystemTime::from(now)) {
+            return Ok((attr, false));
+        }
+        let mut txn = self.namespace().writer.begin();
+        let mut inode = require(txn.inode(ino)?)?;
+        if !access_due(&inode.attr, SystemTime::from(now)) {
+            return Ok((inode.attr, false));
+        }
+        inode.attr.atime = Some(now);
+        txn.put_inode(inode.clone());
+        txn.commit_unsynced()?;
+        Ok((inode.attr, true))
+    }
+
+    /// One page of directory `req.ino` as
+    /// [`Namespace::readdir`](crate::namespace::Namespace::readdir) lists it; with `req.open`
+    /// (the first page of a listing) the directory's atime is marked first by the relatime
+    /// rule at `now`, and its attributes come with the page: listing a directory takes one
+    /// master call.
+    pub fn read_dir(&self, req: &pb::ReadDirRequest, now: Timestamp) -> Result<pb::ReadDirReply> {
+        let dir_attr = if req.open {
+            let attr = self.namespace().getattr(req.ino)?;
+            if attr.kind != FileKind::Directory as i32 {
+                return Err(dfs_proto::FsError::NotDir.into());
+            }
+            Some(self.mark_access(req.ino, now)?.0)
+        } else {
+            None
+        };
+        let page = self.namespace().readdir(req.ino, &req.after, req.limit)?;
+        Ok(pb::ReadDirReply { dir_attr, ..page })
     }
 
     /// Creates (or, without `exclusive`, finds) the regular file `req.node` as

@@ -225,7 +225,8 @@ impl master_server::Master for MasterService {
         request: Request<pb::ReadDirRequest>,
     ) -> Result<Response<pb::ReadDirReply>, Status> {
         let req = request.into_inner();
-        self.read(move |m| m.namespace().readdir(req.ino, &req.after, req.limit))
+        let now = time::now();
+        self.write(move |m| m.read_dir(&req, now))
     }
 
     async fn stat_fs(

@@ -6,8 +6,9 @@
 //! would lose updates (two creates reading the same `next_ino`, two renames both checking the
 //! target is free), so they are serialised: [`Writer::begin`] takes a `std::sync::Mutex`
 //! that the [`Txn`] holds until it is committed or dropped. A plain mutex is the right tool:
-//! a mutation is a handful of point reads plus one (possibly synced) batch write, it runs on a
-//! blocking thread (never across an `.await`), and a single ordered writer is also exactly
+//! a mutation is a handful of point reads plus one (possibly synced) batch write, it never
+//! holds the lock across an `.await` (the service runs it inline, see
+//! [`crate::service`]), and a single ordered writer is also exactly
 //! the shape a replicated (Raft) state machine will need. Reads outside a transaction go
 //! straight to the [`Store`] and run concurrently; each batch lands atomically, so a reader
 //! sees a mutation entirely or not at all.

@@ -206,6 +206,7 @@ async fn serves_metadata_and_survives_a_restart() {
             ino: ROOT_INO,
             after: vec![],
             limit: 0,
+            open: false,
         })
         .await
         .unwrap();

@@ -1,43 +1,22 @@
-//! Directory listings of [`Client`]: `opendir`, paged `readdir` and `releasedir`, and the
-//! relatime atime mark of a read access.
-
-use std::time::SystemTime;
+//! Directory listings of [`Client`]: `opendir`, paged `readdir` (the first page marks the
+//! directory's atime on the master) and `releasedir`.
 
 use dfs_proto::FsError;
-use dfs_proto::pb::{self, FileKind};
+use dfs_proto::pb;
 use fuser::FileAttr;
 
 use super::Client;
-use crate::attr::access_due;
 use crate::readdir::{DirListing, PAGE_ENTRIES, Slot};
 
 impl Client {
-    /// Opens a directory listing handle.
-    pub async fn opendir(&self, ino: u64) -> Result<u64, FsError> {
-        let attr = self.master().get_attr(ino).await?;
-        if attr.kind != FileKind::Directory as i32 {
-            return Err(FsError::NotDir);
-        }
-        self.mark_access(&attr).await?;
+    /// Opens a directory listing handle, without a master call: the kernel opens only
+    /// directories, and the first page of the listing brings the directory's attributes and
+    /// marks its atime by the relatime rule (the kernel leaves atime of FUSE inodes to the
+    /// daemon).
+    pub fn opendir(&self, ino: u64) -> u64 {
         let fh = self.next_fh();
-        self.shared.dirs.insert(fh, DirListing::new(attr));
-        Ok(fh)
-    }
-
-    /// Marks a read access of the inode with attributes `attr` (opening a file for reading,
-    /// a directory for listing) when the relatime rule says atime is due; returns whether it
-    /// did. The kernel leaves atime of FUSE inodes to the daemon.
-    async fn mark_access(&self, attr: &pb::Attr) -> Result<bool, FsError> {
-        if !access_due(attr, SystemTime::now()) {
-            return Ok(false);
-        }
-        let req = pb::SetAttrRequest {
-            ino: attr.ino,
-            mark_access: true,
-            ..Default::default()
-        };
-        self.master().set_attr(req).await?;
-        Ok(true)
+        self.shared.dirs.insert(fh, DirListing::unopened(ino));
+        fh
     }
 
     /// Feeds entries from position `offset` of the handle's listing to `add` (cookie, entry,
@@ -61,13 +40,59 @@ impl Client {
         let mut pos = offset;
         loop {
             if listing.needs_page(pos) {
+                let first = listing.last_name().is_empty();
                 let page = self
                     .master()
-                    .read_dir(listing.ino, listing.last_name(), PAGE_ENTRIES)
+                    .read_dir(listing.ino, listing.last_name(), PAGE_ENTRIES, first)
                     .await?;
                 listing.append(page);
             }
-            let Some(slot) = listing.slot(pos) else { break };
+            match self.feed(&listing, pos, &mut add) {
+                Some(next) => pos = next,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Like [`readdir`](Client::readdir) if that needs no waiting: the listing is idle and
+    /// wholly fetched (typically the kernel's last call, which finds the end). `false` means
+    /// nothing was fed: call `readdir`.
+    pub fn readdir_now(
+        &self,
+        fh: u64,
+        offset: u64,
+        mut add: impl FnMut(u64, Slot<'_>, FileAttr) -> bool,
+    ) -> bool {
+        let Some(listing) = self.shared.dirs.get(fh) else {
+            return false;
+        };
+        let Ok(listing) = listing.try_lock() else {
+            return false;
+        };
+        if offset == 0 || !listing.complete() {
+            return false;
+        }
+        let mut pos = offset;
+        while let Some(next) = self.feed(&listing, pos, &mut add) {
+            pos = next;
+        }
+        true
+    }
+
+    /// Feeds the fetched entries from `pos` to `add` until it is full or they end; returns
+    /// the position where a page must be fetched to go on, `None` when done.
+    fn feed(
+        &self,
+        listing: &DirListing,
+        mut pos: u64,
+        add: &mut impl FnMut(u64, Slot<'_>, FileAttr) -> bool,
+    ) -> Option<u64> {
+        loop {
+            if listing.needs_page(pos) {
+                return Some(pos);
+            }
+            let slot = listing.slot(pos)?;
             let attr = match slot {
                 Slot::Child(entry) => {
                     self.present(entry.attr.as_ref().unwrap_or(&pb::Attr::default()))
@@ -75,11 +100,10 @@ impl Client {
                 Slot::Dot | Slot::DotDot => self.present(&listing.attr),
             };
             if add(DirListing::cookie(pos), slot, attr) {
-                break;
+                return None;
             }
             pos += 1;
         }
-        Ok(())
     }
 
     /// Closes a directory listing handle.

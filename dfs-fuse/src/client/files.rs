@@ -2,6 +2,7 @@
 //! and release.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dfs_proto::FsError;
@@ -41,6 +42,12 @@ impl Client {
                 .ok_or_else(|| FsError::Io("master opened a file without attributes".into()))?;
             let chunk_ids = inode.load(reply.chunk_map.unwrap_or_default()).await;
             let unchanged = self.note_version(&attr);
+            if writing {
+                self.shared.fresh.forget(ino);
+            } else if reply.access_marked {
+                // The kernel's copy goes stale (atime); it asks again before reading.
+                self.shared.fresh.put(attr, Instant::now());
+            }
             if !unchanged {
                 // Another mount may have rewritten blocks this mount still caches.
                 self.io()
@@ -200,9 +207,47 @@ impl Client {
             return Ok(());
         };
         if let Some(attr) = inode.flush(self.io()).await? {
+            self.shared.fresh.forget(ino);
             self.note_version(&attr);
         }
         Ok(())
+    }
+
+    /// Flushes `ino` from the calling thread if there is nothing to flush (no write of this
+    /// mount is buffered, in flight or uncommitted, and no earlier failure is owed); `false`
+    /// means: call [`flush`](Client::flush).
+    pub fn flush_now(&self, ino: u64) -> bool {
+        self.shared
+            .inodes
+            .get(ino)
+            .is_none_or(|inode| inode.try_is_flushed() == Some(true))
+    }
+
+    /// Drops one handle of `ino` from the calling thread if that needs no master call: nothing
+    /// to flush, no writer lease to give back, no hidden name to remove. `false` means: call
+    /// [`release`](Client::release).
+    pub fn release_now(&self, ino: u64) -> bool {
+        if !self.flush_now(ino) || self.shared.leases.holds(ino) || self.is_hidden(ino) {
+            return false;
+        }
+        // A writer opening meanwhile registers its handle before taking the lease, so this
+        // is not the last handle then, and the lease stays with the writer's handle.
+        if self.shared.inodes.close(ino) {
+            self.shared.fresh.forget(ino);
+        }
+        true
+    }
+
+    /// The attributes of `ino` if an open fetched them at most `ttl` ago and this mount did
+    /// not change the file since (see [`FreshAttrs`](crate::fresh::FreshAttrs)); `None`
+    /// means: ask the master ([`getattr`](Client::getattr)).
+    pub fn getattr_now(&self, ino: u64, ttl: Duration) -> Option<FileAttr> {
+        if self.shared.leases.holds(ino) {
+            self.shared.fresh.forget(ino);
+            return None;
+        }
+        let attr = self.shared.fresh.take(ino, ttl, Instant::now())?;
+        Some(self.present(&attr))
     }
 
     /// Sends, syncs on every replica, and commits.
@@ -211,6 +256,7 @@ impl Client {
             return Ok(());
         };
         if let Some(attr) = inode.fsync(self.io()).await? {
+            self.shared.fresh.forget(ino);
             self.note_version(&attr);
         }
         Ok(())

@@ -34,6 +34,7 @@ impl Client {
     /// descriptor after `close` returned, so a new open can come first).
     pub(super) async fn close_inode(&self, ino: u64) {
         if self.shared.inodes.close(ino) {
+            self.shared.fresh.forget(ino);
             let inodes = &self.shared.inodes;
             let released = self
                 .shared

@@ -29,6 +29,7 @@ impl Client {
     /// open for writing, otherwise taken for the duration of the change.
     pub async fn setattr(&self, req: pb::SetAttrRequest) -> Result<FileAttr, FsError> {
         let ino = req.ino;
+        self.shared.fresh.forget(ino);
         let Some(size) = req.size else {
             // Writes still buffered here come before this call: committed later, they would
             // overwrite the mtime it sets (tar and rsync set times through the open file
@@ -103,6 +104,8 @@ impl Client {
     /// hidden name instead, removed at its last close (see `Shared::hidden`).
     pub async fn unlink(&self, parent: u64, name: &[u8]) -> Result<(), FsError> {
         check_name(name)?;
+        // The file's link count and ctime change.
+        self.shared.fresh.clear();
         if self.shared.inodes.is_empty() {
             return self.master().unlink(parent, name).await;
         }
@@ -136,6 +139,8 @@ impl Client {
     ) -> Result<(), FsError> {
         check_name(name)?;
         check_name(new_name)?;
+        // The moved file's ctime changes, and a replaced one's link count.
+        self.shared.fresh.clear();
         let req = pb::RenameRequest {
             parent,
             name: name.to_vec(),
@@ -154,6 +159,7 @@ impl Client {
         new_name: &[u8],
     ) -> Result<FileAttr, FsError> {
         check_name(new_name)?;
+        self.shared.fresh.forget(ino);
         Ok(self.present(&self.master().link(ino, new_parent, new_name).await?))
     }
 

@@ -1,6 +1,7 @@
 //! Open files as the kernel sees them: open and create (with the page-cache decision), reads
 //! and writes (answered from the reading thread when they need no waiting), flush and release
-//! (data first, then the file's advisory locks).
+//! (data first, then the file's advisory locks; answered from the reading thread when nothing
+//! is owed, as for a file only read).
 
 use std::sync::OnceLock;
 
@@ -121,6 +122,10 @@ impl DfsFs {
     /// `flush` (at every `close`): commits the file's writes, then drops the classic locks of
     /// the closing process on the file.
     pub(super) fn flush_file(&self, ino: INodeNo, lock_owner: LockOwner, reply: ReplyEmpty) {
+        // Nothing owed (the close of a file only read): answered from this thread.
+        if !self.locks.may_hold(ino.0) && self.client.flush_now(ino.0) {
+            return reply.ok();
+        }
         let locks = self.locks.clone();
         self.reply_empty(reply, |client| async move {
             // Data first: whoever gets the lock next must see what was written under it.
@@ -133,6 +138,10 @@ impl DfsFs {
     /// `release` (the last close of a handle): drops the handle, then its `flock` and OFD
     /// locks.
     pub(super) fn release_file(&self, ino: INodeNo, fh: FileHandle, reply: ReplyEmpty) {
+        // Nothing to flush, no lease or lock to give back: answered from this thread.
+        if !self.locks.may_hold(ino.0) && self.client.release_now(ino.0) {
+            return reply.ok();
+        }
         let locks = self.locks.clone();
         self.reply_empty(reply, |client| async move {
             let released = client.release(ino.0).await;

@@ -20,6 +20,10 @@ impl DfsFs {
 
     /// `getattr`: the attributes of `ino`.
     pub(super) fn get_attr(&self, ino: INodeNo, reply: ReplyAttr) {
+        // Right after an open that marked atime: answered with the attributes it fetched.
+        if let Some(attr) = self.client.getattr_now(ino.0, self.attr_ttl) {
+            return reply.attr(&self.attr_ttl, &attr);
+        }
         self.reply_attr(reply, |client| async move { client.getattr(ino.0).await });
     }
 

@@ -301,3 +301,49 @@ fn without_room_a_create_places_nothing() {
     assert!(reply.first_chunk.is_none());
     assert!(reply.lease.is_some());
 }
+
+#[test]
+fn the_first_page_of_a_listing_marks_the_directory_and_answers_its_attributes() {
+    let fx = Fixture::new();
+    let dir = fx.dir(ROOT_INO, "d");
+    fx.file(dir, "a");
+    let read_dir = |open: bool, now: i64| {
+        fx.master.read_dir(
+            &pb::ReadDirRequest {
+                ino: dir,
+                after: Vec::new(),
+                limit: 0,
+                open,
+            },
+            ts(now),
+        )
+    };
+    // A later page (or an old client) neither marks nor answers attributes.
+    let plain = read_dir(false, 20).unwrap();
+    assert_eq!(plain.dir_attr, None);
+    assert_eq!(plain.entries.len(), 1);
+    // The directory changed at 10 (its entry was made): the first page marks its atime.
+    let first = read_dir(true, 20).unwrap();
+    assert_eq!(first.entries.len(), 1);
+    let attr = first.dir_attr.unwrap();
+    assert_eq!((attr.ino, attr.atime), (dir, Some(ts(20))));
+    assert_eq!(fx.attr(dir).atime, Some(ts(20)));
+    // Newer than mtime and ctime, less than a day old: no mark.
+    assert_eq!(
+        read_dir(true, 30).unwrap().dir_attr.unwrap().atime,
+        Some(ts(20))
+    );
+    assert_eq!(fx.attr(dir).atime, Some(ts(20)));
+    // Listing a file is refused, and marks nothing.
+    let file = fx.file(ROOT_INO, "f");
+    let listed = fx.master.read_dir(
+        &pb::ReadDirRequest {
+            ino: file,
+            open: true,
+            ..Default::default()
+        },
+        ts(40),
+    );
+    assert_eq!(fs_err(listed), FsError::NotDir);
+    assert_eq!(fx.attr(file).atime, Some(ts(10)));
+}
