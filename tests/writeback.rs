@@ -149,10 +149,47 @@ fn a_failed_background_send_is_reported_by_fsync_and_close() {
     assert_eq!(reported.raw_os_error(), Some(libc::ENOSPC), "{reported}");
 }
 
+#[test]
+fn a_write_that_saw_a_failed_send_leaves_it_for_fsync_to_report_too() {
+    let mut cluster = small_chunks();
+    let mount = cluster.mount();
+    let file = fs::File::create(mount.join("seq")).unwrap();
+    cluster.stop_chunkserver(1, libc::SIGKILL);
+    cluster.stop_chunkserver(2, libc::SIGKILL);
+    // Sequential writes go out in the background once a run fills the write buffer; the
+    // first of them to fail makes every later write fail.
+    let data = pseudo_random_bytes(44, 64 << 20);
+    let (file, failed) = within(Duration::from_secs(120), move || {
+        let mut file = file;
+        let failed = data
+            .chunks(1 << 20)
+            .find_map(|piece| file.write_all(piece).err());
+        (file, failed)
+    });
+    let failed = failed.expect("64 MiB written with one live server and no error");
+    assert_eq!(failed.raw_os_error(), Some(libc::ENOSPC), "{failed}");
+    let mut file = file;
+    assert_eq!(
+        file.write(b"more").unwrap_err().raw_os_error(),
+        Some(libc::ENOSPC)
+    );
+    // A write seeing the error does not use it up: the kernel may have turned it into a
+    // short count, so the fsync reports it as well, once.
+    let (file, synced) = within(Duration::from_secs(60), move || {
+        let synced = file.sync_all();
+        (file, synced)
+    });
+    assert_eq!(synced.unwrap_err().raw_os_error(), Some(libc::ENOSPC));
+    file.sync_all().unwrap();
+    close(file).unwrap();
+}
+
 /// Ignored while under investigation: in one of ~20 full runs (a CI rehearsal on a loaded
 /// machine) `close` of the second file returned success although its buffered megabyte was
 /// then dropped with ENOSPC (the daemon log shows the failed send after the close) — a silent
-/// loss. Not reproduced in isolation or under load since. Run with `--ignored`.
+/// loss. Not reproduced in isolation or under load since (50+ runs). One loss path of this
+/// shape is closed (a write used the error up, see the test above); whether it was this one
+/// is not known. Run with `--ignored`.
 #[test]
 #[ignore = "flaky: close once returned Ok before the failed send; see the doc comment"]
 fn a_failed_send_is_reported_by_the_close_of_a_second_file() {

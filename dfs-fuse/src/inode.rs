@@ -28,7 +28,11 @@
 //! it first and is retried (only a recorded chunk can have a failed replica replaced).
 //!
 //! Write errors follow NFS: a failed batch drops every unsent byte (memory stays bounded),
-//! logs, and the error is returned by the next `write`, `flush` or `fsync` of the inode.
+//! logs, and the error is returned by every later `write` until a `flush` or `fsync` of the
+//! inode reports it (once). A `write` alone cannot be trusted to carry it: the kernel splits
+//! a large write(2) into several requests, and when a later one fails it returns the short
+//! count of the earlier ones and drops the errno, so a retrying caller (`write_all`) would
+//! never see it; the close or fsync that follows always does.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -74,7 +78,8 @@ pub struct InodeState {
     pending: BTreeMap<u64, pb::ChunkCommit>,
     /// Chunks written without `sync` since the last `fsync`.
     unsynced: BTreeSet<u64>,
-    /// A failed flush, reported by the next write/flush/fsync.
+    /// A failed send: refused to every write, reported (and cleared) by the next
+    /// flush/fsync.
     write_error: Option<FsError>,
     /// The mount's holder id while it holds the file's writer lease: new chunks are then
     /// allocated, and commits made, under the lease.
@@ -340,7 +345,7 @@ impl InodeState {
         }
     }
 
-    /// Reports a failure to a write/flush/fsync: the remembered error if there is one (it is
+    /// Reports a failure to a flush/fsync: the remembered error if there is one (it is
     /// reported once), else `err`.
     fn report(&mut self, err: FsError) -> FsError {
         self.write_error.take().unwrap_or(err)

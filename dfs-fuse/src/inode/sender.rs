@@ -50,9 +50,8 @@ impl OpenInode {
         data: &[u8],
     ) -> Result<(), FsError> {
         let mut state = self.state.lock().await;
-        if let Some(err) = state.write_error.take() {
-            self.publish(&state);
-            return Err(err);
+        if let Some(err) = &state.write_error {
+            return Err(err.clone());
         }
         let budget = state
             .budget
@@ -62,12 +61,11 @@ impl OpenInode {
             // The mount's budget is spent: this file's bytes go first (freeing what it held),
             // then the write is taken, over the budget if other files still hold it.
             state = self.wait_idle(state).await;
-            let sent = match state.write_error.take() {
-                Some(err) => Err(err),
+            let sent = match &state.write_error {
+                Some(err) => Err(err.clone()),
                 None => state.send_dirty(io, self.ino, false).await,
             };
             if let Err(err) = sent {
-                let err = state.report(err);
                 self.publish(&state);
                 return Err(err);
             }
@@ -98,9 +96,8 @@ impl OpenInode {
         if state.queue.len() >= MAX_QUEUED {
             return None;
         }
-        if let Some(err) = state.write_error.take() {
-            self.publish(&state);
-            return Some(Err(err));
+        if let Some(err) = &state.write_error {
+            return Some(Err(err.clone()));
         }
         let budget = state
             .budget
