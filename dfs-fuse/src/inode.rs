@@ -28,12 +28,23 @@
 //! it first and is retried (only a recorded chunk can have a failed replica replaced).
 //!
 //! Write errors follow NFS: a failed batch drops every unsent byte (memory stays bounded),
-//! logs, and the error is returned by every later `write` until a `flush` or `fsync` of the
-//! inode reports it (once). A `write` alone cannot be trusted to carry it: the kernel splits
-//! a large write(2) into several requests, and when a later one fails it returns the short
-//! count of the earlier ones and drops the errno, so a retrying caller (`write_all`) would
-//! never see it; the close or fsync that follows always does.
-
+//! logs, and the error is owed to the application:
+//! * every `write` is refused with it until a `flush` or `fsync` has reported it. A `write`
+//!   alone cannot be trusted to carry it: the kernel splits a large write(2) into several
+//!   requests, and when a later one fails it returns the short count of the earlier ones and
+//!   drops the errno, so a retrying caller (`write_all`) may never see it;
+//! * every `flush` reports it, until an `fsync` has. A flush is a `close` of *some*
+//!   descriptor of the file, and not always the application's: a process that forks and
+//!   execs closes its inherited copy of every descriptor at the exec, and that close reaches
+//!   the mount as a flush of the same handle. Were the first flush to use the error up, such
+//!   a close would swallow it and the application's own `close` would succeed although
+//!   bytes it wrote were dropped. So a close may report an error more than once, never not
+//!   at all;
+//! * `fsync` reports it and clears it, as Linux reports a writeback error to `fsync` once.
+//!
+//! What reached the replicas before the failure is still committed by the flush or fsync
+//! that reports it. A failed commit is not stored: the data is on the replicas, the call
+//! that committed reports the failure, and the next flush commits again.
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,9 +89,12 @@ pub struct InodeState {
     pending: BTreeMap<u64, pb::ChunkCommit>,
     /// Chunks written without `sync` since the last `fsync`.
     unsynced: BTreeSet<u64>,
-    /// A failed send: refused to every write, reported (and cleared) by the next
-    /// flush/fsync.
+    /// A failed send that dropped bytes: reported by every flush and by the next fsync,
+    /// which clears it (see the module docs).
     write_error: Option<FsError>,
+    /// Whether writes are refused with `write_error`: from the failure until a flush or
+    /// fsync has reported it.
+    refusing_writes: bool,
     /// The mount's holder id while it holds the file's writer lease: new chunks are then
     /// allocated, and commits made, under the lease.
     lease_holder: Option<String>,
@@ -108,6 +122,7 @@ impl InodeState {
             pending: BTreeMap::new(),
             unsynced: BTreeSet::new(),
             write_error: None,
+            refusing_writes: false,
             lease_holder: None,
             commit_mtime: None,
             placement: None,
@@ -282,7 +297,7 @@ impl InodeState {
     }
 
     /// After a failed send: drops every unsent byte, cuts the local size back to what reached
-    /// the replicas, and remembers the error for the next write/flush/fsync.
+    /// the replicas, and remembers the error for later writes, flushes and the next fsync.
     fn fail(&mut self, layout: &ChunkLayout, ino: u64, err: FsError) {
         tracing::error!(ino, error = %err, "write to replicas failed; buffered data dropped");
         let dropped: usize =
@@ -291,6 +306,12 @@ impl InodeState {
         self.release(dropped);
         self.written_end = self.pending_end(layout);
         self.write_error = Some(err);
+        self.refusing_writes = true;
+    }
+
+    /// The error a write is refused with, if any (see the module docs).
+    fn refused_write(&self) -> Option<FsError> {
+        self.write_error.clone().filter(|_| self.refusing_writes)
     }
 
     /// Gives `bytes` this inode held back to the mount's budget.
@@ -339,70 +360,80 @@ impl InodeState {
             Err(err) => {
                 // The data is on the replicas; the commit is retried by the next flush.
                 tracing::error!(ino, error = %err, "commit to master failed");
-                self.write_error = Some(err.clone());
                 Err(err)
             }
         }
     }
 
-    /// Reports a failure to a flush/fsync: the remembered error if there is one (it is
-    /// reported once), else `err`.
-    fn report(&mut self, err: FsError) -> FsError {
-        self.write_error.take().unwrap_or(err)
+    /// Sends everything and commits what reached the replicas; returns the attributes after
+    /// the commit if there was anything to commit. Only failures of this call are returned,
+    /// not an earlier one: [`flush`](InodeState::flush) reports that.
+    async fn send_and_commit(
+        &mut self,
+        io: &DataPath,
+        ino: u64,
+    ) -> Result<Option<pb::Attr>, FsError> {
+        self.send_dirty(io, ino, false).await?;
+        self.commit(io, ino).await
     }
 
-    /// Sends everything and commits it (`flush`, i.e. `close`, and `release`); returns the
-    /// attributes after the commit if there was anything to commit.
+    /// `flush` (every `close`): [`send_and_commit`](InodeState::send_and_commit), then the
+    /// failed send owed to the application, if any (kept for later flushes and fsync).
     async fn flush(&mut self, io: &DataPath, ino: u64) -> Result<Option<pb::Attr>, FsError> {
-        let result = async {
-            if let Some(err) = self.write_error.take() {
-                return Err(err);
-            }
-            self.send_dirty(io, ino, false).await?;
-            self.commit(io, ino).await
+        let committed = self.send_and_commit(io, ino).await;
+        if let Some(err) = &self.write_error {
+            self.refusing_writes = false;
+            return Err(err.clone());
         }
-        .await;
-        result.map_err(|e| self.report(e))
+        committed
     }
 
     /// Like [`flush`](InodeState::flush), but returns only when every replica of every chunk
-    /// written since the last fsync has synced it to disk.
+    /// written since the last fsync has synced it to disk; reports a failed send once.
     async fn fsync(&mut self, io: &DataPath, ino: u64) -> Result<Option<pb::Attr>, FsError> {
-        let result = async {
-            if let Some(err) = self.write_error.take() {
-                return Err(err);
-            }
-            self.send_dirty(io, ino, true).await?;
-            let unsynced: Vec<u64> = self.unsynced.iter().copied().collect();
-            for index in unsynced {
-                if let Some(chunk) = self.chunks.get(&index).cloned() {
-                    // An empty write with `sync` at the end of the data: through the same
-                    // replica-replacing path as data, since a server may have died since.
-                    let span = ChunkSpan {
-                        index,
-                        offset: chunk.length,
-                        len: 0,
-                        buf_offset: 0,
-                    };
-                    let flags = WriteFlags {
-                        sync: true,
-                        truncate: false,
-                    };
-                    let holder = self.lease_holder.as_deref();
-                    let synced = io
-                        .write_span(ino, chunk.clone(), &span, Bytes::new(), flags, holder)
-                        .await?;
-                    if synced != chunk {
-                        // The chain was replaced: commit with the new version.
-                        self.record_write(&io.layout, synced, &span, true);
-                    }
-                }
-                self.unsynced.remove(&index);
-            }
-            self.commit(io, ino).await
+        let synced = self.sync_and_commit(io, ino).await;
+        if let Some(err) = self.write_error.take() {
+            self.refusing_writes = false;
+            return Err(err);
         }
-        .await;
-        result.map_err(|e| self.report(e))
+        synced
+    }
+
+    /// The work of [`fsync`](InodeState::fsync): sends with `sync`, syncs every chunk
+    /// written without it, and commits.
+    async fn sync_and_commit(
+        &mut self,
+        io: &DataPath,
+        ino: u64,
+    ) -> Result<Option<pb::Attr>, FsError> {
+        self.send_dirty(io, ino, true).await?;
+        let unsynced: Vec<u64> = self.unsynced.iter().copied().collect();
+        for index in unsynced {
+            if let Some(chunk) = self.chunks.get(&index).cloned() {
+                // An empty write with `sync` at the end of the data: through the same
+                // replica-replacing path as data, since a server may have died since.
+                let span = ChunkSpan {
+                    index,
+                    offset: chunk.length,
+                    len: 0,
+                    buf_offset: 0,
+                };
+                let flags = WriteFlags {
+                    sync: true,
+                    truncate: false,
+                };
+                let holder = self.lease_holder.as_deref();
+                let synced = io
+                    .write_span(ino, chunk.clone(), &span, Bytes::new(), flags, holder)
+                    .await?;
+                if synced != chunk {
+                    // The chain was replaced: commit with the new version.
+                    self.record_write(&io.layout, synced, &span, true);
+                }
+            }
+            self.unsynced.remove(&index);
+        }
+        self.commit(io, ino).await
     }
 
     /// After the master resized the file: forget chunks and buffered bytes past the new end.
@@ -503,17 +534,18 @@ impl OpenInode {
         result
     }
 
-    /// Like [`flush`](OpenInode::flush), with `mtime` recorded by the commit (if there is
-    /// anything to commit) instead of the current time.
-    pub async fn flush_with_mtime(
+    /// Sends buffered writes and commits them for an attribute change that must come after
+    /// them, with `mtime` (if given) recorded by the commit instead of the current time.
+    /// An earlier failed send is left for `close` and `fsync` to report, not the change.
+    pub async fn send_and_commit(
         &self,
         io: &DataPath,
-        mtime: pb::Timestamp,
+        mtime: Option<pb::Timestamp>,
     ) -> Result<Option<pb::Attr>, FsError> {
         let state = self.state.lock().await;
         let mut state = self.wait_idle(state).await;
-        state.commit_mtime = Some(mtime);
-        let result = state.flush(io, self.ino).await;
+        state.commit_mtime = mtime;
+        let result = state.send_and_commit(io, self.ino).await;
         state.commit_mtime = None;
         self.publish(&state);
         result
@@ -574,7 +606,7 @@ impl OpenInode {
         let state = self.state.lock().await;
         let mut state = self.wait_idle(state).await;
         let result = async {
-            state.flush(io, self.ino).await?;
+            state.send_and_commit(io, self.ino).await?;
             io.truncate_replicas(self.ino, size, state.size()).await?;
             let attr = io.master.set_attr(req).await?;
             state.resized(&io.layout, attr.size);

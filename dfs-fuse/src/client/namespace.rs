@@ -35,13 +35,17 @@ impl Client {
             // overwrite the mtime it sets (tar and rsync set times through the open file
             // before closing it). A change of mtime alone is what the commit records anyway
             // (mtime as given, ctime now): the commit carries it, one round trip instead of two.
-            if let (Some(mtime), Some(inode)) = (only_mtime(&req), self.shared.inodes.get(ino)) {
-                if let Some(attr) = inode.flush_with_mtime(self.io(), mtime).await? {
+            // A write that failed earlier is owed to close and fsync, not to this change.
+            if let Some(inode) = self.shared.inodes.get(ino) {
+                let mtime = only_mtime(&req);
+                if let Some(attr) = inode.send_and_commit(self.io(), mtime).await? {
+                    self.shared.fresh.forget(ino);
                     self.note_version(&attr);
-                    return Ok(self.present(&attr));
+                    if mtime.is_some() {
+                        return Ok(self.present(&attr));
+                    }
                 }
             }
-            self.flush(ino).await?;
             return Ok(self.present(&self.master().set_attr(req).await?));
         };
         let borrowed = !self.shared.leases.holds(ino);

@@ -50,8 +50,8 @@ impl OpenInode {
         data: &[u8],
     ) -> Result<(), FsError> {
         let mut state = self.state.lock().await;
-        if let Some(err) = &state.write_error {
-            return Err(err.clone());
+        if let Some(err) = state.refused_write() {
+            return Err(err);
         }
         let budget = state
             .budget
@@ -61,8 +61,8 @@ impl OpenInode {
             // The mount's budget is spent: this file's bytes go first (freeing what it held),
             // then the write is taken, over the budget if other files still hold it.
             state = self.wait_idle(state).await;
-            let sent = match &state.write_error {
-                Some(err) => Err(err.clone()),
+            let sent = match state.refused_write() {
+                Some(err) => Err(err),
                 None => state.send_dirty(io, self.ino, false).await,
             };
             if let Err(err) = sent {
@@ -74,6 +74,11 @@ impl OpenInode {
         if let Some(send) = absorb(&mut state, &budget, offset, data) {
             while state.queue.len() >= MAX_QUEUED {
                 state = self.wait_for_sender(state).await;
+            }
+            // A send that failed meanwhile dropped this write's bytes with the rest.
+            if let Some(err) = state.refused_write() {
+                self.publish(&state);
+                return Err(err);
             }
             // Taken after the wait: other writes may have changed the set meanwhile.
             self.queue(io, &mut state, send);
@@ -96,8 +101,8 @@ impl OpenInode {
         if state.queue.len() >= MAX_QUEUED {
             return None;
         }
-        if let Some(err) = &state.write_error {
-            return Some(Err(err.clone()));
+        if let Some(err) = state.refused_write() {
+            return Some(Err(err));
         }
         let budget = state
             .budget
