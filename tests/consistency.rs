@@ -56,6 +56,33 @@ fn what_one_mount_closes_or_fsyncs_the_other_sees_whole_at_its_next_open() {
 }
 
 #[test]
+fn a_chunk_map_looked_up_before_another_mounts_rewrite_never_serves_a_later_open() {
+    let cluster = cluster(30_000);
+    let a = cluster.mount();
+    let b = cluster.mount();
+    let (in_a, in_b) = (a.join("f"), b.join("f"));
+    let first = pseudo_random_bytes(3, 5000);
+    fs::write(&in_a, &first).unwrap();
+    // `b` reads the first version (its block cache keeps it), and once its kernel has
+    // forgotten the name (entry TTL 1 s), looks it up without opening it: the lookup brings
+    // the chunk map of the first version along for an open that does not come.
+    assert!(fs::read(&in_b).unwrap() == first);
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(fs::metadata(&in_b).unwrap().len(), 5000);
+    // `a` rewrites it in place, same size, and closes.
+    let second = pseudo_random_bytes(4, 5000);
+    fs::write(&in_a, &second).unwrap();
+    // `b` opens it later (its kernel still knows the name, so no new lookup): the map its
+    // lookup brought is too old to answer the open, which asks the master and reads the
+    // second version.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        fs::read(&in_b).unwrap() == second,
+        "the first version was served"
+    );
+}
+
+#[test]
 fn a_second_writing_mount_gets_ebusy_after_its_wait_until_the_first_closes() {
     let cluster = cluster(60_000);
     let a = cluster.mount();

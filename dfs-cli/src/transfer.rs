@@ -153,7 +153,7 @@ pub async fn get(master: &str, remote: &str, local: &Path) -> Result<String, Err
     let local_io = |e| Error::Local(local.display().to_string(), e);
     let mut out = File::create(local).map_err(local_io)?;
     client
-        .open(attr.ino, libc::O_RDONLY)
+        .open(attr.ino, libc::O_RDONLY, None)
         .await
         .map_err(Error::Master)?;
     let progress = Progress::new(format!("get {remote}"), attr.size);

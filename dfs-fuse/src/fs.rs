@@ -102,8 +102,8 @@ impl Filesystem for DfsFs {
         });
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.look_up(parent, name_of(name), reply);
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.look_up(parent, name_of(name), req.pid(), reply);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -208,8 +208,8 @@ impl Filesystem for DfsFs {
         self.hard_link(ino, newparent, name_of(newname), reply);
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.open_file(ino, flags, reply);
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.open_file(ino, flags, req.pid(), reply);
     }
 
     fn read(

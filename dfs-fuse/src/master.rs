@@ -71,8 +71,26 @@ impl MasterClient {
         let req = pb::LookupRequest {
             parent,
             name: name.to_vec(),
+            open_ahead: false,
         };
         attr_of(answer(self.client().lookup(req).await)?)
+    }
+
+    /// Looks `name` up in `parent` for an open that may follow: a small regular file comes
+    /// with its chunk map (see `LookupRequest.open_ahead`).
+    pub async fn lookup_ahead(
+        &self,
+        parent: u64,
+        name: &[u8],
+    ) -> Result<(pb::Attr, Option<pb::GetChunksReply>), FsError> {
+        let req = pb::LookupRequest {
+            parent,
+            name: name.to_vec(),
+            open_ahead: true,
+        };
+        let mut reply = answer(self.client().lookup(req).await)?;
+        let chunk_map = reply.chunk_map.take();
+        Ok((attr_of(reply)?, chunk_map))
     }
 
     /// Attributes of an inode.

@@ -11,7 +11,9 @@
 //! [`Leases::acquire`](crate::leases::Leases::acquire) grants it (`EBUSY` while another holder's
 //! lease is live, `recover` after an expired one), and an open that fails grants nothing and
 //! marks nothing. [`Master::read_dir`] likewise answers the first page of a listing with the
-//! directory's attributes after its relatime mark (`opendir` costs no call of its own).
+//! directory's attributes after its relatime mark (`opendir` costs no call of its own), and
+//! [`Master::lookup`] may bring a small file's chunk map, so that a read-only open right after
+//! it costs none either.
 
 use std::time::{Instant, SystemTime};
 
@@ -24,6 +26,9 @@ use crate::master::Master;
 use crate::namespace::{invalid, require};
 use crate::store::ChunkRecord;
 use crate::txn::Txn;
+
+/// Files of at most this many chunks come with their chunk map when looked up for an open.
+pub const OPEN_AHEAD_CHUNKS: u64 = 4;
 
 impl Master {
     /// Opens file `req.ino`: its attributes (after an atime mark, if `req.read` and the
@@ -61,6 +66,25 @@ impl Master {
             chunk_map: Some(chunk_map),
             access_marked: marked,
             lease,
+        })
+    }
+
+    /// Looks `req.name` up in `req.parent`; with `req.open_ahead`, a regular file of at most
+    /// [`OPEN_AHEAD_CHUNKS`] chunks comes with its chunk map (replica liveness at `clock`),
+    /// which is all a read-only open with no atime mark due needs. Larger files are left to
+    /// the open: their maps are bigger, and a lookup that is not followed by an open (`stat`)
+    /// would carry them for nothing.
+    pub fn lookup(&self, req: &pb::LookupRequest, clock: Instant) -> Result<pb::AttrReply> {
+        let attr = self.namespace().lookup(req.parent, &req.name)?;
+        let small = attr.size <= OPEN_AHEAD_CHUNKS * self.layout().chunk_size;
+        let chunk_map = if req.open_ahead && attr.kind == FileKind::Regular as i32 && small {
+            Some(self.get_chunks(attr.ino, 0, OPEN_AHEAD_CHUNKS, clock)?)
+        } else {
+            None
+        };
+        Ok(pb::AttrReply {
+            attr: Some(attr),
+            chunk_map,
         })
     }
 

@@ -77,7 +77,10 @@ impl MasterService {
 }
 
 fn attr_reply(attr: pb::Attr) -> pb::AttrReply {
-    pb::AttrReply { attr: Some(attr) }
+    pb::AttrReply {
+        attr: Some(attr),
+        chunk_map: None,
+    }
 }
 
 /// Runs a replication check every `every` until `stop` turns true (see
@@ -127,7 +130,7 @@ impl master_server::Master for MasterService {
         request: Request<pb::LookupRequest>,
     ) -> Result<Response<pb::AttrReply>, Status> {
         let req = request.into_inner();
-        self.read(move |m| m.namespace().lookup(req.parent, &req.name).map(attr_reply))
+        self.read(move |m| m.lookup(&req, Instant::now()))
     }
 
     async fn get_attr(

@@ -106,6 +106,7 @@ async fn serves_metadata_and_survives_a_restart() {
     let lookup = pb::LookupRequest {
         parent: d,
         name: b"missing".to_vec(),
+        ..Default::default()
     };
     let status = c.lookup(lookup).await.unwrap_err();
     assert_eq!(FsError::from_status(&status), FsError::NotFound);
@@ -181,12 +182,18 @@ async fn serves_metadata_and_survives_a_restart() {
     // A restarted master (on another port) knows everything it acknowledged.
     let mut m = start(&config).await;
     let c = &mut m.client;
+    // A lookup for an open brings a small file's chunk map along.
     let lookup = pb::LookupRequest {
         parent: d,
         name: b"file".to_vec(),
+        open_ahead: true,
     };
-    let attr = c.lookup(lookup).await.unwrap().into_inner().attr.unwrap();
+    let reply = c.lookup(lookup).await.unwrap().into_inner();
+    let attr = reply.attr.unwrap();
     assert_eq!((attr.ino, attr.size), (f, 4096));
+    let ahead = reply.chunk_map.expect("a small file's chunk map");
+    assert_eq!(ahead.chunks.len(), 1);
+    assert_eq!(ahead.chunks[0].chunk_id, chunk.chunk_id);
     let chunks = c
         .get_chunks(pb::GetChunksRequest {
             ino: f,

@@ -2,11 +2,12 @@
 //! and release.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use dfs_proto::FsError;
 use dfs_proto::pb::{self, FileKind};
+use dfs_proto::time::access_due;
 use fuser::FileAttr;
 
 use super::namespace::node_request;
@@ -20,8 +21,10 @@ impl Client {
     /// Opens a regular file: takes its writer lease when opened for writing, loads its chunk
     /// map fresh from the master (close-to-open consistency) and truncates it for `O_TRUNC`.
     /// One master call does all that and the relatime atime mark (`OpenFile`), unless the
-    /// previous writer died holding the lease and the file must be recovered first.
-    pub async fn open(&self, ino: u64, flags: i32) -> Result<Opened, FsError> {
+    /// previous writer died holding the lease and the file must be recovered first, or the
+    /// lookup that process `pid` (if known) made of the name just now brought what the open
+    /// needs.
+    pub async fn open(&self, ino: u64, flags: i32, pid: Option<u32>) -> Result<Opened, FsError> {
         let inode = self.shared.inodes.open(ino, self.shared.write_buffer_bytes);
         let result = async {
             let writing = opens_for_writing(flags);
@@ -30,6 +33,8 @@ impl Client {
             let read = opens_for_reading(flags) && !truncating;
             let reply = if writing && !self.shared.leases.holds(ino) {
                 self.open_leased(ino, read).await?
+            } else if let Some(reply) = self.opened_ahead(ino, pid, writing || truncating) {
+                reply
             } else {
                 self.master().open_file(ino, read, None).await?
             };
@@ -74,6 +79,26 @@ impl Client {
                 Err(err)
             }
         }
+    }
+
+    /// The open of `ino` by process `pid` answered from what that process's lookup of the
+    /// name just brought (see [`FreshAttrs`](crate::fresh::FreshAttrs)): a read-only open with
+    /// no relatime mark due, which is all the master's `OpenFile` would have answered. An
+    /// open that marks goes to the master, so atime is never behind there: marking in the
+    /// background was tried and saved nothing, since the mark's round trip then delays the
+    /// next file's lookup.
+    fn opened_ahead(&self, ino: u64, pid: Option<u32>, changes: bool) -> Option<pb::OpenFileReply> {
+        let pid = pid.filter(|_| !changes)?;
+        let (attr, chunk_map) = self.shared.fresh.take_ahead(ino, pid, Instant::now())?;
+        if access_due(&attr, SystemTime::now()) {
+            return None;
+        }
+        Some(pb::OpenFileReply {
+            attr: Some(attr),
+            chunk_map: Some(chunk_map),
+            access_marked: false,
+            lease: None,
+        })
     }
 
     /// for writing takes the file's writer lease in the same master call (`CreateFile`).
@@ -132,7 +157,7 @@ impl Client {
         };
         if attr.size > 0 {
             // An existing file: opened like any other (its lease, if taken, is held now).
-            let opened = self.open(attr.ino, flags).await?;
+            let opened = self.open(attr.ino, flags, None).await?;
             return Ok((self.getattr(attr.ino).await?, opened));
         }
         // A new (or empty) file has no chunks to load.

@@ -1,6 +1,8 @@
 //! Namespace operations of [`Client`]: lookups, attributes, creating, linking, renaming and
 //! removing names, and `statfs`.
 
+use std::time::Instant;
+
 use dfs_proto::FsError;
 use dfs_proto::pb::{self, FileKind};
 use fuser::FileAttr;
@@ -12,10 +14,18 @@ use crate::attr::creation_perm;
 const STATFS_FREE_INODES: u64 = 1 << 32;
 
 impl Client {
-    /// Looks up `name` in directory `parent`.
-    pub async fn lookup(&self, parent: u64, name: &[u8]) -> Result<FileAttr, FsError> {
+    /// Looks up `name` in directory `parent` for process `pid`; a small file's chunk map
+    /// comes along for the open by the same process that usually follows (see
+    /// [`FreshAttrs`](crate::fresh::FreshAttrs)).
+    pub async fn lookup(&self, parent: u64, name: &[u8], pid: u32) -> Result<FileAttr, FsError> {
         check_name(name)?;
-        Ok(self.present(&self.master().lookup(parent, name).await?))
+        let (attr, chunk_map) = self.master().lookup_ahead(parent, name).await?;
+        if let Some(chunk_map) = chunk_map {
+            self.shared
+                .fresh
+                .put_ahead(attr, chunk_map, pid, Instant::now());
+        }
+        Ok(self.present(&attr))
     }
 
     /// Attributes of an inode.

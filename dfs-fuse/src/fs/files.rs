@@ -36,11 +36,12 @@ fn open_flags(opened: Opened) -> FopenFlags {
 }
 
 impl DfsFs {
-    /// `open`: opens `ino`, dropping the kernel's attributes if the file changed meanwhile.
-    pub(super) fn open_file(&self, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    /// `open` by process `pid`: opens `ino`, dropping the kernel's attributes if the file
+    /// changed meanwhile.
+    pub(super) fn open_file(&self, ino: INodeNo, flags: OpenFlags, pid: u32, reply: ReplyOpen) {
         let notifier = self.notifier.clone();
         self.spawn(|client| async move {
-            match client.open(ino.0, flags.0).await {
+            match client.open(ino.0, flags.0, Some(pid)).await {
                 Ok(opened) => {
                     if !opened.keep_cache || opened.attrs_changed {
                         invalidate_attrs(&notifier, ino);

@@ -11,10 +11,10 @@ use crate::attr::wire_time;
 use crate::client::{Caller, STATFS_BLOCK_SIZE};
 
 impl DfsFs {
-    /// `lookup`: the entry `name` of directory `parent`.
-    pub(super) fn look_up(&self, parent: INodeNo, name: Vec<u8>, reply: ReplyEntry) {
+    /// `lookup`: the entry `name` of directory `parent`, for process `pid`.
+    pub(super) fn look_up(&self, parent: INodeNo, name: Vec<u8>, pid: u32, reply: ReplyEntry) {
         self.reply_entry(reply, |client| async move {
-            client.lookup(parent.0, &name).await
+            client.lookup(parent.0, &name, pid).await
         });
     }
 

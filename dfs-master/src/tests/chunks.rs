@@ -287,3 +287,37 @@ fn allocation_through_placement_needs_live_servers() {
     let listed = fx.master.get_chunks(ino, 0, 0, now).unwrap();
     assert_eq!(listed.chunks, vec![info]);
 }
+
+#[test]
+fn a_lookup_for_an_open_brings_a_small_files_chunk_map() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let small = fx.file(ROOT_INO, "small");
+    let chunks = fx.allocate(small, 2);
+    fx.commit_all(small, &chunks, CHUNK + 10);
+    let big = fx.file(ROOT_INO, "big");
+    let big_chunks = fx.allocate(big, 5);
+    fx.commit_all(big, &big_chunks, 4 * CHUNK + 1);
+    fx.dir(ROOT_INO, "d");
+    let lookup = |name: &str, open_ahead: bool| {
+        fx.master.lookup(
+            &pb::LookupRequest {
+                parent: ROOT_INO,
+                name: name.as_bytes().to_vec(),
+                open_ahead,
+            },
+            now,
+        )
+    };
+    let reply = lookup("small", true).unwrap();
+    assert_eq!(reply.attr.unwrap().ino, small);
+    let map = reply.chunk_map.expect("a small file's chunk map");
+    let ids: Vec<u64> = map.chunks.iter().map(|c| c.chunk_id).collect();
+    let expected: Vec<u64> = chunks.iter().map(|c| c.chunk_id).collect();
+    assert_eq!((ids, map.file_size), (expected, CHUNK + 10));
+    // Not asked for, too big for a lookup to carry, or not a file: attributes only.
+    assert!(lookup("small", false).unwrap().chunk_map.is_none());
+    assert!(lookup("big", true).unwrap().chunk_map.is_none());
+    assert!(lookup("d", true).unwrap().chunk_map.is_none());
+    assert_eq!(fs_err(lookup("nope", true)), FsError::NotFound);
+}
