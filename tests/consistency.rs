@@ -55,6 +55,47 @@ fn what_one_mount_closes_or_fsyncs_the_other_sees_whole_at_its_next_open() {
     assert_eq!(fs::read(&in_a).unwrap(), b"from b");
 }
 
+/// After creating and removing names in a directory, a mount answers the `stat` the kernel
+/// makes of the directory from what the changing call answered (no `GetAttr`): it must be
+/// exactly what the master holds, as another mount sees it.
+#[test]
+fn a_directory_changed_on_one_mount_stats_the_same_on_another() {
+    use std::os::unix::fs::MetadataExt;
+    let cluster = cluster(30_000);
+    let a = cluster.mount();
+    let b = cluster.mount();
+    let view = |meta: fs::Metadata| {
+        (
+            meta.nlink(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec(),
+            meta.mode(),
+        )
+    };
+    fs::create_dir(a.join("d")).unwrap();
+    for step in 0..4 {
+        match step {
+            0 => fs::write(a.join("d/f"), b"x").unwrap(),
+            1 => fs::create_dir(a.join("d/sub")).unwrap(),
+            2 => fs::rename(a.join("d/f"), a.join("d/sub/f")).unwrap(),
+            _ => {
+                fs::remove_file(a.join("d/sub/f")).unwrap();
+                fs::remove_dir(a.join("d/sub")).unwrap();
+            }
+        }
+        // `a` has just changed `d`: its kernel asks for `d`'s attributes again. `b` never
+        // looked at `d` within its attribute TTL before this step's stat.
+        let here = view(fs::metadata(a.join("d")).unwrap());
+        std::thread::sleep(Duration::from_millis(1_100));
+        let there = view(fs::metadata(b.join("d")).unwrap());
+        assert_eq!(here, there, "step {step}");
+    }
+    let nlink = fs::metadata(a.join("d")).unwrap().nlink();
+    assert_eq!(nlink, 2, "an empty directory again");
+}
+
 #[test]
 fn a_chunk_map_looked_up_before_another_mounts_rewrite_never_serves_a_later_open() {
     let cluster = cluster(30_000);

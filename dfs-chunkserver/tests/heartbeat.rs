@@ -116,13 +116,13 @@ impl Master for FakeMaster {
     async fn make_node(&self, _: Request<MakeNodeRequest>) -> Result<Response<AttrReply>, Status> {
         unimplemented()
     }
-    async fn unlink(&self, _: Request<RemoveRequest>) -> Result<Response<Empty>, Status> {
+    async fn unlink(&self, _: Request<RemoveRequest>) -> Result<Response<ChangedDirs>, Status> {
         unimplemented()
     }
-    async fn rmdir(&self, _: Request<RemoveRequest>) -> Result<Response<Empty>, Status> {
+    async fn rmdir(&self, _: Request<RemoveRequest>) -> Result<Response<ChangedDirs>, Status> {
         unimplemented()
     }
-    async fn rename(&self, _: Request<RenameRequest>) -> Result<Response<Empty>, Status> {
+    async fn rename(&self, _: Request<RenameRequest>) -> Result<Response<ChangedDirs>, Status> {
         unimplemented()
     }
     async fn link(&self, _: Request<LinkRequest>) -> Result<Response<AttrReply>, Status> {

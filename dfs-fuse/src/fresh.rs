@@ -19,6 +19,13 @@
 //!   within that time while another mount's close lands in between: the open then sees the
 //!   file as of the `stat`, as a reader racing the close could have anyway.
 //!
+//! * **A directory's attributes after a name change.** The kernel drops its copy of a
+//!   directory's attributes whenever a name in it is created or removed, and asks for them
+//!   again before its next permission check there: `rm -rf` and `tar -x` would pay a
+//!   `GetAttr` of the directory per file. The call that changed the name answers them
+//!   (`ChangedDirs`), so that `getattr` is answered from here. Two calls in one directory
+//!   racing on this mount keep the newer answer (by ctime).
+//!
 //! Every entry is used once, and is dropped when this mount changes the file (a write open, a
 //! commit, `setattr`, a name change) or closes its last handle. Another mount's changes
 //! within the TTL go unseen, as with the kernel's cache.
@@ -36,6 +43,9 @@ pub const OPEN_AHEAD_TTL: Duration = Duration::from_millis(10);
 /// Chunk maps kept at most: lookups not followed by an open (`stat`, `ls -l`) leave entries
 /// behind, which are useless after [`OPEN_AHEAD_TTL`] anyway.
 const AHEAD_LIMIT: usize = 1024;
+
+/// Attribute entries kept at most (opens and directory changes whose `getattr` never came).
+const ATTRS_LIMIT: usize = 4096;
 
 /// What a lookup brought for an open: attributes, chunk map, the process that looked the
 /// name up, and when they arrived.
@@ -93,9 +103,20 @@ impl FreshAttrs {
         (fresh && looked_up_by == pid).then_some((attr, chunk_map))
     }
 
-    /// Keeps the attributes an open of `attr.ino` was answered with at `now`.
+    /// Keeps the attributes of `attr.ino` the master answered at `now` (to an open, or to a
+    /// change of a name in that directory), unless newer ones (by ctime) are kept already.
     pub fn put(&self, attr: pb::Attr, now: Instant) {
-        self.entries().attrs.insert(attr.ino, (attr, now));
+        let mut entries = self.entries();
+        if entries.attrs.len() >= ATTRS_LIMIT {
+            entries.attrs.clear();
+        }
+        let ctime = |attr: &pb::Attr| attr.ctime.map(|t| (t.secs, t.nanos));
+        match entries.attrs.get(&attr.ino) {
+            Some((kept, _)) if ctime(kept) > ctime(&attr) => {}
+            _ => {
+                entries.attrs.insert(attr.ino, (attr, now));
+            }
+        }
     }
 
     /// The attributes kept for `ino` if they arrived at most `ttl` before `now`; the entry is
@@ -160,6 +181,43 @@ mod tests {
         assert_eq!(fresh.take(3, ttl, t0), None);
         fresh.clear();
         assert_eq!(fresh.take(5, ttl, t0), None);
+    }
+
+    fn dir_at(ino: u64, secs: i64, nlink: u32) -> pb::Attr {
+        pb::Attr {
+            ino,
+            nlink,
+            ctime: Some(pb::Timestamp { secs, nanos: 0 }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn racing_directory_changes_keep_the_newer_attributes() {
+        let fresh = FreshAttrs::default();
+        let (t0, ttl) = (Instant::now(), Duration::from_secs(1));
+        // The later change's answer arrives first; the earlier one's must not replace it.
+        fresh.put(dir_at(9, 20, 4), t0);
+        fresh.put(dir_at(9, 10, 3), t0);
+        assert_eq!(fresh.take(9, ttl, t0), Some(dir_at(9, 20, 4)));
+        fresh.put(dir_at(9, 10, 3), t0);
+        fresh.put(dir_at(9, 20, 4), t0);
+        assert_eq!(fresh.take(9, ttl, t0), Some(dir_at(9, 20, 4)));
+    }
+
+    #[test]
+    fn attributes_whose_getattr_never_came_are_bounded() {
+        let fresh = FreshAttrs::default();
+        let t0 = Instant::now();
+        for ino in 0..(ATTRS_LIMIT as u64 * 3) {
+            fresh.put(attr(ino), t0);
+        }
+        assert!(fresh.entries().attrs.len() <= ATTRS_LIMIT);
+        let last = ATTRS_LIMIT as u64 * 3 - 1;
+        assert_eq!(
+            fresh.take(last, Duration::from_secs(1), t0),
+            Some(attr(last))
+        );
     }
 
     /// The process of the lookups and opens in these tests.

@@ -106,46 +106,56 @@ impl MasterClient {
     }
 
     /// Creates a node of any kind.
-    pub async fn make_node(&self, req: pb::MakeNodeRequest) -> Result<pb::Attr, FsError> {
-        attr_of(answer(self.client().make_node(req).await)?)
+    /// Creates a node; answers its attributes and the parent's after the change.
+    pub async fn make_node(
+        &self,
+        req: pb::MakeNodeRequest,
+    ) -> Result<(pb::Attr, Vec<pb::Attr>), FsError> {
+        let mut reply = answer(self.client().make_node(req).await)?;
+        let dirs = std::mem::take(&mut reply.changed_dirs);
+        Ok((attr_of(reply)?, dirs))
     }
 
-    /// Removes a non-directory entry.
-    pub async fn unlink(&self, parent: u64, name: &[u8]) -> Result<(), FsError> {
+    /// Removes a non-directory entry; answers the parent's attributes after the change.
+    pub async fn unlink(&self, parent: u64, name: &[u8]) -> Result<Vec<pb::Attr>, FsError> {
         let req = pb::RemoveRequest {
             parent,
             name: name.to_vec(),
         };
-        answer(self.client().unlink(req).await).map(drop)
+        answer(self.client().unlink(req).await).map(|changed| changed.dirs)
     }
 
-    /// Removes an empty directory.
-    pub async fn rmdir(&self, parent: u64, name: &[u8]) -> Result<(), FsError> {
+    /// Removes an empty directory; answers the parent's attributes after the change.
+    pub async fn rmdir(&self, parent: u64, name: &[u8]) -> Result<Vec<pb::Attr>, FsError> {
         let req = pb::RemoveRequest {
             parent,
             name: name.to_vec(),
         };
-        answer(self.client().rmdir(req).await).map(drop)
+        answer(self.client().rmdir(req).await).map(|changed| changed.dirs)
     }
 
-    /// Renames an entry (`flags` as for `renameat2`).
-    pub async fn rename(&self, req: pb::RenameRequest) -> Result<(), FsError> {
-        answer(self.client().rename(req).await).map(drop)
+    /// Renames an entry (`flags` as for `renameat2`); answers the attributes of the one or
+    /// two parents after the change.
+    pub async fn rename(&self, req: pb::RenameRequest) -> Result<Vec<pb::Attr>, FsError> {
+        answer(self.client().rename(req).await).map(|changed| changed.dirs)
     }
 
-    /// Adds a hard link to `ino`.
+    /// Adds a hard link to `ino`; answers its attributes and the new parent's after the
+    /// change.
     pub async fn link(
         &self,
         ino: u64,
         new_parent: u64,
         new_name: &[u8],
-    ) -> Result<pb::Attr, FsError> {
+    ) -> Result<(pb::Attr, Vec<pb::Attr>), FsError> {
         let req = pb::LinkRequest {
             ino,
             new_parent,
             new_name: new_name.to_vec(),
         };
-        attr_of(answer(self.client().link(req).await)?)
+        let mut reply = answer(self.client().link(req).await)?;
+        let dirs = std::mem::take(&mut reply.changed_dirs);
+        Ok((attr_of(reply)?, dirs))
     }
 
     /// The target of a symlink.

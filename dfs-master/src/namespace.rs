@@ -82,6 +82,23 @@ impl Namespace {
         Ok(require(self.writer.store().inode(ino)?)?.attr)
     }
 
+    /// What a call that changed names in `dirs` answers about them: their attributes now
+    /// (each directory once; one gone meanwhile is left out). Read after the change, so never
+    /// older than it.
+    pub fn changed_dirs(&self, dirs: &[u64]) -> Result<pb::ChangedDirs> {
+        let store = self.writer.store();
+        let mut changed = Vec::with_capacity(dirs.len());
+        for (i, &dir) in dirs.iter().enumerate() {
+            if dirs[..i].contains(&dir) {
+                continue;
+            }
+            if let Some(inode) = store.inode(dir)? {
+                changed.push(inode.attr);
+            }
+        }
+        Ok(pb::ChangedDirs { dirs: changed })
+    }
+
     /// Applies a `setattr`: permission bits, owner, group, times and size. A size change of
     /// a regular file also sets mtime (unless given), and shrinking drops the chunks wholly
     /// past the new end (queuing their replicas for deletion) and clamps the new last chunk.

@@ -85,6 +85,7 @@ impl Master {
         Ok(pb::AttrReply {
             attr: Some(attr),
             chunk_map,
+            changed_dirs: Vec::new(),
         })
     }
 
@@ -148,6 +149,7 @@ impl Master {
                 attr: Some(attr),
                 lease: None,
                 first_chunk: None,
+                changed_dirs: self.namespace().changed_dirs(&[node.parent])?.dirs,
             });
         }
         // Placement is chosen before the transaction, which only reserves the chunk id.
@@ -179,6 +181,7 @@ impl Master {
             attr: Some(attr),
             lease: Some(self.lease_reply(grant.recover)),
             first_chunk: placed.map(|chunk| self.chunk_info(0, &chunk, clock)),
+            changed_dirs: self.namespace().changed_dirs(&[node.parent])?.dirs,
         })
     }
 

@@ -79,8 +79,17 @@ impl MasterService {
 fn attr_reply(attr: pb::Attr) -> pb::AttrReply {
     pb::AttrReply {
         attr: Some(attr),
-        chunk_map: None,
+        ..Default::default()
     }
+}
+
+/// The answer of a call that created `attr` in `dir` (or linked it there).
+fn attr_in_dir(m: &Master, attr: pb::Attr, dir: u64) -> Result<pb::AttrReply> {
+    Ok(pb::AttrReply {
+        attr: Some(attr),
+        chunk_map: None,
+        changed_dirs: m.namespace().changed_dirs(&[dir])?.dirs,
+    })
 }
 
 /// Runs a replication check every `every` until `stop` turns true (see
@@ -156,45 +165,48 @@ impl master_server::Master for MasterService {
     ) -> Result<Response<pb::AttrReply>, Status> {
         let req = request.into_inner();
         let now = time::now();
-        self.write(move |m| m.namespace().make_node(&req, now).map(attr_reply))
+        self.write(move |m| {
+            let attr = m.namespace().make_node(&req, now)?;
+            attr_in_dir(m, attr, req.parent)
+        })
     }
 
     async fn unlink(
         &self,
         request: Request<pb::RemoveRequest>,
-    ) -> Result<Response<pb::Empty>, Status> {
+    ) -> Result<Response<pb::ChangedDirs>, Status> {
         let req = request.into_inner();
         let now = time::now();
         self.write(move |m| {
-            m.namespace()
-                .unlink(req.parent, &req.name, now)
-                .map(|()| pb::Empty {})
+            let ns = m.namespace();
+            ns.unlink(req.parent, &req.name, now)?;
+            ns.changed_dirs(&[req.parent])
         })
     }
 
     async fn rmdir(
         &self,
         request: Request<pb::RemoveRequest>,
-    ) -> Result<Response<pb::Empty>, Status> {
+    ) -> Result<Response<pb::ChangedDirs>, Status> {
         let req = request.into_inner();
         let now = time::now();
         self.write(move |m| {
-            m.namespace()
-                .rmdir(req.parent, &req.name, now)
-                .map(|()| pb::Empty {})
+            let ns = m.namespace();
+            ns.rmdir(req.parent, &req.name, now)?;
+            ns.changed_dirs(&[req.parent])
         })
     }
 
     async fn rename(
         &self,
         request: Request<pb::RenameRequest>,
-    ) -> Result<Response<pb::Empty>, Status> {
+    ) -> Result<Response<pb::ChangedDirs>, Status> {
         let r = request.into_inner();
         let now = time::now();
         self.write(move |m| {
             let ns = m.namespace();
-            ns.rename(r.parent, &r.name, r.new_parent, &r.new_name, r.flags, now)
-                .map(|()| pb::Empty {})
+            ns.rename(r.parent, &r.name, r.new_parent, &r.new_name, r.flags, now)?;
+            ns.changed_dirs(&[r.parent, r.new_parent])
         })
     }
 
@@ -205,9 +217,10 @@ impl master_server::Master for MasterService {
         let req = request.into_inner();
         let now = time::now();
         self.write(move |m| {
-            m.namespace()
-                .link(req.ino, req.new_parent, &req.new_name, now)
-                .map(attr_reply)
+            let attr = m
+                .namespace()
+                .link(req.ino, req.new_parent, &req.new_name, now)?;
+            attr_in_dir(m, attr, req.new_parent)
         })
     }
 

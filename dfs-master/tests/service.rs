@@ -240,6 +240,80 @@ impl Drop for ChildGuard {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_that_change_names_answer_the_directories_they_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path().join("data"));
+    config.addr_file = Some(dir.path().join("master.addr"));
+    let mut m = start(&config).await;
+    let c = &mut m.client;
+    // Each answer carries the directory as `GetAttr` would show it right after the call.
+    let getattr = |c: &mut MasterClient<Channel>, ino: u64| {
+        let mut c = c.clone();
+        async move {
+            let req = pb::GetAttrRequest { ino };
+            c.get_attr(req).await.unwrap().into_inner().attr.unwrap()
+        }
+    };
+    let made = c
+        .make_node(mknod(ROOT_INO, "a", FileKind::Directory))
+        .await
+        .unwrap()
+        .into_inner();
+    let a = made.attr.unwrap().ino;
+    let root_now = getattr(c, ROOT_INO).await;
+    assert_eq!(made.changed_dirs, vec![root_now]);
+    assert_eq!(root_now.nlink, 3, "a subdirectory's '..' counts");
+
+    let b = c
+        .make_node(mknod(ROOT_INO, "b", FileKind::Directory))
+        .await
+        .unwrap()
+        .into_inner()
+        .attr
+        .unwrap()
+        .ino;
+    let file = c.make_node(mknod(a, "f", FileKind::Regular)).await.unwrap();
+    assert_eq!(file.into_inner().changed_dirs, vec![getattr(c, a).await]);
+
+    // A rename between two directories answers both, each once; within one, that one.
+    let rename = |from: u64, to: u64| pb::RenameRequest {
+        parent: from,
+        name: b"f".to_vec(),
+        new_parent: to,
+        new_name: b"f".to_vec(),
+        flags: 0,
+    };
+    let moved = c.rename(rename(a, b)).await.unwrap().into_inner();
+    assert_eq!(moved.dirs, vec![getattr(c, a).await, getattr(c, b).await]);
+    let within = pb::RenameRequest {
+        new_name: b"g".to_vec(),
+        ..rename(b, b)
+    };
+    let renamed = c.rename(within).await.unwrap().into_inner();
+    assert_eq!(renamed.dirs, vec![getattr(c, b).await]);
+
+    let link = pb::LinkRequest {
+        ino: getattr(c, ROOT_INO).await.ino,
+        new_parent: a,
+        new_name: b"x".to_vec(),
+    };
+    // (Directories cannot be linked: an error answers nothing.)
+    assert!(c.link(link).await.is_err());
+
+    let remove = |parent: u64, name: &str| pb::RemoveRequest {
+        parent,
+        name: name.into(),
+    };
+    let unlinked = c.unlink(remove(b, "g")).await.unwrap().into_inner();
+    assert_eq!(unlinked.dirs, vec![getattr(c, b).await]);
+    let removed = c.rmdir(remove(ROOT_INO, "a")).await.unwrap().into_inner();
+    let root_now = getattr(c, ROOT_INO).await;
+    assert_eq!(removed.dirs, vec![root_now]);
+    assert_eq!(root_now.nlink, 3);
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_writes_its_address_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let addr_file = dir.path().join("addr");

@@ -128,10 +128,11 @@ impl Client {
         let attr = if writing {
             let (acquired, (attr, first_chunk)) = leases
                 .acquire_with(self.master(), || async {
-                    let reply = self
+                    let mut reply = self
                         .master()
                         .create_file(req.clone(), Some(leases.holder()))
                         .await?;
+                    self.note_changed_dirs(std::mem::take(&mut reply.changed_dirs));
                     let attr = reply.attr.ok_or_else(|| {
                         FsError::Io("master created a file without attributes".into())
                     })?;
@@ -153,7 +154,9 @@ impl Client {
             }
             attr
         } else {
-            self.master().make_node(req).await?
+            let (attr, dirs) = self.master().make_node(req).await?;
+            self.note_changed_dirs(dirs);
+            attr
         };
         if attr.size > 0 {
             // An existing file: opened like any other (its lease, if taken, is held now).

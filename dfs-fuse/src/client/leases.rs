@@ -51,7 +51,7 @@ impl Client {
                 .expect("hidden lock poisoned")
                 .remove(&ino);
             if let Some((parent, name)) = hidden {
-                if let Err(err) = self.master().unlink(parent, &name).await {
+                if let Err(err) = self.master().unlink(parent, &name).await.map(drop) {
                     tracing::warn!(ino, error = %err, "removing an unlinked file at its last close failed");
                 }
             }

@@ -111,7 +111,19 @@ impl Client {
 
     async fn create_node(&self, caller: Caller, node: NewNode<'_>) -> Result<pb::Attr, FsError> {
         check_name(node.name)?;
-        self.master().make_node(node_request(caller, node)).await
+        let (attr, dirs) = self.master().make_node(node_request(caller, node)).await?;
+        self.note_changed_dirs(dirs);
+        Ok(attr)
+    }
+
+    /// Keeps the attributes of directories a call just changed, for the `getattr` the
+    /// kernel sends before its next permission check in them (see
+    /// [`FreshAttrs`](crate::fresh::FreshAttrs)).
+    pub(super) fn note_changed_dirs(&self, dirs: Vec<pb::Attr>) {
+        let now = Instant::now();
+        for dir in dirs {
+            self.shared.fresh.put(dir, now);
+        }
     }
 
     /// Removes a non-directory entry. The last name of a file open on this mount becomes a
@@ -121,7 +133,9 @@ impl Client {
         // The file's link count and ctime change.
         self.shared.fresh.clear();
         if self.shared.inodes.is_empty() {
-            return self.master().unlink(parent, name).await;
+            let dirs = self.master().unlink(parent, name).await?;
+            self.note_changed_dirs(dirs);
+            return Ok(());
         }
         let attr = self.master().lookup(parent, name).await?;
         let open_here = self.shared.inodes.get(attr.ino).is_some();
@@ -133,13 +147,17 @@ impl Client {
             hidden_files.insert(attr.ino, (parent, hidden));
             return Ok(());
         }
-        self.master().unlink(parent, name).await
+        let dirs = self.master().unlink(parent, name).await?;
+        self.note_changed_dirs(dirs);
+        Ok(())
     }
 
     /// Removes an empty directory.
     pub async fn rmdir(&self, parent: u64, name: &[u8]) -> Result<(), FsError> {
         check_name(name)?;
-        self.master().rmdir(parent, name).await
+        let dirs = self.master().rmdir(parent, name).await?;
+        self.note_changed_dirs(dirs);
+        Ok(())
     }
 
     /// Renames an entry; `flags` are `renameat2` flags, passed through.
@@ -162,7 +180,9 @@ impl Client {
             new_name: new_name.to_vec(),
             flags,
         };
-        self.master().rename(req).await
+        let dirs = self.master().rename(req).await?;
+        self.note_changed_dirs(dirs);
+        Ok(())
     }
 
     /// Adds a hard link to `ino` as `new_name` in `new_parent`.
@@ -174,7 +194,9 @@ impl Client {
     ) -> Result<FileAttr, FsError> {
         check_name(new_name)?;
         self.shared.fresh.forget(ino);
-        Ok(self.present(&self.master().link(ino, new_parent, new_name).await?))
+        let (attr, dirs) = self.master().link(ino, new_parent, new_name).await?;
+        self.note_changed_dirs(dirs);
+        Ok(self.present(&attr))
     }
 
     /// Whether the inode exists (permission bits are checked by the kernel, which mounts with
