@@ -131,6 +131,66 @@ fn what_close_and_attribute_changes_acknowledged_survives_a_master_kill() {
     }
 }
 
+/// `tar -x` sets times, owner and mode through the open file before closing it; with writes
+/// buffered the mount keeps those changes for the commit at close. They must show at once on
+/// the writing mount, reach another mount with the bytes (never the new bytes under the old
+/// mode), and survive a master killed right after the close.
+#[test]
+fn attribute_changes_with_writes_buffered_arrive_with_the_bytes() {
+    use std::os::unix::fs::fchown;
+    let mut cluster = cluster();
+    let a = cluster.mount();
+    let b = cluster.mount();
+    let path = a.join("f");
+    let data = pseudo_random_bytes(61, 5000);
+    let mut file = fs::File::create(&path).unwrap();
+    file.write_all(&data).unwrap();
+    let mtime = std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    file.set_modified(mtime).unwrap();
+    fchown(&file, Some(1234), Some(5678)).unwrap();
+    file.set_permissions(fs::Permissions::from_mode(0o640))
+        .unwrap();
+    // This mount shows the changes at once, through the descriptor and by path.
+    for meta in [file.metadata().unwrap(), fs::metadata(&path).unwrap()] {
+        assert_eq!(meta.mode() & 0o7777, 0o640);
+        assert_eq!((meta.uid(), meta.gid()), (1234, 5678));
+        assert_eq!(meta.mtime(), 1_600_000_000);
+        assert_eq!(meta.len(), 5000);
+    }
+    // Still kept past the kernel's attribute TTL (the mount lays them over the master's).
+    std::thread::sleep(Duration::from_millis(1_200));
+    let meta = fs::metadata(&path).unwrap();
+    assert_eq!((meta.mode() & 0o7777, meta.uid()), (0o640, 1234));
+    drop(file);
+    let seen = fs::metadata(b.join("f")).unwrap();
+    assert_eq!(seen.mode() & 0o7777, 0o640);
+    assert_eq!((seen.uid(), seen.gid()), (1234, 5678));
+    assert_eq!((seen.mtime(), seen.len()), (1_600_000_000, 5000));
+    assert!(fs::read(b.join("f")).unwrap() == data);
+
+    // A write after a kept utimens sets mtime again, as on any file.
+    let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+    file.write_all(b"more").unwrap();
+    file.set_modified(mtime).unwrap();
+    file.write_all(b"again").unwrap();
+    drop(file);
+    let seen = fs::metadata(b.join("f")).unwrap();
+    assert!(seen.mtime() > 1_600_000_000, "the last write's mtime");
+    assert_eq!(seen.len(), 5009);
+
+    // Committed with the close: a master killed right after keeps them.
+    cluster.stop_master(libc::SIGKILL);
+    cluster.restart_master();
+    let fresh = cluster.mount();
+    let meta = within(Duration::from_secs(60), {
+        let p = fresh.join("f");
+        move || fs::metadata(p)
+    })
+    .unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o640);
+    assert_eq!((meta.uid(), meta.gid(), meta.len()), (1234, 5678, 5009));
+}
+
 #[test]
 fn a_tree_of_small_files_round_trips() {
     let cluster = cluster();

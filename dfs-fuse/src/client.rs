@@ -224,15 +224,16 @@ impl Client {
         self.shared.next_fh.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The kernel's attributes for `attr`, with the size of this client's uncommitted writes.
+    /// The kernel's attributes for `attr`, with the size of this client's uncommitted writes
+    /// and the attribute changes it keeps for their commit.
     pub fn present(&self, attr: &pb::Attr) -> FileAttr {
-        let mut out = file_attr(attr);
-        if let Some(size) = self
-            .shared
-            .inodes
-            .get(attr.ino)
-            .and_then(|i| i.uncommitted_size())
-        {
+        let inode = self.shared.inodes.get(attr.ino);
+        let mut attr = *attr;
+        if let Some(inode) = &inode {
+            inode.overlay(&mut attr);
+        }
+        let mut out = file_attr(&attr);
+        if let Some(size) = inode.and_then(|i| i.uncommitted_size()) {
             out.size = out.size.max(size);
             out.blocks = out.size.div_ceil(512);
         }

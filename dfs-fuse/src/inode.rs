@@ -59,8 +59,10 @@ use crate::datapath::DataPath;
 use crate::read::{ReadPlan, plan_read};
 use crate::writebuf::{ChunkBatch, DirtyRanges, WriteBudget, chunk_batches};
 
+mod deferred;
 mod sender;
 
+pub use deferred::AttrChanges;
 use sender::Batch;
 pub use sender::MAX_QUEUED;
 
@@ -98,9 +100,11 @@ pub struct InodeState {
     /// The mount's holder id while it holds the file's writer lease: new chunks are then
     /// allocated, and commits made, under the lease.
     lease_holder: Option<String>,
-    /// The mtime the next commit records instead of the current time (a `utimens` that
-    /// arrived with writes pending: the commit sets it, saving a round trip).
-    commit_mtime: Option<pb::Timestamp>,
+    /// The file's attributes as the master last answered them (open, create, commit), and
+    /// when.
+    known_attr: Option<(pb::Attr, std::time::Instant)>,
+    /// Attribute changes kept for the next commit (see [`deferred`]).
+    deferred: Option<AttrChanges>,
     /// Chunk 0 as the master placed it at create (not recorded), until a write takes it.
     placement: Option<pb::ChunkInfo>,
     /// The placed chunk writes went to, until a commit had the master record it.
@@ -124,7 +128,8 @@ impl InodeState {
             write_error: None,
             refusing_writes: false,
             lease_holder: None,
-            commit_mtime: None,
+            known_attr: None,
+            deferred: None,
             placement: None,
             unrecorded: None,
         }
@@ -322,9 +327,10 @@ impl InodeState {
         }
     }
 
-    /// Tells the master the new chunk lengths and file size.
+    /// Tells the master the new chunk lengths and file size, and the attribute changes kept
+    /// meanwhile.
     async fn commit(&mut self, io: &DataPath, ino: u64) -> Result<Option<pb::Attr>, FsError> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.deferred.is_none() {
             self.written_end = 0;
             return Ok(None);
         }
@@ -346,8 +352,9 @@ impl InodeState {
             ino,
             chunks,
             size: self.size(),
-            mtime: Some(self.commit_mtime.unwrap_or_else(dfs_proto::time::now)),
+            mtime: Some(dfs_proto::time::now()),
             lease_holder: self.lease_holder.clone().unwrap_or_default(),
+            attrs: self.deferred.map(|changes| changes.request(ino)),
         };
         match io.master.commit_write(req).await {
             Ok(attr) => {
@@ -355,6 +362,8 @@ impl InodeState {
                 self.pending.clear();
                 self.unrecorded = None;
                 self.written_end = 0;
+                self.deferred = None;
+                self.known_attr = Some((attr, std::time::Instant::now()));
                 Ok(Some(attr))
             }
             Err(err) => {
@@ -472,6 +481,9 @@ pub struct OpenInode {
     /// The local size while there are uncommitted writes, 0 otherwise; readable without
     /// waiting for a flush in progress, so `stat` never stalls behind a slow write.
     uncommitted_size: AtomicU64,
+    /// The attribute changes kept for the next commit, readable the same way (a std mutex:
+    /// held only to copy them in or out).
+    deferred: std::sync::Mutex<Option<AttrChanges>>,
 }
 
 type StateGuard<'a> = tokio::sync::MutexGuard<'a, InodeState>;
@@ -484,6 +496,7 @@ impl OpenInode {
             state: tokio::sync::Mutex::new(InodeState::new(buffer_bytes)),
             progress: tokio::sync::Notify::new(),
             uncommitted_size: AtomicU64::new(0),
+            deferred: std::sync::Mutex::new(None),
         }
     }
 
@@ -494,6 +507,7 @@ impl OpenInode {
             0
         };
         self.uncommitted_size.store(size, Ordering::Release);
+        *self.deferred.lock().expect("kept changes poisoned") = state.deferred;
     }
 
     /// The size to report instead of the master's, if this client has uncommitted writes.
@@ -534,19 +548,13 @@ impl OpenInode {
         result
     }
 
-    /// Sends buffered writes and commits them for an attribute change that must come after
-    /// them, with `mtime` (if given) recorded by the commit instead of the current time.
-    /// An earlier failed send is left for `close` and `fsync` to report, not the change.
-    pub async fn send_and_commit(
-        &self,
-        io: &DataPath,
-        mtime: Option<pb::Timestamp>,
-    ) -> Result<Option<pb::Attr>, FsError> {
+    /// Sends buffered writes and commits them (with the attribute changes kept) for an
+    /// attribute change that must come after them. An earlier failed send is left for
+    /// `close` and `fsync` to report, not the change.
+    pub async fn send_and_commit(&self, io: &DataPath) -> Result<Option<pb::Attr>, FsError> {
         let state = self.state.lock().await;
         let mut state = self.wait_idle(state).await;
-        state.commit_mtime = mtime;
         let result = state.send_and_commit(io, self.ino).await;
-        state.commit_mtime = None;
         self.publish(&state);
         result
     }
@@ -588,11 +596,17 @@ impl OpenInode {
     }
 
     /// Whether a [`flush`](OpenInode::flush) would have nothing to do (no write buffered,
-    /// being sent or uncommitted, no failure to report), known without waiting: `None` while
+    /// being sent or uncommitted, no attribute change kept, no failure to report), known
+    /// without waiting: `None` while
     /// the state is busy.
     pub fn try_is_flushed(&self) -> Option<bool> {
         let state = self.state.try_lock().ok()?;
-        Some(!state.sending && !state.has_uncommitted() && state.write_error.is_none())
+        Some(
+            !state.sending
+                && !state.has_uncommitted()
+                && state.deferred.is_none()
+                && state.write_error.is_none(),
+        )
     }
 
     /// Changes the size: commits this client's writes, cuts replicas when shrinking, then

@@ -380,6 +380,7 @@ pub async fn recover(io: &DataPath, ino: u64, holder: &str) -> Result<(), FsErro
             size: end,
             mtime: None,
             lease_holder: holder.to_string(),
+            attrs: None,
         };
         io.master.commit_write(req).await?;
     }

@@ -21,7 +21,7 @@ use dfs_proto::chunk::ChunkLayout;
 use dfs_proto::pb::{self, Attr, FileKind, Timestamp};
 
 use crate::error::Result;
-use crate::namespace::{invalid, require};
+use crate::namespace::{apply_attr_changes, invalid, require};
 use crate::store::{ChunkRecord, Inode, meta};
 use crate::txn::{Txn, Writer};
 
@@ -155,8 +155,9 @@ impl ChunkMap {
     }
 
     /// Records a completed write to file `ino`: each committed chunk grows to at least the
-    /// committed length, the file to at least `size` bytes; mtime becomes `mtime` (or `now`)
-    /// and ctime `now`. Fails with `ENOENT` for a missing file and `ESTALE` if a chunk no
+    /// committed length, the file to at least `size` bytes; mtime becomes `mtime` (or `now`),
+    /// then the attribute changes `attrs` made while the writes were buffered apply, and
+    /// ctime becomes `now`. Fails with `ENOENT` for a missing file and `ESTALE` if a chunk no
     /// longer exists with that id (or has moved to a newer version); nothing is applied then.
     /// A commit at a newer version than the record's (the rewrite after a replica
     /// replacement) records that version.
@@ -166,8 +167,12 @@ impl ChunkMap {
         commits: &[pb::ChunkCommit],
         size: u64,
         mtime: Option<Timestamp>,
+        attrs: Option<&pb::SetAttrRequest>,
         now: Timestamp,
     ) -> Result<Attr> {
+        if attrs.is_some_and(|a| a.size.is_some() || a.mark_access) {
+            return Err(invalid("a commit carries no size change or access mark"));
+        }
         let mut txn = self.writer.begin();
         let mut inode = regular_file(txn.inode(ino)?)?;
         let mut updated: Vec<(u64, ChunkRecord)> = Vec::with_capacity(commits.len());
@@ -194,6 +199,9 @@ impl ChunkMap {
         }
         inode.attr.size = inode.attr.size.max(size);
         inode.attr.mtime = Some(mtime.unwrap_or(now));
+        if let Some(attrs) = attrs {
+            apply_attr_changes(&mut inode.attr, attrs);
+        }
         inode.attr.ctime = Some(now);
         let attr = inode.attr;
         txn.put_inode(inode);

@@ -299,9 +299,14 @@ impl Master {
         if !req.lease_holder.is_empty() {
             self.leases.generation(req.ino, &req.lease_holder)?;
         }
-        let attr = self
-            .chunk_map
-            .commit_write(req.ino, &req.chunks, req.size, req.mtime, now)?;
+        let attr = self.chunk_map.commit_write(
+            req.ino,
+            &req.chunks,
+            req.size,
+            req.mtime,
+            req.attrs.as_ref(),
+            now,
+        )?;
         for chunk in &req.chunks {
             self.registry
                 .witness()

@@ -46,6 +46,7 @@ impl Client {
                 .attr
                 .ok_or_else(|| FsError::Io("master opened a file without attributes".into()))?;
             let chunk_ids = inode.load(reply.chunk_map.unwrap_or_default()).await;
+            inode.note_attr(attr).await;
             let unchanged = self.note_version(&attr);
             if writing {
                 self.shared.fresh.forget(ino);
@@ -168,6 +169,7 @@ impl Client {
             .shared
             .inodes
             .open(attr.ino, self.shared.write_buffer_bytes);
+        inode.note_attr(attr).await;
         if writing {
             // Chunk 0 as the master placed it: the first flush writes there directly.
             inode
@@ -267,12 +269,17 @@ impl Client {
     }
 
     /// The attributes of `ino` if an open fetched them at most `ttl` ago and this mount did
-    /// not change the file since (see [`FreshAttrs`](crate::fresh::FreshAttrs)); `None`
-    /// means: ask the master ([`getattr`](Client::getattr)).
+    /// not change the file since (see [`FreshAttrs`](crate::fresh::FreshAttrs)), or if this
+    /// mount is writing the file and had its attributes from the master at most `ttl` ago
+    /// (see [`OpenInode::recent_attr`]); `None` means: ask the master
+    /// ([`getattr`](Client::getattr)).
     pub fn getattr_now(&self, ino: u64, ttl: Duration) -> Option<FileAttr> {
         if self.shared.leases.holds(ino) {
             self.shared.fresh.forget(ino);
-            return None;
+            let inode = self.shared.inodes.get(ino)?;
+            return inode
+                .recent_attr(ttl, Instant::now())
+                .map(|attr| self.present(&attr));
         }
         let attr = self.shared.fresh.take(ino, ttl, Instant::now())?;
         Some(self.present(&attr))

@@ -9,6 +9,7 @@ use fuser::FileAttr;
 
 use super::{Caller, Client, NewNode, STATFS_BLOCK_SIZE, StatFs, check_name};
 use crate::attr::creation_perm;
+use crate::inode::AttrChanges;
 
 /// Free inodes reported by `statfs`: the master allocates inode numbers without a fixed table.
 const STATFS_FREE_INODES: u64 = 1 << 32;
@@ -41,20 +42,23 @@ impl Client {
         let ino = req.ino;
         self.shared.fresh.forget(ino);
         let Some(size) = req.size else {
-            // Writes still buffered here come before this call: committed later, they would
-            // overwrite the mtime it sets (tar and rsync set times through the open file
-            // before closing it). A change of mtime alone is what the commit records anyway
-            // (mtime as given, ctime now): the commit carries it, one round trip instead of two.
-            // A write that failed earlier is owed to close and fsync, not to this change.
-            if let Some(inode) = self.shared.inodes.get(ino) {
-                let mtime = only_mtime(&req);
-                if let Some(attr) = inode.send_and_commit(self.io(), mtime).await? {
-                    self.shared.fresh.forget(ino);
-                    self.note_version(&attr);
-                    if mtime.is_some() {
-                        return Ok(self.present(&attr));
-                    }
+            let Some(inode) = self.shared.inodes.get(ino) else {
+                return Ok(self.present(&self.master().set_attr(req).await?));
+            };
+            // A change of mode, owner or times with writes buffered (tar, cp -p and rsync
+            // set them through the open file before closing it) rides on the commit of those
+            // writes (see `inode::deferred`).
+            if let Some(changes) = AttrChanges::of(&req) {
+                if let Some(attr) = inode.defer(changes, dfs_proto::time::now()).await {
+                    return Ok(self.present(&attr));
                 }
+            }
+            // Otherwise writes still buffered come first: committed later, they would
+            // overwrite the mtime this call sets. A write that failed earlier is owed to
+            // close and fsync, not to this change.
+            if let Some(attr) = inode.send_and_commit(self.io()).await? {
+                self.shared.fresh.forget(ino);
+                self.note_version(&attr);
             }
             return Ok(self.present(&self.master().set_attr(req).await?));
         };
@@ -231,15 +235,4 @@ pub(super) fn node_request(caller: Caller, node: NewNode<'_>) -> pb::MakeNodeReq
         symlink_target: node.symlink_target.to_vec(),
         exclusive: node.exclusive,
     }
-}
-
-/// The mtime of a `SetAttr` that changes mtime and nothing else.
-fn only_mtime(req: &pb::SetAttrRequest) -> Option<pb::Timestamp> {
-    let other = req.perm.is_some()
-        || req.uid.is_some()
-        || req.gid.is_some()
-        || req.size.is_some()
-        || req.atime.is_some()
-        || req.mark_access;
-    if other { None } else { req.mtime }
 }

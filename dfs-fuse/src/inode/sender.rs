@@ -205,6 +205,7 @@ fn absorb(
     data: &[u8],
 ) -> Option<Option<u64>> {
     state.held += data.len();
+    state.written();
     let before = state.dirty.bytes();
     let (start, len) = state.dirty.insert(offset, data);
     let unused = data.len() - (state.dirty.bytes() - before);

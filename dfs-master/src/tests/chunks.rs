@@ -37,7 +37,7 @@ impl Fixture {
             .collect();
         self.master
             .chunk_map()
-            .commit_write(ino, &commits, size, None, ts(30))
+            .commit_write(ino, &commits, size, None, None, ts(30))
             .unwrap()
     }
 }
@@ -92,12 +92,20 @@ fn commits_grow_lengths_and_size() {
     let ino = fx.file(ROOT_INO, "f");
     let chunks = fx.allocate(ino, 2);
     let map = fx.master.chunk_map();
+    // A chmod and chown made while the writes were buffered ride on the commit.
+    let changes = pb::SetAttrRequest {
+        perm: Some(0o100640),
+        uid: Some(7),
+        gid: Some(8),
+        ..Default::default()
+    };
     let attr = map
         .commit_write(
             ino,
             &[commit(0, &chunks[0], CHUNK), commit(1, &chunks[1], 10)],
             CHUNK + 10,
             Some(ts(77)),
+            Some(&changes),
             ts(80),
         )
         .unwrap();
@@ -105,9 +113,27 @@ fn commits_grow_lengths_and_size() {
         (attr.size, attr.mtime, attr.ctime),
         (CHUNK + 10, Some(ts(77)), Some(ts(80)))
     );
+    assert_eq!((attr.perm, attr.uid, attr.gid), (0o640, 7, 8));
+    // A carried utimens wins over the commit's own mtime; a size change is no commit's.
+    let utimens = pb::SetAttrRequest {
+        mtime: Some(ts(5)),
+        ..Default::default()
+    };
+    let attr = map
+        .commit_write(ino, &[], 0, Some(ts(78)), Some(&utimens), ts(81))
+        .unwrap();
+    assert_eq!((attr.mtime, attr.ctime), (Some(ts(5)), Some(ts(81))));
+    let resize = pb::SetAttrRequest {
+        size: Some(1),
+        ..Default::default()
+    };
+    assert!(matches!(
+        fs_err(map.commit_write(ino, &[], 0, None, Some(&resize), ts(82))),
+        FsError::Invalid(_)
+    ));
     // A late, shorter commit (an earlier write finishing last) never shrinks anything.
     let attr = map
-        .commit_write(ino, &[commit(1, &chunks[1], 5)], 5, None, ts(90))
+        .commit_write(ino, &[commit(1, &chunks[1], 5)], 5, None, None, ts(90))
         .unwrap();
     assert_eq!((attr.size, attr.mtime), (CHUNK + 10, Some(ts(90))));
     let file = map.chunks(ino, 0, 0).unwrap();
@@ -118,6 +144,7 @@ fn commits_grow_lengths_and_size() {
         ino,
         &[commit(1, &chunks[1], 30), commit(1, &chunks[1], 20)],
         0,
+        None,
         None,
         ts(91),
     )
@@ -137,7 +164,7 @@ fn stale_commits_are_refused_whole() {
         ..commit(0, &chunks[0], 10)
     };
     assert!(matches!(
-        fs_err(map.commit_write(ino, &[wrong_id], 10, None, ts(1))),
+        fs_err(map.commit_write(ino, &[wrong_id], 10, None, None, ts(1))),
         FsError::Stale(_)
     ));
     let old_version = ChunkCommit {
@@ -145,22 +172,29 @@ fn stale_commits_are_refused_whole() {
         ..commit(0, &chunks[0], 10)
     };
     assert!(matches!(
-        fs_err(map.commit_write(ino, &[old_version], 10, None, ts(1))),
+        fs_err(map.commit_write(ino, &[old_version], 10, None, None, ts(1))),
         FsError::Stale(_)
     ));
     let hole = commit(3, &chunks[0], 10);
-    let err = fs_err(map.commit_write(ino, &[commit(0, &chunks[0], 10), hole], 10, None, ts(1)));
+    let err = fs_err(map.commit_write(
+        ino,
+        &[commit(0, &chunks[0], 10), hole],
+        10,
+        None,
+        None,
+        ts(1),
+    ));
     assert!(matches!(err, FsError::Stale(_)));
     // Nothing of a refused commit was applied.
     assert_eq!(fx.attr(ino).size, 0);
     assert_eq!(map.chunk(ino, 0).unwrap().unwrap().length, 0);
     assert_eq!(
-        fs_err(map.commit_write(999, &[], 10, None, ts(1))),
+        fs_err(map.commit_write(999, &[], 10, None, None, ts(1))),
         FsError::NotFound
     );
     let too_long = commit(0, &chunks[0], CHUNK + 1);
     assert!(matches!(
-        fs_err(map.commit_write(ino, &[too_long], 10, None, ts(1))),
+        fs_err(map.commit_write(ino, &[too_long], 10, None, None, ts(1))),
         FsError::Invalid(_)
     ));
 }
@@ -203,11 +237,12 @@ fn truncate_drops_whole_chunks_and_queues_their_replicas() {
 
     // A commit from a writer that still holds a dropped chunk is stale.
     let late = commit(3, &chunks[3], 10);
-    let err = fs_err(
-        fx.master
-            .chunk_map()
-            .commit_write(ino, &[late], 4 * CHUNK, None, ts(60)),
-    );
+    let err =
+        fs_err(
+            fx.master
+                .chunk_map()
+                .commit_write(ino, &[late], 4 * CHUNK, None, None, ts(60)),
+        );
     assert!(matches!(err, FsError::Stale(_)));
 
     // Truncating to a chunk boundary drops the chunk that started there; to 0 drops all.

@@ -132,7 +132,7 @@ fn a_new_holder_raises_chunk_versions_to_what_it_stamped() {
         placed_servers: Vec::new(),
     };
     assert!(matches!(
-        fs_err(chunk_map.commit_write(ino, &[old], 10, None, ts(5))),
+        fs_err(chunk_map.commit_write(ino, &[old], 10, None, None, ts(5))),
         FsError::Stale(_)
     ));
 }

@@ -253,7 +253,7 @@ fn a_placed_chunk_is_recorded_by_the_first_commit_only() {
         fs_err(
             fx.master
                 .chunk_map()
-                .commit_write(other, &stolen.chunks, 10, None, ts(13))
+                .commit_write(other, &stolen.chunks, 10, None, None, ts(13))
         ),
         FsError::Stale(_)
     ));

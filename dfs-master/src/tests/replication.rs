@@ -220,7 +220,7 @@ fn a_replica_missing_from_a_full_report_is_copied_again_and_failed_copies_are_re
         length: 10,
         placed_servers: Vec::new(),
     };
-    map.commit_write(ino, &[commit], 10, None, super::ts(20))
+    map.commit_write(ino, &[commit], 10, None, None, super::ts(20))
         .unwrap();
 
     // `a` reports nothing: the written chunk no longer counts it; the unwritten one does.

@@ -37,7 +37,7 @@ fn reopen_finds_namespace_chunks_servers_and_counters() {
         .collect();
     fx.master
         .chunk_map()
-        .commit_write(f, &commits, CHUNK + 100, None, ts(30))
+        .commit_write(f, &commits, CHUNK + 100, None, None, ts(30))
         .unwrap();
     let doomed = fx.file(ROOT_INO, "doomed");
     let doomed_chunk = fx
