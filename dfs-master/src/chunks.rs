@@ -21,7 +21,7 @@ use dfs_proto::chunk::ChunkLayout;
 use dfs_proto::pb::{self, Attr, FileKind, Timestamp};
 
 use crate::error::Result;
-use crate::namespace::{apply_attr_changes, invalid, require};
+use crate::namespace::{invalid, require};
 use crate::store::{ChunkRecord, Inode, meta};
 use crate::txn::{Txn, Writer};
 
@@ -200,7 +200,7 @@ impl ChunkMap {
         inode.attr.size = inode.attr.size.max(size);
         inode.attr.mtime = Some(mtime.unwrap_or(now));
         if let Some(attrs) = attrs {
-            apply_attr_changes(&mut inode.attr, attrs);
+            attrs.apply_to(&mut inode.attr);
         }
         inode.attr.ctime = Some(now);
         let attr = inode.attr;

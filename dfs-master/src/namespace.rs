@@ -127,7 +127,7 @@ impl Namespace {
             inode.attr.mtime = Some(now);
         }
         let attr = &mut inode.attr;
-        apply_attr_changes(attr, req);
+        req.apply_to(attr);
         attr.ctime = Some(now);
         let attr = *attr;
         txn.put_inode(inode);
@@ -397,27 +397,6 @@ pub(crate) fn entry(txn: &mut Txn<'_>, parent: u64, name: &[u8]) -> Result<Dentr
 
 /// Records a change to the entries of directory `dir`: its link count moves by
 /// `subdir_delta` (subdirectories added or removed) and its mtime and ctime become `now`.
-/// Applies the permission bits, owner, group and times a `setattr` (or a commit carrying
-/// one) gives; the caller sets ctime. The kernel checked the caller may make them
-/// (`default_permissions`) and folded in their side effects (a `chown` clearing setuid).
-pub(crate) fn apply_attr_changes(attr: &mut Attr, req: &pb::SetAttrRequest) {
-    if let Some(perm) = req.perm {
-        attr.perm = perm & 0o7777;
-    }
-    if let Some(uid) = req.uid {
-        attr.uid = uid;
-    }
-    if let Some(gid) = req.gid {
-        attr.gid = gid;
-    }
-    if let Some(atime) = req.atime {
-        attr.atime = Some(atime);
-    }
-    if let Some(mtime) = req.mtime {
-        attr.mtime = Some(mtime);
-    }
-}
-
 pub(crate) fn update_dir(
     txn: &mut Txn<'_>,
     dir: u64,

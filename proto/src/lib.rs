@@ -8,7 +8,9 @@
 //! * [`chunk`] — chunk arithmetic: which chunks and blocks a byte range of a file touches.
 //! * [`time`] — conversions between wire timestamps and `SystemTime`.
 //! * [`process`] — logging setup and the shutdown signal every dfs binary shares.
+//! * [`attrs`] — which fields of a `setattr` change an inode's attributes, and how.
 
+pub mod attrs;
 pub mod chunk;
 pub mod error;
 pub mod process;

@@ -57,23 +57,9 @@ impl AttrChanges {
         }
     }
 
-    /// Lays the changes over `attr` (ctime is the caller's).
+    /// Lays the changes over `attr` as the master will (ctime is the caller's).
     pub fn apply(&self, attr: &mut pb::Attr) {
-        if let Some(perm) = self.perm {
-            attr.perm = perm & 0o7777;
-        }
-        if let Some(uid) = self.uid {
-            attr.uid = uid;
-        }
-        if let Some(gid) = self.gid {
-            attr.gid = gid;
-        }
-        if let Some(atime) = self.atime {
-            attr.atime = Some(atime);
-        }
-        if let Some(mtime) = self.mtime {
-            attr.mtime = Some(mtime);
-        }
+        self.request(attr.ino).apply_to(attr);
     }
 
     /// The changes as the commit carries them.
