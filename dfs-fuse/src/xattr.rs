@@ -3,8 +3,11 @@
 //! The `user.` and `trusted.` namespaces are stored; the kernel has already decided whether
 //! the caller may touch them (`user.` only on regular files and directories, `trusted.` only
 //! with `CAP_SYS_ADMIN`) and checked name and value lengths. `security.` and `system.` are
-//! not stored: setting one fails with `EOPNOTSUPP` and reading one finds nothing without a
-//! round trip, because the kernel asks for `security.capability` before every write to a file.
+//! not stored: setting or reading one fails with `EOPNOTSUPP` without a round trip, because
+//! the kernel asks for `security.capability` before every write to a file. (Not supported
+//! rather than absent: `ls -l`, which asks for `security.selinux` of every file it lists,
+//! stops asking on a filesystem that answers so; POSIX ACLs, `system.posix_acl_*`, the kernel
+//! refuses itself, since the mount does not ask for them.)
 
 use dfs_proto::FsError;
 use dfs_proto::pb::XattrMode;
@@ -59,7 +62,7 @@ impl Client {
     /// The value of attribute `name` of `ino`.
     pub async fn get_xattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>, FsError> {
         if !stored(name) {
-            return Err(FsError::NoData);
+            return Err(FsError::NotSupported);
         }
         self.master().get_xattr(ino, name).await
     }

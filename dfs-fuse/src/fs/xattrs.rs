@@ -45,10 +45,10 @@ impl DfsFs {
     /// `getxattr`: the value of attribute `name` of `ino`, or its size.
     pub(super) fn get_xattr(&self, ino: INodeNo, name: Vec<u8>, size: u32, reply: ReplyXattr) {
         if !xattr::stored(&name) {
-            // `ls -l` asks for `security.selinux` and `system.posix_acl_access` of every
-            // file, and the kernel for `security.capability` before every write: answered
-            // right here, without a hand-off to the runtime.
-            reply.error(Errno::from_i32(libc::ENODATA));
+            // The kernel asks for `security.capability` before every write, and `ls -l` for
+            // `security.selinux` of every file: answered right here, without a hand-off to
+            // the runtime, as not supported (which `ls` remembers for the whole filesystem).
+            reply.error(Errno::from_i32(libc::EOPNOTSUPP));
             return;
         }
         self.spawn(|client| async move {
