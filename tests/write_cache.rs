@@ -1,6 +1,8 @@
-//! Write-through block cache: what a mount writes in full is read back from its block cache,
+//! Write-through block cache: what a mount writes in full, and a block it writes from its
+//! start to the end of the chunk's data (a short block), is read back from its block cache,
 //! and never after it went stale — not after another mount rewrote the file, not after a
-//! truncate and regrowth, not for blocks written only in part.
+//! truncate and regrowth, not for blocks written only in part, not for bytes the chunk gained
+//! after a short block.
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -194,4 +196,47 @@ fn reads_mixing_cached_and_fetched_blocks_return_the_file() {
         let end = (offset as usize + len).min(data.len());
         assert!(got == data[offset as usize..end]);
     }
+}
+
+/// The file's bytes as the daemon serves them now (not the kernel's cached pages).
+fn read_fresh(path: &std::path::Path) -> Vec<u8> {
+    drop_page_cache(path);
+    fs::read(path).unwrap()
+}
+
+/// Size of a checksum block, the unit the block cache keeps.
+const BLOCK: u64 = 64 << 10;
+
+#[test]
+fn a_short_block_never_answers_for_bytes_the_chunk_gained_after_it() {
+    let mut cluster = Cluster::start_default();
+    let mount = cluster.mount();
+    let path = mount.join("f");
+    // A small file: its one block is cached short, ending where the chunk's data did.
+    let head = pseudo_random_bytes(41, 5000);
+    fs::write(&path, &head).unwrap();
+    assert!(read_fresh(&path) == head);
+    // A later open writes the next block from its start (cached short too). Block 0 is not
+    // written, so its short entry stays, but the chunk now goes on past it: bytes 5000..64 KiB
+    // are a hole, and the new bytes follow.
+    let tail = pseudo_random_bytes(42, 3000);
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .write_all_at(&tail, BLOCK)
+        .unwrap();
+    let mut expected = head.clone();
+    expected.resize(BLOCK as usize, 0);
+    expected.extend_from_slice(&tail);
+    assert!(
+        read_fresh(&path) == expected,
+        "the short block ended the read"
+    );
+    // The block fetched for that read replaced the short entry: with every chunkserver dead
+    // the whole file still reads back, from the cache.
+    for i in 0..3 {
+        cluster.stop_chunkserver(i, libc::SIGKILL);
+    }
+    assert!(read_fresh(&path) == expected);
 }

@@ -9,8 +9,17 @@
 //!
 //! The bound is in bytes, not entries: blocks at the end of a chunk can be short.
 //!
-//! Blocks this mount writes in full enter the cache as they reach the replicas (write-through,
-//! see [`write_through`]), so reading back what was just written costs no chunkserver read.
+//! **Short blocks.** An entry shorter than a block holds the block's bytes up to where the
+//! chunk's data ended when it was cached: the tail of a replica, or the one block of a small
+//! file this mount wrote. The chunk can grow past it without the entry being dropped (this
+//! mount writes a later block of the chunk, which does not touch this one), and then the
+//! bytes after the entry are a hole or the new data, not the end of the chunk. So an entry
+//! answers a read only if it holds every byte the read needs from it ([`BlockCache::get`]);
+//! a shorter one is a miss, and the block fetched for it replaces it.
+//!
+//! Blocks this mount writes in full, and a block it writes from its start to the end of the
+//! chunk's data, enter the cache as they reach the replicas (write-through, see
+//! [`write_through`]), so reading back what was just written costs no chunkserver read.
 //!
 //! Fetches are single-flight: a reader that misses blocks another task is already fetching
 //! (typically read-ahead that the kernel's own readahead caught up with) waits for that fetch
@@ -45,7 +54,8 @@ pub struct BlockKey {
 /// a slice): consecutive blocks of one run are joined without copying.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cached {
-    /// The block's bytes (shorter than a block at the end of a replica).
+    /// The block's bytes: shorter than a block when they ended the chunk's data as it was
+    /// cached (see the module docs for when such an entry answers a read).
     pub data: Bytes,
     /// The buffer `data` lies in.
     pub run: Bytes,
@@ -231,9 +241,16 @@ impl BlockCache {
         self.inner.state.lock().expect("block cache poisoned")
     }
 
-    /// The cached block, marked as most recently used.
-    pub fn get(&self, key: &BlockKey) -> Option<Cached> {
-        let found = self.state().blocks.get(key).cloned();
+    /// The cached block if it holds at least the block's first `need` bytes, marked as most
+    /// recently used. A shorter entry is a miss: the chunk's data went on past it since it was
+    /// cached, and the reader needs those bytes.
+    pub fn get(&self, key: &BlockKey, need: usize) -> Option<Cached> {
+        let found = self
+            .state()
+            .blocks
+            .get(key)
+            .filter(|block| block.data.len() >= need)
+            .cloned();
         let counter = if found.is_some() {
             &self.inner.hits
         } else {
@@ -245,7 +262,16 @@ impl BlockCache {
 
     /// Whether the block is cached (without counting or reordering).
     pub fn contains(&self, key: &BlockKey) -> bool {
-        self.state().blocks.contains(key)
+        self.covers(key, 0)
+    }
+
+    /// Whether the block is cached with at least its first `need` bytes, so that
+    /// [`get`](BlockCache::get) would answer (without counting or reordering).
+    pub fn covers(&self, key: &BlockKey, need: usize) -> bool {
+        self.state()
+            .blocks
+            .peek(key)
+            .is_some_and(|block| block.data.len() >= need)
     }
 
     /// The current invalidation epoch: take it before reading blocks from a replica and pass
@@ -364,7 +390,7 @@ mod tests {
         let cache = BlockCache::new(100);
         cache.insert(key(1, 1, 0), block(40), 0);
         cache.insert(key(1, 1, 1), block(40), 0);
-        assert!(cache.get(&key(1, 1, 0)).is_some());
+        assert!(cache.get(&key(1, 1, 0), 40).is_some());
         cache.insert(key(1, 1, 2), block(40), 0);
         // Block 1 was least recently used.
         assert!(!cache.contains(&key(1, 1, 1)));
@@ -383,7 +409,7 @@ mod tests {
     fn versions_are_distinct_and_invalidation_is_per_chunk() {
         let cache = BlockCache::new(1000);
         cache.insert(key(1, 1, 0), block(10), 0);
-        assert!(cache.get(&key(1, 2, 0)).is_none());
+        assert!(cache.get(&key(1, 2, 0), 0).is_none());
         for b in 0..5 {
             cache.insert(key(1, 2, b), block(10), 0);
             cache.insert(key(2, 1, b), block(10), 0);
@@ -422,6 +448,25 @@ mod tests {
         );
         assert!(cache.contains(&key(1, 1, 1)));
         assert!(matches!(cache.claim(&keys), Claim::Fetch(_)));
+    }
+
+    #[test]
+    fn a_short_entry_is_a_miss_for_a_reader_needing_more() {
+        let cache = BlockCache::new(1000);
+        cache.insert(key(1, 1, 0), block(30), 0);
+        assert_eq!(cache.get(&key(1, 1, 0), 30).map(|b| b.data.len()), Some(30));
+        assert!(cache.covers(&key(1, 1, 0), 30));
+        // Short for this reader: a miss, counted as one.
+        assert!(cache.get(&key(1, 1, 0), 31).is_none());
+        assert!(!cache.covers(&key(1, 1, 0), 31));
+        assert_eq!(cache.stats(), CacheStats { hits: 1, misses: 1 });
+        // The block fetched for the miss replaces the short entry.
+        cache.insert(key(1, 1, 0), block(64), cache.epoch());
+        assert_eq!(
+            cache.get(&key(1, 1, 0), 64).map(|b| b.data),
+            Some(block(64))
+        );
+        assert_eq!(cache.bytes(), 64);
     }
 
     #[test]

@@ -121,7 +121,10 @@ mod tests {
         let before = cache.epoch();
         let write = cache.begin_write(1, 0..=1);
         write.finish(vec![(key(1, 2, 0), block(20).into())]);
-        assert_eq!(cache.get(&key(1, 2, 0)).map(|b| b.data), Some(block(20)));
+        assert_eq!(
+            cache.get(&key(1, 2, 0), 20).map(|b| b.data),
+            Some(block(20))
+        );
         // Block 1 was written only in part: dropped, in every version; block 2 untouched.
         assert!(!cache.contains(&key(1, 1, 0)) && !cache.contains(&key(1, 1, 1)));
         assert!(cache.contains(&key(1, 1, 2)));
@@ -156,7 +159,7 @@ mod tests {
         cache
             .begin_write(1, 3..=3)
             .finish(vec![(key(1, 1, 3), block(3).into())]);
-        assert_eq!(cache.get(&key(1, 1, 3)).map(|b| b.data), Some(block(3)));
+        assert_eq!(cache.get(&key(1, 1, 3), 3).map(|b| b.data), Some(block(3)));
         // A write that fails (its guard dropped) leaves its blocks uncached.
         drop(cache.begin_write(1, 2..=3));
         assert!(!cache.contains(&key(1, 1, 2)) && !cache.contains(&key(1, 1, 3)));
