@@ -36,7 +36,8 @@ pub struct DataPath {
     pub cache: BlockCache,
     /// Memory the mount's open files share for write-back.
     pub write_budget: WriteBudget,
-    /// Whether blocks this mount writes in full enter the cache (write-through).
+    /// Whether blocks this mount writes in full (or up to the end of the chunk's data) enter
+    /// the cache (write-through).
     pub cache_writes: bool,
 }
 
@@ -68,8 +69,9 @@ impl DataPath {
     /// holder's version (whose stamped replicas refuse its old version anyway).
     /// Returns the chunk as finally written (the caller commits with its version).
     ///
-    /// The blocks a piece covers in full enter the block cache under that version (unless
-    /// `cache_writes` is off); the cached blocks it changed otherwise are dropped.
+    /// The blocks a piece covers in full, and the block it covers from its start to the end
+    /// of the chunk's data, enter the block cache under that version (unless `cache_writes`
+    /// is off); the cached blocks it changed otherwise are dropped.
     pub async fn write_pieces(
         &self,
         ino: u64,

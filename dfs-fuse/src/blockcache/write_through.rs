@@ -21,9 +21,10 @@ pub(super) struct Writers {
 
 impl BlockCache {
     /// Announces a write of this mount to `blocks` of `chunk_id`. When the write is done,
-    /// [`BlockWrite::finish`] caches the blocks it wrote in full; if it fails (the guard is
-    /// dropped), or another write of this mount to one of the blocks was in flight at the
-    /// same time, the blocks are dropped instead.
+    /// [`BlockWrite::finish`] caches the blocks whose content it determined (in full, or up
+    /// to the end of the chunk's data); if it fails (the guard is dropped), or another write
+    /// of this mount to one of the blocks was in flight at the same time, the blocks are
+    /// dropped instead.
     pub fn begin_write(&self, chunk_id: u64, blocks: RangeInclusive<u64>) -> BlockWrite {
         let mut state = self.state();
         for block in blocks.clone() {
