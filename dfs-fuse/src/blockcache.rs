@@ -9,11 +9,17 @@
 //!
 //! The bound is in bytes, not entries: blocks at the end of a chunk can be short.
 //!
-//! Blocks this mount writes in full enter the cache as they reach the replicas (write-through,
-//! [`BlockCache::begin_write`]), so reading back what was just written costs no chunkserver
-//! read, as the kernel's page cache does for a local file. Two writes of this mount that
-//! overlap in a block while both are in flight may reach the replicas in either order, so
-//! such a block is dropped instead of cached.
+//! **Short blocks.** An entry shorter than a block holds the block's bytes up to where the
+//! chunk's data ended when it was cached: the tail of a replica, or the one block of a small
+//! file this mount wrote. The chunk can grow past it without the entry being dropped (this
+//! mount writes a later block of the chunk, which does not touch this one), and then the
+//! bytes after the entry are a hole or the new data, not the end of the chunk. So an entry
+//! answers a read only if it holds every byte the read needs from it ([`BlockCache::get`]);
+//! a shorter one is a miss, and the block fetched for it replaces it.
+//!
+//! Blocks this mount writes in full, and a block it writes from its start to the end of the
+//! chunk's data, enter the cache as they reach the replicas (write-through, see
+//! [`write_through`]), so reading back what was just written costs no chunkserver read.
 //!
 //! Fetches are single-flight: a reader that misses blocks another task is already fetching
 //! (typically read-ahead that the kernel's own readahead caught up with) waits for that fetch
@@ -27,6 +33,11 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use lru::LruCache;
 use tokio::sync::watch;
+
+mod write_through;
+
+pub use write_through::BlockWrite;
+use write_through::Writers;
 
 /// Which block an entry holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,7 +54,8 @@ pub struct BlockKey {
 /// a slice): consecutive blocks of one run are joined without copying.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cached {
-    /// The block's bytes (shorter than a block at the end of a replica).
+    /// The block's bytes: shorter than a block when they ended the chunk's data as it was
+    /// cached (see the module docs for when such an entry answers a read).
     pub data: Bytes,
     /// The buffer `data` lies in.
     pub run: Bytes,
@@ -145,14 +157,6 @@ struct State {
     epoch: u64,
 }
 
-/// The writes in flight on one block.
-#[derive(Debug, Default)]
-struct Writers {
-    count: u32,
-    /// Two of them overlapped: which one the replicas hold last is unknown.
-    overlapped: bool,
-}
-
 impl State {
     /// Caches a block, evicting the least recently used ones beyond `capacity`.
     fn put(&mut self, key: BlockKey, block: Cached, capacity: usize) {
@@ -237,9 +241,16 @@ impl BlockCache {
         self.inner.state.lock().expect("block cache poisoned")
     }
 
-    /// The cached block, marked as most recently used.
-    pub fn get(&self, key: &BlockKey) -> Option<Cached> {
-        let found = self.state().blocks.get(key).cloned();
+    /// The cached block if it holds at least the block's first `need` bytes, marked as most
+    /// recently used. A shorter entry is a miss: the chunk's data went on past it since it was
+    /// cached, and the reader needs those bytes.
+    pub fn get(&self, key: &BlockKey, need: usize) -> Option<Cached> {
+        let found = self
+            .state()
+            .blocks
+            .get(key)
+            .filter(|block| block.data.len() >= need)
+            .cloned();
         let counter = if found.is_some() {
             &self.inner.hits
         } else {
@@ -251,7 +262,16 @@ impl BlockCache {
 
     /// Whether the block is cached (without counting or reordering).
     pub fn contains(&self, key: &BlockKey) -> bool {
-        self.state().blocks.contains(key)
+        self.covers(key, 0)
+    }
+
+    /// Whether the block is cached with at least its first `need` bytes, so that
+    /// [`get`](BlockCache::get) would answer (without counting or reordering).
+    pub fn covers(&self, key: &BlockKey, need: usize) -> bool {
+        self.state()
+            .blocks
+            .peek(key)
+            .is_some_and(|block| block.data.len() >= need)
     }
 
     /// The current invalidation epoch: take it before reading blocks from a replica and pass
@@ -280,25 +300,6 @@ impl BlockCache {
         let mut state = self.state();
         for &chunk_id in chunk_ids {
             state.drop_blocks(chunk_id, 0..=u64::MAX);
-        }
-    }
-
-    /// Announces a write of this mount to `blocks` of `chunk_id`. When the write is done,
-    /// [`BlockWrite::finish`] caches the blocks it wrote in full; if it fails (the guard is
-    /// dropped), or another write of this mount to one of the blocks was in flight at the
-    /// same time, the blocks are dropped instead.
-    pub fn begin_write(&self, chunk_id: u64, blocks: RangeInclusive<u64>) -> BlockWrite {
-        let mut state = self.state();
-        for block in blocks.clone() {
-            let writers = state.writing.entry((chunk_id, block)).or_default();
-            writers.count += 1;
-            writers.overlapped |= writers.count > 1;
-        }
-        BlockWrite {
-            cache: self.clone(),
-            chunk_id,
-            blocks,
-            done: false,
         }
     }
 
@@ -336,59 +337,6 @@ impl BlockCache {
         CacheStats {
             hits: self.inner.hits.load(Ordering::Relaxed),
             misses: self.inner.misses.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// A write of this mount in flight (see [`BlockCache::begin_write`]).
-#[derive(Debug)]
-pub struct BlockWrite {
-    cache: BlockCache,
-    chunk_id: u64,
-    blocks: RangeInclusive<u64>,
-    done: bool,
-}
-
-impl BlockWrite {
-    /// The write reached every replica: drops the old cached versions of its blocks and
-    /// caches `written`, the blocks whose whole content the write determined (keyed with the
-    /// version written), unless an overlapping write of this mount was in flight meanwhile.
-    pub fn finish(mut self, written: Vec<(BlockKey, Cached)>) {
-        self.end(written);
-    }
-
-    fn end(&mut self, written: Vec<(BlockKey, Cached)>) {
-        self.done = true;
-        let cache = self.cache.clone();
-        let mut state = cache.state();
-        let mut clean = HashSet::new();
-        for block in self.blocks.clone() {
-            let slot = (self.chunk_id, block);
-            let Some(writers) = state.writing.get_mut(&slot) else {
-                continue;
-            };
-            if !writers.overlapped {
-                clean.insert(block);
-            }
-            writers.count -= 1;
-            if writers.count == 0 {
-                state.writing.remove(&slot);
-            }
-        }
-        // Also moves to a new epoch: a fetch in flight may have read the old bytes.
-        state.drop_blocks(self.chunk_id, self.blocks.clone());
-        for (key, block) in written {
-            if key.chunk_id == self.chunk_id && clean.contains(&key.block) {
-                state.put(key, block, cache.inner.capacity);
-            }
-        }
-    }
-}
-
-impl Drop for BlockWrite {
-    fn drop(&mut self) {
-        if !self.done {
-            self.end(Vec::new());
         }
     }
 }
@@ -442,7 +390,7 @@ mod tests {
         let cache = BlockCache::new(100);
         cache.insert(key(1, 1, 0), block(40), 0);
         cache.insert(key(1, 1, 1), block(40), 0);
-        assert!(cache.get(&key(1, 1, 0)).is_some());
+        assert!(cache.get(&key(1, 1, 0), 40).is_some());
         cache.insert(key(1, 1, 2), block(40), 0);
         // Block 1 was least recently used.
         assert!(!cache.contains(&key(1, 1, 1)));
@@ -461,7 +409,7 @@ mod tests {
     fn versions_are_distinct_and_invalidation_is_per_chunk() {
         let cache = BlockCache::new(1000);
         cache.insert(key(1, 1, 0), block(10), 0);
-        assert!(cache.get(&key(1, 2, 0)).is_none());
+        assert!(cache.get(&key(1, 2, 0), 0).is_none());
         for b in 0..5 {
             cache.insert(key(1, 2, b), block(10), 0);
             cache.insert(key(2, 1, b), block(10), 0);
@@ -503,55 +451,22 @@ mod tests {
     }
 
     #[test]
-    fn a_finished_write_caches_its_blocks_and_drops_their_old_versions() {
+    fn a_short_entry_is_a_miss_for_a_reader_needing_more() {
         let cache = BlockCache::new(1000);
-        cache.insert(key(1, 1, 0), block(10), 0);
-        cache.insert(key(1, 1, 1), block(10), 0);
-        cache.insert(key(1, 1, 2), block(10), 0);
-        // A fetch that started before the write ended may have read the old bytes.
-        let before = cache.epoch();
-        let write = cache.begin_write(1, 0..=1);
-        write.finish(vec![(key(1, 2, 0), block(20).into())]);
-        assert_eq!(cache.get(&key(1, 2, 0)).map(|b| b.data), Some(block(20)));
-        // Block 1 was written only in part: dropped, in every version; block 2 untouched.
-        assert!(!cache.contains(&key(1, 1, 0)) && !cache.contains(&key(1, 1, 1)));
-        assert!(cache.contains(&key(1, 1, 2)));
-        assert_eq!(cache.bytes(), 30);
-        cache.insert(key(1, 2, 1), block(10), before);
-        assert!(!cache.contains(&key(1, 2, 1)));
-        // Blocks outside the write's range are never cached by it.
-        cache
-            .begin_write(1, 5..=5)
-            .finish(vec![(key(1, 2, 6), block(10).into())]);
-        assert!(!cache.contains(&key(1, 2, 6)));
-    }
-
-    #[test]
-    fn overlapping_and_failed_writes_cache_nothing() {
-        let cache = BlockCache::new(1000);
-        cache.insert(key(1, 1, 3), block(10), 0);
-        let first = cache.begin_write(1, 0..=3);
-        let second = cache.begin_write(1, 3..=4);
-        // Which of the two the replicas hold last in block 3 is unknown.
-        second.finish(vec![
-            (key(1, 1, 3), block(1).into()),
-            (key(1, 1, 4), block(1).into()),
-        ]);
-        first.finish(vec![
-            (key(1, 1, 2), block(2).into()),
-            (key(1, 1, 3), block(2).into()),
-        ]);
-        assert!(!cache.contains(&key(1, 1, 3)));
-        assert!(cache.contains(&key(1, 1, 2)) && cache.contains(&key(1, 1, 4)));
-        // Once both are done, the next write of the block is cached again.
-        cache
-            .begin_write(1, 3..=3)
-            .finish(vec![(key(1, 1, 3), block(3).into())]);
-        assert_eq!(cache.get(&key(1, 1, 3)).map(|b| b.data), Some(block(3)));
-        // A write that fails (its guard dropped) leaves its blocks uncached.
-        drop(cache.begin_write(1, 2..=3));
-        assert!(!cache.contains(&key(1, 1, 2)) && !cache.contains(&key(1, 1, 3)));
-        assert_eq!(cache.bytes(), 1);
+        cache.insert(key(1, 1, 0), block(30), 0);
+        assert_eq!(cache.get(&key(1, 1, 0), 30).map(|b| b.data.len()), Some(30));
+        assert!(cache.covers(&key(1, 1, 0), 30));
+        // Short for this reader: a miss, counted as one.
+        assert!(cache.get(&key(1, 1, 0), 31).is_none());
+        assert!(!cache.covers(&key(1, 1, 0), 31));
+        assert_eq!(cache.stats(), CacheStats { hits: 1, misses: 1 });
+        // The block fetched for the miss replaces the short entry.
+        cache.insert(key(1, 1, 0), block(64), cache.epoch());
+        assert_eq!(
+            cache.get(&key(1, 1, 0), 64).map(|b| b.data),
+            Some(block(64))
+        );
+        assert_eq!(cache.bytes(), 64);
     }
 
     #[test]

@@ -103,11 +103,12 @@ pub struct Config {
     #[arg(long, env = "DFS_CACHE_BYTES")]
     pub cache_bytes: Option<usize>,
 
-    /// Put the blocks this mount writes in full into the block cache, so reading back what
-    /// was just written costs no chunkserver read (as a local file's page cache does); the
-    /// blocks of a large write share its buffer, small ones are copied. Turn it off for
-    /// write-once workloads (backups, logs) whose writes would push the read working set out
-    /// of the cache.
+    /// Put the blocks this mount writes in full into the block cache, and a block written
+    /// from its start to the end of the chunk's data (the one short block of a small file),
+    /// so reading back what was just written costs no chunkserver read (as a local file's
+    /// page cache does); the blocks of a large write share its buffer, small ones are copied.
+    /// Turn it off for write-once workloads (backups, logs) whose writes would push the read
+    /// working set out of the cache.
     #[arg(long, env = "DFS_CACHE_WRITES", default_value_t = true, action = clap::ArgAction::Set)]
     pub cache_writes: bool,
 
