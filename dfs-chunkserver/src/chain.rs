@@ -12,13 +12,14 @@
 //! write-back sends a chunk's dirty ranges as one stream); each such message is applied to
 //! the local replica as one unit, hashing every touched block once.
 //!
-//! The client sends each byte once; every hop opens its downstream before its own replica,
-//! forwards a data message as soon as it arrives and writes it to disk on a blocking thread
-//! meanwhile, so network and disks overlap (for a small write: the hops create their replica
-//! files at the same time). The
-//! local writer and the downstream each sit behind a small bounded queue: memory per write
-//! is a few messages, and a slow disk or a slow next hop slows the client down (backpressure)
-//! instead of buffering without bound.
+//! The client sends each byte once; every hop opens its downstream before its own replica and
+//! forwards a data message as soon as it arrives, then writes it to its replica: a large
+//! stream on a blocking thread meanwhile, so network and disks overlap; a small one inline on
+//! the task serving it, where its short disk work costs less than the thread hand-offs would
+//! (see `chain::local`). Either way the hops of a small write create their replica files at the
+//! same time. The downstream, and the local writer of a large stream, each sit behind a small
+//! bounded queue: memory per write is a few messages, and a slow disk or a slow next hop
+//! slows the client down (backpressure) instead of buffering without bound.
 //!
 //! A hop replies only when its own write and the downstream's reply both succeeded. Every
 //! wait is bounded: the upstream's silence by the idle timeout, the downstream's connect,
@@ -38,16 +39,21 @@ use bytes::Bytes;
 use dfs_proto::FsError;
 use dfs_proto::pb::write_chunk_request::Msg;
 use dfs_proto::pb::{WriteChunkReply, WriteChunkRequest, WriteHeader, WriteRanges};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::{self, JoinHandle};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
 
+use self::local::{LocalPlan, LocalReplica};
 use crate::error::{Error, Result};
 use crate::net::Peers;
 use crate::store::ChunkStore;
+
+mod local;
+
+pub use self::local::INLINE_WRITE;
 
 /// Data messages queued for the local writer and for the downstream, each. Enough to keep
 /// disk and network busy while the next message arrives; small enough to bound memory.
@@ -119,8 +125,7 @@ impl ChainWriter {
             }
         };
         // The downstream is opened first, so every hop of the chain opens (for a new replica:
-        // creates) its files at the same time instead of one after the other; the local
-        // writer opens on its blocking thread meanwhile and checks the version there.
+        // creates) its files at the same time instead of one after the other.
         let mut downstream = match header.downstream.split_first() {
             Some((next, rest)) => {
                 let forwarded = WriteHeader {
@@ -136,30 +141,36 @@ impl ChainWriter {
             }
             None => None,
         };
-        let (local_tx, local_rx) = mpsc::channel(QUEUE_DEPTH);
-        let (opened_tx, opened) = oneshot::channel();
         let plan = LocalPlan {
             chunk_id: header.chunk_id,
             version: header.version,
             offset: header.offset,
             truncate: header.truncate,
             sync: header.sync,
+            forwarded: downstream.is_some(),
         };
-        let store = self.store.clone();
-        let local = task::spawn_blocking(move || write_locally(&store, plan, opened_tx, local_rx));
+        // Opened here, or (when another operation uses the chunk) on a blocking thread that
+        // checks the version there while the data arrives.
+        let mut local = match LocalReplica::open(&self.store, plan).await {
+            Ok(local) => local,
+            Err(err) => {
+                if let Some(downstream) = downstream.as_mut() {
+                    downstream.abort().await;
+                }
+                return Err(err);
+            }
+        };
 
         if let Err(stop) = self
-            .pump(&mut upstream, &local_tx, downstream.as_mut())
+            .pump(&mut upstream, &mut local, downstream.as_mut())
             .await
         {
             if let Some(downstream) = downstream.as_mut() {
                 downstream.abort().await;
             }
-            // Closing the queue without `End` stops the local writer, which keeps what was
-            // written (with its checksums) but applies no flags.
-            drop(local_tx);
-            let local = local.await?;
-            return Err(match (stop, local) {
+            // The local writer keeps what was written (with its checksums) but applies no
+            // flags.
+            return Err(match (stop, local.abandon().await) {
                 (Stop::Failed(err), _) | (Stop::LocalGone, Err(err)) => err,
                 (Stop::LocalGone, Ok(_)) => FsError::Io("local replica writer quit".into()).into(),
             });
@@ -168,26 +179,21 @@ impl ChainWriter {
         // The flags reach the downstream only once the local replica exists at this version
         // (a stale write fails here, leaving the downstream's replicas without its flags).
         // Normally long done: the open ran while the data arrived.
-        if opened.await.is_err() {
+        if let Err(err) = local.opened().await {
             if let Some(downstream) = downstream.as_mut() {
                 downstream.abort().await;
             }
-            drop(local_tx);
-            return Err(match local.await? {
-                Err(err) => err,
-                Ok(_) => FsError::Io("local replica writer quit".into()).into(),
-            });
+            return Err(err);
         }
-        // A closed queue means the local writer failed; its result says why.
-        let _ = local_tx.send(Piece::End).await;
+        // The downstream's end first: it travels while the local replica commits.
         let remote = async {
             match downstream.as_mut() {
                 Some(downstream) => Some(downstream.finish().await),
                 None => None,
             }
         };
-        let (local, remote) = tokio::join!(local, remote);
-        let length = local??;
+        let (remote, local) = tokio::join!(remote, local.finish());
+        let length = local?;
         let mut replicas_written = 1;
         if let (Some(remote), Some(downstream)) = (remote, downstream.as_ref()) {
             let reply = remote?;
@@ -210,7 +216,7 @@ impl ChainWriter {
     async fn pump<S>(
         &self,
         upstream: &mut S,
-        local: &mpsc::Sender<Piece>,
+        local: &mut LocalReplica,
         mut downstream: Option<&mut Downstream>,
     ) -> Result<(), Stop>
     where
@@ -236,7 +242,7 @@ impl ChainWriter {
             if let Some(downstream) = downstream.as_deref_mut() {
                 downstream.send(piece.clone()).await.map_err(Stop::Failed)?;
             }
-            local.send(piece).await.map_err(|_| Stop::LocalGone)?;
+            local.write(piece).await.map_err(|_| Stop::LocalGone)?;
         }
         Ok(())
     }
@@ -257,65 +263,6 @@ impl ChainWriter {
             Ok(None) => Ok(None),
         }
     }
-}
-
-/// Which replica the local writer writes, and what it does once the data has arrived.
-struct LocalPlan {
-    chunk_id: u64,
-    version: u64,
-    offset: u64,
-    truncate: bool,
-    sync: bool,
-}
-
-/// Opens the local replica (checking the version; `opened` tells the stream it exists),
-/// then writes the pieces to it, on a blocking thread, in order; at `End` applies the flags
-/// and commits. Returns the replica length. One blocking task does it all: a small write
-/// costs one hand-off to the blocking pool per hop, not two.
-fn write_locally(
-    store: &ChunkStore,
-    plan: LocalPlan,
-    opened: oneshot::Sender<()>,
-    mut pieces: mpsc::Receiver<Piece>,
-) -> Result<u64> {
-    let writer = store.open_writer(plan.chunk_id, plan.version)?;
-    let _ = opened.send(());
-    let mut pos = plan.offset;
-    let failure = loop {
-        match pieces.blocking_recv() {
-            Some(Piece::Data(data)) => {
-                if let Err(err) = writer.write(pos, &data) {
-                    break err;
-                }
-                pos += data.len() as u64;
-            }
-            Some(Piece::Ranges(WriteRanges { ranges })) => {
-                let pieces: Vec<(u64, &[u8])> =
-                    ranges.iter().map(|r| (r.offset, &r.data[..])).collect();
-                if let Err(err) = writer.write_ranges(&pieces) {
-                    break err;
-                }
-                if let Some(last) = ranges.last() {
-                    pos = last.offset + last.data.len() as u64;
-                }
-            }
-            Some(Piece::End) => {
-                if plan.truncate {
-                    writer.truncate(pos)?;
-                }
-                return writer.commit(plan.sync);
-            }
-            Some(Piece::Abort) | None => {
-                break FsError::Io("write stream ended before its end".into()).into();
-            }
-        }
-    };
-    // What was written stays on disk; persist the checksums that describe it.
-    if let Err(err) = writer.commit(false) {
-        tracing::warn!(chunk = %format!("{:016x}", writer.chunk_id()), error = %err,
-            "could not persist checksums after a failed write");
-    }
-    Err(failure)
 }
 
 /// The write stream to the next chunkserver of the chain, running in its own task.

@@ -4,7 +4,8 @@
 //!
 //! * [`store`] — replicas on disk: a data file plus a sidecar with the version, the length and
 //!   a CRC32C per block, so a small read verifies one block. [`ChunkStore`] is the one
-//!   handle every other part uses; its operations are blocking and run in `spawn_blocking`.
+//!   handle every other part uses; its operations are blocking and run in `spawn_blocking`,
+//!   except small reads and writes, done inline where the thread hand-offs would cost more.
 //! * [`chain`] — the pipelined chain write: a `WriteChunk` stream is written locally and
 //!   forwarded to the next replica at the same time; the reply waits for the whole chain.
 //! * [`service`] — the `Chunkserver` gRPC service: thin handlers over the two above, and the

@@ -5,11 +5,14 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use dfs_chunkserver::chain::INLINE_WRITE;
 use dfs_chunkserver::{ChainTimeouts, ChunkStore, StoreOptions};
 use dfs_proto::FsError;
 use dfs_proto::pb::chunkserver_client::ChunkserverClient;
 use dfs_proto::pb::write_chunk_request::Msg;
-use dfs_proto::pb::{ReadChunkRequest, WriteChunkReply, WriteChunkRequest, WriteHeader};
+use dfs_proto::pb::{
+    ReadChunkRequest, WriteChunkReply, WriteChunkRequest, WriteHeader, WriteRange, WriteRanges,
+};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -38,11 +41,19 @@ impl TestServer {
     }
 
     async fn start_with(timeouts: ChainTimeouts) -> TestServer {
+        TestServer::start_store(timeouts, None).await
+    }
+
+    /// A server storing at most `capacity` replica bytes.
+    async fn start_limited(capacity: u64) -> TestServer {
+        TestServer::start_store(TIMEOUTS, Some(capacity)).await
+    }
+
+    async fn start_store(timeouts: ChainTimeouts, capacity_limit: Option<u64>) -> TestServer {
         let dir = TempDir::new().unwrap();
         let options = StoreOptions {
-            block_size: BLOCK,
-            chunk_size: CHUNK,
-            capacity_limit: None,
+            capacity_limit,
+            ..store_options()
         };
         let store = ChunkStore::open(dir.path(), options).unwrap();
         // Bound before serving: connections queue in the backlog, so the address is usable
@@ -58,6 +69,14 @@ impl TestServer {
             stop: Some(stop),
             dir,
         }
+    }
+}
+
+fn store_options() -> StoreOptions {
+    StoreOptions {
+        block_size: BLOCK,
+        chunk_size: CHUNK,
+        capacity_limit: None,
     }
 }
 
@@ -95,15 +114,24 @@ async fn write(
     data: &[u8],
     piece: usize,
 ) -> Result<WriteChunkReply, Status> {
-    let mut messages = vec![WriteChunkRequest {
-        msg: Some(Msg::Header(header)),
-    }];
-    messages.extend(data.chunks(piece).map(|c| WriteChunkRequest {
-        msg: Some(Msg::Data(Bytes::copy_from_slice(c))),
-    }));
+    let pieces = data
+        .chunks(piece)
+        .map(|c| Msg::Data(Bytes::copy_from_slice(c)));
+    write_messages(addr, header, pieces.collect()).await
+}
+
+/// Streams `header` and then `messages`.
+async fn write_messages(
+    addr: &str,
+    header: WriteHeader,
+    messages: Vec<Msg>,
+) -> Result<WriteChunkReply, Status> {
+    let messages = std::iter::once(Msg::Header(header))
+        .chain(messages)
+        .map(|msg| WriteChunkRequest { msg: Some(msg) });
     let mut client = client(addr).await;
     client
-        .write_chunk(tokio_stream::iter(messages))
+        .write_chunk(tokio_stream::iter(messages.collect::<Vec<_>>()))
         .await
         .map(tonic::Response::into_inner)
 }
@@ -209,6 +237,122 @@ async fn a_chain_write_reaches_every_replica() {
         got.extend_from_slice(&piece.data);
     }
     assert!(got == expected[1000..71_000]);
+}
+
+/// Checks that every server holds `expected` as chunk `chunk_id`, both as it serves it and as
+/// a store reopened from its files finds it (so the sidecar on disk describes the data).
+async fn assert_replicas(servers: &[&TestServer], chunk_id: u64, expected: &[u8]) {
+    for server in servers {
+        let served = read_all(&server.addr, chunk_id, 1).await.unwrap();
+        assert!(served == expected, "{} serves other bytes", server.addr);
+        let reopened = ChunkStore::open(server.dir.path(), store_options()).unwrap();
+        let on_disk = reopened.read(chunk_id, 1, 0, CHUNK).unwrap();
+        assert!(on_disk == expected, "{} stored other bytes", server.addr);
+    }
+}
+
+/// Small streams are written on the serving task, larger ones move to a blocking thread half
+/// way, and streams with flags finish there: every replica ends up with the same bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_and_crossing_streams_reach_every_replica() {
+    let (a, b, c) = (
+        TestServer::start().await,
+        TestServer::start().await,
+        TestServer::start().await,
+    );
+    // A small file: one piece, new replicas created inline on every hop.
+    let small = pseudo_random(11, 5000);
+    let reply = write(&a.addr, header(0x50, 1, 0, &[&b, &c]), &small, 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!((reply.length, reply.replicas_written), (5000, 3));
+    assert_replicas(&[&a, &b, &c], 0x50, &small).await;
+
+    // Pieces of 20 000 bytes: the first three inline, then the rest on a blocking thread,
+    // which also does the fsync.
+    let crossing = pseudo_random(12, 150_000);
+    const { assert!(3 * 20_000 <= INLINE_WRITE && 4 * 20_000 > INLINE_WRITE) };
+    let mut head = header(0x51, 1, 0, &[&b, &c]);
+    head.sync = true;
+    let reply = write(&a.addr, head, &crossing, 20_000).await.unwrap();
+    assert_eq!(reply.length, crossing.len() as u64);
+    assert_replicas(&[&a, &b, &c], 0x51, &crossing).await;
+
+    // A small overwrite that cuts the replicas where it ends.
+    let patch = pseudo_random(13, 3000);
+    let mut head = header(0x50, 1, 1000, &[&b, &c]);
+    head.truncate = true;
+    let reply = write(&a.addr, head, &patch, 1 << 20).await.unwrap();
+    assert_eq!(reply.length, 4000);
+    let mut expected = small[..1000].to_vec();
+    expected.extend_from_slice(&patch);
+    assert_replicas(&[&a, &b, &c], 0x50, &expected).await;
+
+    // Scattered pieces (a write-back's dirty ranges) leaving a hole of zeros, in one message.
+    let ranges = WriteRanges {
+        ranges: vec![
+            WriteRange {
+                offset: 0,
+                data: Bytes::from_static(b"head"),
+            },
+            WriteRange {
+                offset: 70_000,
+                data: Bytes::from_static(b"tail"),
+            },
+        ],
+    };
+    let reply = write_messages(
+        &a.addr,
+        header(0x52, 1, 0, &[&b, &c]),
+        vec![Msg::Ranges(ranges)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.length, 70_004);
+    let mut expected = vec![0; 70_004];
+    expected[..4].copy_from_slice(b"head");
+    expected[70_000..].copy_from_slice(b"tail");
+    assert_replicas(&[&a, &b, &c], 0x52, &expected).await;
+}
+
+/// The errors of a small write are the same whether it fails on the first hop or further
+/// down: a full disk is ENOSPC, a write past the chunk end is invalid, and what was stored
+/// before stays readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_writes_report_a_full_disk_and_a_chunk_overrun() {
+    let a = TestServer::start().await;
+    let full = TestServer::start_limited(10_000).await;
+    let kept = pseudo_random(14, 8000);
+    write(&full.addr, header(1, 1, 0, &[]), &kept, 1 << 20)
+        .await
+        .unwrap();
+
+    let status = write(&full.addr, header(2, 1, 0, &[]), &[7; 4000], 1 << 20)
+        .await
+        .unwrap_err();
+    assert_eq!(FsError::from_status(&status), FsError::NoSpace);
+    // Through a chain whose second hop is full: ENOSPC, naming that hop.
+    let status = write(&a.addr, header(3, 1, 0, &[&full]), &[7; 4000], 1 << 20)
+        .await
+        .unwrap_err();
+    assert_eq!(FsError::from_status(&status), FsError::NoSpace);
+    assert!(status.message().contains(&full.addr), "{status:?}");
+
+    let status = write(
+        &full.addr,
+        header(1, 1, CHUNK - 10, &[]),
+        &[7; 100],
+        1 << 20,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(FsError::from_status(&status), FsError::Invalid(_)),
+        "{status:?}"
+    );
+    assert_eq!(read_all(&full.addr, 1, 1).await.unwrap(), kept);
+    // The refused write stored nothing (its replica was created, and stays empty).
+    assert_eq!(read_all(&full.addr, 2, 1).await.unwrap(), b"");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,9 @@
 //! ```
 //!
 //! [`ChunkStore`] is a cheap, cloneable handle. Its methods do blocking file I/O: async callers
-//! run them in `spawn_blocking`. Concurrency:
+//! run them in `spawn_blocking`, or inline where the work is short and cannot wait for another
+//! operation (a small read; a small write to a chunk no one else uses, opened with
+//! [`ChunkStore::try_open_writer`]). Concurrency:
 //! * every chunk has one lock (a [`Slot`]), so operations on one chunk never interleave
 //!   while operations on different chunks run in parallel; readers of one chunk share it;
 //! * a slot exists only while someone uses the chunk, and holds the opened replica — a write
@@ -180,38 +182,64 @@ impl ChunkStore {
     /// an older replica takes on `version`.
     pub fn open_writer(&self, chunk_id: u64, version: u64) -> Result<ReplicaWriter> {
         let slot = self.slot(chunk_id);
-        {
-            let mut guard = slot.write();
-            if guard.is_none() {
-                *guard = self.load(chunk_id)?;
+        self.open_locked(chunk_id, version, &mut slot.write())?;
+        Ok(self.writer(slot, version))
+    }
+
+    /// Like [`ChunkStore::open_writer`], for a caller that must not wait for the chunk's lock:
+    /// `None` if someone else is using the chunk right now (a write stream, a read, a copy, a
+    /// delete), whose operation may hold the lock across slow disk I/O such as an fsync. A
+    /// small chain write opens its replica this way on the async task serving it, and goes to
+    /// a blocking thread on `None`.
+    pub fn try_open_writer(&self, chunk_id: u64, version: u64) -> Option<Result<ReplicaWriter>> {
+        let slot = self.slot(chunk_id);
+        if Arc::strong_count(&slot) > 1 {
+            return None;
+        }
+        // Poisoned counts as busy: `open_writer` clears it.
+        let opened = {
+            let mut guard = slot.replica.try_write().ok()?;
+            self.open_locked(chunk_id, version, &mut guard)
+        };
+        Some(opened.map(|()| self.writer(slot, version)))
+    }
+
+    /// The work of [`ChunkStore::open_writer`] with the chunk's lock held: loads or creates the
+    /// replica in `guard` and checks or adopts `version`.
+    fn open_locked(&self, chunk_id: u64, version: u64, guard: &mut Option<Replica>) -> Result<()> {
+        if guard.is_none() {
+            *guard = self.load(chunk_id)?;
+        }
+        match guard.as_mut() {
+            None => {
+                let replica = Replica::create(
+                    chunk_id,
+                    self.paths(chunk_id),
+                    version,
+                    self.inner.options.block_size,
+                )?;
+                self.record(replica.info(), 0)?;
+                *guard = Some(replica);
             }
-            match guard.as_mut() {
-                None => {
-                    let replica = Replica::create(
-                        chunk_id,
-                        self.paths(chunk_id),
-                        version,
-                        self.inner.options.block_size,
-                    )?;
-                    self.record(replica.info(), 0)?;
-                    *guard = Some(replica);
-                }
-                Some(replica) if replica.version() > version => {
-                    return Err(stale(chunk_id, replica.version(), version));
-                }
-                Some(replica) => {
-                    if replica.version() < version {
-                        replica.set_version(version);
-                        self.record(replica.info(), replica.length())?;
-                    }
+            Some(replica) if replica.version() > version => {
+                return Err(stale(chunk_id, replica.version(), version));
+            }
+            Some(replica) => {
+                if replica.version() < version {
+                    replica.set_version(version);
+                    self.record(replica.info(), replica.length())?;
                 }
             }
         }
-        Ok(ReplicaWriter {
+        Ok(())
+    }
+
+    fn writer(&self, slot: Arc<Slot>, version: u64) -> ReplicaWriter {
+        ReplicaWriter {
             store: self.clone(),
             slot,
             version,
-        })
+        }
     }
 
     /// Writes `data` at `offset` of the replica, creating or updating it as
@@ -407,6 +435,13 @@ impl ReplicaWriter {
     /// The chunk being written.
     pub fn chunk_id(&self) -> u64 {
         self.slot.chunk_id
+    }
+
+    /// Whether this writer is the chunk's only user right now. Whoever holds the chunk's lock
+    /// is a user, so the writer's next step then waits for no lock, unless another user joins
+    /// in between and holds it for one of its own steps (see [`ChunkStore::try_open_writer`]).
+    pub fn is_sole_user(&self) -> bool {
+        Arc::strong_count(&self.slot) == 1
     }
 
     /// Writes `data` at `offset`; returns the replica length afterwards.

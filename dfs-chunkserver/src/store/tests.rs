@@ -472,3 +472,27 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[test]
+fn a_writer_that_must_not_wait_opens_only_a_chunk_no_one_else_uses() {
+    let dir = TempDir::new().unwrap();
+    let store = open(&dir);
+    let writer = store.try_open_writer(7, 1).unwrap().unwrap();
+    assert!(writer.is_sole_user());
+    writer.write(0, b"inline").unwrap();
+    // While someone else uses the chunk, its lock may be taken at any time.
+    let other = store.open_writer(7, 1).unwrap();
+    assert!(!writer.is_sole_user());
+    assert!(store.try_open_writer(7, 1).is_none());
+    drop(other);
+    assert!(writer.is_sole_user());
+    assert_eq!(writer.commit(false).unwrap(), 6);
+    drop(writer);
+    // The version is checked as by `open_writer`.
+    store.write(7, 3, 0, b"v3").unwrap();
+    assert!(matches!(
+        fs_error(store.try_open_writer(7, 2).unwrap()),
+        FsError::Stale(_)
+    ));
+    assert_eq!(&open(&dir).read(7, 3, 0, 10).unwrap()[..], b"v3line");
+}
