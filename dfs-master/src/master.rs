@@ -71,6 +71,8 @@ impl Master {
             copy_timeout: config.registry_timeouts().dead.max(Duration::from_secs(60)),
             balance_spread: (config.balance_spread_percent > 0)
                 .then(|| f64::from(config.balance_spread_percent) / 100.0),
+            // A heartbeat older than this marks its server stale anyway.
+            report_grace: config.heartbeat_timeout(),
         };
         let replication = Replication::new(writer, policy, limits);
         Ok(Master {
@@ -134,7 +136,8 @@ impl Master {
         }
         if req.full_report {
             // Before adding finished copies: the report was listed before they were taken.
-            self.replication.reconcile(req.server_id, &req.chunks)?;
+            self.replication
+                .reconcile(req.server_id, &req.chunks, now)?;
         }
         self.replication.failed(req.server_id, &req.failed_copies);
         self.replication
@@ -289,12 +292,14 @@ impl Master {
     }
 
     /// Records a write's new chunk lengths and file size (refused with `ESTALE` if
-    /// `lease_holder` is set and does not hold the file's lease). A committed chunk version is
-    /// held by the replicas the write reached.
+    /// `lease_holder` is set and does not hold the file's lease), stamped `now`; `clock` is
+    /// when, for block reports in flight. A committed chunk version is held by the replicas
+    /// the write reached.
     pub fn commit_write(
         &self,
         req: &pb::CommitWriteRequest,
         now: dfs_proto::pb::Timestamp,
+        clock: Instant,
     ) -> Result<pb::Attr> {
         if !req.lease_holder.is_empty() {
             self.leases.generation(req.ino, &req.lease_holder)?;
@@ -312,6 +317,8 @@ impl Master {
                 .witness()
                 .confirm(chunk.chunk_id, chunk.version);
         }
+        self.replication
+            .committed(req.chunks.iter().map(|c| c.chunk_id), clock);
         Ok(attr)
     }
 

@@ -90,6 +90,9 @@ pub struct ReplicationLimits {
     /// Largest difference in disk usage (a fraction of capacity) between the fullest and the
     /// emptiest active server before replicas are moved to balance them; `None` disables it.
     pub balance_spread: Option<f64>,
+    /// How old a full block report may be when it arrives: a chunk committed more recently
+    /// than this may be missing from it without being lost (see [`Replication::reconcile`]).
+    pub report_grace: Duration,
 }
 
 /// A copy handed to (or waiting for) its target.
@@ -116,6 +119,9 @@ pub struct Replication {
     policy: PlacementPolicy,
     limits: ReplicationLimits,
     pending: Mutex<Pending>,
+    /// When each chunk last had data committed, for the chunks committed within
+    /// `limits.report_grace` (a std mutex: map operations only).
+    committed: Mutex<HashMap<u64, Instant>>,
 }
 
 impl Replication {
@@ -126,7 +132,24 @@ impl Replication {
             policy,
             limits,
             pending: Mutex::default(),
+            committed: Mutex::default(),
         }
+    }
+
+    /// Notes that data of `chunk_ids` was committed at `now` (their replicas hold it).
+    pub fn committed(&self, chunk_ids: impl IntoIterator<Item = u64>, now: Instant) {
+        let mut committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+        for chunk_id in chunk_ids {
+            committed.insert(chunk_id, now);
+        }
+    }
+
+    /// The chunks committed within the report grace before `now`; older entries go.
+    fn recently_committed(&self, now: Instant) -> std::collections::HashSet<u64> {
+        let mut committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+        let grace = self.limits.report_grace;
+        committed.retain(|_, at| now.saturating_duration_since(*at) <= grace);
+        committed.keys().copied().collect()
     }
 
     fn pending(&self) -> MutexGuard<'_, Pending> {
@@ -395,20 +418,32 @@ impl Replication {
         }
     }
 
-    /// Squares the chunk map with a full block report of `server_id`: a chunk with committed
-    /// data whose record lists the server but which the report lacks (the replica was lost,
-    /// e.g. its files were removed) no longer counts the server, so the check copies it
-    /// again. Chunks without committed data are left alone: their first write may still be
-    /// on its way. A full scan of the chunk map, once per full report.
-    pub fn reconcile(&self, server_id: u64, reported: &[pb::ChunkReplicaReport]) -> Result<()> {
+    /// Squares the chunk map with a full block report of `server_id` arriving at `now`: a
+    /// chunk with committed data whose record lists the server but which the report lacks
+    /// (the replica was lost, e.g. its files were removed) no longer counts the server, so
+    /// the check copies it again. Left alone are chunks without committed data (their first
+    /// write may still be on its way) and chunks committed within the report grace: the
+    /// server listed its replicas before sending the report, and a small file's replica
+    /// created and committed in between is missing from the list but not from the disk (it
+    /// is in the next full report). A full scan of the chunk map, once per full report.
+    pub fn reconcile(
+        &self,
+        server_id: u64,
+        reported: &[pb::ChunkReplicaReport],
+        now: Instant,
+    ) -> Result<()> {
         let held: std::collections::HashSet<u64> = reported.iter().map(|r| r.chunk_id).collect();
+        let recent = self.recently_committed(now);
         let lost: Vec<(u64, u64, u64)> = self
             .writer
             .store()
             .all_chunks()?
             .into_iter()
             .filter(|(_, _, c)| {
-                c.length > 0 && c.replicas.contains(&server_id) && !held.contains(&c.chunk_id)
+                c.length > 0
+                    && c.replicas.contains(&server_id)
+                    && !held.contains(&c.chunk_id)
+                    && !recent.contains(&c.chunk_id)
             })
             .map(|(ino, index, c)| (ino, index, c.chunk_id))
             .collect();

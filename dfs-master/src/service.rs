@@ -277,8 +277,8 @@ impl master_server::Master for MasterService {
         request: Request<pb::CommitWriteRequest>,
     ) -> Result<Response<pb::AttrReply>, Status> {
         let req = request.into_inner();
-        let now = time::now();
-        self.write(move |m| m.commit_write(&req, now).map(attr_reply))
+        let (now, clock) = (time::now(), Instant::now());
+        self.write(move |m| m.commit_write(&req, now, clock).map(attr_reply))
     }
 
     async fn register_chunkserver(

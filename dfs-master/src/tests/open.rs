@@ -238,14 +238,18 @@ fn a_placed_chunk_is_recorded_by_the_first_commit_only() {
     // Placed, not recorded: a file that stays empty has no chunk.
     assert!(fx.master.chunk_map().chunk(ino, 0).unwrap().is_none());
     let commit = placed_commit(ino, &placed, 5000);
-    fx.master.commit_write(&commit, ts(11)).unwrap();
+    fx.master
+        .commit_write(&commit, ts(11), Instant::now())
+        .unwrap();
     let chunk = fx.master.chunk_map().chunk(ino, 0).unwrap().unwrap();
     assert_eq!((chunk.chunk_id, chunk.length), (placed.chunk_id, 5000));
     let servers: Vec<u64> = placed.replicas.iter().map(|r| r.server_id).collect();
     assert_eq!(chunk.replicas, servers);
     assert_eq!(fx.attr(ino).size, 5000);
     // Once recorded, the same commit is an ordinary one.
-    fx.master.commit_write(&commit, ts(12)).unwrap();
+    fx.master
+        .commit_write(&commit, ts(12), Instant::now())
+        .unwrap();
     // A placement is never recorded for another file.
     let other = fx.file(ROOT_INO, "other");
     let stolen = placed_commit(other, &placed, 10);
@@ -270,7 +274,7 @@ fn only_reserved_ids_are_recorded_as_placed_chunks() {
     };
     let commit = placed_commit(ino, &never_handed_out, 10);
     assert!(matches!(
-        fs_err(fx.master.commit_write(&commit, ts(11))),
+        fs_err(fx.master.commit_write(&commit, ts(11), Instant::now())),
         FsError::Stale(_)
     ));
     // A failed write records the placement through LeaseChunk, then commits as usual.
@@ -285,7 +289,7 @@ fn only_reserved_ids_are_recorded_as_placed_chunks() {
     let recorded = fx.master.lease_chunk(&req, now, 7).unwrap();
     assert_eq!(recorded.chunk_id, placed.chunk_id);
     fx.master
-        .commit_write(&placed_commit(ino, &placed, 10), ts(12))
+        .commit_write(&placed_commit(ino, &placed, 10), ts(12), Instant::now())
         .unwrap();
     assert_eq!(fx.attr(ino).size, 10);
 }

@@ -249,7 +249,9 @@ fn replicas_of_an_unwritten_version_are_never_deleted() {
         size: 10,
         ..Default::default()
     };
-    fx.master.commit_write(&commit, super::ts(7)).unwrap();
+    fx.master
+        .commit_write(&commit, super::ts(7), Instant::now())
+        .unwrap();
     let reply = fx.heartbeat(servers[0], Some(old.clone()), now);
     assert_eq!(reply.delete_chunks, [chunk.chunk_id]);
     assert!(store.deletions(servers[0]).unwrap().is_empty());

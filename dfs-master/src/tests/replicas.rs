@@ -57,7 +57,9 @@ fn a_failed_server_is_dropped_and_the_version_bumped_by_the_rewrite() {
         size: 5,
         ..Default::default()
     };
-    fx.master.commit_write(&commit, super::ts(3)).unwrap();
+    fx.master
+        .commit_write(&commit, super::ts(3), std::time::Instant::now())
+        .unwrap();
     assert_eq!(map.chunk(ino, 0).unwrap().unwrap().version, info.version);
     // A writer that still has the old version gets the current chunk, unchanged.
     let again = fx

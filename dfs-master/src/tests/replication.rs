@@ -257,3 +257,50 @@ fn a_replica_missing_from_a_full_report_is_copied_again_and_failed_copies_are_re
     fx.master.check_replication(now, 5).unwrap();
     assert_eq!(commands(&fx).len(), 1);
 }
+
+#[test]
+fn a_full_report_listed_before_a_commit_does_not_lose_the_new_replica() {
+    let fx = Fixture::new();
+    let now = Instant::now();
+    let ids: Vec<u64> = ["a", "b", "c"]
+        .iter()
+        .map(|uuid| fx.register(uuid, 10 * CHUNK, now))
+        .collect();
+    let ino = fx.file(ROOT_INO, "f");
+    let chunk = fx
+        .master
+        .chunk_map()
+        .allocate_chunk(ino, 0, ids.clone())
+        .unwrap();
+    let commit = pb::CommitWriteRequest {
+        ino,
+        chunks: vec![pb::ChunkCommit {
+            index: 0,
+            chunk_id: chunk.chunk_id,
+            version: chunk.version,
+            length: 10,
+            placed_servers: Vec::new(),
+        }],
+        size: 10,
+        ..Default::default()
+    };
+    fx.master.commit_write(&commit, super::ts(20), now).unwrap();
+
+    // `a` listed its replicas just before the chain write created this one, and the report
+    // arrives just after the commit: the replica is on its disk, only not in the list.
+    let report = pb::HeartbeatRequest {
+        server_id: ids[0],
+        full_report: true,
+        ..Default::default()
+    };
+    fx.master
+        .heartbeat(&report, now + Duration::from_secs(1))
+        .unwrap();
+    assert_eq!(fx.replicas(ino), ids);
+
+    // A report that still lacks it once the grace (the heartbeat timeout) has passed means
+    // the replica is gone.
+    let later = now + Duration::from_secs(fx.config.heartbeat_timeout_secs + 1);
+    fx.master.heartbeat(&report, later).unwrap();
+    assert_eq!(fx.replicas(ino), ids[1..]);
+}
