@@ -191,6 +191,36 @@ fn attribute_changes_with_writes_buffered_arrive_with_the_bytes() {
     assert_eq!((meta.uid(), meta.gid(), meta.len()), (1234, 5678, 5009));
 }
 
+/// While a mount writes a file it answers the kernel's `stat` itself from what the master
+/// last said; a size change (here a truncating open through a second descriptor) must show
+/// its own times, not those of the commit before it.
+#[test]
+fn a_truncate_while_writing_shows_its_own_times() {
+    let cluster = cluster();
+    let mount = cluster.mount();
+    let path = mount.join("f");
+    fs::write(&path, b"hello").unwrap();
+    let mut writer = OpenOptions::new().append(true).open(&path).unwrap();
+    writer.write_all(b" world").unwrap();
+    writer.sync_all().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let truncated_at = std::time::SystemTime::now();
+    OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    writer.write_all(b"again").unwrap();
+    let after = writer.metadata().unwrap();
+    assert!(
+        after.modified().unwrap() >= truncated_at,
+        "mtime before the truncate"
+    );
+    assert_eq!(after.len(), 5);
+    drop(writer);
+    assert_eq!(fs::read(&path).unwrap(), b"again");
+}
+
 #[test]
 fn a_tree_of_small_files_round_trips() {
     let cluster = cluster();

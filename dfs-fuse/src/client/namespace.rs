@@ -60,7 +60,9 @@ impl Client {
                 self.shared.fresh.forget(ino);
                 self.note_version(&attr);
             }
-            return Ok(self.present(&self.master().set_attr(req).await?));
+            let attr = self.master().set_attr(req).await?;
+            inode.note_attr(attr).await;
+            return Ok(self.present(&attr));
         };
         let borrowed = !self.shared.leases.holds(ino);
         if borrowed {
@@ -153,6 +155,10 @@ impl Client {
         }
         let dirs = self.master().unlink(parent, name).await?;
         self.note_changed_dirs(dirs);
+        if let Some(inode) = self.shared.inodes.get(attr.ino) {
+            // One of its links went: its link count and ctime moved on.
+            inode.forget_attr().await;
+        }
         Ok(())
     }
 
@@ -200,6 +206,9 @@ impl Client {
         self.shared.fresh.forget(ino);
         let (attr, dirs) = self.master().link(ino, new_parent, new_name).await?;
         self.note_changed_dirs(dirs);
+        if let Some(inode) = self.shared.inodes.get(ino) {
+            inode.note_attr(attr).await;
+        }
         Ok(self.present(&attr))
     }
 

@@ -191,6 +191,7 @@ impl OpenInode {
             io.truncate_replicas(self.ino, size, state.size()).await?;
             let attr = io.master.set_attr(req).await?;
             state.resized(&io.layout, attr.size);
+            state.known_attr = Some((attr, std::time::Instant::now()));
             Ok::<_, FsError>(attr)
         }
         .await;

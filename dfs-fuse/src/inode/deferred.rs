@@ -110,16 +110,25 @@ impl OpenInode {
         self.state.lock().await.known_attr = Some((attr, Instant::now()));
     }
 
-    /// The file's attributes without asking the master, for a mount writing it: what the
-    /// master answered at most `ttl` before `now` (open, create or the last commit), with
-    /// the local size; `None` if older, unknown, or the state is busy. The kernel asks for
-    /// them right before a `chown` (to recompute the setuid bits it clears), which a tar
-    /// extract makes for every file between its write and its close. No staler than the
-    /// kernel's own attribute cache; the writer lease keeps other mounts from the data.
+    /// Forgets the attributes the master last answered (a change made elsewhere, such as a
+    /// new link, moved them on): until the next commit, changes are sent at once again.
+    pub async fn forget_attr(&self) {
+        self.state.lock().await.known_attr = None;
+    }
+
+    /// The file's attributes without asking the master, for a mount in the middle of writing
+    /// it (writes or attribute changes not committed yet): what the master answered at most
+    /// `ttl` before `now` (open, create, the last commit or attribute change), with the local
+    /// size; `None` otherwise, or if the state is busy. The kernel asks for them right before
+    /// a `chown` (to recompute the setuid bits it clears), which a tar extract makes for
+    /// every file between its write and its close. No staler than the kernel's own attribute
+    /// cache (a rename's new ctime may show up to `ttl` late); the writer lease keeps other
+    /// mounts from the data.
     pub fn recent_attr(&self, ttl: Duration, now: Instant) -> Option<pb::Attr> {
         let state = self.state.try_lock().ok()?;
         let (attr, at) = state.known_attr?;
-        if state.lease_holder.is_none() || now.saturating_duration_since(at) > ttl {
+        let writing = state.has_uncommitted() || state.deferred.is_some();
+        if state.lease_holder.is_none() || !writing || now.saturating_duration_since(at) > ttl {
             return None;
         }
         Some(pb::Attr {
