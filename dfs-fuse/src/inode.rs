@@ -15,6 +15,8 @@
 //!   writer finding the queue full waits for room;
 //! * a file holding more than its share of the mount's [`WriteBudget`] queues everything;
 //! * a write that finds the mount's budget spent first sends this file's bytes and waits;
+//! * a change of mode, owner or times kept for the commit (see `deferred`) queues everything:
+//!   the program has written the file and is about to close it;
 //! * `flush` (close), `fsync`, a size change and a read of the file send everything and wait
 //!   for it (a read thus sees this mount's writes, as before write-back).
 //!

@@ -49,7 +49,10 @@ impl Client {
             // set them through the open file before closing it) rides on the commit of those
             // writes (see `inode::deferred`).
             if let Some(changes) = AttrChanges::of(&req) {
-                if let Some(attr) = inode.defer(changes, dfs_proto::time::now()).await {
+                if let Some(attr) = inode
+                    .defer(self.io(), changes, dfs_proto::time::now())
+                    .await
+                {
                     return Ok(self.present(&attr));
                 }
             }

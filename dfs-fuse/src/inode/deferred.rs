@@ -14,11 +14,13 @@
 //! them. A change another mount makes to the same attribute meanwhile is overwritten at the
 //! commit, as if it had come first; a commit that fails keeps the changes for the next one.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dfs_proto::pb;
 
-use super::{InodeState, OpenInode};
+use super::{InodeState, MAX_QUEUED, OpenInode};
+use crate::datapath::DataPath;
 
 /// The permission bits, owner and times a `setattr` changes (never size or an access mark,
 /// which go to the master at once).
@@ -89,7 +91,17 @@ impl OpenInode {
     /// Keeps `changes` for the next commit if this mount holds the writer lease, has writes
     /// to commit and knows the file's attributes; answers the attributes after the change
     /// (stamped with ctime `now`). `None`: nothing kept, the caller sends the change itself.
-    pub async fn defer(&self, changes: AttrChanges, now: pb::Timestamp) -> Option<pb::Attr> {
+    ///
+    /// A program that sets a file's mode, owner or times through the open file has written
+    /// its bytes (tar, cp -p and rsync do it right before `close`), so buffered bytes go to
+    /// the background sender now: the chain write runs while the remaining attribute calls
+    /// are answered, and the close is left waiting only for the rest of it and the commit.
+    pub async fn defer(
+        self: &Arc<Self>,
+        io: &DataPath,
+        changes: AttrChanges,
+        now: pb::Timestamp,
+    ) -> Option<pb::Attr> {
         let mut state = self.state.lock().await;
         let (known, _) = state.known_attr?;
         if state.lease_holder.is_none() || !state.has_uncommitted() {
@@ -97,6 +109,9 @@ impl OpenInode {
         }
         let kept = state.deferred.unwrap_or_default().then(changes);
         state.deferred = Some(kept);
+        if state.queue.len() < MAX_QUEUED && state.refused_write().is_none() {
+            self.queue(io, &mut state, None);
+        }
         let mut attr = known;
         kept.apply(&mut attr);
         attr.size = state.size();

@@ -121,7 +121,12 @@ impl OpenInode {
     /// Hands the dirty range starting at `start` (or, with `None`, every dirty range) to
     /// the background sender, starting it if it is idle. The caller made sure the queue has
     /// room.
-    fn queue(self: &Arc<Self>, io: &DataPath, state: &mut InodeState, start: Option<u64>) {
+    pub(super) fn queue(
+        self: &Arc<Self>,
+        io: &DataPath,
+        state: &mut InodeState,
+        start: Option<u64>,
+    ) {
         let ranges = match start {
             Some(start) => state.dirty.take_range(start).into_iter().collect(),
             None => state.dirty.take_all(),
