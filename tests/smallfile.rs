@@ -225,8 +225,13 @@ fn an_attribute_change_while_writing_sends_the_bytes_before_the_close() {
         "all three replicas hold the bytes",
         || holding(&cluster) == 3,
     );
+    // Sent, not published: the other mount still sees the file as it was created.
+    let before = fs::metadata(b.join("f")).unwrap();
+    assert_eq!((before.len(), before.mode() & 0o7777), (0, 0o644));
     drop(file);
-    let seen = fs::metadata(b.join("f")).unwrap();
+    // Close-to-open: an open on the other mount sees the commit (a bare `stat` may answer
+    // from its kernel's attribute cache for up to the attribute time-to-live).
+    let seen = fs::File::open(b.join("f")).unwrap().metadata().unwrap();
     assert_eq!((seen.len(), seen.mode() & 0o7777), (6000, 0o600));
     assert!(fs::read(b.join("f")).unwrap() == data);
 }
