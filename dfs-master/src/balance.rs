@@ -20,6 +20,8 @@ use crate::store::ChunkRecord;
 pub struct Move {
     /// The chunk to move.
     pub chunk_id: u64,
+    /// Its version, which the copy must carry.
+    pub version: u64,
     /// The full server holding it.
     pub source: u64,
     /// The empty server receiving it.
@@ -80,6 +82,7 @@ pub fn plan_moves(
         .take(budget)
         .map(|c| Move {
             chunk_id: c.chunk_id,
+            version: c.version,
             source: full.server_id,
             target: empty.server_id,
         })
@@ -135,6 +138,7 @@ mod tests {
             moves,
             [Move {
                 chunk_id: 2,
+                version: 1,
                 source: 1,
                 target: 3
             }]

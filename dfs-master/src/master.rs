@@ -73,6 +73,7 @@ impl Master {
                 .then(|| f64::from(config.balance_spread_percent) / 100.0),
             // A heartbeat older than this marks its server stale anyway.
             report_grace: config.heartbeat_timeout(),
+            scan_chunks: usize::try_from(config.replication_scan_chunks).unwrap_or(usize::MAX),
         };
         let replication = Replication::new(writer, policy, limits);
         Ok(Master {

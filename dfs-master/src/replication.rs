@@ -1,7 +1,10 @@
 //! Re-replication: keeping every chunk at its replication factor.
 //!
 //! A periodic check ([`Replication::check`], driven by the service layer) walks the chunk map
-//! and classifies each chunk's replicas by the state of their servers ([`ChunkHealth`]):
+//! and classifies each chunk's replicas by the state of their servers ([`ChunkHealth`]). One
+//! check reads at most `scan_chunks` records, continuing where the previous one stopped, so
+//! its time and memory stay bounded however large the map grows: a large map is walked over
+//! several checks (a cycle), and the health counts are those of the last complete cycle.
 //!
 //! * **under-replicated** (fewer healthy replicas than the replication factor, at least one
 //!   readable): a copy is planned, most endangered chunk first — a source holding the chunk,
@@ -16,14 +19,15 @@
 //!   first.
 //! * **missing**: no replica on a live server; nothing to copy from until one returns.
 //!
-//! When every chunk is healthy and no copy is in flight, [`crate::balance`] may plan moves
-//! from the fullest to the emptiest server (copies whose surplus replica is then trimmed).
+//! When every chunk is healthy (in the last cycle and in this one so far) and no copy is in
+//! flight, [`crate::balance`] may plan moves from the fullest to the emptiest server among the
+//! chunks of the check (copies whose surplus replica is then trimmed).
 //!
 //! Every record change re-reads the chunk under the writer lock and is one batch, so a
 //! concurrent write commit is never overwritten. Copies in flight live in memory only: after
 //! a master restart, the next check plans them again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -93,6 +97,8 @@ pub struct ReplicationLimits {
     /// How old a full block report may be when it arrives: a chunk committed more recently
     /// than this may be missing from it without being lost (see [`Replication::reconcile`]).
     pub report_grace: Duration,
+    /// Chunk records one check (or one page of a block report's reconciliation) reads.
+    pub scan_chunks: usize,
 }
 
 /// A copy handed to (or waiting for) its target.
@@ -109,7 +115,18 @@ struct Pending {
     copies: HashMap<u64, Copy>,
     /// Commands not yet handed out, by target server.
     outbox: HashMap<u64, Vec<pb::ReplicateCommand>>,
-    /// Result of the last check.
+    /// Result of the last complete cycle.
+    counts: HealthCounts,
+    /// Where the cycle under way stands.
+    scan: Scan,
+}
+
+/// A walk over the chunk map spread over several checks.
+#[derive(Debug, Default)]
+struct Scan {
+    /// Key (file, index) of the last chunk visited; `None` at the start of a cycle.
+    cursor: Option<(u64, u64)>,
+    /// Counts of the chunks visited so far.
     counts: HealthCounts,
 }
 
@@ -145,7 +162,7 @@ impl Replication {
     }
 
     /// The chunks committed within the report grace before `now`; older entries go.
-    fn recently_committed(&self, now: Instant) -> std::collections::HashSet<u64> {
+    fn recently_committed(&self, now: Instant) -> HashSet<u64> {
         let mut committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
         let grace = self.limits.report_grace;
         committed.retain(|_, at| now.saturating_duration_since(*at) <= grace);
@@ -159,17 +176,19 @@ impl Replication {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Health counts of the last check, and the number of copies in flight.
+    /// Health counts of the last complete cycle, and the number of copies in flight.
     pub fn counts(&self) -> (HealthCounts, usize) {
         let pending = self.pending();
         (pending.counts, pending.copies.len())
     }
 
-    /// One pass over the chunk map (see the module documentation): tidies fully replicated
-    /// chunks and plans copies for under-replicated ones. `seed` drives placement.
+    /// One step of the walk over the chunk map (see the module documentation): tidies the
+    /// fully replicated chunks of the next `scan_chunks` and plans copies for the
+    /// under-replicated ones. `seed` drives placement. Returns the counts of the last complete
+    /// cycle (this check's, if it completed one).
     pub fn check(&self, servers: &[ServerView], now: Instant, seed: u64) -> Result<HealthCounts> {
         let views: HashMap<u64, &ServerView> = servers.iter().map(|s| (s.server_id, s)).collect();
-        let busy_chunks: Vec<u64> = {
+        let (busy_chunks, cursor, mut counts, last_healthy) = {
             let mut pending = self.pending();
             let timeout = self.limits.copy_timeout;
             pending.copies.retain(|chunk_id, copy| {
@@ -180,13 +199,17 @@ impl Replication {
                 }
                 alive
             });
-            pending.copies.keys().copied().collect()
+            let busy: HashSet<u64> = pending.copies.keys().copied().collect();
+            let last = pending.counts;
+            let healthy = last.under_replicated == 0 && last.missing == 0;
+            (busy, pending.scan.cursor, pending.scan.counts, healthy)
         };
         let replication = self.policy.replication;
-        let mut counts = HealthCounts::default();
         let mut endangered = Vec::new();
-        let all_chunks = self.writer.store().all_chunks()?;
-        for (ino, index, chunk) in &all_chunks {
+        let page_size = self.limits.scan_chunks.max(1);
+        let page = self.writer.store().chunks_after(cursor, page_size)?;
+        let cycle_done = page.len() < page_size;
+        for (ino, index, chunk) in &page {
             let (ino, index) = (*ino, *index);
             counts.chunks += 1;
             let health = ChunkHealth::of(chunk, &views);
@@ -221,9 +244,9 @@ impl Replication {
         if let Some(spread) = self
             .limits
             .balance_spread
-            .filter(|_| healthy && busy_chunks.is_empty())
+            .filter(|_| healthy && last_healthy && busy_chunks.is_empty())
         {
-            let records: Vec<ChunkRecord> = all_chunks.into_iter().map(|(_, _, c)| c).collect();
+            let records: Vec<ChunkRecord> = page.iter().map(|(_, _, c)| c.clone()).collect();
             let moves = balance::plan_moves(
                 servers,
                 &records,
@@ -232,24 +255,29 @@ impl Replication {
                 self.limits.max_copies_per_server,
             );
             for m in moves {
-                let version = records
-                    .iter()
-                    .find(|c| c.chunk_id == m.chunk_id)
-                    .map_or(0, |c| c.version);
-                self.issue_copy(m.chunk_id, version, m.source, m.target, &views, now);
+                self.issue_copy(m.chunk_id, m.version, m.source, m.target, &views, now);
                 planned += 1;
             }
         }
-        if planned > 0 || counts.under_replicated > 0 || counts.missing > 0 {
+        let unhealthy = counts.under_replicated > 0 || counts.missing > 0;
+        if planned > 0 || (cycle_done && unhealthy) {
             tracing::info!(
                 under_replicated = counts.under_replicated,
                 missing = counts.missing,
                 planned,
+                cycle_done,
                 "replication check"
             );
         }
-        self.pending().counts = counts;
-        Ok(counts)
+        let mut pending = self.pending();
+        if cycle_done {
+            pending.counts = counts;
+            pending.scan = Scan::default();
+        } else {
+            let cursor = page.last().map(|&(ino, index, _)| (ino, index));
+            pending.scan = Scan { cursor, counts };
+        }
+        Ok(pending.counts)
     }
 
     /// Plans one copy of `chunk` if a source and a target with spare copy slots exist.
@@ -425,28 +453,36 @@ impl Replication {
     /// write may still be on its way) and chunks committed within the report grace: the
     /// server listed its replicas before sending the report, and a small file's replica
     /// created and committed in between is missing from the list but not from the disk (it
-    /// is in the next full report). A full scan of the chunk map, once per full report.
+    /// is in the next full report). A full scan of the chunk map, once per full report, read
+    /// a page at a time.
     pub fn reconcile(
         &self,
         server_id: u64,
         reported: &[pb::ChunkReplicaReport],
         now: Instant,
     ) -> Result<()> {
-        let held: std::collections::HashSet<u64> = reported.iter().map(|r| r.chunk_id).collect();
+        let held: HashSet<u64> = reported.iter().map(|r| r.chunk_id).collect();
         let recent = self.recently_committed(now);
-        let lost: Vec<(u64, u64, u64)> = self
-            .writer
-            .store()
-            .all_chunks()?
-            .into_iter()
-            .filter(|(_, _, c)| {
-                c.length > 0
-                    && c.replicas.contains(&server_id)
-                    && !held.contains(&c.chunk_id)
-                    && !recent.contains(&c.chunk_id)
-            })
-            .map(|(ino, index, c)| (ino, index, c.chunk_id))
-            .collect();
+        let page_size = self.limits.scan_chunks.max(1);
+        let mut lost: Vec<(u64, u64, u64)> = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.writer.store().chunks_after(cursor, page_size)?;
+            lost.extend(
+                page.iter()
+                    .filter(|(_, _, c)| {
+                        c.length > 0
+                            && c.replicas.contains(&server_id)
+                            && !held.contains(&c.chunk_id)
+                            && !recent.contains(&c.chunk_id)
+                    })
+                    .map(|(ino, index, c)| (*ino, *index, c.chunk_id)),
+            );
+            if page.len() < page_size {
+                break;
+            }
+            cursor = page.last().map(|&(ino, index, _)| (ino, index));
+        }
         if lost.is_empty() {
             return Ok(());
         }

@@ -447,6 +447,33 @@ impl Store {
         Ok(chunks)
     }
 
+    /// Reads up to `limit` chunk records in key order (file, then index), starting right
+    /// after the chunk at `after` (from the first one with `None`): a page of the chunk map,
+    /// for walks that must not hold all of it at once.
+    pub fn chunks_after(
+        &self,
+        after: Option<(u64, u64)>,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64, ChunkRecord)>> {
+        let start = after.map(|(ino, index)| {
+            // The smallest key strictly greater than the cursor's.
+            let mut key = pair_key(ino, index).to_vec();
+            key.push(0);
+            key
+        });
+        let mode = match &start {
+            Some(key) => IteratorMode::From(key, Direction::Forward),
+            None => IteratorMode::Start,
+        };
+        let mut chunks = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_CHUNKS), mode).take(limit) {
+            let (key, value) = item?;
+            let (ino, index) = decode_pair(CF_CHUNKS, &key)?;
+            chunks.push((ino, index, decode(CF_CHUNKS, &value)?));
+        }
+        Ok(chunks)
+    }
+
     /// Reads every registered chunkserver.
     pub fn servers(&self) -> Result<Vec<(u64, ServerRecord)>> {
         let mut servers = Vec::new();

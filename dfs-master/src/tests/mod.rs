@@ -39,6 +39,11 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        Fixture::with(|_| {})
+    }
+
+    /// A fixture whose master's configuration `tweak` changed from the tests' defaults.
+    fn with(tweak: impl FnOnce(&mut Config)) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::new(dir.path().join("master"));
         config.chunk_size = CHUNK;
@@ -47,6 +52,7 @@ impl Fixture {
         config.sync_writes = false;
         // Orphaned replicas are deleted at the first report that finds them.
         config.orphan_grace_secs = 0;
+        tweak(&mut config);
         let master = Master::open(&config, ts(1)).expect("open master");
         Fixture {
             dir,

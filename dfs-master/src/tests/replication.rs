@@ -304,3 +304,109 @@ fn a_full_report_listed_before_a_commit_does_not_lose_the_new_replica() {
     fx.master.heartbeat(&report, later).unwrap();
     assert_eq!(fx.replicas(ino), ids[1..]);
 }
+
+#[test]
+fn a_chunk_map_larger_than_one_check_is_walked_over_several() {
+    let fx = Fixture::with(|config| {
+        config.replication_scan_chunks = 2;
+        config.max_copies_per_server = 16;
+    });
+    let start = Instant::now();
+    let ids: Vec<u64> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|uuid| fx.register(uuid, 10 * CHUNK, start))
+        .collect();
+    let map = fx.master.chunk_map();
+    let mut chunk_ids: Vec<u64> = (0..5)
+        .map(|i| {
+            let ino = fx.file(ROOT_INO, &format!("f{i}"));
+            map.allocate_chunk(ino, 0, ids[..3].to_vec())
+                .unwrap()
+                .chunk_id
+        })
+        .collect();
+    chunk_ids.sort_unstable();
+    let later = start + LATER;
+    for &id in &ids[1..] {
+        fx.beat(id, vec![], vec![], later);
+    }
+
+    // Two chunks a check: the first two checks plan two copies each and, the cycle being
+    // incomplete, publish no counts yet.
+    let mut copied = Vec::new();
+    for round in 1..=2 {
+        fx.master.check_replication(later, round).unwrap();
+        assert_eq!(fx.master.replication().counts().0, Default::default());
+        let reply = fx.beat(ids[3], vec![], vec![], later);
+        assert_eq!(reply.replicate.len(), 2, "round {round}");
+        copied.extend(reply.replicate.iter().map(|c| c.chunk_id));
+    }
+    // The third reads the last chunk and completes the cycle: the counts cover the whole map.
+    fx.master.check_replication(later, 3).unwrap();
+    let counts = crate::replication::HealthCounts {
+        chunks: 5,
+        under_replicated: 5,
+        ..Default::default()
+    };
+    assert_eq!(fx.master.replication().counts(), (counts, 5));
+    let reply = fx.beat(ids[3], vec![], vec![], later);
+    copied.extend(reply.replicate.iter().map(|c| c.chunk_id));
+    copied.sort_unstable();
+    assert_eq!(copied, chunk_ids, "every chunk copied once");
+    // The next cycle starts over and plans nothing twice while the copies are in flight.
+    for round in 4..=6 {
+        fx.master.check_replication(later, round).unwrap();
+    }
+    assert!(fx.beat(ids[3], vec![], vec![], later).replicate.is_empty());
+}
+
+#[test]
+fn a_full_report_is_reconciled_with_the_whole_map_a_page_at_a_time() {
+    let fx = Fixture::with(|config| config.replication_scan_chunks = 2);
+    let now = Instant::now();
+    let ids: Vec<u64> = ["a", "b", "c"]
+        .iter()
+        .map(|uuid| fx.register(uuid, 10 * CHUNK, now))
+        .collect();
+    let map = fx.master.chunk_map();
+    let files: Vec<(u64, pb::ChunkReplicaReport)> = (0..5)
+        .map(|i| {
+            let ino = fx.file(ROOT_INO, &format!("f{i}"));
+            let chunk = map.allocate_chunk(ino, 0, ids.clone()).unwrap();
+            let commit = pb::ChunkCommit {
+                index: 0,
+                chunk_id: chunk.chunk_id,
+                version: chunk.version,
+                length: 10,
+                placed_servers: Vec::new(),
+            };
+            map.commit_write(ino, &[commit], 10, None, None, super::ts(20))
+                .unwrap();
+            let replica = pb::ChunkReplicaReport {
+                chunk_id: chunk.chunk_id,
+                version: chunk.version,
+                length: 10,
+            };
+            (ino, replica)
+        })
+        .collect();
+
+    // `a` reports the first and the last file's replicas only (past the report grace): the
+    // three in between, on every page of the walk, no longer count it.
+    let report = pb::HeartbeatRequest {
+        server_id: ids[0],
+        full_report: true,
+        chunks: vec![files[0].1, files[4].1],
+        ..Default::default()
+    };
+    let later = now + Duration::from_secs(fx.config.heartbeat_timeout_secs + 1);
+    fx.master.heartbeat(&report, later).unwrap();
+    for (i, &(ino, _)) in files.iter().enumerate() {
+        let want = if i == 0 || i == 4 {
+            &ids[..]
+        } else {
+            &ids[1..]
+        };
+        assert_eq!(fx.replicas(ino), want, "file {i}");
+    }
+}
