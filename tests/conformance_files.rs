@@ -277,3 +277,28 @@ fn read_marks_atime_by_relatime() {
         "listing changed mtime/ctime"
     );
 }
+
+/// The first read of a file written here marks atime also where the kernel held the file's
+/// pages (full pages written through this mount) and where there is nothing to read.
+#[test]
+fn first_reads_of_cached_pages_and_of_empty_files_mark_atime() {
+    let cluster = Cluster::start_default();
+    let mount = setup(&cluster);
+    let m = mount.path();
+    for (name, data) in [("pages", vec![7u8; 3 * 4096]), ("empty", Vec::new())] {
+        let f = m.join("pub").join(name);
+        fs::write(&f, &data).unwrap();
+        let before = times(&f);
+        assert_eq!(fs::read(&f).unwrap(), data, "{name}");
+        let after = times(&f);
+        assert!(
+            after[0] > before[0],
+            "{name}: read left atime at {:?}",
+            after[0]
+        );
+        assert_eq!((after[1], after[2]), (before[1], before[2]), "{name}");
+        // Marked once: a second read leaves it (relatime: atime is newer than mtime now).
+        assert_eq!(fs::read(&f).unwrap(), data, "{name}");
+        assert_eq!(times(&f)[0], after[0], "{name}");
+    }
+}

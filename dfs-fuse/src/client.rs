@@ -55,15 +55,18 @@ pub struct Caller {
     pub gid: u32,
 }
 
-/// An open file handle: its number and whether the kernel may keep the file's page cache.
+/// An open file handle: its number and what the kernel may keep of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Opened {
     /// The handle number passed back with every request on it.
     pub fh: u64,
-    /// The file is unchanged since this mount last saw it: cached pages are still valid.
+    /// The file is unchanged since this mount last saw it and the open marked no access:
+    /// cached pages are still valid, and reading them owes no atime mark.
     pub keep_cache: bool,
-    /// The open changed the file's attributes (it marked atime): the kernel's copy is stale.
-    pub attrs_changed: bool,
+    /// The kernel's copy of the attributes is stale in a way its reads will not notice (the
+    /// file changed elsewhere, or was truncated, or its atime was marked with no data to
+    /// read): it must be dropped.
+    pub attrs_stale: bool,
 }
 
 /// Capacity and usage as `statfs` reports them.

@@ -1,13 +1,14 @@
 //! [`FreshAttrs`]: what the master just answered about a file, kept to answer the kernel's
 //! next question about it without a master round trip.
 //!
-//! * **Attributes an open fetched.** An open that marks atime (the first read of a file since
-//!   it changed, by the relatime rule) must drop the kernel's copy of the attributes, or
-//!   `stat` would show the old atime. The kernel then asks for them again before the read
-//!   itself (`getattr` right after `open`): one more master round trip per file for a reader
-//!   of many small files. The open's reply already carried the marked attributes, so they are
-//!   kept for that one question. Such an entry is as fresh as the kernel's own attribute
-//!   cache would be (answered at most one attribute TTL after the master sent it).
+//! * **Attributes an open fetched.** After an open that marks atime (the first read of a file
+//!   since it changed, by the relatime rule) the kernel's copy of atime is stale: the kernel
+//!   marks it so itself after each read it sends (the open drops the file's pages so that
+//!   every read is sent; see `Client::open`), and asks again at the next `stat`: one more
+//!   master round trip per file for a reader of many small files. The open's reply already
+//!   carried the marked attributes, so they are kept for that one question. Such an entry is
+//!   as fresh as the kernel's own attribute cache would be (answered at most one attribute
+//!   TTL after the master sent it).
 //! * **A chunk map a lookup brought.** The kernel looks a name up while resolving the path
 //!   of an `open`, right before sending the open; the lookup asks for a small file's chunk
 //!   map too (`open_ahead`), and a read-only open with no atime mark due is then answered

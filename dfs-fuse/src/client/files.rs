@@ -51,7 +51,7 @@ impl Client {
             if writing {
                 self.shared.fresh.forget(ino);
             } else if reply.access_marked {
-                // The kernel's copy goes stale (atime); it asks again before reading.
+                // The kernel's copy goes stale (atime); it asks again after the read.
                 self.shared.fresh.put(attr, Instant::now());
             }
             if !unchanged {
@@ -66,14 +66,21 @@ impl Client {
                 self.note_version(&attr);
                 return Ok((false, true));
             }
-            Ok::<_, FsError>((unchanged, reply.access_marked))
+            // An open that marked atime lets the kernel drop the file's pages rather than its
+            // attributes: every read then reaches this mount, and the kernel marks its own
+            // copy of atime stale after each, so the `stat` after the read asks again while
+            // the read itself needs no `getattr` first. A read of an empty file reaches no
+            // one, so there the attributes go.
+            let keep_cache = unchanged && !reply.access_marked;
+            let attrs_stale = !unchanged || (reply.access_marked && attr.size == 0);
+            Ok::<_, FsError>((keep_cache, attrs_stale))
         }
         .await;
         match result {
-            Ok((keep_cache, attrs_changed)) => Ok(Opened {
+            Ok((keep_cache, attrs_stale)) => Ok(Opened {
                 fh: self.next_fh(),
                 keep_cache,
-                attrs_changed,
+                attrs_stale,
             }),
             Err(err) => {
                 self.close_inode(ino).await;
@@ -182,7 +189,7 @@ impl Client {
             Opened {
                 fh: self.next_fh(),
                 keep_cache: false,
-                attrs_changed: true,
+                attrs_stale: true,
             },
         ))
     }

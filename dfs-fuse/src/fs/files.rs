@@ -16,7 +16,8 @@ use crate::client::{Caller, Opened};
 
 /// Makes the kernel drop its cached attributes of `ino`, so the next `stat` or read past the
 /// cached size asks again. Needed at an open that found the file changed by another mount:
-/// without it the kernel would clip reads at the size it cached before the change.
+/// without it the kernel would clip reads at the size it cached before the change. (An atime
+/// mark needs no such call: see `Client::open`.)
 fn invalidate_attrs(notifier: &OnceLock<Notifier>, ino: INodeNo) {
     if let Some(notifier) = notifier.get() {
         // Offset -1: attributes only; the page cache is dropped by opening without KEEP_CACHE.
@@ -36,14 +37,14 @@ fn open_flags(opened: Opened) -> FopenFlags {
 }
 
 impl DfsFs {
-    /// `open` by process `pid`: opens `ino`, dropping the kernel's attributes if the file
-    /// changed meanwhile.
+    /// `open` by process `pid`: opens `ino`, dropping the kernel's attributes if they went
+    /// stale.
     pub(super) fn open_file(&self, ino: INodeNo, flags: OpenFlags, pid: u32, reply: ReplyOpen) {
         let notifier = self.notifier.clone();
         self.spawn(|client| async move {
             match client.open(ino.0, flags.0, Some(pid)).await {
                 Ok(opened) => {
-                    if !opened.keep_cache || opened.attrs_changed {
+                    if opened.attrs_stale {
                         invalidate_attrs(&notifier, ino);
                     }
                     reply.opened(FileHandle(opened.fh), open_flags(opened))
