@@ -8,6 +8,7 @@ use dfs_proto::ROOT_INO;
 use dfs_proto::pb::{self, ServerState};
 
 use super::{CHUNK, Fixture};
+use crate::store::ChunkRecord;
 
 /// Past the default dead timeout (120 s) of the fixture's master.
 const LATER: Duration = Duration::from_secs(300);
@@ -30,6 +31,23 @@ impl Fixture {
             ..Default::default()
         };
         self.master.heartbeat(&req, now).unwrap()
+    }
+
+    /// A file `name` in the root whose chunk 0, on `servers`, holds 10 committed bytes.
+    fn written_file(&self, name: &str, servers: &[u64]) -> (u64, ChunkRecord) {
+        let ino = self.file(ROOT_INO, name);
+        let map = self.master.chunk_map();
+        let chunk = map.allocate_chunk(ino, 0, servers.to_vec()).unwrap();
+        let commit = pb::ChunkCommit {
+            index: 0,
+            chunk_id: chunk.chunk_id,
+            version: chunk.version,
+            length: 10,
+            placed_servers: Vec::new(),
+        };
+        map.commit_write(ino, &[commit], 10, None, None, super::ts(20))
+            .unwrap();
+        (ino, chunk)
     }
 
     fn replicas(&self, ino: u64) -> Vec<u64> {
@@ -208,20 +226,10 @@ fn a_replica_missing_from_a_full_report_is_copied_again_and_failed_copies_are_re
         .iter()
         .map(|uuid| fx.register(uuid, 10 * CHUNK, now))
         .collect();
-    let ino = fx.file(ROOT_INO, "f");
-    let map = fx.master.chunk_map();
-    let chunk = map.allocate_chunk(ino, 0, ids[..3].to_vec()).unwrap();
+    let (ino, chunk) = fx.written_file("f", &ids[..3]);
     let empty = fx.file(ROOT_INO, "empty");
+    let map = fx.master.chunk_map();
     map.allocate_chunk(empty, 0, ids[..3].to_vec()).unwrap();
-    let commit = pb::ChunkCommit {
-        index: 0,
-        chunk_id: chunk.chunk_id,
-        version: chunk.version,
-        length: 10,
-        placed_servers: Vec::new(),
-    };
-    map.commit_write(ino, &[commit], 10, None, None, super::ts(20))
-        .unwrap();
 
     // `a` reports nothing: the written chunk no longer counts it; the unwritten one does.
     let report = pb::HeartbeatRequest {
@@ -368,20 +376,9 @@ fn a_full_report_is_reconciled_with_the_whole_map_a_page_at_a_time() {
         .iter()
         .map(|uuid| fx.register(uuid, 10 * CHUNK, now))
         .collect();
-    let map = fx.master.chunk_map();
     let files: Vec<(u64, pb::ChunkReplicaReport)> = (0..5)
         .map(|i| {
-            let ino = fx.file(ROOT_INO, &format!("f{i}"));
-            let chunk = map.allocate_chunk(ino, 0, ids.clone()).unwrap();
-            let commit = pb::ChunkCommit {
-                index: 0,
-                chunk_id: chunk.chunk_id,
-                version: chunk.version,
-                length: 10,
-                placed_servers: Vec::new(),
-            };
-            map.commit_write(ino, &[commit], 10, None, None, super::ts(20))
-                .unwrap();
+            let (ino, chunk) = fx.written_file(&format!("f{i}"), &ids);
             let replica = pb::ChunkReplicaReport {
                 chunk_id: chunk.chunk_id,
                 version: chunk.version,
