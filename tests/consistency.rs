@@ -4,6 +4,7 @@
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::time::Duration;
 
 use dfs_tests::{Cluster, ClusterOptions, errno, pseudo_random_bytes, within};
@@ -34,11 +35,7 @@ fn what_one_mount_closes_or_fsyncs_the_other_sees_whole_at_its_next_open() {
     // Larger, smaller, and the same size with other bytes (only mtime tells them apart).
     let sizes = [3 * CHUNK + 17, 1000, 1000, CHUNK];
     for (round, size) in sizes.into_iter().enumerate() {
-        let next = pseudo_random_bytes(10 + round as u64, size as usize);
-        fs::write(&in_a, &next).unwrap();
-        let seen = fs::read(&in_b).unwrap();
-        assert_eq!(seen.len(), next.len(), "round {round}: size");
-        assert!(seen == next, "round {round}: content differs");
+        write_then_read_whole(&in_a, &in_b, 10 + round as u64, size as usize);
     }
 
     // An fsync publishes like a close: the writer keeps its handle open.
@@ -121,6 +118,34 @@ fn a_chunk_map_looked_up_before_another_mounts_rewrite_never_serves_a_later_open
         fs::read(&in_b).unwrap() == second,
         "the first version was served"
     );
+}
+
+/// A mount whose kernel forgot the name looks it up at every open: the open keeps the
+/// attributes that lookup gave the kernel when it finds them unchanged (no `getattr` before
+/// the read), and the read still sees all of another mount's rewrite, never the pages of the
+/// version it read before.
+#[test]
+fn an_open_right_after_a_lookup_reads_another_mounts_rewrite_whole() {
+    let cluster = cluster(30_000);
+    let a = cluster.mount();
+    let b = cluster.mount_with(&["--entry-ttl-ms", "0"]);
+    let (in_a, in_b) = (a.join("f"), b.join("f"));
+    fs::write(&in_a, pseudo_random_bytes(5, 3000)).unwrap();
+    assert_eq!(fs::read(&in_b).unwrap().len(), 3000);
+    // Larger, the same size with other bytes, smaller, larger than a block.
+    for (round, size) in [9000, 9000, 100, 70_000].into_iter().enumerate() {
+        write_then_read_whole(&in_a, &in_b, 20 + round as u64, size);
+    }
+}
+
+/// Writes `size` bytes made from `seed` at `writer` and checks that `reader` (the same file
+/// on another mount) then reads exactly them.
+fn write_then_read_whole(writer: &Path, reader: &Path, seed: u64, size: usize) {
+    let next = pseudo_random_bytes(seed, size);
+    fs::write(writer, &next).unwrap();
+    let seen = fs::read(reader).unwrap();
+    assert_eq!(seen.len(), size, "seed {seed}: size");
+    assert!(seen == next, "seed {seed}: content differs");
 }
 
 #[test]

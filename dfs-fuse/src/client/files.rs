@@ -31,9 +31,13 @@ impl Client {
             let truncating = flags & libc::O_TRUNC != 0;
             // A truncating open changes the file rather than reading it.
             let read = opens_for_reading(flags) && !truncating;
+            // What this process's lookup of the name just brought, for an open that only reads.
+            let looked_up = pid
+                .filter(|_| !(writing || truncating))
+                .and_then(|pid| self.shared.fresh.take_ahead(ino, pid, Instant::now()));
             let reply = if writing && !self.shared.leases.holds(ino) {
                 self.open_leased(ino, read).await?
-            } else if let Some(reply) = self.opened_ahead(ino, pid, writing || truncating) {
+            } else if let Some(reply) = looked_up.clone().and_then(opened_ahead) {
                 reply
             } else {
                 self.master().open_file(ino, read, None).await?
@@ -72,7 +76,13 @@ impl Client {
             // the read itself needs no `getattr` first. A read of an empty file reaches no
             // one, so there the attributes go.
             let keep_cache = unchanged && !reply.access_marked;
-            let attrs_stale = !unchanged || (reply.access_marked && attr.size == 0);
+            // A file changed since this mount last read it needs the kernel's attributes
+            // dropped, unless they came from the lookup just made and still hold.
+            let kernel_current = looked_up
+                .as_ref()
+                .is_some_and(|(seen, _)| same_version(seen, &attr));
+            let attrs_stale =
+                (!unchanged && !kernel_current) || (reply.access_marked && attr.size == 0);
             Ok::<_, FsError>((keep_cache, attrs_stale))
         }
         .await;
@@ -87,26 +97,6 @@ impl Client {
                 Err(err)
             }
         }
-    }
-
-    /// The open of `ino` by process `pid` answered from what that process's lookup of the
-    /// name just brought (see [`FreshAttrs`](crate::fresh::FreshAttrs)): a read-only open with
-    /// no relatime mark due, which is all the master's `OpenFile` would have answered. An
-    /// open that marks goes to the master, so atime is never behind there: marking in the
-    /// background was tried and saved nothing, since the mark's round trip then delays the
-    /// next file's lookup.
-    fn opened_ahead(&self, ino: u64, pid: Option<u32>, changes: bool) -> Option<pb::OpenFileReply> {
-        let pid = pid.filter(|_| !changes)?;
-        let (attr, chunk_map) = self.shared.fresh.take_ahead(ino, pid, Instant::now())?;
-        if access_due(&attr, SystemTime::now()) {
-            return None;
-        }
-        Some(pb::OpenFileReply {
-            attr: Some(attr),
-            chunk_map: Some(chunk_map),
-            access_marked: false,
-            lease: None,
-        })
     }
 
     /// for writing takes the file's writer lease in the same master call (`CreateFile`).
@@ -344,4 +334,28 @@ fn truncate_request(ino: u64) -> pb::SetAttrRequest {
         mtime: Some(dfs_proto::time::now()),
         ..Default::default()
     }
+}
+
+/// The open answered from what the opening process's lookup of the name just brought (see
+/// [`FreshAttrs`](crate::fresh::FreshAttrs)): a read-only open with no relatime mark due,
+/// which is all the master's `OpenFile` would have answered. An open that marks goes to the
+/// master, so atime is never behind there: marking in the background was tried and saved
+/// nothing, since the mark's round trip then delays the next file's lookup.
+fn opened_ahead((attr, chunk_map): (pb::Attr, pb::GetChunksReply)) -> Option<pb::OpenFileReply> {
+    if access_due(&attr, SystemTime::now()) {
+        return None;
+    }
+    Some(pb::OpenFileReply {
+        attr: Some(attr),
+        chunk_map: Some(chunk_map),
+        access_marked: false,
+        lease: None,
+    })
+}
+
+/// Whether `a` and `b` show one version of a file's data and attributes (an atime mark in
+/// between changes neither).
+fn same_version(a: &pb::Attr, b: &pb::Attr) -> bool {
+    (a.size, a.mtime, a.ctime, a.perm, a.uid, a.gid, a.nlink)
+        == (b.size, b.mtime, b.ctime, b.perm, b.uid, b.gid, b.nlink)
 }
