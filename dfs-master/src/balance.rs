@@ -37,9 +37,9 @@ fn usage(view: &ServerView) -> Option<f64> {
 /// The moves that bring the fullest and the emptiest active server closer, at most
 /// `max_moves` of them, or none when their usage differs by `spread` (a fraction) or less.
 /// `chunks` are the chunk records; `chunk_size` estimates what one move shifts.
-pub fn plan_moves(
+pub fn plan_moves<'a>(
     servers: &[ServerView],
-    chunks: &[ChunkRecord],
+    chunks: impl IntoIterator<Item = &'a ChunkRecord>,
     spread: f64,
     chunk_size: u64,
     max_moves: usize,
@@ -66,7 +66,7 @@ pub fn plan_moves(
         .map(|s| (s.server_id, s.rack.as_str()))
         .collect();
     chunks
-        .iter()
+        .into_iter()
         .filter(|c| c.replicas.contains(&full.server_id) && !c.replicas.contains(&empty.server_id))
         // Keep racks distinct: the target's rack must not hold another replica already.
         .filter(|c| {

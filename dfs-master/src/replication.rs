@@ -246,10 +246,9 @@ impl Replication {
             .balance_spread
             .filter(|_| healthy && last_healthy && busy_chunks.is_empty())
         {
-            let records: Vec<ChunkRecord> = page.iter().map(|(_, _, c)| c.clone()).collect();
             let moves = balance::plan_moves(
                 servers,
-                &records,
+                page.iter().map(|(_, _, c)| c),
                 spread,
                 self.policy.chunk_size,
                 self.limits.max_copies_per_server,

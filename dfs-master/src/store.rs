@@ -438,13 +438,7 @@ impl Store {
     /// Every chunk of every file as `(ino, index, record)`, in key order: what the
     /// replication check walks. A full scan, for a background task, not a request path.
     pub fn all_chunks(&self) -> Result<Vec<(u64, u64, ChunkRecord)>> {
-        let mut chunks = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_CHUNKS), IteratorMode::Start) {
-            let (key, value) = item?;
-            let (ino, index) = decode_pair(CF_CHUNKS, &key)?;
-            chunks.push((ino, index, decode(CF_CHUNKS, &value)?));
-        }
-        Ok(chunks)
+        self.chunks_after(None, usize::MAX)
     }
 
     /// Reads up to `limit` chunk records in key order (file, then index), starting right

@@ -35,9 +35,10 @@ impl Client {
             let looked_up = pid
                 .filter(|_| !(writing || truncating))
                 .and_then(|pid| self.shared.fresh.take_ahead(ino, pid, Instant::now()));
+            let seen = looked_up.as_ref().map(|(attr, _)| *attr);
             let reply = if writing && !self.shared.leases.holds(ino) {
                 self.open_leased(ino, read).await?
-            } else if let Some(reply) = looked_up.clone().and_then(opened_ahead) {
+            } else if let Some(reply) = looked_up.and_then(opened_ahead) {
                 reply
             } else {
                 self.master().open_file(ino, read, None).await?
@@ -78,9 +79,7 @@ impl Client {
             let keep_cache = unchanged && !reply.access_marked;
             // A file changed since this mount last read it needs the kernel's attributes
             // dropped, unless they came from the lookup just made and still hold.
-            let kernel_current = looked_up
-                .as_ref()
-                .is_some_and(|(seen, _)| same_version(seen, &attr));
+            let kernel_current = seen.is_some_and(|seen| same_version(&seen, &attr));
             let attrs_stale =
                 (!unchanged && !kernel_current) || (reply.access_marked && attr.size == 0);
             Ok::<_, FsError>((keep_cache, attrs_stale))
