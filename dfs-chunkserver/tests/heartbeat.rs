@@ -158,6 +158,9 @@ impl Master for FakeMaster {
     ) -> Result<Response<AttrReply>, Status> {
         unimplemented()
     }
+    async fn sync_metadata(&self, _: Request<Empty>) -> Result<Response<Empty>, Status> {
+        unimplemented()
+    }
     async fn replace_replicas(
         &self,
         _: Request<dfs_proto::pb::ReplaceReplicasRequest>,

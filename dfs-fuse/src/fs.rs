@@ -322,8 +322,7 @@ impl Filesystem for DfsFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        // Namespace changes are durable on the master when it acknowledges them.
-        reply.ok();
+        self.reply_empty(reply, |client| async move { client.fsyncdir().await });
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -226,6 +226,11 @@ impl MasterClient {
         attr_of(answer(self.client().commit_write(req).await)?)
     }
 
+    /// Makes every metadata change the master acknowledged so far durable on its disk.
+    pub async fn sync_metadata(&self) -> Result<(), FsError> {
+        answer(self.client().sync_metadata(pb::Empty {}).await).map(|_| ())
+    }
+
     /// Asks for the writer lease of `ino` for `holder` (`EBUSY` while another holds it).
     pub async fn acquire_lease(&self, ino: u64, holder: &str) -> Result<pb::LeaseReply, FsError> {
         let req = pb::LeaseRequest {

@@ -176,6 +176,7 @@ impl ChunkMap {
         let mut txn = self.writer.begin();
         let mut inode = regular_file(txn.inode(ino)?)?;
         let mut updated: Vec<(u64, ChunkRecord)> = Vec::with_capacity(commits.len());
+        let mut versions_moved = false;
         for commit in commits {
             if commit.length > self.layout.chunk_size {
                 return Err(invalid("chunk length past the chunk size"));
@@ -192,7 +193,10 @@ impl ChunkMap {
             };
             chunk.length = chunk.length.max(commit.length);
             // A rewrite after a replica replacement: the survivors hold the new version now.
-            chunk.version = chunk.version.max(commit.version);
+            if commit.version > chunk.version {
+                chunk.version = commit.version;
+                versions_moved = true;
+            }
         }
         for (index, chunk) in &updated {
             txn.put_chunk(ino, *index, chunk);
@@ -205,6 +209,12 @@ impl ChunkMap {
         inode.attr.ctime = Some(now);
         let attr = inode.attr;
         txn.put_inode(inode);
+        // Lengths may wait for the WAL sync: lost in a machine crash, the file is a prefix of
+        // what was written, as with any write not fsync'd. A version may not: the master must
+        // never fall back to a version some replicas have left behind.
+        if !versions_moved {
+            txn.defer_sync();
+        }
         txn.commit()?;
         Ok(attr)
     }

@@ -9,6 +9,7 @@ use dfs_proto::chunk::ChunkLayout;
 use dfs_proto::{DEFAULT_BLOCK_SIZE, DEFAULT_CHUNK_SIZE};
 
 use crate::error::{Error, Result};
+use crate::store::SyncPolicy;
 
 /// Default listen address of the master's gRPC service.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9400";
@@ -31,6 +32,9 @@ pub const DEFAULT_REPLICATION_INTERVAL_MS: u64 = 2000;
 pub const DEFAULT_REPLICATION_SCAN_CHUNKS: u64 = 65_536;
 /// Default copies in flight per chunkserver.
 pub const DEFAULT_MAX_COPIES_PER_SERVER: u32 = 4;
+/// Default bound on how long an acknowledged change of names waits for the WAL sync: a
+/// machine crash loses at most this much of it (ext4 commits its journal every 5 s).
+pub const DEFAULT_METADATA_SYNC_INTERVAL_MS: u64 = 50;
 
 /// Settings of one master.
 #[derive(Debug, Clone, clap::Args)]
@@ -123,6 +127,14 @@ pub struct Config {
     )]
     pub sync_writes: bool,
 
+    /// Longest time, in milliseconds, a change of names (create, mkdir, link, unlink,
+    /// rename) or of a file's length stays acknowledged but unsynced: it is in the WAL at
+    /// once (a killed master loses nothing), synced to disk within this time, and at once
+    /// when a client calls `fsync` on a file or directory, as a local filesystem promises.
+    /// 0 syncs every mutation before its reply (each create then waits for the disk).
+    #[arg(long, env = "DFS_METADATA_SYNC_INTERVAL_MS", default_value_t = DEFAULT_METADATA_SYNC_INTERVAL_MS)]
+    pub metadata_sync_interval_ms: u64,
+
     /// Once the master serves, write its bound `host:port` to this file (atomically, via a
     /// rename), so scripts and tests that listen on port 0 learn the address.
     #[arg(long, env = "DFS_MASTER_ADDR_FILE")]
@@ -149,6 +161,7 @@ impl Config {
             max_copies_per_server: DEFAULT_MAX_COPIES_PER_SERVER,
             balance_spread_percent: 10,
             sync_writes: true,
+            metadata_sync_interval_ms: DEFAULT_METADATA_SYNC_INTERVAL_MS,
             addr_file: None,
         }
     }
@@ -208,6 +221,20 @@ impl Config {
             dead: Duration::from_secs(self.dead_timeout_secs),
             orphan_grace: Duration::from_secs(self.orphan_grace_secs),
         }
+    }
+
+    /// When the store syncs its writes.
+    pub fn sync_policy(&self) -> SyncPolicy {
+        match (self.sync_writes, self.metadata_sync_interval_ms) {
+            (false, _) => SyncPolicy::Never,
+            (true, 0) => SyncPolicy::Always,
+            (true, _) => SyncPolicy::Deferred,
+        }
+    }
+
+    /// Longest time a deferred mutation waits for the WAL sync.
+    pub fn metadata_sync_interval(&self) -> Duration {
+        Duration::from_millis(self.metadata_sync_interval_ms.max(1))
     }
 
     /// Time between replication checks.

@@ -9,7 +9,8 @@
 //! * [`store`] — the RocksDB schema: one column family per key space, fixed-width big-endian
 //!   keys so a directory listing or a file's chunk list is one prefix scan.
 //! * [`txn`] — a mutation in progress: mutations are serialised on one writer lock and applied
-//!   as one atomic (synced) `WriteBatch`.
+//!   as one atomic `WriteBatch`, synced at once or, for changes of names and lengths, within
+//!   `--metadata-sync-interval-ms` and at a client's `fsync`.
 //! * [`namespace`] and [`rename`] — POSIX namespace operations as a deterministic state
 //!   machine: the caller passes in the time and credentials.
 //! * [`permissions`] — POSIX rules the kernel cannot check for us (set-group-ID directories).
@@ -89,12 +90,18 @@ pub async fn run(
     let addr_file = config.addr_file.clone();
     let data_dir = config.data_dir.clone();
     let check_every = config.replication_interval();
+    let sync_every = config.metadata_sync_interval();
     let master = tokio::task::spawn_blocking(move || Master::open(&config, time::now())).await??;
     let master = Arc::new(master);
     let (stop_checks, checks_stopped) = tokio::sync::watch::channel(false);
     let checker = tokio::spawn(service::replication_loop(
         Arc::clone(&master),
         check_every,
+        checks_stopped.clone(),
+    ));
+    let syncer = tokio::spawn(service::metadata_sync_loop(
+        Arc::clone(&master),
+        sync_every,
         checks_stopped,
     ));
     let service = MasterServer::new(MasterService::new(master));
@@ -111,6 +118,7 @@ pub async fn run(
         .await?;
     let _ = stop_checks.send(true);
     let _ = checker.await;
+    let _ = syncer.await;
     tracing::info!("master stopped");
     Ok(())
 }

@@ -46,8 +46,9 @@ impl Master {
     pub fn open(config: &Config, now: Timestamp) -> Result<Master> {
         config.validate()?;
         std::fs::create_dir_all(&config.data_dir)?;
-        let store = Store::open(&config.data_dir.join(DB_DIR), config.sync_writes)?;
+        let store = Store::open(&config.data_dir.join(DB_DIR), config.sync_policy())?;
         let writer = Writer::new(Arc::new(store));
+        writer.skip_reserved_ids()?;
         let layout = settle_layout(&writer, config.layout())?;
         let namespace = Namespace::new(writer.clone(), layout);
         namespace.bootstrap(now)?;
@@ -154,6 +155,17 @@ impl Master {
         let servers = self.registry.snapshot(now);
         self.replication.check(&servers, now, seed)?;
         Ok(())
+    }
+
+    /// Makes every mutation acknowledged so far durable: syncs the WAL if a deferred change
+    /// (see [`SyncPolicy::Deferred`](crate::store::SyncPolicy)) has not reached the disk.
+    pub fn sync_metadata(&self) -> Result<()> {
+        self.namespace.writer.store().sync_wal()
+    }
+
+    /// Whether an acknowledged mutation has not reached the disk yet.
+    pub fn has_unsynced_metadata(&self) -> bool {
+        self.namespace.writer.store().has_unsynced_writes()
     }
 
     /// The cluster's chunk layout.

@@ -5,7 +5,8 @@
 //! never reads the clock itself; inode numbers come from a persisted counter. Applying the same
 //! commands in the same order to the same store therefore gives the same result, which is what
 //! a replicated (Raft) master will rely on. Each mutation is one [`Txn`]: serialised with every
-//! other mutation and applied as one atomic batch (WAL-synced unless configured otherwise).
+//! other mutation and applied as one atomic batch. Name changes are WAL-synced within the
+//! master's sync interval or at a client's `fsync` ([`Txn::defer_sync`]); the rest at once.
 //!
 //! POSIX rules kept here: directory `nlink` is 2 plus its subdirectories; creating, removing or
 //! renaming an entry updates the parent's mtime and ctime; unlinking the last link of an inode
@@ -172,8 +173,8 @@ impl Namespace {
         Ok(attr)
     }
 
-    /// [`make_node`](Namespace::make_node) as part of the transaction `txn` (which the caller
-    /// commits, synced: a create is durable when acknowledged).
+    /// [`make_node`](Namespace::make_node) as part of the transaction `txn`, which the caller
+    /// commits; a new node lets it [defer](Txn::defer_sync) the sync.
     pub fn make_node_in(
         &self,
         txn: &mut Txn<'_>,
@@ -225,6 +226,7 @@ impl Namespace {
         })?;
         txn.put_dentry(req.parent, &req.name, Dentry { ino, kind });
         update_dir(txn, req.parent, if is_dir { 1 } else { 0 }, now)?;
+        txn.defer_sync();
         Ok(attr)
     }
 
@@ -240,6 +242,9 @@ impl Namespace {
         txn.delete_dentry(parent, name);
         update_dir(&mut txn, parent, 0, now)?;
         drop_link(&mut txn, dentry.ino, now)?;
+        // Replicas of a dropped inode are deleted only after a synced write (the heartbeat
+        // that hands them out), so a lost unlink never leaves a name without its data.
+        txn.defer_sync();
         txn.commit()
     }
 
@@ -257,6 +262,7 @@ impl Namespace {
         txn.delete_dentry(parent, name);
         txn.remove_inode(dentry.ino)?;
         update_dir(&mut txn, parent, -1, now)?;
+        txn.defer_sync();
         txn.commit()
     }
 
@@ -289,6 +295,7 @@ impl Namespace {
         );
         txn.put_inode(inode);
         update_dir(&mut txn, new_parent, 0, now)?;
+        txn.defer_sync();
         txn.commit()?;
         Ok(attr)
     }

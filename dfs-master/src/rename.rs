@@ -115,6 +115,7 @@ impl Namespace {
             update_dir(&mut txn, parent, 0, now)?;
         }
         update_dir(&mut txn, new_parent, subdir_delta_new, now)?;
+        txn.defer_sync();
         txn.commit()
     }
 }
@@ -145,6 +146,7 @@ fn exchange(mut txn: Txn<'_>, a: Slot<'_>, b: Slot<'_>, now: Timestamp) -> Resul
         update_dir(&mut txn, a.parent, delta, now)?;
         update_dir(&mut txn, b.parent, -delta, now)?;
     }
+    txn.defer_sync();
     txn.commit()
 }
 

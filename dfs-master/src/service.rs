@@ -120,6 +120,35 @@ pub async fn replication_loop(
     }
 }
 
+/// Syncs the master's log every `every` while a deferred mutation waits for it, until
+/// `stop` turns true; then once more, so nothing acknowledged is left unsynced at shutdown.
+pub async fn metadata_sync_loop(
+    master: Arc<Master>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopped = tokio::select! {
+            _ = ticker.tick() => false,
+            _ = stop.wait_for(|&stopped| stopped) => true,
+        };
+        if master.has_unsynced_metadata() {
+            // An fdatasync: on a blocking thread, so requests served inline go on meanwhile.
+            let master = Arc::clone(&master);
+            match tokio::task::spawn_blocking(move || master.sync_metadata()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(error = %err, "syncing the metadata log failed"),
+                Err(err) => tracing::error!(error = %err, "syncing the metadata log panicked"),
+            }
+        }
+        if stopped {
+            return;
+        }
+    }
+}
+
 /// A fresh random seed for placement (std's hasher keys are randomly seeded).
 fn placement_seed() -> u64 {
     RandomState::new().hash_one(Instant::now())
@@ -544,6 +573,13 @@ impl master_server::Master for MasterService {
         let req = request.into_inner();
         let (now, clock) = (time::now(), Instant::now());
         self.write(move |m| m.create_file(&req, now, clock))
+    }
+
+    async fn sync_metadata(
+        &self,
+        _request: Request<pb::Empty>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.write(|m| m.sync_metadata().map(|()| pb::Empty {}))
     }
 }
 

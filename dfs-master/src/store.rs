@@ -23,6 +23,7 @@
 //! to tell a live replica from garbage without scanning every file.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dfs_proto::pb::{self, FileKind};
 use prost::Message;
@@ -86,6 +87,27 @@ pub mod meta {
     pub const BLOCK_SIZE: &[u8] = b"block_size";
     /// The next writer-lease generation to hand out.
     pub const NEXT_LEASE_GENERATION: &[u8] = b"next_lease_generation";
+
+    /// The id counters, each with the key of its *reservation*: the value below which ids
+    /// may have been handed out. A reservation is raised (and synced) ahead of the counter,
+    /// a block of ids at a time, so a counter written by an unsynced mutation (a create)
+    /// and lost in a machine crash restarts at its reservation and never hands an id out
+    /// twice (see `Txn::next_id`).
+    pub const ID_COUNTERS: [(&[u8], &[u8]); 4] = [
+        (NEXT_INO, b"reserved_ino"),
+        (NEXT_CHUNK_ID, b"reserved_chunk_id"),
+        (NEXT_SERVER_ID, b"reserved_server_id"),
+        (NEXT_LEASE_GENERATION, b"reserved_lease_generation"),
+    ];
+
+    /// The reservation key of id counter `key`.
+    pub fn reservation(key: &[u8]) -> &'static [u8] {
+        ID_COUNTERS
+            .iter()
+            .find(|(counter, _)| *counter == key)
+            .map(|(_, reserved)| *reserved)
+            .expect("an id counter has a reservation")
+    }
 }
 
 /// The persisted form of an inode: its `stat` attributes plus what the namespace needs to
@@ -284,19 +306,40 @@ fn decode<M: Message + Default>(cf: &'static str, bytes: &[u8]) -> Result<M> {
     })
 }
 
+/// When the master's acknowledged mutations reach the disk (the WAL is synced).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Every mutation syncs the WAL before it is acknowledged.
+    Always,
+    /// Changes of names (create, mkdir, link, unlink, rename) and of a file's length are
+    /// acknowledged once written to the WAL, which a process crash cannot lose, and synced
+    /// by the next [`Store::sync_wal`]: the master runs one every few milliseconds and
+    /// before answering a client's `fsync`. This is the `fsync` contract of POSIX (a local
+    /// filesystem makes a create durable only at an `fsync`) and CephFS's early reply.
+    /// Everything whose loss could let a stale replica pass for current (chunk versions,
+    /// leases, replica lists, deletions handed to chunkservers) stays synced.
+    Deferred,
+    /// Nothing is synced (tests and throwaway clusters): a machine crash may lose any
+    /// recent mutation.
+    Never,
+}
+
 /// The master's RocksDB database with every column family open.
 ///
 /// Reads are plain methods here and may run concurrently from any thread. Writes are
 /// assembled in a [`crate::txn::Txn`] and applied with [`Store::write`].
 pub struct Store {
     db: DB,
-    sync: bool,
+    policy: SyncPolicy,
+    /// Unsynced writes applied so far (a count, not a sequence number).
+    unsynced: AtomicU64,
+    /// How many of those a WAL sync has covered.
+    synced: AtomicU64,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`. With `sync`, every write syncs the
-    /// WAL before returning, so an acknowledged mutation survives a machine crash.
-    pub fn open(path: &Path, sync: bool) -> Result<Store> {
+    /// Opens (creating if needed) the database at `path`, syncing writes as `policy` says.
+    pub fn open(path: &Path, policy: SyncPolicy) -> Result<Store> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -304,7 +347,17 @@ impl Store {
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        Ok(Store { db, sync })
+        Ok(Store {
+            db,
+            policy,
+            unsynced: AtomicU64::new(0),
+            synced: AtomicU64::new(0),
+        })
+    }
+
+    /// How writes are synced.
+    pub fn policy(&self) -> SyncPolicy {
+        self.policy
     }
 
     /// The handle of a column family. Every name in `ALL_CFS` is created by [`Store::open`],
@@ -315,17 +368,48 @@ impl Store {
             .expect("column family created at open")
     }
 
-    /// Applies a batch atomically (synced when the store was opened with `sync`).
+    /// Applies a batch atomically, syncing the WAL first unless the policy is
+    /// [`SyncPolicy::Never`].
     pub(crate) fn write(&self, batch: WriteBatch) -> Result<()> {
-        self.write_with(batch, self.sync)
+        self.write_with(batch, self.policy != SyncPolicy::Never)
     }
 
     /// Applies a batch atomically, syncing the WAL only if `sync`: for changes whose loss in
-    /// a machine crash is harmless (a process crash loses nothing either way).
+    /// a machine crash is harmless or that [`Store::sync_wal`] covers soon enough (a process
+    /// crash loses nothing either way). Callers serialise writes (see [`crate::txn`]), which
+    /// the counting of unsynced writes relies on.
     pub(crate) fn write_with(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
+        // A synced write syncs the whole log, so it covers every unsynced write before it.
+        let before = self.unsynced.load(Ordering::Acquire);
         self.db.write_opt(batch, &opts)?;
+        if sync {
+            self.synced.fetch_max(before, Ordering::AcqRel);
+        } else {
+            self.unsynced.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// Whether some write has not reached the disk yet.
+    pub fn has_unsynced_writes(&self) -> bool {
+        self.synced.load(Ordering::Acquire) < self.unsynced.load(Ordering::Acquire)
+    }
+
+    /// Syncs the WAL if any write has not reached the disk yet, so that every mutation
+    /// acknowledged before this call survives a machine crash. Blocks for one `fdatasync`
+    /// (none when everything is synced already).
+    pub fn sync_wal(&self) -> Result<()> {
+        if self.policy == SyncPolicy::Never {
+            return Ok(());
+        }
+        let written = self.unsynced.load(Ordering::Acquire);
+        if self.synced.load(Ordering::Acquire) >= written {
+            return Ok(());
+        }
+        self.db.flush_wal(true)?;
+        self.synced.fetch_max(written, Ordering::AcqRel);
         Ok(())
     }
 

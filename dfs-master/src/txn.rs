@@ -26,10 +26,19 @@ use crate::error::Result;
 use crate::store::{
     self, CF_CHUNK_IDS, CF_CHUNKS, CF_DELETIONS, CF_DENTRIES, CF_INODES, CF_LEASES, CF_META,
     CF_SERVERS, CF_SYMLINKS, CF_XATTRS, ChunkRecord, Dentry, Inode, LeaseRecord, ServerRecord,
-    Store, meta,
+    Store, SyncPolicy, meta,
 };
 // advisory locks
 use crate::store::{CF_LOCKS, LockRecords};
+
+/// Ids a raised reservation covers: one synced write per this many creates.
+pub const ID_RESERVATION: u64 = 1024;
+
+/// Whether a commit waits for the WAL to reach the disk.
+enum WalSync {
+    Now,
+    Later,
+}
 
 /// The store plus the lock that makes its mutations one-at-a-time. Cheap to clone.
 #[derive(Clone)]
@@ -45,6 +54,20 @@ impl Writer {
             store,
             lock: Arc::new(Mutex::new(())),
         }
+    }
+
+    /// Moves every id counter up to its reservation (at start-up): ids between the two may
+    /// have been handed out by unsynced mutations that a machine crash lost, and must not be
+    /// handed out again (a lost create's chunk id may still name replicas on chunkservers).
+    pub fn skip_reserved_ids(&self) -> Result<()> {
+        let mut txn = self.begin();
+        for (counter, reservation) in meta::ID_COUNTERS {
+            let reserved = txn.counter(reservation)?;
+            if txn.counter(counter)? < reserved {
+                txn.set_counter(counter, reserved);
+            }
+        }
+        txn.commit()
     }
 
     /// The store, for reads outside a transaction.
@@ -66,6 +89,8 @@ impl Writer {
             batch: WriteBatch::default(),
             inodes: HashMap::new(),
             counters: HashMap::new(),
+            reserved_ids: false,
+            deferrable: false,
         }
     }
 }
@@ -80,6 +105,12 @@ pub struct Txn<'a> {
     inodes: HashMap<u64, Cached<Option<Inode>>>,
     /// Counters read or written by this transaction.
     counters: HashMap<&'static [u8], Cached<u64>>,
+    /// Whether this transaction raised an id reservation, which must be synced before any
+    /// id above the old one is handed out.
+    reserved_ids: bool,
+    /// Whether the transaction may be acknowledged before its WAL sync (see
+    /// [`Txn::defer_sync`]).
+    deferrable: bool,
 }
 
 /// A value read through a transaction, and whether the transaction changed it (only changed
@@ -143,10 +174,17 @@ impl Txn<'_> {
         self.counters.insert(key, Cached { value, dirty: true });
     }
 
-    /// Hands out the next value of an id counter; ids start at `first`.
+    /// Hands out the next value of an id counter; ids start at `first`. Past the counter's
+    /// reservation (see [`meta::ID_COUNTERS`]) the reservation moves [`ID_RESERVATION`] ids
+    /// ahead and the transaction commits synced, whatever its kind.
     pub fn next_id(&mut self, key: &'static [u8], first: u64) -> Result<u64> {
         let id = self.counter(key)?.max(first);
         self.set_counter(key, id + 1);
+        let reservation = meta::reservation(key);
+        if id >= self.counter(reservation)? {
+            self.set_counter(reservation, id + ID_RESERVATION);
+            self.reserved_ids = true;
+        }
         Ok(id)
     }
 
@@ -294,20 +332,40 @@ impl Txn<'_> {
         }
     }
 
-    /// Applies every change of the transaction as one atomic (and, if configured, synced)
-    /// batch, then releases the writer lock.
+    /// Marks the transaction as a change of names or of a file's length only, which under
+    /// [`SyncPolicy::Deferred`] is acknowledged unsynced and made durable by the next
+    /// [`Store::sync_wal`] (or any synced write). A transaction that also raised an id
+    /// reservation still syncs.
+    pub fn defer_sync(&mut self) {
+        self.deferrable = true;
+    }
+
+    /// Applies every change of the transaction as one atomic batch, synced before it returns
+    /// (unless the store never syncs, or the transaction [may defer](Txn::defer_sync) it),
+    /// then releases the writer lock.
     pub fn commit(self) -> Result<()> {
-        self.apply(false)
+        let deferred =
+            self.deferrable && !self.reserved_ids && self.store.policy() == SyncPolicy::Deferred;
+        self.apply(if deferred {
+            WalSync::Later
+        } else {
+            WalSync::Now
+        })
     }
 
     /// Like [`commit`](Txn::commit), but never waits for the WAL to reach the disk: for
     /// changes whose loss in a machine crash is harmless (e.g. a lease release, whose loss
     /// only makes the lease expire instead).
     pub fn commit_unsynced(self) -> Result<()> {
-        self.apply(true)
+        let sync = if self.reserved_ids {
+            WalSync::Now
+        } else {
+            WalSync::Later
+        };
+        self.apply(sync)
     }
 
-    fn apply(mut self, unsynced: bool) -> Result<()> {
+    fn apply(mut self, sync: WalSync) -> Result<()> {
         for (ino, cached) in std::mem::take(&mut self.inodes) {
             let cf = self.store.cf(CF_INODES);
             match cached.value {
@@ -329,10 +387,9 @@ impl Txn<'_> {
         if batch.is_empty() {
             return Ok(());
         }
-        if unsynced {
-            self.store.write_with(batch, false)
-        } else {
-            self.store.write(batch)
+        match sync {
+            WalSync::Now => self.store.write(batch),
+            WalSync::Later => self.store.write_with(batch, false),
         }
     }
 }

@@ -281,16 +281,23 @@ impl Client {
         Some(self.present(&attr))
     }
 
-    /// Sends, syncs on every replica, and commits.
+    /// Sends, syncs on every replica, and commits; then has the master sync its log, since
+    /// it acknowledges changes of names and lengths (this file's create, its last commit)
+    /// before they reach its disk.
     pub async fn fsync(&self, ino: u64) -> Result<(), FsError> {
-        let Some(inode) = self.shared.inodes.get(ino) else {
-            return Ok(());
-        };
-        if let Some(attr) = inode.fsync(self.io()).await? {
-            self.shared.fresh.forget(ino);
-            self.note_version(&attr);
+        if let Some(inode) = self.shared.inodes.get(ino) {
+            if let Some(attr) = inode.fsync(self.io()).await? {
+                self.shared.fresh.forget(ino);
+                self.note_version(&attr);
+            }
         }
-        Ok(())
+        self.master().sync_metadata().await
+    }
+
+    /// `fsync` of a directory: the names in it (and everything else the master acknowledged)
+    /// reach the master's disk.
+    pub async fn fsyncdir(&self) -> Result<(), FsError> {
+        self.master().sync_metadata().await
     }
 
     /// Drops one handle; the last one flushes and forgets the inode's state.

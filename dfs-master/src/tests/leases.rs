@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use dfs_proto::{FsError, ROOT_INO};
 
 use super::{Fixture, fs_err, ts};
-use crate::leases::Grant;
 
 /// The default lease time-to-live the fixture's master runs with.
 fn ttl(fx: &Fixture) -> Duration {
@@ -93,13 +92,10 @@ fn a_restarted_master_honours_leases_for_a_full_time_to_live() {
         .leases()
         .acquire(ino, "b", Instant::now())
         .unwrap();
-    assert_eq!(
-        grant,
-        Grant {
-            generation: first.generation + 1,
-            recover: false
-        }
-    );
+    // A new generation: past every one handed out before the restart (the counter restarts
+    // at its synced reservation, see `Txn::next_id`).
+    assert!(!grant.recover);
+    assert!(grant.generation > first.generation);
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! parallel.
 
 mod chunks;
+mod durability;
 mod leases;
 mod locks;
 mod namespace;

@@ -25,7 +25,7 @@ impl Fixture {
         self.master.registry().register(&req, now).unwrap()
     }
 
-    fn heartbeat(
+    pub(super) fn heartbeat(
         &self,
         server_id: u64,
         report: Option<Vec<ChunkReplicaReport>>,
@@ -44,7 +44,7 @@ impl Fixture {
     }
 }
 
-fn replica(chunk_id: u64, version: u64) -> ChunkReplicaReport {
+pub(super) fn replica(chunk_id: u64, version: u64) -> ChunkReplicaReport {
     ChunkReplicaReport {
         chunk_id,
         version,
