@@ -1,7 +1,7 @@
 //! Namespace operations of [`Client`]: lookups, attributes, creating, linking, renaming and
 //! removing names, and `statfs`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dfs_proto::FsError;
 use dfs_proto::pb::{self, FileKind};
@@ -10,6 +10,7 @@ use fuser::FileAttr;
 use super::{Caller, Client, NewNode, STATFS_BLOCK_SIZE, StatFs, check_name};
 use crate::attr::creation_perm;
 use crate::inode::AttrChanges;
+use crate::known_names::NameChange;
 
 /// Free inodes reported by `statfs`: the master allocates inode numbers without a fixed table.
 const STATFS_FREE_INODES: u64 = 1 << 32;
@@ -87,6 +88,18 @@ impl Client {
         Ok(self.present(&result?))
     }
 
+    /// [`setattr`](Client::setattr) without waiting, for the thread that received the
+    /// request: a change of mode, owner or times while this mount writes the file is kept for
+    /// its commit (see `inode::deferred`) and answered at once; `None` means: take
+    /// `setattr`. Must run inside the runtime's context (it may start the file's sender).
+    pub fn setattr_now(&self, req: &pb::SetAttrRequest) -> Option<FileAttr> {
+        let changes = AttrChanges::of(req)?;
+        let inode = self.shared.inodes.get(req.ino)?;
+        let attr = inode.try_defer(self.io(), changes, dfs_proto::time::now())?;
+        self.shared.fresh.forget(req.ino);
+        Some(self.present(&attr))
+    }
+
     /// The target of a symlink.
     pub async fn readlink(&self, ino: u64) -> Result<Vec<u8>, FsError> {
         self.master().read_link(ino).await
@@ -120,19 +133,48 @@ impl Client {
 
     async fn create_node(&self, caller: Caller, node: NewNode<'_>) -> Result<pb::Attr, FsError> {
         check_name(node.name)?;
-        let (attr, dirs) = self.master().make_node(node_request(caller, node)).await?;
-        self.note_changed_dirs(dirs);
+        let (parent, name, kind) = (node.parent, node.name, node.kind);
+        let made = self.master().make_node(node_request(caller, node)).await;
+        let (attr, dirs) = self.names_in_doubt_on_error(made, &[parent])?;
+        if kind == FileKind::Directory {
+            self.shared.known.created(&attr, Instant::now());
+        }
+        self.note_changed_dirs(dirs, NameChange::Added { dir: parent, name });
         Ok(attr)
     }
 
     /// Keeps the attributes of directories a call just changed, for the `getattr` the
     /// kernel sends before its next permission check in them (see
-    /// [`FreshAttrs`](crate::fresh::FreshAttrs)).
-    pub(super) fn note_changed_dirs(&self, dirs: Vec<pb::Attr>) {
+    /// [`FreshAttrs`](crate::fresh::FreshAttrs)), and what `change` did to their names (see
+    /// [`KnownNames`](crate::known_names::KnownNames)).
+    pub(super) fn note_changed_dirs(&self, dirs: Vec<pb::Attr>, change: NameChange<'_>) {
         let now = Instant::now();
+        self.shared.known.changed(change, &dirs, now);
         for dir in dirs {
             self.shared.fresh.put(dir, now);
         }
+    }
+
+    /// Passes `result` on; a failed change of names in `dirs` (say `EEXIST` for a name this
+    /// mount believed absent) makes this mount forget what it knew of their names.
+    pub(super) fn names_in_doubt_on_error<T>(
+        &self,
+        result: Result<T, FsError>,
+        dirs: &[u64],
+    ) -> Result<T, FsError> {
+        if result.is_err() {
+            for &dir in dirs {
+                self.shared.known.forget(dir);
+            }
+        }
+        result
+    }
+
+    /// Whether `name` is known to be absent from directory `parent` (see
+    /// [`KnownNames`](crate::known_names::KnownNames)), so its lookup needs no master call.
+    pub fn known_absent(&self, parent: u64, name: &[u8], ttl: Duration) -> bool {
+        // A name no directory can hold gets its error from `lookup`.
+        check_name(name).is_ok() && self.shared.known.absent(parent, name, ttl, Instant::now())
     }
 
     /// Removes a non-directory entry. The last name of a file open on this mount becomes a
@@ -141,9 +183,11 @@ impl Client {
         check_name(name)?;
         // The file's link count and ctime change.
         self.shared.fresh.clear();
+        let removed = NameChange::Removed { dir: parent, name };
         if self.shared.inodes.is_empty() {
-            let dirs = self.master().unlink(parent, name).await?;
-            self.note_changed_dirs(dirs);
+            let unlinked = self.master().unlink(parent, name).await;
+            let dirs = self.names_in_doubt_on_error(unlinked, &[parent])?;
+            self.note_changed_dirs(dirs, removed);
             return Ok(());
         }
         let attr = self.master().lookup(parent, name).await?;
@@ -156,8 +200,9 @@ impl Client {
             hidden_files.insert(attr.ino, (parent, hidden));
             return Ok(());
         }
-        let dirs = self.master().unlink(parent, name).await?;
-        self.note_changed_dirs(dirs);
+        let unlinked = self.master().unlink(parent, name).await;
+        let dirs = self.names_in_doubt_on_error(unlinked, &[parent])?;
+        self.note_changed_dirs(dirs, removed);
         if let Some(inode) = self.shared.inodes.get(attr.ino) {
             // One of its links went: its link count and ctime moved on.
             inode.forget_attr().await;
@@ -168,8 +213,9 @@ impl Client {
     /// Removes an empty directory.
     pub async fn rmdir(&self, parent: u64, name: &[u8]) -> Result<(), FsError> {
         check_name(name)?;
-        let dirs = self.master().rmdir(parent, name).await?;
-        self.note_changed_dirs(dirs);
+        let removed = self.master().rmdir(parent, name).await;
+        let dirs = self.names_in_doubt_on_error(removed, &[parent])?;
+        self.note_changed_dirs(dirs, NameChange::Removed { dir: parent, name });
         Ok(())
     }
 
@@ -193,8 +239,9 @@ impl Client {
             new_name: new_name.to_vec(),
             flags,
         };
-        let dirs = self.master().rename(req).await?;
-        self.note_changed_dirs(dirs);
+        let renamed = self.master().rename(req).await;
+        let dirs = self.names_in_doubt_on_error(renamed, &[parent, new_parent])?;
+        self.note_changed_dirs(dirs, NameChange::Other);
         Ok(())
     }
 
@@ -207,8 +254,13 @@ impl Client {
     ) -> Result<FileAttr, FsError> {
         check_name(new_name)?;
         self.shared.fresh.forget(ino);
-        let (attr, dirs) = self.master().link(ino, new_parent, new_name).await?;
-        self.note_changed_dirs(dirs);
+        let linked = self.master().link(ino, new_parent, new_name).await;
+        let (attr, dirs) = self.names_in_doubt_on_error(linked, &[new_parent])?;
+        let added = NameChange::Added {
+            dir: new_parent,
+            name: new_name,
+        };
+        self.note_changed_dirs(dirs, added);
         if let Some(inode) = self.shared.inodes.get(ino) {
             inode.note_attr(attr).await;
         }
