@@ -30,7 +30,6 @@ use crate::error::Error;
 use crate::fresh::FreshAttrs;
 use crate::handles::OpenInodes;
 use crate::inode::OpenInode;
-use crate::known_names::KnownNames;
 use crate::lease::MountLeases;
 use crate::master::MasterClient;
 use crate::readdir::DirHandles;
@@ -122,8 +121,6 @@ struct Shared {
     hidden: Mutex<HashMap<u64, (u64, Vec<u8>)>>,
     /// Attributes read-only opens fetched, for the kernel's `getattr` that follows them.
     fresh: FreshAttrs,
-    /// Directories whose every name this mount knows, for lookups of absent names.
-    known: KnownNames,
 }
 
 /// Rejects names the master would refuse anyway, before any RPC.
@@ -209,7 +206,6 @@ impl Client {
                 seen: Mutex::new(seen),
                 hidden: Mutex::default(),
                 fresh: FreshAttrs::default(),
-                known: KnownNames::default(),
             }),
         }
     }

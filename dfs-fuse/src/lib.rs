@@ -41,7 +41,6 @@ pub mod fresh;
 pub mod fs;
 pub mod handles;
 pub mod inode;
-pub mod known_names;
 pub mod lease;
 pub mod locks;
 pub mod master;

@@ -360,7 +360,6 @@ fn new_attr(ino: u64, kind: FileKind, perm: u32, uid: u32, gid: u32, now: Timest
         ctime: Some(now),
         crtime: Some(now),
         rdev: 0,
-        entry_changes: 0,
     }
 }
 
@@ -404,8 +403,7 @@ pub(crate) fn entry(txn: &mut Txn<'_>, parent: u64, name: &[u8]) -> Result<Dentr
 }
 
 /// Records a change to the entries of directory `dir`: its link count moves by
-/// `subdir_delta` (subdirectories added or removed), its count of name changes by one, and
-/// its mtime and ctime become `now`.
+/// `subdir_delta` (subdirectories added or removed) and its mtime and ctime become `now`.
 pub(crate) fn update_dir(
     txn: &mut Txn<'_>,
     dir: u64,
@@ -414,7 +412,6 @@ pub(crate) fn update_dir(
 ) -> Result<()> {
     let mut inode = require(txn.inode(dir)?)?;
     inode.attr.nlink = inode.attr.nlink.saturating_add_signed(subdir_delta);
-    inode.attr.entry_changes += 1;
     inode.attr.mtime = Some(now);
     inode.attr.ctime = Some(now);
     txn.put_inode(inode);

@@ -178,21 +178,6 @@ impl Cluster {
         self.chunkservers[i] = Some(server);
     }
 
-    /// Freezes the master (SIGSTOP): it keeps its connections but answers nothing, so a call
-    /// that reaches it waits. [`Cluster::resume_master`] thaws it.
-    pub fn pause_master(&self) {
-        if let Some(master) = self.master.as_ref() {
-            signal(&master.child, libc::SIGSTOP);
-        }
-    }
-
-    /// Thaws a master frozen by [`Cluster::pause_master`].
-    pub fn resume_master(&self) {
-        if let Some(master) = self.master.as_ref() {
-            signal(&master.child, libc::SIGCONT);
-        }
-    }
-
     /// Freezes chunkserver `i` (SIGSTOP): it keeps its connections but answers nothing, as a
     /// server stuck on a dying disk would. [`Cluster::resume_chunkserver`] thaws it.
     pub fn pause_chunkserver(&self, i: usize) {

@@ -14,7 +14,6 @@ use super::namespace::node_request;
 use super::{Caller, Client, NewNode, Opened, check_name};
 use crate::attr::creation_perm;
 use crate::inode::OpenInode;
-use crate::known_names::NameChange;
 use crate::lease;
 use crate::read;
 
@@ -124,14 +123,13 @@ impl Client {
         let writing = opens_for_writing(flags);
         let mut placed = None;
         let attr = if writing {
-            let created = leases
+            let (acquired, (attr, first_chunk)) = leases
                 .acquire_with(self.master(), || async {
                     let mut reply = self
                         .master()
                         .create_file(req.clone(), Some(leases.holder()))
                         .await?;
-                    let added = NameChange::Added { dir: parent, name };
-                    self.note_changed_dirs(std::mem::take(&mut reply.changed_dirs), added);
+                    self.note_changed_dirs(std::mem::take(&mut reply.changed_dirs));
                     let attr = reply.attr.ok_or_else(|| {
                         FsError::Io("master created a file without attributes".into())
                     })?;
@@ -142,9 +140,7 @@ impl Client {
                         (attr, reply.first_chunk),
                     ))
                 })
-                .await;
-            let (acquired, (attr, first_chunk)) =
-                self.names_in_doubt_on_error(created, &[parent])?;
+                .await?;
             placed = first_chunk;
             if acquired.recover {
                 // An existing file whose previous writer died holding the lease.
@@ -155,9 +151,8 @@ impl Client {
             }
             attr
         } else {
-            let made = self.master().make_node(req).await;
-            let (attr, dirs) = self.names_in_doubt_on_error(made, &[parent])?;
-            self.note_changed_dirs(dirs, NameChange::Added { dir: parent, name });
+            let (attr, dirs) = self.master().make_node(req).await?;
+            self.note_changed_dirs(dirs);
             attr
         };
         if attr.size > 0 {

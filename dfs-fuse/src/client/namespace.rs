@@ -1,7 +1,7 @@
 //! Namespace operations of [`Client`]: lookups, attributes, creating, linking, renaming and
 //! removing names, and `statfs`.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dfs_proto::FsError;
 use dfs_proto::pb::{self, FileKind};
@@ -10,7 +10,6 @@ use fuser::FileAttr;
 use super::{Caller, Client, NewNode, STATFS_BLOCK_SIZE, StatFs, check_name};
 use crate::attr::creation_perm;
 use crate::inode::AttrChanges;
-use crate::known_names::NameChange;
 
 /// Free inodes reported by `statfs`: the master allocates inode numbers without a fixed table.
 const STATFS_FREE_INODES: u64 = 1 << 32;
@@ -133,48 +132,19 @@ impl Client {
 
     async fn create_node(&self, caller: Caller, node: NewNode<'_>) -> Result<pb::Attr, FsError> {
         check_name(node.name)?;
-        let (parent, name, kind) = (node.parent, node.name, node.kind);
-        let made = self.master().make_node(node_request(caller, node)).await;
-        let (attr, dirs) = self.names_in_doubt_on_error(made, &[parent])?;
-        if kind == FileKind::Directory {
-            self.shared.known.created(&attr, Instant::now());
-        }
-        self.note_changed_dirs(dirs, NameChange::Added { dir: parent, name });
+        let (attr, dirs) = self.master().make_node(node_request(caller, node)).await?;
+        self.note_changed_dirs(dirs);
         Ok(attr)
     }
 
     /// Keeps the attributes of directories a call just changed, for the `getattr` the
     /// kernel sends before its next permission check in them (see
-    /// [`FreshAttrs`](crate::fresh::FreshAttrs)), and what `change` did to their names (see
-    /// [`KnownNames`](crate::known_names::KnownNames)).
-    pub(super) fn note_changed_dirs(&self, dirs: Vec<pb::Attr>, change: NameChange<'_>) {
+    /// [`FreshAttrs`](crate::fresh::FreshAttrs)).
+    pub(super) fn note_changed_dirs(&self, dirs: Vec<pb::Attr>) {
         let now = Instant::now();
-        self.shared.known.changed(change, &dirs, now);
         for dir in dirs {
             self.shared.fresh.put(dir, now);
         }
-    }
-
-    /// Passes `result` on; a failed change of names in `dirs` (say `EEXIST` for a name this
-    /// mount believed absent) makes this mount forget what it knew of their names.
-    pub(super) fn names_in_doubt_on_error<T>(
-        &self,
-        result: Result<T, FsError>,
-        dirs: &[u64],
-    ) -> Result<T, FsError> {
-        if result.is_err() {
-            for &dir in dirs {
-                self.shared.known.forget(dir);
-            }
-        }
-        result
-    }
-
-    /// Whether `name` is known to be absent from directory `parent` (see
-    /// [`KnownNames`](crate::known_names::KnownNames)), so its lookup needs no master call.
-    pub fn known_absent(&self, parent: u64, name: &[u8], ttl: Duration) -> bool {
-        // A name no directory can hold gets its error from `lookup`.
-        check_name(name).is_ok() && self.shared.known.absent(parent, name, ttl, Instant::now())
     }
 
     /// Removes a non-directory entry. The last name of a file open on this mount becomes a
@@ -183,11 +153,9 @@ impl Client {
         check_name(name)?;
         // The file's link count and ctime change.
         self.shared.fresh.clear();
-        let removed = NameChange::Removed { dir: parent, name };
         if self.shared.inodes.is_empty() {
-            let unlinked = self.master().unlink(parent, name).await;
-            let dirs = self.names_in_doubt_on_error(unlinked, &[parent])?;
-            self.note_changed_dirs(dirs, removed);
+            let dirs = self.master().unlink(parent, name).await?;
+            self.note_changed_dirs(dirs);
             return Ok(());
         }
         let attr = self.master().lookup(parent, name).await?;
@@ -200,9 +168,8 @@ impl Client {
             hidden_files.insert(attr.ino, (parent, hidden));
             return Ok(());
         }
-        let unlinked = self.master().unlink(parent, name).await;
-        let dirs = self.names_in_doubt_on_error(unlinked, &[parent])?;
-        self.note_changed_dirs(dirs, removed);
+        let dirs = self.master().unlink(parent, name).await?;
+        self.note_changed_dirs(dirs);
         if let Some(inode) = self.shared.inodes.get(attr.ino) {
             // One of its links went: its link count and ctime moved on.
             inode.forget_attr().await;
@@ -213,9 +180,8 @@ impl Client {
     /// Removes an empty directory.
     pub async fn rmdir(&self, parent: u64, name: &[u8]) -> Result<(), FsError> {
         check_name(name)?;
-        let removed = self.master().rmdir(parent, name).await;
-        let dirs = self.names_in_doubt_on_error(removed, &[parent])?;
-        self.note_changed_dirs(dirs, NameChange::Removed { dir: parent, name });
+        let dirs = self.master().rmdir(parent, name).await?;
+        self.note_changed_dirs(dirs);
         Ok(())
     }
 
@@ -239,9 +205,8 @@ impl Client {
             new_name: new_name.to_vec(),
             flags,
         };
-        let renamed = self.master().rename(req).await;
-        let dirs = self.names_in_doubt_on_error(renamed, &[parent, new_parent])?;
-        self.note_changed_dirs(dirs, NameChange::Other);
+        let dirs = self.master().rename(req).await?;
+        self.note_changed_dirs(dirs);
         Ok(())
     }
 
@@ -254,13 +219,8 @@ impl Client {
     ) -> Result<FileAttr, FsError> {
         check_name(new_name)?;
         self.shared.fresh.forget(ino);
-        let linked = self.master().link(ino, new_parent, new_name).await;
-        let (attr, dirs) = self.names_in_doubt_on_error(linked, &[new_parent])?;
-        let added = NameChange::Added {
-            dir: new_parent,
-            name: new_name,
-        };
-        self.note_changed_dirs(dirs, added);
+        let (attr, dirs) = self.master().link(ino, new_parent, new_name).await?;
+        self.note_changed_dirs(dirs);
         if let Some(inode) = self.shared.inodes.get(ino) {
             inode.note_attr(attr).await;
         }

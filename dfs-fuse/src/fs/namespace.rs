@@ -3,7 +3,7 @@
 
 use dfs_proto::MAX_NAME_LEN;
 use dfs_proto::pb::{self, FileKind};
-use fuser::{Errno, INodeNo, ReplyAttr, ReplyData, ReplyEmpty, ReplyEntry, ReplyStatfs, TimeOrNow};
+use fuser::{INodeNo, ReplyAttr, ReplyData, ReplyEmpty, ReplyEntry, ReplyStatfs, TimeOrNow};
 
 use super::DfsFs;
 use super::reply::errno;
@@ -13,11 +13,6 @@ use crate::client::{Caller, STATFS_BLOCK_SIZE};
 impl DfsFs {
     /// `lookup`: the entry `name` of directory `parent`, for process `pid`.
     pub(super) fn look_up(&self, parent: INodeNo, name: Vec<u8>, pid: u32, reply: ReplyEntry) {
-        // A name this mount knows is not there (it created the directory and made every
-        // change since): answered here, without the master.
-        if self.client.known_absent(parent.0, &name, self.entry_ttl) {
-            return reply.error(Errno::ENOENT);
-        }
         self.reply_entry(reply, |client| async move {
             client.lookup(parent.0, &name, pid).await
         });

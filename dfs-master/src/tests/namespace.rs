@@ -79,33 +79,6 @@ fn directories_count_links_and_parents_get_new_times() {
 }
 
 #[test]
-fn every_change_of_a_name_is_counted_once_per_directory() {
-    let fx = Fixture::new();
-    let a = fx.dir(ROOT_INO, "a");
-    let b = fx.dir(ROOT_INO, "b");
-    let changes = |dir| fx.attr(dir).entry_changes;
-    assert_eq!((changes(a), changes(b)), (0, 0));
-    let f = fx.file(a, "f");
-    fx.dir(a, "d");
-    fx.make(a, "l", FileKind::Symlink);
-    fx.ns().link(f, a, b"g", ts(20)).unwrap();
-    assert_eq!(changes(a), 4);
-    fx.ns().rename(a, b"g", b, b"g", 0, ts(21)).unwrap();
-    assert_eq!((changes(a), changes(b)), (5, 1));
-    fx.ns().unlink(b, b"g", ts(22)).unwrap();
-    fx.ns().rmdir(a, b"d", ts(23)).unwrap();
-    assert_eq!((changes(a), changes(b)), (6, 2));
-    // A change of attributes or data is no change of names.
-    let req = pb::SetAttrRequest {
-        ino: a,
-        perm: Some(0o700),
-        ..Default::default()
-    };
-    fx.ns().setattr(&req, ts(24)).unwrap();
-    assert_eq!(changes(a), 6);
-}
-
-#[test]
 fn create_of_an_existing_name() {
     let fx = Fixture::new();
     let file = fx.make(ROOT_INO, "f", FileKind::Regular);
