@@ -98,26 +98,10 @@ fn attr_in_dir(m: &Master, attr: pb::Attr, dir: u64) -> Result<pb::AttrReply> {
 pub async fn replication_loop(
     master: Arc<Master>,
     every: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.wait_for(|&stopped| stopped) => return,
-        }
-        let master = Arc::clone(&master);
-        let checked = tokio::task::spawn_blocking(move || {
-            master.check_replication(Instant::now(), placement_seed())
-        })
-        .await;
-        match checked {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::warn!(error = %err, "replication check failed"),
-            Err(err) => tracing::warn!(error = %err, "replication check panicked"),
-        }
-    }
+    let check = |m: &Master| m.check_replication(Instant::now(), placement_seed());
+    periodically(master, every, stop, "replication check", check, false).await;
 }
 
 /// Syncs the master's log every `every` while a deferred mutation waits for it, until
@@ -125,7 +109,28 @@ pub async fn replication_loop(
 pub async fn metadata_sync_loop(
     master: Arc<Master>,
     every: Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let sync = |m: &Master| {
+        if m.has_unsynced_metadata() {
+            m.sync_metadata()
+        } else {
+            Ok(())
+        }
+    };
+    periodically(master, every, stop, "metadata log sync", sync, true).await;
+}
+
+/// Runs `op` every `every` on a blocking thread (it reads or syncs the database, which the
+/// requests served inline must not wait for), until `stop` turns true; with `at_stop`, once
+/// more after that. A run in progress always finishes first.
+async fn periodically(
+    master: Arc<Master>,
+    every: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    what: &'static str,
+    op: fn(&Master) -> Result<()>,
+    at_stop: bool,
 ) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -134,14 +139,14 @@ pub async fn metadata_sync_loop(
             _ = ticker.tick() => false,
             _ = stop.wait_for(|&stopped| stopped) => true,
         };
-        if master.has_unsynced_metadata() {
-            // An fdatasync: on a blocking thread, so requests served inline go on meanwhile.
-            let master = Arc::clone(&master);
-            match tokio::task::spawn_blocking(move || master.sync_metadata()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::error!(error = %err, "syncing the metadata log failed"),
-                Err(err) => tracing::error!(error = %err, "syncing the metadata log panicked"),
-            }
+        if stopped && !at_stop {
+            return;
+        }
+        let master = Arc::clone(&master);
+        match tokio::task::spawn_blocking(move || op(&master)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "{what} failed"),
+            Err(err) => tracing::warn!(error = %err, "{what} panicked"),
         }
         if stopped {
             return;
