@@ -353,9 +353,9 @@ impl Txn<'_> {
         })
     }
 
-    /// Like [`commit`](Txn::commit), but never waits for the WAL to reach the disk: for
-    /// changes whose loss in a machine crash is harmless (e.g. a lease release, whose loss
-    /// only makes the lease expire instead).
+    /// Like [`commit`](Txn::commit), but does not wait for the WAL to reach the disk (unless
+    /// it raised an id reservation): for changes whose loss in a machine crash is harmless
+    /// (e.g. a lease release, whose loss only makes the lease expire instead).
     pub fn commit_unsynced(self) -> Result<()> {
         let sync = if self.reserved_ids {
             WalSync::Now
