@@ -392,20 +392,19 @@ impl Store {
         Ok(())
     }
 
-    /// Whether some write has not reached the disk yet.
+    /// Whether some write has not reached the disk yet, so [`Store::sync_wal`] has work to
+    /// do (never, for a store that does not sync).
     pub fn has_unsynced_writes(&self) -> bool {
-        self.synced.load(Ordering::Acquire) < self.unsynced.load(Ordering::Acquire)
+        self.policy != SyncPolicy::Never
+            && self.synced.load(Ordering::Acquire) < self.unsynced.load(Ordering::Acquire)
     }
 
     /// Syncs the WAL if any write has not reached the disk yet, so that every mutation
     /// acknowledged before this call survives a machine crash. Blocks for one `fdatasync`
     /// (none when everything is synced already).
     pub fn sync_wal(&self) -> Result<()> {
-        if self.policy == SyncPolicy::Never {
-            return Ok(());
-        }
         let written = self.unsynced.load(Ordering::Acquire);
-        if self.synced.load(Ordering::Acquire) >= written {
+        if !self.has_unsynced_writes() {
             return Ok(());
         }
         self.db.flush_wal(true)?;
