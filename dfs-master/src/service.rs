@@ -101,7 +101,17 @@ pub async fn replication_loop(
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let check = |m: &Master| m.check_replication(Instant::now(), placement_seed());
-    periodically(master, every, stop, "replication check", check, false).await;
+    let always = |_: &Master| true;
+    periodically(
+        master,
+        every,
+        stop,
+        "replication check",
+        always,
+        check,
+        false,
+    )
+    .await;
 }
 
 /// Syncs the master's log every `every` while a deferred mutation waits for it, until
@@ -111,24 +121,20 @@ pub async fn metadata_sync_loop(
     every: Duration,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let sync = |m: &Master| {
-        if m.has_unsynced_metadata() {
-            m.sync_metadata()
-        } else {
-            Ok(())
-        }
-    };
-    periodically(master, every, stop, "metadata log sync", sync, true).await;
+    let (due, sync) = (Master::has_unsynced_metadata, Master::sync_metadata);
+    periodically(master, every, stop, "metadata log sync", due, sync, true).await;
 }
 
-/// Runs `op` every `every` on a blocking thread (it reads or syncs the database, which the
-/// requests served inline must not wait for), until `stop` turns true; with `at_stop`, once
-/// more after that. A run in progress always finishes first.
+/// Every `every`, runs `op` on a blocking thread (it reads or syncs the database, which the
+/// requests served inline must not wait for) if `due` says there is work, until `stop`
+/// turns true; with `at_stop`, once more after that. A run in progress always finishes
+/// first.
 async fn periodically(
     master: Arc<Master>,
     every: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
     what: &'static str,
+    due: fn(&Master) -> bool,
     op: fn(&Master) -> Result<()>,
     at_stop: bool,
 ) {
@@ -142,11 +148,13 @@ async fn periodically(
         if stopped && !at_stop {
             return;
         }
-        let master = Arc::clone(&master);
-        match tokio::task::spawn_blocking(move || op(&master)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::warn!(error = %err, "{what} failed"),
-            Err(err) => tracing::warn!(error = %err, "{what} panicked"),
+        if due(&master) {
+            let master = Arc::clone(&master);
+            match tokio::task::spawn_blocking(move || op(&master)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(error = %err, "{what} failed"),
+                Err(err) => tracing::warn!(error = %err, "{what} panicked"),
+            }
         }
         if stopped {
             return;
