@@ -99,6 +99,57 @@ fn the_one_call_open_marks_atime_by_the_relatime_rule() {
     assert_eq!(atime(&b.join("f")), marked);
 }
 
+/// Close-to-open when the reader looked the name up just before: its `stat`'s lookup brings a
+/// chunk map for an open that may follow, but the open must not use it when another mount's
+/// close landed in between. The file was read once, so no atime mark is due at the open.
+#[test]
+fn an_open_right_after_a_stat_sees_a_close_made_in_between() {
+    let cluster = cluster();
+    let a = cluster.mount();
+    // Names expire quickly, so each round's `stat` reaches the mount.
+    let b = cluster.mount_with(&["--entry-ttl-ms", "50"]);
+    fs::write(a.join("f"), b"version -").unwrap();
+    assert_eq!(fs::read(b.join("f")).unwrap(), b"version -");
+    for round in 0..20 {
+        // Longer each round: an open with the old attributes would cut the read short.
+        let data = format!("version {round:02} {}", "+".repeat(round));
+        let mut writer = OpenOptions::new().write(true).open(a.join("f")).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let before = fs::metadata(b.join("f")).unwrap();
+        writer.write_all(data.as_bytes()).unwrap();
+        drop(writer);
+        assert_eq!(
+            fs::read(b.join("f")).unwrap(),
+            data.as_bytes(),
+            "round {round}: the open missed the close (stat saw {} bytes)",
+            before.len()
+        );
+    }
+}
+
+/// A read whose open the mount answered from its lookup marks atime itself; the mark reaches
+/// the master in a batch, so another mount sees it too, and a second read marks nothing.
+#[test]
+fn an_atime_mark_made_by_the_mount_reaches_other_mounts() {
+    let cluster = cluster();
+    let a = cluster.mount_with(&["--attr-ttl-ms", "0"]);
+    let b = cluster.mount();
+    fs::write(a.join("f"), b"data").unwrap();
+    let written = atime(&a.join("f"));
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(fs::read(b.join("f")).unwrap(), b"data");
+    let marked = atime(&b.join("f"));
+    assert!(marked > written, "the read left atime at {marked:?}");
+    wait_until(
+        Duration::from_secs(5),
+        "the other mount sees the mark",
+        || atime(&a.join("f")) == marked,
+    );
+    assert_eq!(fs::read(b.join("f")).unwrap(), b"data");
+    assert_eq!(atime(&b.join("f")), marked);
+    assert_eq!(atime(&a.join("f")), marked);
+}
+
 #[test]
 fn what_close_and_attribute_changes_acknowledged_survives_a_master_kill() {
     let mut cluster = cluster();

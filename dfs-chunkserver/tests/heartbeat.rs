@@ -161,6 +161,9 @@ impl Master for FakeMaster {
     async fn sync_metadata(&self, _: Request<Empty>) -> Result<Response<Empty>, Status> {
         unimplemented()
     }
+    async fn mark_access(&self, _: Request<MarkAccessRequest>) -> Result<Response<Empty>, Status> {
+        unimplemented()
+    }
     async fn replace_replicas(
         &self,
         _: Request<dfs_proto::pb::ReplaceReplicasRequest>,

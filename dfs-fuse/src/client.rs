@@ -31,6 +31,7 @@ use crate::fresh::FreshAttrs;
 use crate::handles::OpenInodes;
 use crate::inode::OpenInode;
 use crate::lease::MountLeases;
+use crate::marks::AccessMarks;
 use crate::master::MasterClient;
 use crate::readdir::DirHandles;
 use crate::writebuf::WriteBudget;
@@ -121,6 +122,8 @@ struct Shared {
     hidden: Mutex<HashMap<u64, (u64, Vec<u8>)>>,
     /// Attributes read-only opens fetched, for the kernel's `getattr` that follows them.
     fresh: FreshAttrs,
+    /// Atime marks of opens answered here, on their way to the master.
+    marks: Arc<AccessMarks>,
 }
 
 /// Rejects names the master would refuse anyway, before any RPC.
@@ -193,6 +196,7 @@ impl Client {
         lease_wait: std::time::Duration,
     ) -> Client {
         let seen = LruCache::new(NonZeroUsize::new(SEEN_VERSIONS).expect("non-zero capacity"));
+        let marks = AccessMarks::new(io.master.clone());
         Client {
             shared: Arc::new(Shared {
                 io,
@@ -206,6 +210,7 @@ impl Client {
                 seen: Mutex::new(seen),
                 hidden: Mutex::default(),
                 fresh: FreshAttrs::default(),
+                marks,
             }),
         }
     }
@@ -227,11 +232,12 @@ impl Client {
         self.shared.next_fh.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The kernel's attributes for `attr`, with the size of this client's uncommitted writes
-    /// and the attribute changes it keeps for their commit.
+    /// The kernel's attributes for `attr`, with the size of this client's uncommitted writes,
+    /// the attribute changes it keeps for their commit and its atime marks not yet sent.
     pub fn present(&self, attr: &pb::Attr) -> FileAttr {
         let inode = self.shared.inodes.get(attr.ino);
         let mut attr = *attr;
+        self.shared.marks.overlay(&mut attr);
         if let Some(inode) = &inode {
             inode.overlay(&mut attr);
         }

@@ -16,9 +16,10 @@
 //!   before the open began; a lookup made *during* the open's path walk is after that close,
 //!   so its map is as fresh as the master's `OpenFile` answer. To use only such maps, an
 //!   open takes a map only from a lookup by the same process (the FUSE request's pid) within
-//!   [`OPEN_AHEAD_TTL`]. What remains is a process that looks a name up (`stat`) and opens it
-//!   within that time while another mount's close lands in between: the open then sees the
-//!   file as of the `stat`, as a reader racing the close could have anyway.
+//!   [`OPEN_AHEAD_TTL`], and the kernel gets such a name with no entry lifetime: a `stat`
+//!   followed by an `open` looks the name up twice, and the open uses the second map. A
+//!   relatime mark the open calls for is made by the mount and sent in a batch (see
+//!   `crate::marks`).
 //!
 //! * **A directory's attributes after a name change.** The kernel drops its copy of a
 //!   directory's attributes whenever a name in it is created or removed, and asks for them

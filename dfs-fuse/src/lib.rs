@@ -43,6 +43,7 @@ pub mod handles;
 pub mod inode;
 pub mod lease;
 pub mod locks;
+pub mod marks;
 pub mod master;
 pub mod prealloc;
 pub mod read;

@@ -410,6 +410,12 @@ impl MasterClient {
         answer(self.client().open_file(req).await)
     }
 
+    /// Applies read accesses this mount marked itself (see `crate::marks`).
+    pub async fn mark_access(&self, marks: Vec<pb::AccessMark>) -> Result<(), FsError> {
+        let req = pb::MarkAccessRequest { marks };
+        answer(self.client().mark_access(req).await).map(|_| ())
+    }
+
     /// Creates (or finds, without `exclusive`) a regular file; with `lease_holder`, its writer
     /// lease is granted in the same call.
     pub async fn create_file(

@@ -107,6 +107,23 @@ impl Master {
         Ok((inode.attr, true))
     }
 
+    /// Applies read accesses a mount marked itself (see `MarkAccessRequest`): each moves its
+    /// file's atime forward, never back; files gone since are skipped. One unsynced batch.
+    pub fn mark_accesses(&self, req: &pb::MarkAccessRequest) -> Result<()> {
+        let time = |t: Option<Timestamp>| t.map_or(std::time::UNIX_EPOCH, SystemTime::from);
+        let mut txn = self.namespace().writer.begin();
+        for mark in &req.marks {
+            let Some(mut inode) = txn.inode(mark.ino)? else {
+                continue;
+            };
+            if time(mark.atime) > time(inode.attr.atime) {
+                inode.attr.atime = mark.atime;
+                txn.put_inode(inode);
+            }
+        }
+        txn.commit_unsynced()
+    }
+
     /// One page of directory `req.ino` as
     /// [`Namespace::readdir`](crate::namespace::Namespace::readdir) lists it; with `req.open`
     /// (the first page of a listing) the directory's atime is marked first by the relatime

@@ -588,6 +588,14 @@ impl master_server::Master for MasterService {
         self.write(move |m| m.create_file(&req, now, clock))
     }
 
+    async fn mark_access(
+        &self,
+        request: Request<pb::MarkAccessRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = request.into_inner();
+        self.write(move |m| m.mark_accesses(&req).map(|()| pb::Empty {}))
+    }
+
     async fn sync_metadata(
         &self,
         _request: Request<pb::Empty>,

@@ -38,9 +38,13 @@ impl Client {
             let seen = looked_up.as_ref().map(|(attr, _)| *attr);
             let reply = if writing && !self.shared.leases.holds(ino) {
                 self.open_leased(ino, read).await?
-            } else if let Some(reply) = looked_up.and_then(opened_ahead) {
-                reply
+            } else if let Some(ahead) = looked_up {
+                self.opened_ahead(ahead, read)
             } else {
+                if read {
+                    // The master marks by what it has: a mark of this mount's first.
+                    self.shared.marks.settle(ino).await;
+                }
                 self.master().open_file(ino, read, None).await?
             };
             if writing {
@@ -310,8 +314,31 @@ impl Client {
         result
     }
 
-    /// Flushes every open inode and gives up every lease (when the filesystem goes away
-    /// with files still open).
+    /// What the master's `OpenFile` would answer a read-only open, from the attributes and
+    /// chunk map this process's lookup of the file just brought. A relatime mark the open
+    /// calls for is stamped here and sent to the master in a batch (see `crate::marks`).
+    fn opened_ahead(
+        &self,
+        (mut attr, chunk_map): (pb::Attr, pb::GetChunksReply),
+        read: bool,
+    ) -> pb::OpenFileReply {
+        self.shared.marks.overlay(&mut attr);
+        let now = SystemTime::now();
+        let access_marked = read && access_due(&attr, now);
+        if access_marked {
+            attr.atime = Some(now.into());
+            self.shared.marks.mark(attr.ino, now);
+        }
+        pb::OpenFileReply {
+            attr: Some(attr),
+            chunk_map: Some(chunk_map),
+            access_marked,
+            lease: None,
+        }
+    }
+
+    /// Flushes every open inode, gives up every lease and sends the pending atime marks (when
+    /// the filesystem goes away, possibly with files still open).
     pub async fn flush_all(&self) {
         for inode in self.shared.inodes.all() {
             if let Err(err) = inode.flush(self.io()).await {
@@ -319,6 +346,7 @@ impl Client {
             }
         }
         self.shared.leases.release_all(self.master()).await;
+        self.shared.marks.send().await;
     }
 }
 
@@ -340,23 +368,6 @@ fn truncate_request(ino: u64) -> pb::SetAttrRequest {
         mtime: Some(dfs_proto::time::now()),
         ..Default::default()
     }
-}
-
-/// The open answered from what the opening process's lookup of the name just brought (see
-/// [`FreshAttrs`](crate::fresh::FreshAttrs)): a read-only open with no relatime mark due,
-/// which is all the master's `OpenFile` would have answered. An open that marks goes to the
-/// master, so atime is never behind there: marking in the background was tried and saved
-/// nothing, since the mark's round trip then delays the next file's lookup.
-fn opened_ahead((attr, chunk_map): (pb::Attr, pb::GetChunksReply)) -> Option<pb::OpenFileReply> {
-    if access_due(&attr, SystemTime::now()) {
-        return None;
-    }
-    Some(pb::OpenFileReply {
-        attr: Some(attr),
-        chunk_map: Some(chunk_map),
-        access_marked: false,
-        lease: None,
-    })
 }
 
 /// Whether `a` and `b` show one version of a file's data and attributes (an atime mark in

@@ -17,16 +17,23 @@ const STATFS_FREE_INODES: u64 = 1 << 32;
 impl Client {
     /// Looks up `name` in directory `parent` for process `pid`; a small file's chunk map
     /// comes along for the open by the same process that usually follows (see
-    /// [`FreshAttrs`](crate::fresh::FreshAttrs)).
-    pub async fn lookup(&self, parent: u64, name: &[u8], pid: u32) -> Result<FileAttr, FsError> {
+    /// [`FreshAttrs`](crate::fresh::FreshAttrs)). Answers the attributes and whether such a
+    /// map was kept: the kernel must then not keep the name (see `fs::namespace`).
+    pub async fn lookup(
+        &self,
+        parent: u64,
+        name: &[u8],
+        pid: u32,
+    ) -> Result<(FileAttr, bool), FsError> {
         check_name(name)?;
         let (attr, chunk_map) = self.master().lookup_ahead(parent, name).await?;
+        let ahead = chunk_map.is_some();
         if let Some(chunk_map) = chunk_map {
             self.shared
                 .fresh
                 .put_ahead(attr, chunk_map, pid, Instant::now());
         }
-        Ok(self.present(&attr))
+        Ok((self.present(&attr), ahead))
     }
 
     /// Attributes of an inode.
@@ -41,6 +48,10 @@ impl Client {
     pub async fn setattr(&self, req: pb::SetAttrRequest) -> Result<FileAttr, FsError> {
         let ino = req.ino;
         self.shared.fresh.forget(ino);
+        if req.atime.is_some() {
+            // A late batch must not overwrite the atime set here.
+            self.shared.marks.settle(ino).await;
+        }
         let Some(size) = req.size else {
             let Some(inode) = self.shared.inodes.get(ino) else {
                 return Ok(self.present(&self.master().set_attr(req).await?));

@@ -1,20 +1,35 @@
 //! Names and attributes as the kernel sees them: lookups, `getattr`/`setattr`, creating,
 //! linking, renaming and removing names, symlink targets and `statfs`.
 
+use std::time::Duration;
+
 use dfs_proto::MAX_NAME_LEN;
 use dfs_proto::pb::{self, FileKind};
 use fuser::{INodeNo, ReplyAttr, ReplyData, ReplyEmpty, ReplyEntry, ReplyStatfs, TimeOrNow};
 
-use super::DfsFs;
 use super::reply::errno;
+use super::{DfsFs, GENERATION};
 use crate::attr::wire_time;
 use crate::client::{Caller, STATFS_BLOCK_SIZE};
 
 impl DfsFs {
     /// `lookup`: the entry `name` of directory `parent`, for process `pid`.
+    ///
+    /// A name whose lookup kept a chunk map for the open that may follow is given to the
+    /// kernel with no entry lifetime, so that every later path walk to it (the next `open`
+    /// included) looks it up again. An open then only ever uses a map fetched after the open
+    /// began: with a cached name, a `stat` followed by an `open` would open the file as of
+    /// the `stat`, missing another mount's close in between (close-to-open).
     pub(super) fn look_up(&self, parent: INodeNo, name: Vec<u8>, pid: u32, reply: ReplyEntry) {
-        self.reply_entry(reply, |client| async move {
-            client.lookup(parent.0, &name, pid).await
+        let (attr_ttl, entry_ttl) = (self.attr_ttl, self.entry_ttl);
+        self.spawn(|client| async move {
+            match client.lookup(parent.0, &name, pid).await {
+                Ok((attr, ahead)) => {
+                    let entry_ttl = if ahead { Duration::ZERO } else { entry_ttl };
+                    reply.entry_with_ttls(&attr_ttl, &entry_ttl, &attr, GENERATION);
+                }
+                Err(err) => reply.error(errno(err)),
+            }
         });
     }
 

@@ -73,6 +73,27 @@ fn an_open_for_reading_marks_atime_by_the_relatime_rule() {
 }
 
 #[test]
+fn marks_a_mount_made_move_atime_forward_only_and_skip_files_gone() {
+    let fx = Fixture::new();
+    let (f, g) = (fx.file(ROOT_INO, "f"), fx.file(ROOT_INO, "g"));
+    let mark = |ino, secs| pb::AccessMark {
+        ino,
+        atime: Some(ts(secs)),
+    };
+    let batch = |marks| pb::MarkAccessRequest { marks };
+    // f forward to 30; g's mark is older than its atime (10): kept; 999 names no file.
+    fx.master
+        .mark_accesses(&batch(vec![mark(f, 30), mark(g, 5), mark(999, 40)]))
+        .unwrap();
+    assert_eq!(fx.attr(f).atime, Some(ts(30)));
+    assert_eq!(fx.attr(g).atime, Some(ts(10)));
+    // A mark changes atime only.
+    assert_eq!(fx.attr(f).ctime, Some(ts(10)));
+    fx.master.mark_accesses(&batch(vec![mark(f, 20)])).unwrap();
+    assert_eq!(fx.attr(f).atime, Some(ts(30)));
+}
+
+#[test]
 fn an_open_answers_the_chunk_map_and_size() {
     let fx = Fixture::new();
     let ino = fx.file(ROOT_INO, "f");
