@@ -242,51 +242,6 @@ fn attribute_changes_with_writes_buffered_arrive_with_the_bytes() {
     assert_eq!((meta.uid(), meta.gid(), meta.len()), (1234, 5678, 5009));
 }
 
-/// A `chmod` through the open file (what tar, cp -p and rsync do right before `close`)
-/// sends the buffered bytes to the replicas at once, before the close; after it they read
-/// back whole, with the new mode, on another mount.
-#[test]
-fn an_attribute_change_while_writing_sends_the_bytes_before_the_close() {
-    let cluster = cluster();
-    let a = cluster.mount();
-    let b = cluster.mount();
-    let data = pseudo_random_bytes(62, 6000);
-    let mut file = fs::File::create(a.join("f")).unwrap();
-    file.write_all(&data).unwrap();
-    // Buffered: no replica holds the bytes yet.
-    let holding = |cluster: &Cluster| {
-        (0..3)
-            .filter(|&i| {
-                cluster
-                    .replica_files(i)
-                    .iter()
-                    .any(|p| fs::read(p).is_ok_and(|bytes| bytes == data))
-            })
-            .count()
-    };
-    assert_eq!(
-        holding(&cluster),
-        0,
-        "bytes left the mount before any call sent them"
-    );
-    file.set_permissions(fs::Permissions::from_mode(0o600))
-        .unwrap();
-    wait_until(
-        Duration::from_secs(10),
-        "all three replicas hold the bytes",
-        || holding(&cluster) == 3,
-    );
-    // Sent, not published: the other mount still sees the file as it was created.
-    let before = fs::metadata(b.join("f")).unwrap();
-    assert_eq!((before.len(), before.mode() & 0o7777), (0, 0o644));
-    drop(file);
-    // Close-to-open: an open on the other mount sees the commit (a bare `stat` may answer
-    // from its kernel's attribute cache for up to the attribute time-to-live).
-    let seen = fs::File::open(b.join("f")).unwrap().metadata().unwrap();
-    assert_eq!((seen.len(), seen.mode() & 0o7777), (6000, 0o600));
-    assert!(fs::read(b.join("f")).unwrap() == data);
-}
-
 /// While a mount writes a file it answers the kernel's `stat` itself from what the master
 /// last said; a size change (here a truncating open through a second descriptor) must show
 /// its own times, not those of the commit before it.
