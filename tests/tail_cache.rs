@@ -70,6 +70,34 @@ fn small_files_written_here_are_read_again_without_any_chunkserver() {
     }
 }
 
+/// A file flushed part way (the close of a duplicated descriptor flushes it, as the child of
+/// any fork closes its copy at exec) is committed in two pieces: the second continues the
+/// tail the first cached, so the file is still read whole from the cache.
+#[test]
+fn a_file_flushed_part_way_is_read_again_without_any_chunkserver() {
+    let mut cluster = Cluster::start_default();
+    let mount = cluster.mount();
+    let mut files = Vec::new();
+    for (i, size) in [2500usize, 9000, (64 << 10) + 3000].into_iter().enumerate() {
+        let data = pseudo_random_bytes(300 + i as u64, size);
+        let path = mount.join(format!("f{i}"));
+        let mut file = fs::File::create(&path).unwrap();
+        let (head, rest) = data.split_at(size / 3);
+        file.write_all(head).unwrap();
+        // Closing a duplicate sends a flush: the head is committed now.
+        drop(file.try_clone().unwrap());
+        file.write_all(rest).unwrap();
+        drop(file);
+        files.push((path, data));
+    }
+    for i in 0..3 {
+        cluster.stop_chunkserver(i, libc::SIGKILL);
+    }
+    for (path, data) in &files {
+        assert!(read_fresh(path) == *data, "{} read wrong", path.display());
+    }
+}
+
 #[test]
 fn a_cached_tail_is_never_served_stale_or_short() {
     let cluster = Cluster::start_default();

@@ -274,6 +274,14 @@ impl BlockCache {
             .is_some_and(|block| block.data.len() >= need)
     }
 
+    /// The cached bytes of the block (without counting or reordering).
+    pub fn peek(&self, key: &BlockKey) -> Option<Bytes> {
+        self.state()
+            .blocks
+            .peek(key)
+            .map(|block| block.data.clone())
+    }
+
     /// The current invalidation epoch: take it before reading blocks from a replica and pass
     /// it to [`insert`](BlockCache::insert).
     pub fn epoch(&self) -> u64 {

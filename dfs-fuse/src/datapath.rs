@@ -16,7 +16,7 @@ use crate::writebuf::WriteBudget;
 
 mod cached;
 
-use cached::whole_blocks;
+use cached::{extended_tail, whole_blocks};
 
 /// Reads of a chunk are spread over its replicas in runs of this many bytes: long enough
 /// that each server reads its files sequentially (its disk's readahead works), short enough
@@ -69,9 +69,10 @@ impl DataPath {
     /// holder's version (whose stamped replicas refuse its old version anyway).
     /// Returns the chunk as finally written (the caller commits with its version).
     ///
-    /// The blocks a piece covers in full, and the block it covers from its start to the end
-    /// of the chunk's data, enter the block cache under that version (unless `cache_writes`
-    /// is off); the cached blocks it changed otherwise are dropped.
+    /// The blocks a piece covers in full, the block it covers from its start to the end of
+    /// the chunk's data, and the block whose cached head it continues to that end, enter the
+    /// block cache under that version (unless `cache_writes` is off); the cached blocks it
+    /// changed otherwise are dropped.
     pub async fn write_pieces(
         &self,
         ino: u64,
@@ -83,26 +84,39 @@ impl DataPath {
     ) -> Result<pb::ChunkInfo, FsError> {
         let (block_size, chunk_id) = (self.layout.block_size, chunk.chunk_id);
         // An empty piece changes no bytes (a sync, or a version stamp) unless it truncates.
+        let keep = self.cache_writes && self.cache.capacity() > 0;
         let writes: Vec<_> = pieces
             .iter()
             .map(|(offset, data)| {
                 (!data.is_empty()).then(|| {
                     let last = (offset + data.len() as u64 - 1) / block_size;
-                    self.cache.begin_write(chunk_id, offset / block_size..=last)
+                    let prefix = keep.then(|| self.cached_prefix(&chunk, *offset)).flatten();
+                    let write = self.cache.begin_write(chunk_id, offset / block_size..=last);
+                    (write, prefix)
                 })
             })
             .collect();
+        let version = chunk.version;
         let written = self
             .write_replacing(ino, chunk, index, pieces, flags, holder)
             .await;
         if let Ok((chunk, length)) = &written {
-            let keep = self.cache_writes && self.cache.capacity() > 0;
             for (write, (offset, data)) in writes.into_iter().zip(pieces) {
-                if let Some(write) = write {
-                    let blocks =
-                        keep.then(|| whole_blocks(chunk, *offset, data, *length, block_size));
-                    write.finish(blocks.unwrap_or_default());
+                let Some((write, prefix)) = write else {
+                    continue;
+                };
+                let mut blocks = Vec::new();
+                if keep {
+                    // A replaced chain has a new version: the prefix was cached for the old.
+                    let tail = prefix
+                        .filter(|_| chunk.version == version)
+                        .and_then(|prefix| {
+                            extended_tail(chunk, *offset, data, *length, block_size, &prefix)
+                        });
+                    blocks.extend(tail);
+                    blocks.extend(whole_blocks(chunk, *offset, data, *length, block_size));
                 }
+                write.finish(blocks);
             }
         }
         if flags.truncate {

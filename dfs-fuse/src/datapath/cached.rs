@@ -199,6 +199,58 @@ pub(super) fn whole_blocks(
         .collect()
 }
 
+impl DataPath {
+    /// The cached bytes of the block a write at `offset` of `chunk` starts inside, when they
+    /// end exactly at `offset`: the tail an earlier write of this mount cached, which a write
+    /// appending to it continues (see [`extended_tail`]).
+    pub(super) fn cached_prefix(&self, chunk: &pb::ChunkInfo, offset: u64) -> Option<Bytes> {
+        let block_size = self.layout.block_size;
+        let need = (offset % block_size) as usize;
+        if need == 0 {
+            return None;
+        }
+        let key = BlockKey {
+            chunk_id: chunk.chunk_id,
+            version: chunk.version,
+            block: offset / block_size,
+        };
+        self.cache.peek(&key).filter(|data| data.len() == need)
+    }
+}
+
+/// The block a write of `data` at `offset` starts inside, when its bytes before `offset` are
+/// `prefix` (cached for the same chunk version) and the write covers the rest of the block up
+/// to the replica's `length` after it: an append continuing a cached tail. A file written in
+/// several flushes (a descriptor duplicated by a fork and closed by the child flushes the
+/// file early, as any close does) stays cached whole.
+pub(super) fn extended_tail(
+    chunk: &pb::ChunkInfo,
+    offset: u64,
+    data: &Bytes,
+    length: u64,
+    block_size: u64,
+    prefix: &Bytes,
+) -> Option<(BlockKey, Cached)> {
+    let block = offset / block_size;
+    let start = block * block_size;
+    let stop = (start + block_size).min(length);
+    let end = offset + data.len() as u64;
+    // A write from the block's start is `whole_blocks`' to cache.
+    if prefix.is_empty() || start + prefix.len() as u64 != offset || stop <= offset || stop > end {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity((stop - start) as usize);
+    bytes.extend_from_slice(prefix);
+    bytes.extend_from_slice(&data[..(stop - offset) as usize]);
+    let run = Bytes::from(bytes);
+    let key = BlockKey {
+        chunk_id: chunk.chunk_id,
+        version: chunk.version,
+        block,
+    };
+    Some((key, Cached::slice(&run, 0..run.len())))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -324,5 +376,48 @@ mod tests {
         assert_eq!(cached.len(), 1);
         assert_eq!(&cached[0].1.data[..], &data[9..19]);
         assert_ne!(cached[0].1.data.as_ptr(), data[9..].as_ptr());
+    }
+
+    #[test]
+    fn an_append_continuing_a_cached_head_caches_the_block_whole() {
+        let chunk = chunk(0);
+        let data = Bytes::from_static(b"defgh");
+        let head = Bytes::from_static(b"abc");
+        let tail = |offset, length, prefix: &Bytes| {
+            extended_tail(&chunk, offset, &data, length, 10, prefix)
+                .map(|(key, cached)| (key.block, cached.data))
+        };
+        // Bytes 13..18 after a cached 10..13, replica ending at 18: block 1 is 10..18.
+        assert_eq!(
+            tail(13, 18, &head),
+            Some((1, Bytes::from_static(b"abcdefgh")))
+        );
+        // A replica going on past the write, a head not ending where the write starts, or a
+        // write starting on a block boundary: nothing determined.
+        assert_eq!(tail(13, 19, &head), None);
+        assert_eq!(tail(14, 19, &head), None);
+        assert_eq!(tail(10, 15, &Bytes::new()), None);
+        // A write running into the next block caches this one up to its end.
+        let long = Bytes::from_static(b"0123456789");
+        let (key, cached) = extended_tail(&chunk, 13, &long, 40, 10, &head).unwrap();
+        assert_eq!((key.block, &cached.data[..]), (1, &b"abc0123456"[..]));
+    }
+
+    #[tokio::test]
+    async fn the_head_of_a_write_is_the_cached_block_ending_where_it_starts() {
+        let path = offline();
+        path.cache
+            .insert(key(1), Bytes::from_static(b"abc"), path.cache.epoch());
+        assert_eq!(
+            path.cached_prefix(&chunk(13), 13),
+            Some(Bytes::from_static(b"abc"))
+        );
+        assert_eq!(path.cached_prefix(&chunk(13), 14), None);
+        assert_eq!(path.cached_prefix(&chunk(13), 20), None);
+        let newer = pb::ChunkInfo {
+            version: 2,
+            ..chunk(13)
+        };
+        assert_eq!(path.cached_prefix(&newer, 13), None);
     }
 }
