@@ -8,7 +8,8 @@
 //! waiting and are answered from the reading thread, saving a thread hand-off per request: a
 //! write that only lands in the file's write-back buffer, a read of cached blocks, the flush
 //! and release of a handle that owes nothing, a `getattr` right after an atime-marking open,
-//! `opendir`, a `readdir` of a wholly fetched listing, and xattrs that are never stored.
+//! a `chmod`/`chown`/`utimens` kept for the commit of buffered writes, `opendir`, a `readdir`
+//! of a wholly fetched listing, and xattrs that are never stored.
 //!
 //! The trait implementation is here, as a table from kernel requests to handlers; the handlers
 //! are grouped by concern in submodules: `namespace` (names, attributes, `statfs`), `files`

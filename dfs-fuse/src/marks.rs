@@ -104,11 +104,15 @@ impl AccessMarks {
         }
     }
 
+    /// Whether a mark of `ino` has not reached the master yet.
+    pub fn is_pending(&self, ino: u64) -> bool {
+        let state = self.state();
+        state.pending.contains_key(&ino) || state.in_flight.contains_key(&ino)
+    }
+
     /// Returns once the master has every mark of `ino` made so far (sending them now).
     pub async fn settle(&self, ino: u64) {
-        let marked =
-            |state: &State| state.pending.contains_key(&ino) || state.in_flight.contains_key(&ino);
-        if !marked(&self.state()) {
+        if !self.is_pending(ino) {
             return;
         }
         // Waits out any batch in flight, then sends what is left.

@@ -98,6 +98,22 @@ impl Client {
         Ok(self.present(&result?))
     }
 
+    /// [`setattr`](Client::setattr) without waiting, for the thread that received the
+    /// request: a change of mode, owner or times while this mount writes the file is kept for
+    /// its commit (see `inode::deferred`) and answered at once; `None` means: take
+    /// `setattr`. Must run inside the runtime's context (it may start the file's sender).
+    pub fn setattr_now(&self, req: &pb::SetAttrRequest) -> Option<FileAttr> {
+        let changes = AttrChanges::of(req)?;
+        if req.atime.is_some() && self.shared.marks.is_pending(req.ino) {
+            // `setattr` sends the mark first, which needs waiting.
+            return None;
+        }
+        let inode = self.shared.inodes.get(req.ino)?;
+        let attr = inode.try_defer(self.io(), changes, dfs_proto::time::now())?;
+        self.shared.fresh.forget(req.ino);
+        Some(self.present(&attr))
+    }
+
     /// The target of a symlink.
     pub async fn readlink(&self, ino: u64) -> Result<Vec<u8>, FsError> {
         self.master().read_link(ino).await

@@ -65,6 +65,15 @@ impl DfsFs {
             mtime: mtime.map(wire_time),
             mark_access: false,
         };
+        // A change kept for the commit of buffered writes needs no waiting: answered here,
+        // inside the runtime's context to start the file's sender.
+        let kept = {
+            let _runtime = self.runtime.enter();
+            self.client.setattr_now(&req)
+        };
+        if let Some(attr) = kept {
+            return reply.attr(&self.attr_ttl, &attr);
+        }
         self.reply_attr(reply, |client| async move { client.setattr(req).await });
     }
 

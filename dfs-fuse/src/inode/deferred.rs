@@ -103,6 +103,30 @@ impl OpenInode {
         now: pb::Timestamp,
     ) -> Option<pb::Attr> {
         let mut state = self.state.lock().await;
+        self.keep(io, &mut state, changes, now)
+    }
+
+    /// [`defer`](OpenInode::defer) without waiting, for the thread that received the
+    /// request: `None` also when the state is busy (the caller then takes `defer`). Must
+    /// run inside the runtime's context (it may start the background sender).
+    pub fn try_defer(
+        self: &Arc<Self>,
+        io: &DataPath,
+        changes: AttrChanges,
+        now: pb::Timestamp,
+    ) -> Option<pb::Attr> {
+        let mut state = self.state.try_lock().ok()?;
+        self.keep(io, &mut state, changes, now)
+    }
+
+    /// The work of [`defer`](OpenInode::defer), with the state locked.
+    fn keep(
+        self: &Arc<Self>,
+        io: &DataPath,
+        state: &mut InodeState,
+        changes: AttrChanges,
+        now: pb::Timestamp,
+    ) -> Option<pb::Attr> {
         let (known, _) = state.known_attr?;
         if state.lease_holder.is_none() || !state.has_uncommitted() {
             return None;
@@ -110,13 +134,13 @@ impl OpenInode {
         let kept = state.deferred.unwrap_or_default().then(changes);
         state.deferred = Some(kept);
         if state.queue.len() < MAX_QUEUED && state.refused_write().is_none() {
-            self.queue(io, &mut state, None);
+            self.queue(io, state, None);
         }
         let mut attr = known;
         kept.apply(&mut attr);
         attr.size = state.size();
         attr.ctime = Some(now);
-        self.publish(&state);
+        self.publish(state);
         Some(attr)
     }
 
