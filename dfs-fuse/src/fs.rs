@@ -6,7 +6,8 @@
 //! reused as soon as they return), call the client, and map errors to errno through
 //! [`Error::errno`](crate::Error::errno), the crate's one mapping. The exceptions need no
 //! waiting and are answered from the reading thread, saving a thread hand-off per request: a
-//! write that only lands in the file's write-back buffer, a read of cached blocks, the flush
+//! write that only lands in the file's write-back buffer, a read-only open right after its
+//! lookup, a read of cached blocks, the flush
 //! and release of a handle that owes nothing, a `getattr` right after an atime-marking open,
 //! a `chmod`/`chown`/`utimens` kept for the commit of buffered writes, `opendir`, a `readdir`
 //! of a wholly fetched listing, and xattrs that are never stored.

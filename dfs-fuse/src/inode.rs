@@ -414,13 +414,34 @@ impl OpenInode {
         state.placement = placed.filter(|chunk| chunk.index == 0 && !chunk.replicas.is_empty());
     }
 
-    /// Takes the chunk map and size the master answered an open with; returns the ids of the
-    /// file's chunks.
-    pub async fn load(&self, reply: pb::GetChunksReply) -> Vec<u64> {
-        let chunk_ids = reply.chunks.iter().map(|c| c.chunk_id).collect();
+    /// Takes what an open learned of the file: its chunk map and size, and its attributes;
+    /// returns the ids of the file's chunks.
+    pub async fn opened(&self, chunk_map: pb::GetChunksReply, attr: pb::Attr) -> Vec<u64> {
         let mut state = self.state.lock().await;
-        state.apply_chunk_map(reply);
-        self.publish(&state);
+        self.apply_open(&mut state, chunk_map, attr)
+    }
+
+    /// [`opened`](OpenInode::opened) without waiting: takes the chunk map and attributes
+    /// out of `opened` unless the state is busy (`None`; `opened` is left as it was).
+    pub fn try_opened(
+        &self,
+        opened: &mut Option<(pb::GetChunksReply, pb::Attr)>,
+    ) -> Option<Vec<u64>> {
+        let mut state = self.state.try_lock().ok()?;
+        let (chunk_map, attr) = opened.take()?;
+        Some(self.apply_open(&mut state, chunk_map, attr))
+    }
+
+    fn apply_open(
+        &self,
+        state: &mut InodeState,
+        chunk_map: pb::GetChunksReply,
+        attr: pb::Attr,
+    ) -> Vec<u64> {
+        let chunk_ids = chunk_map.chunks.iter().map(|c| c.chunk_id).collect();
+        state.apply_chunk_map(chunk_map);
+        state.known_attr = Some((attr, std::time::Instant::now()));
+        self.publish(state);
         chunk_ids
     }
 

@@ -54,39 +54,17 @@ impl Client {
             let attr = reply
                 .attr
                 .ok_or_else(|| FsError::Io("master opened a file without attributes".into()))?;
-            let chunk_ids = inode.load(reply.chunk_map.unwrap_or_default()).await;
-            inode.note_attr(attr).await;
-            let unchanged = self.note_version(&attr);
-            if writing {
-                self.shared.fresh.forget(ino);
-            } else if reply.access_marked {
-                // The kernel's copy goes stale (atime); it asks again after the read.
-                self.shared.fresh.put(attr, Instant::now());
-            }
-            if !unchanged {
-                // Another mount may have rewritten blocks this mount still caches.
-                self.io()
-                    .cache
-                    .invalidate_chunks(&chunk_ids.into_iter().collect());
-            }
+            let chunk_ids = inode
+                .opened(reply.chunk_map.unwrap_or_default(), attr)
+                .await;
+            let unchanged = self.note_open(attr, writing, reply.access_marked, chunk_ids);
             if truncating && attr.size > 0 {
                 let req = truncate_request(ino);
                 let attr = inode.resize(self.io(), req, 0).await?;
                 self.note_version(&attr);
                 return Ok((false, true));
             }
-            // An open that marked atime lets the kernel drop the file's pages rather than its
-            // attributes: every read then reaches this mount, and the kernel marks its own
-            // copy of atime stale after each, so the `stat` after the read asks again while
-            // the read itself needs no `getattr` first. A read of an empty file reaches no
-            // one, so there the attributes go.
-            let keep_cache = unchanged && !reply.access_marked;
-            // A file changed since this mount last read it needs the kernel's attributes
-            // dropped, unless they came from the lookup just made and still hold.
-            let kernel_current = seen.is_some_and(|seen| same_version(&seen, &attr));
-            let attrs_stale =
-                (!unchanged && !kernel_current) || (reply.access_marked && attr.size == 0);
-            Ok::<_, FsError>((keep_cache, attrs_stale))
+            Ok(open_decision(unchanged, reply.access_marked, seen, &attr))
         }
         .await;
         match result {
@@ -100,6 +78,64 @@ impl Client {
                 Err(err)
             }
         }
+    }
+
+    /// [`open`](Client::open) without waiting, for the thread that received the request: a
+    /// read-only open of a file not open here, answered from what process `pid`'s lookup of
+    /// the name just brought. `None` means: call `open` (nothing was taken or changed).
+    /// Must run inside the runtime's context (an atime mark may start its batch).
+    pub fn open_now(&self, ino: u64, flags: i32, pid: u32) -> Option<Opened> {
+        let plain_read = !opens_for_writing(flags) && flags & libc::O_TRUNC == 0;
+        if !plain_read || self.shared.inodes.get(ino).is_some() {
+            return None;
+        }
+        let fresh = &self.shared.fresh;
+        let (seen, chunk_map) = fresh.take_ahead(ino, pid, Instant::now())?;
+        let inode = self.shared.inodes.open(ino, self.shared.write_buffer_bytes);
+        // Only another open of the same file at this very moment holds the new state.
+        let mut ahead = Some((chunk_map, seen));
+        let Some(chunk_ids) = inode.try_opened(&mut ahead) else {
+            self.shared.inodes.close(ino);
+            if let Some((chunk_map, seen)) = ahead {
+                fresh.put_ahead(seen, chunk_map, pid, Instant::now());
+            }
+            return None;
+        };
+        let reply = self.opened_ahead((seen, pb::GetChunksReply::default()), true);
+        let attr = reply.attr.unwrap_or(seen);
+        let unchanged = self.note_open(attr, false, reply.access_marked, chunk_ids);
+        let (keep_cache, attrs_stale) =
+            open_decision(unchanged, reply.access_marked, Some(seen), &attr);
+        Some(Opened {
+            fh: self.next_fh(),
+            keep_cache,
+            attrs_stale,
+        })
+    }
+
+    /// Records what an open learned of file `attr.ino` (whose chunks are `chunk_ids`):
+    /// answers whether the file is as this mount last saw it.
+    fn note_open(
+        &self,
+        attr: pb::Attr,
+        writing: bool,
+        access_marked: bool,
+        chunk_ids: Vec<u64>,
+    ) -> bool {
+        let unchanged = self.note_version(&attr);
+        if writing {
+            self.shared.fresh.forget(attr.ino);
+        } else if access_marked {
+            // The kernel's copy goes stale (atime); it asks again after the read.
+            self.shared.fresh.put(attr, Instant::now());
+        }
+        if !unchanged {
+            // Another mount may have rewritten blocks this mount still caches.
+            self.io()
+                .cache
+                .invalidate_chunks(&chunk_ids.into_iter().collect());
+        }
+        unchanged
     }
 
     /// for writing takes the file's writer lease in the same master call (`CreateFile`).
@@ -368,6 +404,28 @@ fn truncate_request(ino: u64) -> pb::SetAttrRequest {
         mtime: Some(dfs_proto::time::now()),
         ..Default::default()
     }
+}
+
+/// `(keep_cache, attrs_stale)` for an open of a file that is `unchanged` since this mount
+/// last saw it, answered with `attr` (after an atime mark if `access_marked`), whose name the
+/// kernel looked up just before with attributes `seen`, if known.
+///
+/// An open that marked atime lets the kernel drop the file's pages rather than its
+/// attributes: every read then reaches this mount, and the kernel marks its own copy of atime
+/// stale after each, so the `stat` after the read asks again while the read itself needs no
+/// `getattr` first. A read of an empty file reaches no one, so there the attributes go. A
+/// file changed since this mount last read it needs the kernel's attributes dropped, unless
+/// they came from the lookup just made and still hold.
+fn open_decision(
+    unchanged: bool,
+    access_marked: bool,
+    seen: Option<pb::Attr>,
+    attr: &pb::Attr,
+) -> (bool, bool) {
+    let keep_cache = unchanged && !access_marked;
+    let kernel_current = seen.is_some_and(|seen| same_version(&seen, attr));
+    let attrs_stale = (!unchanged && !kernel_current) || (access_marked && attr.size == 0);
+    (keep_cache, attrs_stale)
 }
 
 /// Whether `a` and `b` show one version of a file's data and attributes (an atime mark in

@@ -40,6 +40,18 @@ impl DfsFs {
     /// `open` by process `pid`: opens `ino`, dropping the kernel's attributes if they went
     /// stale.
     pub(super) fn open_file(&self, ino: INodeNo, flags: OpenFlags, pid: u32, reply: ReplyOpen) {
+        // A read-only open right after its lookup needs no waiting: answered here, inside
+        // the runtime's context (an atime mark may start its batch).
+        let now = {
+            let _runtime = self.runtime.enter();
+            self.client.open_now(ino.0, flags.0, pid)
+        };
+        if let Some(opened) = now {
+            if opened.attrs_stale {
+                invalidate_attrs(&self.notifier, ino);
+            }
+            return reply.opened(FileHandle(opened.fh), open_flags(opened));
+        }
         let notifier = self.notifier.clone();
         self.spawn(|client| async move {
             match client.open(ino.0, flags.0, Some(pid)).await {
