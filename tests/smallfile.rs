@@ -150,6 +150,23 @@ fn an_atime_mark_made_by_the_mount_reaches_other_mounts() {
     assert_eq!(atime(&a.join("f")), marked);
 }
 
+/// Marks wait up to 10 ms for a batch; a mount unmounted cleanly right after a read sends
+/// the mark first (a killed one loses it, as a master crash loses an unsynced mark).
+#[test]
+fn a_clean_unmount_sends_the_atime_marks_not_yet_sent() {
+    let cluster = cluster();
+    let a = cluster.mount_with(&["--attr-ttl-ms", "0"]);
+    let b = cluster.mount();
+    fs::write(a.join("f"), b"data").unwrap();
+    let written = atime(&a.join("f"));
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(fs::read(b.join("f")).unwrap(), b"data");
+    let marked = atime(&b.join("f"));
+    assert!(marked > written, "the read left atime at {marked:?}");
+    assert!(b.unmount().success());
+    assert_eq!(atime(&a.join("f")), marked);
+}
+
 #[test]
 fn what_close_and_attribute_changes_acknowledged_survives_a_master_kill() {
     let mut cluster = cluster();
