@@ -106,8 +106,15 @@ fn the_one_call_open_marks_atime_by_the_relatime_rule() {
 fn an_open_right_after_a_stat_sees_a_close_made_in_between() {
     let cluster = cluster();
     let a = cluster.mount();
-    // Names expire quickly, so each round's `stat` reaches the mount.
-    let b = cluster.mount_with(&["--entry-ttl-ms", "50"]);
+    // Names expire quickly, so each round's `stat` reaches the mount; with and without maps
+    // brought by lookups.
+    for ahead in ["true", "false"] {
+        let b = cluster.mount_with(&["--entry-ttl-ms", "50", "--open-ahead", ahead]);
+        stat_then_open_rounds(a.path(), b.path());
+    }
+}
+
+fn stat_then_open_rounds(a: &std::path::Path, b: &std::path::Path) {
     fs::write(a.join("f"), b"version -").unwrap();
     assert_eq!(fs::read(b.join("f")).unwrap(), b"version -");
     for round in 0..20 {

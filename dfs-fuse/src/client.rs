@@ -124,6 +124,8 @@ struct Shared {
     fresh: FreshAttrs,
     /// Atime marks of opens answered here, on their way to the master.
     marks: Arc<AccessMarks>,
+    /// Lookups of small files bring their chunk map for the open (`--open-ahead`).
+    open_ahead: bool,
 }
 
 /// Rejects names the master would refuse anyway, before any RPC.
@@ -183,17 +185,20 @@ impl Client {
             config.write_buffer_bytes(),
             config.client_read_ahead_bytes,
             config.lease_wait(),
+            config.open_ahead,
         ))
     }
 
-    /// A client over an existing data path, reading ahead up to `read_ahead_bytes` and
-    /// waiting up to `lease_wait` for writer leases other mounts hold.
+    /// A client over an existing data path, reading ahead up to `read_ahead_bytes`, waiting
+    /// up to `lease_wait` for writer leases other mounts hold, and with `open_ahead` fetching
+    /// small files' chunk maps with their lookups.
     pub fn new(
         io: DataPath,
         replication: u32,
         write_buffer_bytes: usize,
         read_ahead_bytes: u64,
         lease_wait: std::time::Duration,
+        open_ahead: bool,
     ) -> Client {
         let seen = LruCache::new(NonZeroUsize::new(SEEN_VERSIONS).expect("non-zero capacity"));
         let marks = AccessMarks::new(io.master.clone());
@@ -211,6 +216,7 @@ impl Client {
                 hidden: Mutex::default(),
                 fresh: FreshAttrs::default(),
                 marks,
+                open_ahead,
             }),
         }
     }
@@ -293,7 +299,7 @@ mod tests {
             write_budget: WriteBudget::new(4 << 20),
             cache_writes: true,
         };
-        let client = Client::new(io, 3, 1 << 20, 0, std::time::Duration::ZERO);
+        let client = Client::new(io, 3, 1 << 20, 0, std::time::Duration::ZERO, true);
         let attr = pb::Attr {
             ino: 5,
             size: 10,

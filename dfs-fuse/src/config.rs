@@ -60,6 +60,14 @@ pub struct Config {
     #[arg(long, env = "DFS_ENTRY_TTL_MS", default_value_t = 1_000)]
     pub entry_ttl_ms: u64,
 
+    /// Lookups of small files bring their chunk map, so a read-only open right after costs no
+    /// master call. Close-to-open then needs the kernel to look such a name up again at every
+    /// path walk (no entry lifetime): a master round trip per `stat` of a path even within
+    /// `--entry-ttl-ms`. Off, names keep their lifetime and every open asks the master:
+    /// better for workloads that `stat` the same paths over and over (make, pollers).
+    #[arg(long, env = "DFS_OPEN_AHEAD", default_value_t = true, action = clap::ArgAction::Set)]
+    pub open_ahead: bool,
+
     /// Bytes of a sequential run of writes buffered before they are streamed to the replica
     /// chain in the background while the application goes on writing (at least 1 MiB).
     #[arg(long, env = "DFS_WRITE_BUFFER_BYTES", default_value_t = 8 << 20)]
@@ -132,6 +140,7 @@ impl Config {
             rpc_timeout_ms: 10_000,
             attr_ttl_ms: 1_000,
             entry_ttl_ms: 1_000,
+            open_ahead: true,
             write_buffer_bytes: 8 << 20,
             write_back_bytes: DEFAULT_WRITE_BACK_BYTES,
             read_ahead_kb: 4096,
@@ -274,5 +283,8 @@ mod tests {
         assert!(Cli::parse_from(["dfs-fuse"]).config.cache_bytes() >= 128 << 20);
         let cli = Cli::parse_from(["dfs-fuse", "--cache-writes", "false"]);
         assert!(!cli.config.cache_writes);
+        assert!(Cli::parse_from(["dfs-fuse"]).config.open_ahead);
+        let cli = Cli::parse_from(["dfs-fuse", "--open-ahead", "false"]);
+        assert!(!cli.config.open_ahead);
     }
 }

@@ -26,6 +26,12 @@ impl Client {
         pid: u32,
     ) -> Result<(FileAttr, bool), FsError> {
         check_name(name)?;
+        if !self.shared.open_ahead {
+            return Ok((
+                self.present(&self.master().lookup(parent, name).await?),
+                false,
+            ));
+        }
         let (attr, chunk_map) = self.master().lookup_ahead(parent, name).await?;
         let ahead = chunk_map.is_some();
         if let Some(chunk_map) = chunk_map {
