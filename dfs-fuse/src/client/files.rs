@@ -101,11 +101,9 @@ impl Client {
             }
             return None;
         };
-        let reply = self.opened_ahead((seen, pb::GetChunksReply::default()), true);
-        let attr = reply.attr.unwrap_or(seen);
-        let unchanged = self.note_open(attr, false, reply.access_marked, chunk_ids);
-        let (keep_cache, attrs_stale) =
-            open_decision(unchanged, reply.access_marked, Some(seen), &attr);
+        let (attr, access_marked) = self.mark_access(seen, true);
+        let unchanged = self.note_open(attr, false, access_marked, chunk_ids);
+        let (keep_cache, attrs_stale) = open_decision(unchanged, access_marked, Some(seen), &attr);
         Some(Opened {
             fh: self.next_fh(),
             keep_cache,
@@ -138,7 +136,9 @@ impl Client {
         unchanged
     }
 
-    /// for writing takes the file's writer lease in the same master call (`CreateFile`).
+    /// Creates the regular file `name` in `parent` (or finds it, without `O_EXCL`) and opens
+    /// it; an open for writing takes the file's writer lease in the same master call
+    /// (`CreateFile`).
     pub async fn create(
         &self,
         caller: Caller,
@@ -355,22 +355,29 @@ impl Client {
     /// calls for is stamped here and sent to the master in a batch (see `crate::marks`).
     fn opened_ahead(
         &self,
-        (mut attr, chunk_map): (pb::Attr, pb::GetChunksReply),
+        (attr, chunk_map): (pb::Attr, pb::GetChunksReply),
         read: bool,
     ) -> pb::OpenFileReply {
-        self.shared.marks.overlay(&mut attr);
-        let now = SystemTime::now();
-        let access_marked = read && access_due(&attr, now);
-        if access_marked {
-            attr.atime = Some(now.into());
-            self.shared.marks.mark(attr.ino, now);
-        }
+        let (attr, access_marked) = self.mark_access(attr, read);
         pb::OpenFileReply {
             attr: Some(attr),
             chunk_map: Some(chunk_map),
             access_marked,
             lease: None,
         }
+    }
+
+    /// `attr` after this mount's pending atime marks, and after the relatime mark a read
+    /// (`read`) calls for, which is made here (see `crate::marks`); and whether it marked.
+    fn mark_access(&self, mut attr: pb::Attr, read: bool) -> (pb::Attr, bool) {
+        self.shared.marks.overlay(&mut attr);
+        let now = SystemTime::now();
+        let marked = read && access_due(&attr, now);
+        if marked {
+            attr.atime = Some(now.into());
+            self.shared.marks.mark(attr.ino, now);
+        }
+        (attr, marked)
     }
 
     /// Flushes every open inode, gives up every lease and sends the pending atime marks (when
