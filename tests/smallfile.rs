@@ -134,6 +134,18 @@ fn stat_then_open_rounds(a: &std::path::Path, b: &std::path::Path) {
     }
 }
 
+/// Writes `f` through mount `a`, reads it through `b` and returns the atime the read marked,
+/// as `b` shows it (later than the write).
+fn write_then_read_elsewhere(a: &std::path::Path, b: &std::path::Path) -> (i64, i64) {
+    fs::write(a.join("f"), b"data").unwrap();
+    let written = atime(&a.join("f"));
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(fs::read(b.join("f")).unwrap(), b"data");
+    let marked = atime(&b.join("f"));
+    assert!(marked > written, "the read left atime at {marked:?}");
+    marked
+}
+
 /// A read whose open the mount answered from its lookup marks atime itself; the mark reaches
 /// the master in a batch, so another mount sees it too, and a second read marks nothing.
 #[test]
@@ -141,12 +153,7 @@ fn an_atime_mark_made_by_the_mount_reaches_other_mounts() {
     let cluster = cluster();
     let a = cluster.mount_with(&["--attr-ttl-ms", "0"]);
     let b = cluster.mount();
-    fs::write(a.join("f"), b"data").unwrap();
-    let written = atime(&a.join("f"));
-    std::thread::sleep(Duration::from_millis(20));
-    assert_eq!(fs::read(b.join("f")).unwrap(), b"data");
-    let marked = atime(&b.join("f"));
-    assert!(marked > written, "the read left atime at {marked:?}");
+    let marked = write_then_read_elsewhere(a.path(), b.path());
     wait_until(
         Duration::from_secs(5),
         "the other mount sees the mark",
@@ -164,12 +171,7 @@ fn a_clean_unmount_sends_the_atime_marks_not_yet_sent() {
     let cluster = cluster();
     let a = cluster.mount_with(&["--attr-ttl-ms", "0"]);
     let b = cluster.mount();
-    fs::write(a.join("f"), b"data").unwrap();
-    let written = atime(&a.join("f"));
-    std::thread::sleep(Duration::from_millis(20));
-    assert_eq!(fs::read(b.join("f")).unwrap(), b"data");
-    let marked = atime(&b.join("f"));
-    assert!(marked > written, "the read left atime at {marked:?}");
+    let marked = write_then_read_elsewhere(a.path(), b.path());
     assert!(b.unmount().success());
     assert_eq!(atime(&a.join("f")), marked);
 }
