@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use dfs_proto::pb;
+use dfs_proto::time::time_or_epoch;
 
 use crate::master::MasterClient;
 
@@ -97,8 +98,7 @@ impl AccessMarks {
             .filter_map(|marks| marks.get(&attr.ino))
             .max();
         if let Some(&mark) = mark {
-            let current = attr.atime.map_or(std::time::UNIX_EPOCH, SystemTime::from);
-            if mark > current {
+            if mark > time_or_epoch(attr.atime) {
                 attr.atime = Some(mark.into());
             }
         }

@@ -18,7 +18,7 @@
 use std::time::{Instant, SystemTime};
 
 use dfs_proto::pb::{self, FileKind, Timestamp};
-use dfs_proto::time::access_due;
+use dfs_proto::time::{access_due, time_or_epoch};
 
 use crate::chunks::FIRST_CHUNK_VERSION;
 use crate::error::Result;
@@ -110,13 +110,12 @@ impl Master {
     /// Applies read accesses a mount marked itself (see `MarkAccessRequest`): each moves its
     /// file's atime forward, never back; files gone since are skipped. One unsynced batch.
     pub fn mark_accesses(&self, req: &pb::MarkAccessRequest) -> Result<()> {
-        let time = |t: Option<Timestamp>| t.map_or(std::time::UNIX_EPOCH, SystemTime::from);
         let mut txn = self.namespace().writer.begin();
         for mark in &req.marks {
             let Some(mut inode) = txn.inode(mark.ino)? else {
                 continue;
             };
-            if time(mark.atime) > time(inode.attr.atime) {
+            if time_or_epoch(mark.atime) > time_or_epoch(inode.attr.atime) {
                 inode.attr.atime = mark.atime;
                 txn.put_inode(inode);
             }

@@ -46,16 +46,20 @@ pub fn now() -> Timestamp {
 /// ctime (Linux's `relatime` rule).
 pub const ATIME_REFRESH: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// An attribute's time; unset reads as the epoch (older than any time set).
+pub fn time_or_epoch(t: Option<Timestamp>) -> SystemTime {
+    t.map_or(std::time::UNIX_EPOCH, SystemTime::from)
+}
+
 /// Whether reading a file with attributes `attr` at `now` must mark its atime, by the
 /// `relatime` rule: atime not newer than mtime or ctime, or older than a day. Marking only
 /// then keeps repeated reads from costing a metadata write each, while `ls -lu`, mail
 /// readers and `find -anewer` still see every read after a change. Shared by the master
 /// (which marks at open) and the mount (which marks at opendir).
 pub fn access_due(attr: &crate::pb::Attr, now: SystemTime) -> bool {
-    let time = |t: Option<Timestamp>| t.map_or(std::time::UNIX_EPOCH, SystemTime::from);
-    let atime = time(attr.atime);
-    atime <= time(attr.mtime)
-        || atime <= time(attr.ctime)
+    let atime = time_or_epoch(attr.atime);
+    atime <= time_or_epoch(attr.mtime)
+        || atime <= time_or_epoch(attr.ctime)
         || now
             .duration_since(atime)
             .is_ok_and(|age| age >= ATIME_REFRESH)
