@@ -50,6 +50,8 @@ struct State {
     in_flight: HashMap<u64, SystemTime>,
     /// A batch is due to leave after the delay.
     scheduled: bool,
+    /// A batch is due to leave at once (the pending marks reached `BATCH_LIMIT`).
+    rushed: bool,
 }
 
 impl AccessMarks {
@@ -73,10 +75,12 @@ impl AccessMarks {
             let mut state = self.state();
             let entry = state.pending.entry(ino).or_insert(atime);
             *entry = (*entry).max(atime);
-            let full = state.pending.len() >= BATCH_LIMIT;
-            let start = !state.scheduled || full;
+            // One batch scheduled after the delay, and one more at once when it fills up.
+            let rush = state.pending.len() >= BATCH_LIMIT && !state.rushed;
+            let start = !state.scheduled || rush;
             state.scheduled = true;
-            start.then_some(if full { Duration::ZERO } else { BATCH_DELAY })
+            state.rushed |= rush;
+            start.then_some(if rush { Duration::ZERO } else { BATCH_DELAY })
         };
         if let Some(delay) = start {
             let marks = Arc::clone(self);
@@ -133,6 +137,7 @@ impl AccessMarks {
         let batch: Vec<(u64, SystemTime)> = {
             let mut state = self.state();
             state.scheduled = false;
+            state.rushed = false;
             let batch = std::mem::take(&mut state.pending);
             state
                 .in_flight
