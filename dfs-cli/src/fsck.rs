@@ -6,9 +6,9 @@ use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
+use dfs_client::MasterClient;
 use dfs_proto::FsError;
-use dfs_proto::pb::{self, master_client::MasterClient};
-use tonic::transport::Channel;
+use dfs_proto::pb;
 
 use crate::Error;
 
@@ -16,17 +16,17 @@ use crate::Error;
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 /// The health of every file under `path`, the sum of one `Fsck` call per directory.
-pub async fn walk(master: &mut MasterClient<Channel>, path: &str) -> Result<pb::FsckReply, Error> {
+pub async fn walk(master: &MasterClient, path: &str) -> Result<pb::FsckReply, Error> {
     let mut total = pb::FsckReply::default();
     let mut pending = VecDeque::from([path.to_string()]);
     let progress = std::io::stderr().is_terminal();
     let mut last_drawn = Instant::now();
     while let Some(dir) = pending.pop_front() {
-        let reply = match master.fsck(pb::PathRequest { path: dir }).await {
-            Ok(reply) => reply.into_inner(),
+        let reply = match master.fsck(&dir).await {
+            Ok(reply) => reply,
             // Removed since its parent was listed: nothing left to check there.
-            Err(status) if FsError::from_status(&status) == FsError::NotFound => continue,
-            Err(status) => return Err(Error::Master(FsError::from_status(&status))),
+            Err(FsError::NotFound) => continue,
+            Err(err) => return Err(Error::Master(err)),
         };
         add(&mut total, reply, &mut pending);
         if progress && last_drawn.elapsed() >= PROGRESS_EVERY {

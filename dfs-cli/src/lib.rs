@@ -1,31 +1,40 @@
-//! `dfs-cli`: the operator's view of a dfs cluster, over the master's admin RPCs.
+//! `dfs-cli`: the `dfs` command — files in a cluster without a mount, and the operator's view
+//! of the cluster — built on the client library ([`dfs_client`]).
 //!
-//! * `dfs status` — every chunkserver with its state (active, stale, dead, draining),
-//!   capacity and replica count, and the cluster's under-replicated and missing chunks.
-//! * `dfs info PATH` — a file's chunks, versions, replicas and their health.
-//! * `dfs fsck [PATH]` — replication health of a subtree ([`fsck`], with progress on large
-//!   trees); exits 1 if a chunk is damaged.
-//! * `dfs decommission SERVER` — start draining a server (by id or address).
-//! * `dfs put LOCAL PATH`, `dfs get PATH LOCAL` — copy a file in or out without a mount
-//!   ([`transfer`]), with progress on standard error.
+//! * File commands ([`files`], [`transfer`]): `ls [-l] [-R]`, `stat`, `mkdir [-p]`,
+//!   `rm [-r] [-f]`, `rmdir`, `mv`, `cat`, and `put`/`get [-r]` to copy files and trees in
+//!   and out, with the errors and exit codes of their coreutils namesakes.
+//! * Admin commands: `dfs status` — every chunkserver with its state (active, stale, dead,
+//!   draining), capacity and replica count, and the cluster's under-replicated and missing
+//!   chunks; `dfs info PATH` — a file's chunks, versions, replicas and their health;
+//!   `dfs fsck [PATH]` — replication health of a subtree ([`fsck`]); exits 1 if a chunk is
+//!   damaged; `dfs decommission SERVER` — start draining a server (by id or address).
 //!
-//! Paths are relative to the filesystem's root, not to a mount. The output is plain text
-//! with one `key: value` per line for the summary, so scripts (and the tests) can read it.
+//! Paths are absolute from the filesystem's root, not from a mount (a relative path is taken
+//! from the root too). Reports print one `key: value` per line for the summary, so scripts
+//! (and the tests) can read them; [`format`] lays out `ls -l` and `stat` as coreutils does.
 
+pub mod files;
+pub mod format;
 pub mod fsck;
 pub mod transfer;
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use dfs_client::Client;
 use dfs_proto::FsError;
-use dfs_proto::pb::master_client::MasterClient;
 use dfs_proto::pb::{self, ServerState};
-use tonic::transport::Channel;
+
+/// Timeout of every call to the master or a chunkserver: longer than a mount's, since a
+/// command copying a large file is not an application waiting on a `read`.
+const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Options of the `dfs` command.
 #[derive(Debug, clap::Parser)]
-#[command(name = "dfs", version, about = "Administer a dfs cluster")]
+#[command(name = "dfs", version, about = "Use and administer a dfs cluster")]
 pub struct Cli {
     /// Address of the master (`host:port` or `http://host:port`).
     #[arg(
@@ -41,9 +50,87 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The admin commands.
+/// The commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// List directory contents (one name per line), or name the files given.
+    Ls {
+        /// Long format: mode, links, owner, group, size, modification time, name.
+        #[arg(short = 'l')]
+        long: bool,
+        /// List subdirectories recursively.
+        #[arg(short = 'R')]
+        recursive: bool,
+        /// Paths in the cluster (default: the root).
+        #[arg(default_value = "/")]
+        paths: Vec<String>,
+    },
+    /// Show the attributes of files, as `stat` does.
+    Stat {
+        /// Paths in the cluster.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Create directories.
+    Mkdir {
+        /// Create missing parents too; an existing directory is no error.
+        #[arg(short = 'p')]
+        parents: bool,
+        /// Paths in the cluster.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Remove files (and with -r, directories and their contents).
+    Rm {
+        /// Remove directories and their contents.
+        #[arg(short = 'r', short_alias = 'R')]
+        recursive: bool,
+        /// Ignore names that do not exist.
+        #[arg(short = 'f')]
+        force: bool,
+        /// Paths in the cluster.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Remove empty directories.
+    Rmdir {
+        /// Paths in the cluster.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Rename SRC to DST, or move it into DST if that is a directory.
+    Mv {
+        /// The path to move.
+        src: String,
+        /// The new path, or an existing directory to move into.
+        dst: String,
+    },
+    /// Write files' contents to standard output.
+    Cat {
+        /// Paths in the cluster.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Copy a local file (or with -r, a tree) into the cluster, synced on every replica.
+    Put {
+        /// Copy directories recursively.
+        #[arg(short = 'r', short_alias = 'R')]
+        recursive: bool,
+        /// The local file or directory.
+        local: PathBuf,
+        /// Path in the cluster; an existing directory receives LOCAL under its own name.
+        path: String,
+    },
+    /// Copy a file (or with -r, a tree) out of the cluster.
+    Get {
+        /// Copy directories recursively.
+        #[arg(short = 'r', short_alias = 'R')]
+        recursive: bool,
+        /// Path in the cluster.
+        path: String,
+        /// The local file or directory; an existing directory receives PATH under its name.
+        local: PathBuf,
+    },
     /// Servers, their states and capacity; under-replicated and missing chunk counts.
     Status,
     /// A file's chunks, versions, replicas and their health.
@@ -62,111 +149,166 @@ pub enum Command {
         /// The server's id or `host:port` address, as `dfs status` lists it.
         server: String,
     },
-    /// Copy a local file into the cluster (created or replaced), synced on every replica.
-    Put {
-        /// The local file.
-        local: PathBuf,
-        /// Path in the cluster, relative to the filesystem root; its directory must exist.
-        path: String,
-    },
-    /// Copy a file out of the cluster.
-    Get {
-        /// Path in the cluster, relative to the filesystem root.
-        path: String,
-        /// The local file to write.
-        local: PathBuf,
-    },
 }
 
-/// Everything that makes a `dfs` command fail.
+/// What made an admin command fail: the master could not be reached, or refused.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The master could not be reached.
-    #[error("cannot reach the master at {addr}: {source}")]
-    Connect {
-        /// The master's address.
-        addr: String,
-        /// Why.
-        source: tonic::transport::Error,
-    },
+    /// The client could not start (bad address, master unreachable).
+    #[error("{0}")]
+    Client(#[from] dfs_client::Error),
     /// The master (or a chunkserver) refused or failed the request.
     #[error("{0}")]
-    Master(FsError),
-    /// A local file could not be read or written.
-    #[error("{0}: {1}")]
-    Local(String, std::io::Error),
+    Master(#[from] FsError),
 }
 
-/// What a command prints and its exit code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Output {
-    /// Text for standard output.
-    pub text: String,
-    /// Process exit code: 0, or 1 when `fsck` finds damage.
-    pub code: u8,
+/// The failures of a file command so far, reported on standard error as they happen, in
+/// coreutils' words: `dfs ls: cannot access '/x': No such file or directory`.
+#[derive(Debug)]
+#[must_use]
+pub struct Failures {
+    command: &'static str,
+    /// The exit code: 0, 1 after a failure, 2 after a serious one (`ls`).
+    code: u8,
 }
 
-/// Runs one command against the master.
-pub async fn run(cli: Cli) -> Result<Output, Error> {
-    let ok = |text| Output { text, code: 0 };
-    match &cli.command {
-        Command::Put { local, path } => {
-            return Ok(ok(transfer::put(&cli.master, local, path).await?));
-        }
-        Command::Get { path, local } => {
-            return Ok(ok(transfer::get(&cli.master, path, local).await?));
-        }
-        _ => {}
+impl Failures {
+    /// No failures yet, for `command`.
+    pub fn new(command: &'static str) -> Failures {
+        Failures { command, code: 0 }
     }
-    let uri = if cli.master.contains("://") {
-        cli.master.clone()
-    } else {
-        format!("http://{}", cli.master)
-    };
-    let connect = |source| Error::Connect {
-        addr: cli.master.clone(),
-        source,
-    };
-    let channel = Channel::from_shared(uri)
-        .map_err(|e| Error::Master(FsError::Invalid(e.to_string())))?
-        .connect()
-        .await
-        .map_err(connect)?;
-    let mut master = MasterClient::new(channel);
-    let rpc = |status: tonic::Status| Error::Master(FsError::from_status(&status));
-    match cli.command {
-        Command::Status => {
-            let reply = master.cluster_status(pb::Empty {}).await.map_err(rpc)?;
-            Ok(ok(format_status(&reply.into_inner())))
+
+    /// The exit code the failures call for.
+    pub fn code(&self) -> u8 {
+        self.code
+    }
+
+    /// Reports a failure to do `what`.
+    pub fn fail(&mut self, what: String, err: &FsError) {
+        self.message(format!("{what}: {}", describe(err)));
+    }
+
+    /// Reports a failure on this machine's side (a local file).
+    pub fn local(&mut self, what: String, err: &std::io::Error) {
+        let text = match err.raw_os_error() {
+            Some(errno) => strerror(errno),
+            None => err.to_string(),
+        };
+        self.message(format!("{what}: {text}"));
+    }
+
+    /// Reports a failure that is no error of a call (a usage rule, as `-r` missing).
+    pub fn message(&mut self, text: String) {
+        eprintln!("dfs {}: {text}", self.command);
+        self.code = self.code.max(1);
+    }
+
+    /// Reports a failure GNU `ls` counts as serious (exit 2): an operand it cannot reach.
+    pub fn serious(&mut self, what: String, err: &FsError) {
+        self.fail(what, err);
+        self.code = 2;
+    }
+}
+
+/// The C library's text for `errno`, as coreutils prints it.
+fn strerror(errno: i32) -> String {
+    // SAFETY: strerror returns a pointer to a NUL-terminated string that stays valid until
+    // the next call; it is copied at once, and the command is single-threaded.
+    unsafe { std::ffi::CStr::from_ptr(libc::strerror(errno)) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// An error as coreutils words it (`No such file or directory`), with the cluster's detail
+/// where the errno alone says little (`Input/output error (master unreachable ...)`).
+fn describe(err: &FsError) -> String {
+    let text = strerror(err.errno());
+    match err {
+        FsError::Invalid(detail)
+        | FsError::Stale(detail)
+        | FsError::Corrupt(detail)
+        | FsError::Unavailable(detail)
+        | FsError::Io(detail) => format!("{text} ({detail})"),
+        _ => text,
+    }
+}
+
+/// A name in a message, quoted as coreutils quotes it in the C locale.
+pub fn quote(name: &str) -> String {
+    format!("'{name}'")
+}
+
+/// Runs one command; returns the process exit code. File commands report their failures on
+/// standard error as they go; an admin command's failure is its error.
+pub async fn run(cli: Cli) -> Result<u8, Error> {
+    let mut config = dfs_client::Config::new(cli.master.clone());
+    config.rpc_timeout_ms = RPC_TIMEOUT.as_millis() as u64;
+    let client = Client::connect(&config).await?;
+    let mut out = std::io::stdout().lock();
+    let failures = match cli.command {
+        Command::Ls {
+            long,
+            recursive,
+            paths,
+        } => {
+            let options = files::LsOptions { long, recursive };
+            files::ls(&client, &paths, options, &mut out).await
         }
-        Command::Info { path } => {
-            let request = pb::PathRequest { path: path.clone() };
-            let reply = master.file_info(request).await.map_err(rpc)?;
-            Ok(ok(format_info(&path, &reply.into_inner())))
+        Command::Stat { paths } => files::stat(&client, &paths, &mut out).await,
+        Command::Mkdir { parents, paths } => files::mkdir(&client, &paths, parents).await,
+        Command::Rm {
+            recursive,
+            force,
+            paths,
+        } => {
+            let options = files::RmOptions { recursive, force };
+            files::rm(&client, &paths, options).await
         }
+        Command::Rmdir { paths } => files::rmdir(&client, &paths).await,
+        Command::Mv { src, dst } => files::mv(&client, &src, &dst).await,
+        Command::Cat { paths } => files::cat(&client, &paths, &mut out).await,
+        Command::Put {
+            recursive,
+            local,
+            path,
+        } => transfer::put(&client, &local, &path, recursive, &mut out).await,
+        Command::Get {
+            recursive,
+            path,
+            local,
+        } => transfer::get(&client, &path, &local, recursive, &mut out).await,
+        admin => {
+            let (text, code) = run_admin(&client, admin).await?;
+            let _ = out.write_all(text.as_bytes());
+            return Ok(code);
+        }
+    };
+    let _ = out.flush();
+    Ok(failures.code())
+}
+
+/// Runs an admin command: its report and exit code.
+async fn run_admin(client: &Client, command: Command) -> Result<(String, u8), Error> {
+    let master = client.master();
+    match command {
+        Command::Status => Ok((format_status(&master.cluster_status().await?), 0)),
+        Command::Info { path } => Ok((format_info(&path, &master.file_info(&path).await?), 0)),
         Command::Fsck { path } => {
-            let reply = fsck::walk(&mut master, &path).await?;
+            let reply = fsck::walk(master, &path).await?;
             let damaged = reply.under_replicated + reply.missing > 0;
-            Ok(Output {
-                text: format_fsck(&path, &reply),
-                code: u8::from(damaged),
-            })
+            Ok((format_fsck(&path, &reply), u8::from(damaged)))
         }
         Command::Decommission { server } => {
-            let request = pb::DecommissionRequest { server };
-            let reply = master
-                .decommission(request)
-                .await
-                .map_err(rpc)?
-                .into_inner();
-            Ok(ok(format!(
+            let reply = master.decommission(&server).await?;
+            let text = format!(
                 "server {} ({}) is {}\n",
                 reply.server_id,
                 reply.addr,
                 state_name(reply.state)
-            )))
+            );
+            Ok((text, 0))
         }
-        Command::Put { .. } | Command::Get { .. } => unreachable!("handled above"),
+        other => unreachable!("{other:?} is a file command"),
     }
 }
 

@@ -1,4 +1,4 @@
-//! `dfs`: the admin command line of a dfs cluster. Parses options and hands over to
+//! `dfs`: the command line of a dfs cluster. Parses options and hands over to
 //! [`dfs_cli::run`].
 
 use clap::Parser;
@@ -7,10 +7,7 @@ use clap::Parser;
 async fn main() -> std::process::ExitCode {
     let cli = dfs_cli::Cli::parse();
     match dfs_cli::run(cli).await {
-        Ok(out) => {
-            print!("{}", out.text);
-            std::process::ExitCode::from(out.code)
-        }
+        Ok(code) => std::process::ExitCode::from(code),
         Err(err) => {
             eprintln!("dfs: {err}");
             std::process::ExitCode::from(2)

@@ -1,182 +1,374 @@
-//! `dfs put` and `dfs get`: copy a local file into the cluster or out of it without a mount,
-//! through the same data path the FUSE daemon uses ([`dfs_fuse::Client`]): writes stream down
-//! the replica chain and are synced on every replica and committed at the end; reads verify
+//! `dfs put` and `dfs get`: copy files and whole trees (`-r`) into the cluster or out of it
+//! without a mount, through the client library's data path: writes stream down the replica
+//! chain and are synced on every replica and committed before the file is closed; reads verify
 //! checksums and fall back to another replica.
 //!
-//! Progress goes to standard error: a live line on a terminal, one summary line otherwise.
+//! They follow `cp`'s rules: a destination that is an existing directory receives the source
+//! under its own name; a directory source needs `-r`. A progress bar (bytes, rate, time left)
+//! goes to standard error when it is a terminal; the summary goes to standard output.
 
-use std::fs::File;
+use std::fs;
 use std::io::{IsTerminal, Read, Write};
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
 
-use dfs_fuse::client::Caller;
-use dfs_fuse::master::MasterClient;
-use dfs_proto::pb::FileKind;
-use dfs_proto::{FsError, ROOT_INO};
+use dfs_client::{Client, FileKind, OpenFlags};
+use dfs_proto::FsError;
+use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::{Error, human_bytes};
+use crate::{Failures, quote};
 
 /// Bytes moved per call.
 const PIECE: usize = 4 << 20;
-/// Timeout of every call to the master or a chunkserver.
-const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Shows how far a copy has come.
-struct Progress {
-    what: String,
-    total: u64,
-    started: Instant,
-    live: bool,
+/// One file or directory to copy: where from and where to.
+#[derive(Debug)]
+enum Step<S, D> {
+    Dir(D),
+    File(S, D, u64),
 }
 
-impl Progress {
-    fn new(what: String, total: u64) -> Progress {
-        Progress {
-            what,
-            total,
-            started: Instant::now(),
-            live: std::io::stderr().is_terminal(),
-        }
+/// The progress of a whole copy, drawn only on a terminal.
+fn progress_bar(total: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
     }
-
-    fn line(&self, done: u64) -> String {
-        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        let percent = (done * 100).checked_div(self.total).unwrap_or(100);
-        format!(
-            "{}: {} / {} ({percent}%), {}/s",
-            self.what,
-            human_bytes(done),
-            human_bytes(self.total),
-            human_bytes((done as f64 / secs) as u64)
-        )
-    }
-
-    fn update(&self, done: u64) {
-        if self.live {
-            eprint!("\r{}", self.line(done));
-        }
-    }
-
-    fn finish(&self, done: u64) {
-        if self.live {
-            eprintln!("\r{}", self.line(done));
-        } else {
-            eprintln!("{}", self.line(done));
-        }
-    }
+    let bar = ProgressBar::new(total);
+    let style = ProgressStyle::with_template(
+        "{wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+    )
+    .expect("a valid progress template");
+    bar.set_style(style);
+    bar
 }
 
-/// The cluster's data path, connected.
-async fn connect(master: &str) -> Result<(dfs_fuse::Client, MasterClient), Error> {
-    let mut config = dfs_fuse::Config::new(master, "/");
-    config.rpc_timeout_ms = RPC_TIMEOUT.as_millis() as u64;
-    let client = dfs_fuse::Client::connect(&config)
-        .await
-        .map_err(|e| Error::Master(FsError::Unavailable(e.to_string())))?;
-    let meta = MasterClient::new(&config.master_uri(), RPC_TIMEOUT).map_err(Error::Master)?;
-    Ok((client, meta))
+/// The last name of `path` (local or cluster).
+fn base_name(path: &str) -> &str {
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(path)
 }
 
-/// The directory holding `path` and the last component's name.
-async fn resolve_parent(meta: &MasterClient, path: &str) -> Result<(u64, Vec<u8>), Error> {
-    let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
-    let Some((name, dirs)) = components.split_last() else {
-        return Err(Error::Master(FsError::Invalid(
-            "a file path is needed".into(),
-        )));
-    };
-    let mut parent = ROOT_INO;
-    for dir in dirs {
-        parent = meta
-            .lookup(parent, dir.as_bytes())
-            .await
-            .map_err(Error::Master)?
-            .ino;
-    }
-    Ok((parent, name.as_bytes().to_vec()))
+/// `cluster_dir/name`.
+fn join(dir: &str, name: &str) -> String {
+    format!("{}/{name}", dir.trim_end_matches('/'))
 }
 
-/// Copies the local file `local` to `remote` (created or replaced).
-pub async fn put(master: &str, local: &Path, remote: &str) -> Result<String, Error> {
-    let local_io = |e| Error::Local(local.display().to_string(), e);
-    let mut file = File::open(local).map_err(local_io)?;
-    let total = file.metadata().map_err(local_io)?.len();
-    let (client, meta) = connect(master).await?;
-    let (parent, name) = resolve_parent(&meta, remote).await?;
-    // SAFETY: getuid/getgid have no preconditions and cannot fail.
-    let caller = unsafe {
-        Caller {
-            uid: libc::getuid(),
-            gid: libc::getgid(),
+/// `dfs put [-r] LOCAL PATH`.
+pub async fn put(
+    client: &Client,
+    local: &Path,
+    remote: &str,
+    recursive: bool,
+    out: &mut impl Write,
+) -> Failures {
+    let mut failures = Failures::new("put");
+    let meta = match fs::metadata(local) {
+        Ok(meta) => meta,
+        Err(err) => {
+            failures.local(
+                format!("cannot stat {}", quote(&local.display().to_string())),
+                &err,
+            );
+            return failures;
         }
     };
-    let flags = libc::O_CREAT | libc::O_TRUNC | libc::O_WRONLY;
+    if meta.is_dir() && !recursive {
+        failures.message(format!(
+            "-r not specified; omitting directory {}",
+            quote(&local.display().to_string())
+        ));
+        return failures;
+    }
+    let target = match client.stat_path(remote).await {
+        Ok(attr) if attr.kind == FileKind::Directory => {
+            join(remote, base_name(&local.to_string_lossy()))
+        }
+        _ => remote.to_string(),
+    };
+    let steps = match local_steps(local, &target) {
+        Ok(steps) => steps,
+        Err(err) => {
+            failures.local(
+                format!("cannot read {}", quote(&local.display().to_string())),
+                &err,
+            );
+            return failures;
+        }
+    };
+    let total = steps
+        .iter()
+        .map(|s| {
+            if let Step::File(_, _, len) = s {
+                *len
+            } else {
+                0
+            }
+        })
+        .sum();
+    let bar = progress_bar(total);
+    let (mut files, mut bytes) = (0u64, 0u64);
+    for step in steps {
+        match step {
+            Step::Dir(dir) => match client.mkdir_path(&dir, 0o755).await {
+                Ok(_) => {}
+                Err(FsError::Exists) if is_dir(client, &dir).await => {}
+                Err(err) => failures.fail(format!("cannot create directory {}", quote(&dir)), &err),
+            },
+            Step::File(from, to, _) => match put_file(client, &from, &to, &bar).await {
+                Ok(len) => {
+                    files += 1;
+                    bytes += len;
+                }
+                Err(Failed::Local(err)) => failures.local(
+                    format!("cannot read {}", quote(&from.display().to_string())),
+                    &err,
+                ),
+                Err(Failed::Cluster(err)) => {
+                    failures.fail(format!("cannot write {}", quote(&to)), &err)
+                }
+            },
+        }
+    }
+    bar.finish_and_clear();
+    let _ = writeln!(
+        out,
+        "{} -> {target}: {}",
+        local.display(),
+        summary(files, bytes)
+    );
+    failures
+}
+
+/// `dfs get [-r] PATH LOCAL`.
+pub async fn get(
+    client: &Client,
+    remote: &str,
+    local: &Path,
+    recursive: bool,
+    out: &mut impl Write,
+) -> Failures {
+    let mut failures = Failures::new("get");
+    let attr = match client.stat_path(remote).await {
+        Ok(attr) => attr,
+        Err(err) => {
+            failures.fail(format!("cannot stat {}", quote(remote)), &err);
+            return failures;
+        }
+    };
+    if attr.kind == FileKind::Directory && !recursive {
+        failures.message(format!(
+            "-r not specified; omitting directory {}",
+            quote(remote)
+        ));
+        return failures;
+    }
+    let target = if local.is_dir() {
+        local.join(base_name(remote))
+    } else {
+        local.to_path_buf()
+    };
+    let steps = match cluster_steps(client, remote, attr.kind, attr.size, &target).await {
+        Ok(steps) => steps,
+        Err(err) => {
+            failures.fail(format!("cannot read {}", quote(remote)), &err);
+            return failures;
+        }
+    };
+    let total = steps
+        .iter()
+        .map(|s| {
+            if let Step::File(_, _, len) = s {
+                *len
+            } else {
+                0
+            }
+        })
+        .sum();
+    let bar = progress_bar(total);
+    let (mut files, mut bytes) = (0u64, 0u64);
+    for step in steps {
+        match step {
+            Step::Dir(dir) => {
+                if let Err(err) = fs::create_dir_all(&dir) {
+                    failures.local(
+                        format!(
+                            "cannot create directory {}",
+                            quote(&dir.display().to_string())
+                        ),
+                        &err,
+                    );
+                }
+            }
+            Step::File(from, to, _) => match get_file(client, &from, &to, &bar).await {
+                Ok(len) => {
+                    files += 1;
+                    bytes += len;
+                }
+                Err(Failed::Local(err)) => failures.local(
+                    format!("cannot write {}", quote(&to.display().to_string())),
+                    &err,
+                ),
+                Err(Failed::Cluster(err)) => {
+                    failures.fail(format!("cannot read {}", quote(&from)), &err)
+                }
+            },
+        }
+    }
+    bar.finish_and_clear();
+    let _ = writeln!(
+        out,
+        "{remote} -> {}: {}",
+        target.display(),
+        summary(files, bytes)
+    );
+    failures
+}
+
+/// `N bytes` for one file, `N files, M bytes` for more.
+fn summary(files: u64, bytes: u64) -> String {
+    if files == 1 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{files} files, {bytes} bytes")
+    }
+}
+
+/// Why copying one file failed: on this machine's side or the cluster's.
+enum Failed {
+    Local(std::io::Error),
+    Cluster(FsError),
+}
+
+async fn is_dir(client: &Client, path: &str) -> bool {
     client
-        .create(caller, parent, &name, 0o644, 0o022, flags)
+        .stat_path(path)
         .await
-        .map_err(Error::Master)?;
-    let ino = meta.lookup(parent, &name).await.map_err(Error::Master)?.ino;
-    let progress = Progress::new(format!("put {remote}"), total);
+        .is_ok_and(|a| a.kind == FileKind::Directory)
+}
+
+/// What copying local `from` to cluster path `to` takes, parents before children.
+fn local_steps(from: &Path, to: &str) -> std::io::Result<Vec<Step<PathBuf, String>>> {
+    let meta = fs::metadata(from)?;
+    if !meta.is_dir() {
+        return Ok(vec![Step::File(
+            from.to_path_buf(),
+            to.to_string(),
+            meta.len(),
+        )]);
+    }
+    let mut steps = vec![Step::Dir(to.to_string())];
+    let mut entries: Vec<_> = fs::read_dir(from)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        steps.extend(local_steps(&entry.path(), &join(to, &name))?);
+    }
+    Ok(steps)
+}
+
+/// What copying cluster path `from` (of `kind`, `size` bytes) to local `to` takes.
+async fn cluster_steps(
+    client: &Client,
+    from: &str,
+    kind: FileKind,
+    size: u64,
+    to: &Path,
+) -> Result<Vec<Step<String, PathBuf>>, FsError> {
+    if kind != FileKind::Directory {
+        return Ok(vec![Step::File(from.to_string(), to.to_path_buf(), size)]);
+    }
+    let mut steps = Vec::new();
+    // Directories still to list, with where they go.
+    let mut pending = vec![(from.to_string(), to.to_path_buf())];
+    while let Some((dir, local)) = pending.pop() {
+        steps.push(Step::Dir(local.clone()));
+        let mut subdirs = Vec::new();
+        for entry in client.list_path(&dir).await? {
+            let name = String::from_utf8_lossy(&entry.name).into_owned();
+            let (child, local_child) = (join(&dir, &name), local.join(&name));
+            match entry.attr.kind {
+                FileKind::Directory => subdirs.push((child, local_child)),
+                FileKind::Regular => {
+                    steps.push(Step::File(child, local_child, entry.attr.size));
+                }
+                // Only regular files and directories are copied, as `cp -r` without `-a`
+                // would copy symlinks' targets; dfs leaves them to a mount.
+                _ => {}
+            }
+        }
+        pending.extend(subdirs.into_iter().rev());
+    }
+    Ok(steps)
+}
+
+/// Copies local file `from` to cluster path `to` (created or replaced), synced on every
+/// replica; returns its length.
+async fn put_file(
+    client: &Client,
+    from: &Path,
+    to: &str,
+    bar: &ProgressBar,
+) -> Result<u64, Failed> {
+    let mut local = fs::File::open(from).map_err(Failed::Local)?;
+    let file = client
+        .create_path(to, 0o644)
+        .await
+        .map_err(Failed::Cluster)?;
     let mut buf = vec![0u8; PIECE];
     let mut offset = 0u64;
     let copied = async {
         loop {
-            let n = file.read(&mut buf).map_err(local_io)?;
+            let n = local.read(&mut buf).map_err(Failed::Local)?;
             if n == 0 {
                 break;
             }
-            client
-                .write(ino, offset, &buf[..n])
+            file.write(offset, &buf[..n])
                 .await
-                .map_err(Error::Master)?;
+                .map_err(Failed::Cluster)?;
             offset += n as u64;
-            progress.update(offset);
+            bar.inc(n as u64);
         }
-        client.fsync(ino).await.map_err(Error::Master)
+        file.fsync().await.map_err(Failed::Cluster)
     }
     .await;
-    let released = client.release(ino).await.map_err(Error::Master);
-    copied.and(released)?;
-    progress.finish(offset);
-    Ok(format!("{} -> {remote}: {offset} bytes\n", local.display()))
+    let closed = file.close().await.map_err(Failed::Cluster);
+    copied.and(closed)?;
+    Ok(offset)
 }
 
-/// Copies the cluster file `remote` to the local file `local`.
-pub async fn get(master: &str, remote: &str, local: &Path) -> Result<String, Error> {
-    let (client, meta) = connect(master).await?;
-    let (parent, name) = resolve_parent(&meta, remote).await?;
-    let attr = meta.lookup(parent, &name).await.map_err(Error::Master)?;
-    if attr.kind() != FileKind::Regular {
-        return Err(Error::Master(FsError::IsDir));
-    }
-    let local_io = |e| Error::Local(local.display().to_string(), e);
-    let mut out = File::create(local).map_err(local_io)?;
-    client
-        .open(attr.ino, libc::O_RDONLY, None)
+/// Copies cluster file `from` to local file `to`, synced; returns its length.
+async fn get_file(
+    client: &Client,
+    from: &str,
+    to: &Path,
+    bar: &ProgressBar,
+) -> Result<u64, Failed> {
+    let file = client
+        .open_path(from, OpenFlags::READ)
         .await
-        .map_err(Error::Master)?;
-    let progress = Progress::new(format!("get {remote}"), attr.size);
-    let mut offset = 0u64;
+        .map_err(Failed::Cluster)?;
     let copied = async {
-        while offset < attr.size {
-            let len = (attr.size - offset).min(PIECE as u64) as u32;
-            let data = client
-                .read(attr.ino, offset, len)
+        let mut local = fs::File::create(to).map_err(Failed::Local)?;
+        let mut offset = 0u64;
+        loop {
+            let data = file
+                .read(offset, PIECE as u32)
                 .await
-                .map_err(Error::Master)?;
+                .map_err(Failed::Cluster)?;
             if data.is_empty() {
                 break;
             }
-            out.write_all(&data).map_err(local_io)?;
+            local.write_all(&data).map_err(Failed::Local)?;
             offset += data.len() as u64;
-            progress.update(offset);
+            bar.inc(data.len() as u64);
         }
-        out.sync_all().map_err(local_io)
+        local.sync_all().map_err(Failed::Local)?;
+        Ok(offset)
     }
     .await;
-    let _ = client.release(attr.ino).await;
-    copied?;
-    progress.finish(offset);
-    Ok(format!("{remote} -> {}: {offset} bytes\n", local.display()))
+    let closed = file.close().await.map_err(Failed::Cluster);
+    let len = copied?;
+    closed?;
+    Ok(len)
 }

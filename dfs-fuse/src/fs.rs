@@ -4,7 +4,7 @@
 //! threads reading `/dev/fuse` never wait on the network: a slow read of one file never blocks
 //! a `stat` of another. Handlers only copy the request's arguments (the request buffer is
 //! reused as soon as they return), call the client, and map errors to errno through
-//! [`Error::errno`](crate::Error::errno), the crate's one mapping. The exceptions need no
+//! [`errno`](crate::error::errno), the crate's one mapping. The exceptions need no
 //! waiting and are answered from the reading thread, saving a thread hand-off per request: a
 //! write that only lands in the file's write-back buffer, a read-only open right after its
 //! lookup, a read of cached blocks, the flush
@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use dfs_proto::pb::FileKind;
+use dfs_client::{Client, FileKind};
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, Generation, INodeNo, IoctlFlags,
     KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
@@ -33,10 +33,7 @@ use fuser::{
 };
 use tokio::runtime::Handle;
 
-use crate::attr::kind_from_mode;
-use crate::client::Client;
 use crate::locks::{LockRange, MountLocks};
-use crate::prealloc;
 
 mod dirs;
 mod files;
@@ -45,7 +42,8 @@ mod reply;
 mod session;
 mod xattrs;
 
-use self::reply::{caller, errno, name_of};
+use self::reply::{caller, name_of};
+use crate::error::errno;
 
 /// Largest read or write request: 1 MiB, so sequential I/O moves in large pieces.
 pub const MAX_REQUEST_BYTES: u32 = 1 << 20;
@@ -147,7 +145,7 @@ impl Filesystem for DfsFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let (caller, name, kind) = (caller(req), name_of(name), kind_from_mode(mode));
+        let (caller, name, kind) = (caller(req), name_of(name), FileKind::from_mode(mode));
         self.make_node(caller, parent, name, kind, mode, umask, rdev, vec![], reply);
     }
 
@@ -387,7 +385,7 @@ impl Filesystem for DfsFs {
         reply: ReplyEmpty,
     ) {
         self.reply_empty(reply, |client| async move {
-            prealloc::fallocate(&client, ino.0, offset, length, mode).await
+            client.fallocate(ino.0, offset, length, mode).await
         });
     }
 
@@ -411,7 +409,7 @@ impl Filesystem for DfsFs {
             match locks.test(&range).await {
                 Ok(Some(held)) => reply.locked(held.start, held.end, held.typ, held.pid),
                 Ok(None) => reply.locked(start, end, libc::F_UNLCK, 0),
-                Err(err) => reply.error(errno(err)),
+                Err(err) => reply.error(errno(&err)),
             }
         });
     }

@@ -1,27 +1,19 @@
 //! `dfs-fuse`: mounts a dfs cluster as a POSIX directory.
 //!
-//! A tour, from the kernel inwards:
+//! The crate is the kernel adapter only: everything a filesystem operation means (the data
+//! path, caches, leases, consistency) lives in the client library, [`dfs_client`]. Here:
 //!
 //! * [`fs`] — the `fuser::Filesystem` adapter. Every kernel request is copied into a task on
 //!   the tokio runtime and replied to from there, so the threads reading `/dev/fuse` never
-//!   wait on the network.
-//! * [`client`] — [`Client`]: each filesystem operation as a plain async method (name checks,
-//!   umask, open/close bookkeeping, page-cache decisions, directory snapshots).
-//! * [`inode`] — the client state of an open inode, shared by its handles: the cached chunk
-//!   map, the write-back buffer of dirty ranges and its background sender ([`writebuf`]),
-//!   writes awaiting their commit, and the sticky write error; [`handles`] counts the open handles that keep it alive. [`read`] is the read path
-//!   (holes and short replicas read as zeros); [`datapath`] bundles what both talk to.
-//! * [`lease`] — the writer leases the mount holds (one writing mount per file), their
-//!   renewal, and the recovery of a file whose previous writer died.
-//! * [`locks`] — advisory locks (`fcntl`, `flock`) held through the master, so every mount
-//!   honours them; released at close, and by the master when a mount dies.
-//! * [`prealloc`] — `fallocate`: space checked, size extended; holes read as zeros anyway.
-//! * [`readdir`] — directory handles: paged listings and stable offset cookies.
-//! * [`master`] and [`chunkio`] — the wire: metadata RPCs to the master, streaming chunk reads
-//!   and chain-replicated writes to chunkservers, all on lazily (re)connecting channels with
-//!   timeouts, so a dead server means EIO within the timeout, never a hang.
-//! * [`attr`] — conversions between wire types and the kernel's; [`error`] — the crate's one
-//!   error type and its one mapping to errno; [`config`] — the command-line options.
+//!   wait on the network; the attribute and entry TTLs the kernel is given are decided there.
+//! * [`locks`] — advisory locks (`fcntl`, `flock`) held through the master under the
+//!   kernel's lock owners, so every mount honours them; released at close, and by the master
+//!   when a mount dies.
+//! * [`xattr`] — which extended attribute namespaces are stored, and what the kernel is told
+//!   for the others.
+//! * [`attr`] — conversions between the client's types and the kernel's; [`error`] — the
+//!   crate's one error type and its one mapping to errno; [`config`] — the command-line
+//!   options (the client's, flattened in, and the mount's own).
 //!
 //! Consistency is close-to-open, as NFS: `close` commits a file's writes to the master, and
 //! `open` loads the chunk map fresh, keeping the kernel's page cache only when the file's
@@ -31,25 +23,10 @@
 //! [`run`] is the one entry point; `main` only parses options and sets up logging.
 
 pub mod attr;
-pub mod blockcache;
-pub mod chunkio;
-pub mod client;
 pub mod config;
-pub mod datapath;
 pub mod error;
-pub mod fresh;
 pub mod fs;
-pub mod handles;
-pub mod inode;
-pub mod lease;
 pub mod locks;
-pub mod marks;
-pub mod master;
-pub mod prealloc;
-pub mod read;
-pub mod readahead;
-pub mod readdir;
-pub mod writebuf;
 pub mod xattr;
 
 use std::path::Path;
@@ -58,7 +35,8 @@ use std::sync::OnceLock;
 use fuser::{MountOption, Session, SessionACL};
 use tokio::sync::oneshot;
 
-pub use crate::client::Client;
+use dfs_client::Client;
+
 pub use crate::config::Config;
 pub use crate::error::{Error, Result};
 use crate::fs::DfsFs;
@@ -73,6 +51,9 @@ fn session_config(config: &Config) -> fuser::Config {
         MountOption::DefaultPermissions,
         MountOption::AutoUnmount,
     ];
+    if config.read_only {
+        session.mount_options.push(MountOption::RO);
+    }
     // `auto_unmount` needs the kernel's `allow_other`; without `--allow-other`, fuser itself
     // refuses requests from anyone but the mounting user and root.
     session.acl = if config.allow_other() {
@@ -94,7 +75,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let client = Client::connect(&config).await?;
+    let client = Client::connect(&config.client).await?;
     let mountpoint = config.mountpoint().clone();
     let mount_error = |source| Error::Mount {
         mountpoint: mountpoint.display().to_string(),
@@ -131,7 +112,7 @@ pub async fn run(
         Ok(Err(err)) => return Err(mount_error(err)),
         Err(_) => return Err(mount_error(std::io::Error::other("session thread died"))),
     };
-    tracing::info!(mountpoint = %mountpoint.display(), master = %config.master, "mounted");
+    tracing::info!(mountpoint = %mountpoint.display(), master = %config.client.master, "mounted");
     if config.read_ahead_kb > 0 {
         let (mountpoint, kb) = (mountpoint.clone(), config.read_ahead_kb);
         // Stats the mount root, which the session (now running) answers.

@@ -38,7 +38,7 @@ use std::time::Duration;
 use dfs_proto::FsError;
 use dfs_proto::pb;
 
-use crate::master::MasterClient;
+use dfs_client::MasterClient;
 
 /// First pause of a blocked lock request before asking again.
 const FIRST_RETRY: Duration = Duration::from_millis(10);

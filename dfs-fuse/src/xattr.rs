@@ -9,10 +9,7 @@
 //! stops asking on a filesystem that answers so; POSIX ACLs, `system.posix_acl_*`, the kernel
 //! refuses itself, since the mount does not ask for them.)
 
-use dfs_proto::FsError;
-use dfs_proto::pb::XattrMode;
-
-use crate::client::Client;
+use dfs_client::XattrMode;
 
 /// Namespaces whose attributes the master stores.
 const STORED_NAMESPACES: [&[u8]; 2] = [b"user.", b"trusted."];
@@ -45,65 +42,24 @@ pub fn stored(name: &[u8]) -> bool {
     STORED_NAMESPACES.iter().any(|ns| name.starts_with(ns))
 }
 
-/// Errors of the xattr calls: a filesystem error or an errno decided here.
-#[derive(Debug)]
-pub enum XattrError {
-    Fs(FsError),
-    Errno(i32),
-}
-
-impl From<FsError> for XattrError {
-    fn from(err: FsError) -> XattrError {
-        XattrError::Fs(err)
+/// The client's mode for `setxattr(2)` flags, or the errno for flags it does not know.
+pub fn mode(flags: i32) -> Result<XattrMode, i32> {
+    match flags {
+        0 => Ok(XattrMode::Upsert),
+        XATTR_CREATE => Ok(XattrMode::Create),
+        XATTR_REPLACE => Ok(XattrMode::Replace),
+        _ => Err(libc::EINVAL),
     }
 }
 
-impl Client {
-    /// The value of attribute `name` of `ino`.
-    pub async fn get_xattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>, FsError> {
-        if !stored(name) {
-            return Err(FsError::NotSupported);
-        }
-        self.master().get_xattr(ino, name).await
+/// The names of a `listxattr` reply: each followed by a NUL.
+pub fn name_list(names: Vec<Vec<u8>>) -> Vec<u8> {
+    let mut list = Vec::new();
+    for name in names {
+        list.extend_from_slice(&name);
+        list.push(0);
     }
-
-    /// Sets attribute `name` of `ino`, honouring `XATTR_CREATE`/`XATTR_REPLACE` in `flags`.
-    pub async fn set_xattr(
-        &self,
-        ino: u64,
-        name: &[u8],
-        value: &[u8],
-        flags: i32,
-    ) -> Result<(), XattrError> {
-        if !stored(name) {
-            return Err(XattrError::Errno(libc::EOPNOTSUPP));
-        }
-        let mode = match flags {
-            0 => XattrMode::Upsert,
-            XATTR_CREATE => XattrMode::Create,
-            XATTR_REPLACE => XattrMode::Replace,
-            _ => return Err(XattrError::Errno(libc::EINVAL)),
-        };
-        Ok(self.master().set_xattr(ino, name, value, mode).await?)
-    }
-
-    /// The names of the attributes of `ino`, each followed by a NUL, as `listxattr` returns.
-    pub async fn list_xattrs(&self, ino: u64) -> Result<Vec<u8>, FsError> {
-        let mut list = Vec::new();
-        for name in self.master().list_xattrs(ino).await? {
-            list.extend_from_slice(&name);
-            list.push(0);
-        }
-        Ok(list)
-    }
-
-    /// Removes attribute `name` of `ino`.
-    pub async fn remove_xattr(&self, ino: u64, name: &[u8]) -> Result<(), XattrError> {
-        if !stored(name) {
-            return Err(XattrError::Errno(libc::EOPNOTSUPP));
-        }
-        Ok(self.master().remove_xattr(ino, name).await?)
-    }
+    list
 }
 
 #[cfg(test)]
@@ -124,5 +80,17 @@ mod tests {
         assert!(!stored(b"security.capability"));
         assert!(!stored(b"system.posix_acl_access"));
         assert!(!stored(b"userx"));
+    }
+
+    #[test]
+    fn flags_become_modes_and_names_are_nul_terminated() {
+        assert_eq!(mode(0), Ok(XattrMode::Upsert));
+        assert_eq!(mode(XATTR_CREATE), Ok(XattrMode::Create));
+        assert_eq!(mode(XATTR_REPLACE), Ok(XattrMode::Replace));
+        assert_eq!(mode(3), Err(libc::EINVAL));
+        assert_eq!(
+            name_list(vec![b"user.a".to_vec(), b"user.b".to_vec()]),
+            b"user.a\0user.b\0"
+        );
     }
 }

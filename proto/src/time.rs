@@ -81,4 +81,26 @@ mod tests {
             assert_eq!(SystemTime::from(wire), t);
         }
     }
+
+    #[test]
+    fn reads_mark_atime_by_the_relatime_rule() {
+        let at = |secs| Some(Timestamp { secs, nanos: 0 });
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let attr = |atime, mtime| crate::pb::Attr {
+            atime: at(atime),
+            mtime: at(mtime),
+            ctime: at(mtime),
+            ..crate::pb::Attr::default()
+        };
+        assert!(access_due(&attr(100, 200), now), "atime before mtime");
+        assert!(access_due(&attr(200, 200), now), "atime equal to mtime");
+        assert!(
+            !access_due(&attr(999_000, 200), now),
+            "fresh atime after mtime"
+        );
+        assert!(
+            access_due(&attr(900_000, 200), now),
+            "atime older than a day"
+        );
+    }
 }

@@ -5,7 +5,9 @@
 //! `127.0.0.1:0` with its own data directory under one temporary directory. Every server writes
 //! its bound address to an `--addr-file` once it is ready (a chunkserver only after registering
 //! with the master), so tests wait for readiness instead of sleeping. A [`Mount`] is a
-//! `dfs-fuse` child process with a real FUSE mount in a temporary directory.
+//! `dfs-fuse` child process with a real FUSE mount in a temporary directory. A
+//! [`LocalCluster`] runs the same servers inside the test process (through `dfs_master::run`
+//! and `dfs_chunkserver::run`), for client-library tests that need neither FUSE nor root.
 //!
 //! Everything is torn down on drop — also when a test panics — so a failing test leaves no
 //! mount and no process behind. Drop the [`Mount`] before its [`Cluster`] (declare it after).
@@ -13,7 +15,8 @@
 //! The binaries are taken from the cargo target directory the test itself was built in, so
 //! `cargo build --release --bins` must have run first (`scripts/test` does).
 //!
-//! One module per concern: `cluster` (the servers' life cycle), `admin` (the `dfs` CLI, chunk
+//! One module per concern: `cluster` (the servers' life cycle), `local` (the in-process
+//! cluster), `admin` (the `dfs` CLI, chunk
 //! maps and replica files), `mount` (FUSE mounts), `process` (spawning, readiness, signals),
 //! `shell` (commands and errnos), `data` (reproducible test data) and `wait` (hang detectors).
 //! Tests import everything from the crate root (`dfs_tests::…`), re-exported below; a new helper
@@ -22,6 +25,7 @@
 mod admin;
 mod cluster;
 mod data;
+mod local;
 mod mount;
 mod process;
 mod shell;
@@ -30,6 +34,7 @@ mod wait;
 pub use admin::report_value;
 pub use cluster::{Cluster, ClusterOptions};
 pub use data::{XorShift, pseudo_random_bytes, sha256_file};
+pub use local::LocalCluster;
 pub use mount::{Mount, is_mounted};
 pub use process::binary;
 pub use shell::{errno, sh, sh_output};

@@ -7,8 +7,9 @@ use std::os::unix::ffi::OsStrExt;
 
 use fuser::{FileHandle, FopenFlags, INodeNo, ReplyDirectory, ReplyDirectoryPlus, ReplyOpen};
 
-use super::reply::errno;
 use super::{DfsFs, GENERATION};
+use crate::attr::{file_attr, file_type};
+use crate::error::errno;
 
 impl DfsFs {
     /// `opendir`: a listing handle of directory `ino`.
@@ -21,7 +22,12 @@ impl DfsFs {
     /// `readdir`: names, inode numbers and kinds from position `offset` of the listing.
     pub(super) fn list_dir(&self, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         let fed = self.client.readdir_now(fh.0, offset, |cookie, slot, attr| {
-            reply.add(attr.ino, cookie, attr.kind, OsStr::from_bytes(slot.name()))
+            reply.add(
+                INodeNo(attr.ino),
+                cookie,
+                file_type(attr.kind),
+                OsStr::from_bytes(slot.name()),
+            )
         });
         if fed {
             return reply.ok();
@@ -29,12 +35,17 @@ impl DfsFs {
         self.spawn(|client| async move {
             let result = client
                 .readdir(fh.0, offset, |cookie, slot, attr| {
-                    reply.add(attr.ino, cookie, attr.kind, OsStr::from_bytes(slot.name()))
+                    reply.add(
+                        INodeNo(attr.ino),
+                        cookie,
+                        file_type(attr.kind),
+                        OsStr::from_bytes(slot.name()),
+                    )
                 })
                 .await;
             match result {
                 Ok(()) => reply.ok(),
-                Err(err) => reply.error(errno(err)),
+                Err(err) => reply.error(errno(&err)),
             }
         });
     }
@@ -45,11 +56,11 @@ impl DfsFs {
         // The kernel's last call of a listing, which finds its end, needs no waiting.
         let fed = self.client.readdir_now(fh.0, offset, |cookie, slot, attr| {
             reply.add(
-                attr.ino,
+                INodeNo(attr.ino),
                 cookie,
                 OsStr::from_bytes(slot.name()),
                 &ttl,
-                &attr,
+                &file_attr(&attr),
                 GENERATION,
             )
         });
@@ -60,18 +71,18 @@ impl DfsFs {
             let result = client
                 .readdir(fh.0, offset, |cookie, slot, attr| {
                     reply.add(
-                        attr.ino,
+                        INodeNo(attr.ino),
                         cookie,
                         OsStr::from_bytes(slot.name()),
                         &ttl,
-                        &attr,
+                        &file_attr(&attr),
                         GENERATION,
                     )
                 })
                 .await;
             match result {
                 Ok(()) => reply.ok(),
-                Err(err) => reply.error(errno(err)),
+                Err(err) => reply.error(errno(&err)),
             }
         });
     }

@@ -10,9 +10,11 @@ use fuser::{
     ReplyEmpty, ReplyOpen, ReplyWrite,
 };
 
-use super::reply::errno;
+use dfs_client::{Caller, Opened};
+
 use super::{DfsFs, GENERATION};
-use crate::client::{Caller, Opened};
+use crate::attr::file_attr;
+use crate::error::errno;
 
 /// Makes the kernel drop its cached attributes of `ino`, so the next `stat` or read past the
 /// cached size asks again. Needed at an open that found the file changed by another mount:
@@ -44,7 +46,8 @@ impl DfsFs {
         // the runtime's context (an atime mark may start its batch).
         let now = {
             let _runtime = self.runtime.enter();
-            self.client.open_now(ino.0, flags.0, pid)
+            self.client
+                .open_now(ino.0, dfs_client::OpenFlags::from_posix(flags.0), pid)
         };
         if let Some(opened) = now {
             if opened.attrs_stale {
@@ -54,14 +57,15 @@ impl DfsFs {
         }
         let notifier = self.notifier.clone();
         self.spawn(|client| async move {
-            match client.open(ino.0, flags.0, Some(pid)).await {
+            let flags = dfs_client::OpenFlags::from_posix(flags.0);
+            match client.open(ino.0, flags, Some(pid)).await {
                 Ok(opened) => {
                     if opened.attrs_stale {
                         invalidate_attrs(&notifier, ino);
                     }
                     reply.opened(FileHandle(opened.fh), open_flags(opened))
                 }
-                Err(err) => reply.error(errno(err)),
+                Err(err) => reply.error(errno(&err)),
             }
         });
     }
@@ -81,17 +85,24 @@ impl DfsFs {
         let ttl = self.attr_ttl;
         self.spawn(|client| async move {
             match client
-                .create(caller, parent.0, &name, mode, umask, flags)
+                .create(
+                    caller,
+                    parent.0,
+                    &name,
+                    mode,
+                    umask,
+                    dfs_client::OpenFlags::from_posix(flags),
+                )
                 .await
             {
                 Ok((attr, opened)) => reply.created(
                     &ttl,
-                    &attr,
+                    &file_attr(&attr),
                     GENERATION,
                     FileHandle(opened.fh),
                     open_flags(opened),
                 ),
-                Err(err) => reply.error(errno(err)),
+                Err(err) => reply.error(errno(&err)),
             }
         });
     }
@@ -106,7 +117,7 @@ impl DfsFs {
         self.spawn(|client| async move {
             match client.read(ino.0, offset, size).await {
                 Ok(data) => reply.data(&data),
-                Err(err) => reply.error(errno(err)),
+                Err(err) => reply.error(errno(&err)),
             }
         });
     }
@@ -121,14 +132,14 @@ impl DfsFs {
         };
         match fast {
             Some(Ok(written)) => return reply.written(written),
-            Some(Err(err)) => return reply.error(errno(err)),
+            Some(Err(err)) => return reply.error(errno(&err)),
             None => {}
         }
         let data = data.to_vec();
         self.spawn(|client| async move {
             match client.write(ino.0, offset, &data).await {
                 Ok(written) => reply.written(written),
-                Err(err) => reply.error(errno(err)),
+                Err(err) => reply.error(errno(&err)),
             }
         });
     }

@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use dfs_proto::MAX_NAME_LEN;
-use dfs_proto::pb::{self, FileKind};
 use fuser::{INodeNo, ReplyAttr, ReplyData, ReplyEmpty, ReplyEntry, ReplyStatfs, TimeOrNow};
 
-use super::reply::errno;
 use super::{DfsFs, GENERATION};
-use crate::attr::wire_time;
-use crate::client::{Caller, STATFS_BLOCK_SIZE};
+use crate::error::errno;
+use dfs_client::{Caller, FileKind, STATFS_BLOCK_SIZE, SetAttr};
+
+use crate::attr::{file_attr, set_time};
 
 impl DfsFs {
     /// `lookup`: the entry `name` of directory `parent`, for process `pid`.
@@ -26,9 +26,10 @@ impl DfsFs {
             match client.lookup(parent.0, &name, pid).await {
                 Ok((attr, ahead)) => {
                     let entry_ttl = if ahead { Duration::ZERO } else { entry_ttl };
+                    let attr = file_attr(&attr);
                     reply.entry_with_ttls(&attr_ttl, &entry_ttl, &attr, GENERATION);
                 }
-                Err(err) => reply.error(errno(err)),
+                Err(err) => reply.error(errno(&err)),
             }
         });
     }
@@ -37,7 +38,7 @@ impl DfsFs {
     pub(super) fn get_attr(&self, ino: INodeNo, reply: ReplyAttr) {
         // Right after an open that marked atime: answered with the attributes it fetched.
         if let Some(attr) = self.client.getattr_now(ino.0, self.attr_ttl) {
-            return reply.attr(&self.attr_ttl, &attr);
+            return reply.attr(&self.attr_ttl, &file_attr(&attr));
         }
         self.reply_attr(reply, |client| async move { client.getattr(ino.0).await });
     }
@@ -55,26 +56,26 @@ impl DfsFs {
         mtime: Option<TimeOrNow>,
         reply: ReplyAttr,
     ) {
-        let req = pb::SetAttrRequest {
-            ino: ino.0,
-            perm: mode.map(|m| m & 0o7777),
+        let change = SetAttr {
+            perm: mode,
             uid,
             gid,
             size,
-            atime: atime.map(wire_time),
-            mtime: mtime.map(wire_time),
-            mark_access: false,
+            atime: atime.map(set_time),
+            mtime: mtime.map(set_time),
         };
         // A change kept for the commit of buffered writes needs no waiting: answered here,
         // inside the runtime's context to start the file's sender.
         let kept = {
             let _runtime = self.runtime.enter();
-            self.client.setattr_now(&req)
+            self.client.setattr_now(ino.0, &change)
         };
         if let Some(attr) = kept {
-            return reply.attr(&self.attr_ttl, &attr);
+            return reply.attr(&self.attr_ttl, &file_attr(&attr));
         }
-        self.reply_attr(reply, |client| async move { client.setattr(req).await });
+        self.reply_attr(reply, |client| async move {
+            client.setattr(ino.0, &change).await
+        });
     }
 
     /// `readlink`: the target of symlink `ino`.
@@ -82,7 +83,7 @@ impl DfsFs {
         self.spawn(|client| async move {
             match client.readlink(ino.0).await {
                 Ok(target) => reply.data(&target),
-                Err(err) => reply.error(errno(err)),
+                Err(err) => reply.error(errno(&err)),
             }
         });
     }
@@ -166,7 +167,7 @@ impl DfsFs {
                     MAX_NAME_LEN as u32,
                     STATFS_BLOCK_SIZE,
                 ),
-                Err(err) => reply.error(errno(err)),
+                Err(err) => reply.error(errno(&err)),
             }
         });
     }

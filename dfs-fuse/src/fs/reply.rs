@@ -5,15 +5,13 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use dfs_proto::FsError;
-use fuser::{Errno, ReplyAttr, ReplyEmpty, ReplyEntry, Request};
+use fuser::{ReplyAttr, ReplyEmpty, ReplyEntry, Request};
 
 use super::{DfsFs, GENERATION};
-use crate::client::{Caller, Client};
-use crate::error::Error;
+use dfs_client::{Attr, Caller, Client};
 
-pub(super) fn errno(err: FsError) -> Errno {
-    Error::from(err).errno()
-}
+use crate::attr::file_attr;
+use crate::error::errno;
 
 pub(super) fn caller(req: &Request) -> Caller {
     Caller {
@@ -39,14 +37,17 @@ impl DfsFs {
     /// Runs an operation that answers with a new or found entry.
     pub(super) fn reply_entry<Fut>(&self, reply: ReplyEntry, op: impl FnOnce(Client) -> Fut)
     where
-        Fut: Future<Output = Result<fuser::FileAttr, FsError>> + Send + 'static,
+        Fut: Future<Output = Result<Attr, FsError>> + Send + 'static,
     {
         let (attr_ttl, entry_ttl) = (self.attr_ttl, self.entry_ttl);
         let op = op(self.client.clone());
         self.runtime.spawn(async move {
             match op.await {
-                Ok(attr) => reply.entry_with_ttls(&attr_ttl, &entry_ttl, &attr, GENERATION),
-                Err(err) => reply.error(errno(err)),
+                Ok(attr) => {
+                    let attr = file_attr(&attr);
+                    reply.entry_with_ttls(&attr_ttl, &entry_ttl, &attr, GENERATION);
+                }
+                Err(err) => reply.error(errno(&err)),
             }
         });
     }
@@ -60,7 +61,7 @@ impl DfsFs {
         self.runtime.spawn(async move {
             match op.await {
                 Ok(()) => reply.ok(),
-                Err(err) => reply.error(errno(err)),
+                Err(err) => reply.error(errno(&err)),
             }
         });
     }
@@ -68,14 +69,14 @@ impl DfsFs {
     /// Runs an operation that answers with attributes.
     pub(super) fn reply_attr<Fut>(&self, reply: ReplyAttr, op: impl FnOnce(Client) -> Fut)
     where
-        Fut: Future<Output = Result<fuser::FileAttr, FsError>> + Send + 'static,
+        Fut: Future<Output = Result<Attr, FsError>> + Send + 'static,
     {
         let ttl = self.attr_ttl;
         let op = op(self.client.clone());
         self.runtime.spawn(async move {
             match op.await {
-                Ok(attr) => reply.attr(&ttl, &attr),
-                Err(err) => reply.error(errno(err)),
+                Ok(attr) => reply.attr(&ttl, &file_attr(&attr)),
+                Err(err) => reply.error(errno(&err)),
             }
         });
     }

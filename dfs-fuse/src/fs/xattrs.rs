@@ -4,15 +4,8 @@
 use fuser::{Errno, INodeNo, ReplyEmpty, ReplyXattr};
 
 use super::DfsFs;
-use super::reply::errno;
-use crate::xattr::{self, Sized, XattrError};
-
-fn xattr_errno(err: XattrError) -> Errno {
-    match err {
-        XattrError::Fs(err) => errno(err),
-        XattrError::Errno(code) => Errno::from_i32(code),
-    }
-}
+use crate::error::errno;
+use crate::xattr::{self, Sized};
 
 /// Answers `getxattr`/`listxattr` for a caller's buffer of `size` bytes.
 fn reply_sized(reply: ReplyXattr, bytes: Result<Vec<u8>, Errno>, size: u32) {
@@ -34,11 +27,15 @@ impl DfsFs {
         flags: i32,
         reply: ReplyEmpty,
     ) {
-        self.spawn(|client| async move {
-            match client.set_xattr(ino.0, &name, &value, flags).await {
-                Ok(()) => reply.ok(),
-                Err(err) => reply.error(xattr_errno(err)),
-            }
+        if !xattr::stored(&name) {
+            return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+        }
+        let mode = match xattr::mode(flags) {
+            Ok(mode) => mode,
+            Err(code) => return reply.error(Errno::from_i32(code)),
+        };
+        self.reply_empty(reply, |client| async move {
+            client.set_xattr(ino.0, &name, &value, mode).await
         });
     }
 
@@ -52,7 +49,8 @@ impl DfsFs {
             return;
         }
         self.spawn(|client| async move {
-            let value = client.get_xattr(ino.0, &name).await.map_err(errno);
+            let value = client.get_xattr(ino.0, &name).await;
+            let value = value.map_err(|err| errno(&err));
             reply_sized(reply, value, size);
         });
     }
@@ -60,18 +58,19 @@ impl DfsFs {
     /// `listxattr`: the attribute names of `ino`, or their size.
     pub(super) fn list_xattrs(&self, ino: INodeNo, size: u32, reply: ReplyXattr) {
         self.spawn(|client| async move {
-            let list = client.list_xattrs(ino.0).await.map_err(errno);
+            let list = client.list_xattrs(ino.0).await;
+            let list = list.map(xattr::name_list).map_err(|err| errno(&err));
             reply_sized(reply, list, size);
         });
     }
 
     /// `removexattr`: removes attribute `name` of `ino`.
     pub(super) fn remove_xattr(&self, ino: INodeNo, name: Vec<u8>, reply: ReplyEmpty) {
-        self.spawn(|client| async move {
-            match client.remove_xattr(ino.0, &name).await {
-                Ok(()) => reply.ok(),
-                Err(err) => reply.error(xattr_errno(err)),
-            }
+        if !xattr::stored(&name) {
+            return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+        }
+        self.reply_empty(reply, |client| async move {
+            client.remove_xattr(ino.0, &name).await
         });
     }
 }

@@ -1,8 +1,9 @@
-//! [`MasterClient`]: the metadata RPCs the mount makes, over one lazily connecting channel.
+//! [`MasterClient`]: every RPC a client makes to the master — metadata for the data path,
+//! and the admin calls of the `dfs` command — over one lazily connecting channel.
 //!
 //! The channel connects on first use and reconnects by itself, so while the master is down
-//! every call fails within the RPC timeout (as [`FsError::Unavailable`], i.e. EIO) and the
-//! mount works again as soon as the master is back, without being restarted.
+//! every call fails within the RPC timeout (as [`FsError::Unavailable`], i.e. EIO) and a
+//! client works again as soon as the master is back, without being restarted.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use dfs_proto::FsError;
 use dfs_proto::pb::{self, master_client::MasterClient as PbMasterClient};
 use tonic::transport::{Channel, Endpoint};
 
-/// Builds a lazily connecting channel with the mount's timeouts: a connect timeout, a
+/// Builds a lazily connecting channel with the client's timeouts: a connect timeout, a
 /// per-request timeout and HTTP/2 keepalives (so a dead peer is noticed on an idle channel).
 pub fn lazy_channel(uri: &str, timeout: Duration) -> Result<Channel, FsError> {
     let endpoint = Endpoint::from_shared(uri.to_string())
@@ -30,7 +31,7 @@ pub fn lazy_channel(uri: &str, timeout: Duration) -> Result<Channel, FsError> {
 #[derive(Debug, Clone)]
 pub struct MasterClient {
     inner: PbMasterClient<Channel>,
-    /// The mount's RPC timeout, also the bound on retrying an allocation the master defers.
+    /// The client's RPC timeout, also the bound on retrying an allocation the master defers.
     timeout: Duration,
 }
 
@@ -475,5 +476,35 @@ impl MasterClient {
             session: session.to_string(),
         };
         answer(self.client().end_lock_session(req).await).map(drop)
+    }
+
+    /// Every chunkserver with its state and capacity, and the cluster's replication health.
+    pub async fn cluster_status(&self) -> Result<pb::ClusterStatusReply, FsError> {
+        answer(self.client().cluster_status(pb::Empty {}).await)
+    }
+
+    /// A file's chunks, versions and replicas, by path from the root.
+    pub async fn file_info(&self, path: &str) -> Result<pb::FileInfoReply, FsError> {
+        let req = pb::PathRequest {
+            path: path.to_string(),
+        };
+        answer(self.client().file_info(req).await)
+    }
+
+    /// The replication health of the files directly in directory `path` (or of file
+    /// `path`), and the subdirectories to check next.
+    pub async fn fsck(&self, path: &str) -> Result<pb::FsckReply, FsError> {
+        let req = pb::PathRequest {
+            path: path.to_string(),
+        };
+        answer(self.client().fsck(req).await)
+    }
+
+    /// Starts draining chunkserver `server` (its id or address).
+    pub async fn decommission(&self, server: &str) -> Result<pb::ServerStatus, FsError> {
+        let req = pb::DecommissionRequest {
+            server: server.to_string(),
+        };
+        answer(self.client().decommission(req).await)
     }
 }

@@ -53,6 +53,7 @@ impl DirtyRanges {
     }
 
     /// Number of disjoint ranges.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.ranges.len()
     }

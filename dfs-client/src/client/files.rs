@@ -8,11 +8,10 @@ use bytes::Bytes;
 use dfs_proto::FsError;
 use dfs_proto::pb::{self, FileKind};
 use dfs_proto::time::access_due;
-use fuser::FileAttr;
 
 use super::namespace::node_request;
 use super::{Caller, Client, NewNode, Opened, check_name};
-use crate::attr::creation_perm;
+use crate::attr::{Attr, OpenFlags, creation_perm};
 use crate::inode::OpenInode;
 use crate::lease;
 use crate::read;
@@ -24,13 +23,15 @@ impl Client {
     /// previous writer died holding the lease and the file must be recovered first, or the
     /// lookup that process `pid` (if known) made of the name just now brought what the open
     /// needs.
-    pub async fn open(&self, ino: u64, flags: i32, pid: Option<u32>) -> Result<Opened, FsError> {
+    pub async fn open(
+        &self,
+        ino: u64,
+        flags: OpenFlags,
+        pid: Option<u32>,
+    ) -> Result<Opened, FsError> {
         let inode = self.shared.inodes.open(ino, self.shared.write_buffer_bytes);
         let result = async {
-            let writing = opens_for_writing(flags);
-            let truncating = flags & libc::O_TRUNC != 0;
-            // A truncating open changes the file rather than reading it.
-            let read = opens_for_reading(flags) && !truncating;
+            let (writing, truncating, read) = (flags.changes(), flags.truncate, flags.reads());
             // What this process's lookup of the name just brought, for an open that only reads.
             let looked_up = pid
                 .filter(|_| !(writing || truncating))
@@ -84,9 +85,8 @@ impl Client {
     /// read-only open of a file not open here, answered from what process `pid`'s lookup of
     /// the name just brought. `None` means: call `open` (nothing was taken or changed).
     /// Must run inside the runtime's context (an atime mark may start its batch).
-    pub fn open_now(&self, ino: u64, flags: i32, pid: u32) -> Option<Opened> {
-        let plain_read = !opens_for_writing(flags) && flags & libc::O_TRUNC == 0;
-        if !plain_read || self.shared.inodes.get(ino).is_some() {
+    pub fn open_now(&self, ino: u64, flags: OpenFlags, pid: u32) -> Option<Opened> {
+        if flags.changes() || self.shared.inodes.get(ino).is_some() {
             return None;
         }
         let fresh = &self.shared.fresh;
@@ -146,8 +146,8 @@ impl Client {
         name: &[u8],
         mode: u32,
         umask: u32,
-        flags: i32,
-    ) -> Result<(FileAttr, Opened), FsError> {
+        flags: OpenFlags,
+    ) -> Result<(Attr, Opened), FsError> {
         check_name(name)?;
         let node = NewNode {
             parent,
@@ -156,11 +156,11 @@ impl Client {
             perm: creation_perm(mode, umask),
             rdev: 0,
             symlink_target: &[],
-            exclusive: flags & libc::O_EXCL != 0,
+            exclusive: flags.exclusive,
         };
         let req = node_request(caller, node);
         let leases = &self.shared.leases;
-        let writing = opens_for_writing(flags);
+        let writing = flags.changes();
         let mut placed = None;
         let attr = if writing {
             let (acquired, (attr, first_chunk)) = leases
@@ -309,7 +309,7 @@ impl Client {
     /// mount is writing the file and had its attributes from the master at most `ttl` ago
     /// (see [`OpenInode::recent_attr`]); `None` means: ask the master
     /// ([`getattr`](Client::getattr)).
-    pub fn getattr_now(&self, ino: u64, ttl: Duration) -> Option<FileAttr> {
+    pub fn getattr_now(&self, ino: u64, ttl: Duration) -> Option<Attr> {
         if self.shared.leases.holds(ino) {
             self.shared.fresh.forget(ino);
             let inode = self.shared.inodes.get(ino)?;
@@ -391,16 +391,6 @@ impl Client {
         self.shared.leases.release_all(self.master()).await;
         self.shared.marks.send().await;
     }
-}
-
-/// Whether `open` flags ask for read access (a read marks atime).
-fn opens_for_reading(flags: i32) -> bool {
-    flags & libc::O_ACCMODE != libc::O_WRONLY
-}
-
-/// Whether an `open` with `flags` may write (and so needs the file's writer lease).
-fn opens_for_writing(flags: i32) -> bool {
-    flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0
 }
 
 /// A `SetAttr` that truncates a file to zero, as `open(O_TRUNC)` does (and so updates mtime).

@@ -59,7 +59,7 @@ use dfs_proto::pb;
 
 use crate::chunkio::WriteFlags;
 use crate::datapath::DataPath;
-use crate::read::{ReadPlan, plan_read};
+use crate::readplan::{ReadPlan, plan_read};
 use crate::writebuf::{ChunkBatch, DirtyRanges, WriteBudget, chunk_batches};
 
 mod commit;

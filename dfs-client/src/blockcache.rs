@@ -36,7 +36,6 @@ use tokio::sync::watch;
 
 mod write_through;
 
-pub use write_through::BlockWrite;
 use write_through::Writers;
 
 /// Which block an entry holds.
@@ -117,13 +116,15 @@ pub fn join_blocks(mut blocks: Vec<Cached>, block_size: u64) -> Bytes {
     joined.freeze()
 }
 
-/// Hits and misses since the mount started (for logs and tests).
+/// What the block cache did since the client started, and what it holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
     /// Blocks served from the cache.
     pub hits: u64,
     /// Blocks that had to be read from a replica.
     pub misses: u64,
+    /// Bytes cached now.
+    pub bytes: usize,
 }
 
 /// A cheap, cloneable handle on the mount's block cache.
@@ -261,6 +262,7 @@ impl BlockCache {
     }
 
     /// Whether the block is cached (without counting or reordering).
+    #[cfg(test)]
     pub fn contains(&self, key: &BlockKey) -> bool {
         self.covers(key, 0)
     }
@@ -340,11 +342,12 @@ impl BlockCache {
         self.state().bytes
     }
 
-    /// Hits and misses so far.
+    /// Hits and misses so far, and the bytes cached now.
     pub fn stats(&self) -> CacheStats {
         CacheStats {
             hits: self.inner.hits.load(Ordering::Relaxed),
             misses: self.inner.misses.load(Ordering::Relaxed),
+            bytes: self.bytes(),
         }
     }
 }
@@ -410,7 +413,7 @@ mod tests {
         // Larger than the whole cache: not cached.
         cache.insert(key(9, 1, 0), block(101), 0);
         assert!(!cache.contains(&key(9, 1, 0)));
-        assert_eq!(cache.stats(), CacheStats { hits: 1, misses: 0 });
+        assert_eq!((cache.stats().hits, cache.stats().misses), (1, 0));
     }
 
     #[test]
@@ -467,7 +470,7 @@ mod tests {
         // Short for this reader: a miss, counted as one.
         assert!(cache.get(&key(1, 1, 0), 31).is_none());
         assert!(!cache.covers(&key(1, 1, 0), 31));
-        assert_eq!(cache.stats(), CacheStats { hits: 1, misses: 1 });
+        assert_eq!((cache.stats().hits, cache.stats().misses), (1, 1));
         // The block fetched for the miss replaces the short entry.
         cache.insert(key(1, 1, 0), block(64), cache.epoch());
         assert_eq!(

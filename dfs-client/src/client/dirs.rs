@@ -3,9 +3,9 @@
 
 use dfs_proto::FsError;
 use dfs_proto::pb;
-use fuser::FileAttr;
 
 use super::Client;
+use crate::attr::Attr;
 use crate::readdir::{DirListing, PAGE_ENTRIES, Slot};
 
 impl Client {
@@ -26,7 +26,7 @@ impl Client {
         &self,
         fh: u64,
         offset: u64,
-        mut add: impl FnMut(u64, Slot<'_>, FileAttr) -> bool,
+        mut add: impl FnMut(u64, Slot<'_>, Attr) -> bool,
     ) -> Result<(), FsError> {
         let listing = self
             .shared
@@ -62,7 +62,7 @@ impl Client {
         &self,
         fh: u64,
         offset: u64,
-        mut add: impl FnMut(u64, Slot<'_>, FileAttr) -> bool,
+        mut add: impl FnMut(u64, Slot<'_>, Attr) -> bool,
     ) -> bool {
         let Some(listing) = self.shared.dirs.get(fh) else {
             return false;
@@ -86,7 +86,7 @@ impl Client {
         &self,
         listing: &DirListing,
         mut pos: u64,
-        add: &mut impl FnMut(u64, Slot<'_>, FileAttr) -> bool,
+        add: &mut impl FnMut(u64, Slot<'_>, Attr) -> bool,
     ) -> Option<u64> {
         loop {
             if listing.needs_page(pos) {

@@ -1,13 +1,13 @@
 //! [`Client`]: every filesystem operation as a plain async method, in the domain's terms.
 //!
-//! The FUSE adapter ([`crate::fs`]) only unpacks kernel requests, calls a method here on the
-//! runtime, and packs the answer; everything the operation means (name checks, umask, open
-//! inode state, page-cache decisions, directory snapshots) lives here.
+//! A kernel adapter (the mount) only unpacks kernel requests, calls a method here, and packs
+//! the answer; everything the operation means (name checks, umask, open inode state,
+//! page-cache decisions, directory snapshots) lives here.
 //!
 //! This file holds the client's state and construction; the operations are grouped by concern
 //! in `impl Client` blocks of the submodules: `namespace` (names and attributes), `files`
-//! (open, read, write, flush), `dirs` (listings) and `leases` (writer leases, files
-//! unlinked while open).
+//! (open, read, write, flush), `dirs` (listings), `leases` (writer leases, files unlinked
+//! while open) and `xattrs` (extended attributes); `crate::path` adds the path-level calls.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -16,13 +16,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use dfs_proto::chunk::ChunkLayout;
-use dfs_proto::pb::{self, FileKind};
+use dfs_proto::pb;
 use dfs_proto::{FsError, MAX_NAME_LEN};
-use fuser::FileAttr;
 use lru::LruCache;
 
-use crate::attr::file_attr;
-use crate::blockcache::BlockCache;
+use crate::attr::Attr;
+use crate::blockcache::{BlockCache, CacheStats};
 use crate::chunkio::ChunkIo;
 use crate::config::Config;
 use crate::datapath::DataPath;
@@ -40,6 +39,9 @@ mod dirs;
 mod files;
 mod leases;
 mod namespace;
+mod xattrs;
+
+pub use self::xattrs::XattrMode;
 
 /// Files whose last-seen version is remembered for `FOPEN_KEEP_CACHE`.
 const SEEN_VERSIONS: usize = 65_536;
@@ -88,7 +90,7 @@ pub struct StatFs {
 struct NewNode<'a> {
     parent: u64,
     name: &'a [u8],
-    kind: FileKind,
+    kind: pb::FileKind,
     perm: u32,
     rdev: u32,
     symlink_target: &'a [u8],
@@ -192,7 +194,7 @@ impl Client {
     /// A client over an existing data path, reading ahead up to `read_ahead_bytes`, waiting
     /// up to `lease_wait` for writer leases other mounts hold, and with `open_ahead` fetching
     /// small files' chunk maps with their lookups.
-    pub fn new(
+    pub(crate) fn new(
         io: DataPath,
         replication: u32,
         write_buffer_bytes: usize,
@@ -225,13 +227,25 @@ impl Client {
         &self.shared.io
     }
 
-    pub(crate) fn master(&self) -> &MasterClient {
+    /// The client's connection to the master, for calls this API does not wrap (advisory
+    /// locks, the admin commands).
+    pub fn master(&self) -> &MasterClient {
         &self.shared.io.master
     }
 
-    /// The id naming this mount to the master: its lease holder id, also its lock session.
-    pub(crate) fn session_id(&self) -> &str {
+    /// The id naming this client to the master: its lease holder id, also its lock session.
+    pub fn session_id(&self) -> &str {
         self.shared.leases.holder()
+    }
+
+    /// Hits and misses of the block cache since the client started, and its bytes now.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.io().cache.stats()
+    }
+
+    /// Bytes written through this client and not yet sent to chunkservers (write-back).
+    pub fn write_back_bytes(&self) -> usize {
+        self.io().write_budget.used()
     }
 
     fn next_fh(&self) -> u64 {
@@ -240,17 +254,16 @@ impl Client {
 
     /// The kernel's attributes for `attr`, with the size of this client's uncommitted writes,
     /// the attribute changes it keeps for their commit and its atime marks not yet sent.
-    pub fn present(&self, attr: &pb::Attr) -> FileAttr {
+    pub(crate) fn present(&self, attr: &pb::Attr) -> Attr {
         let inode = self.shared.inodes.get(attr.ino);
         let mut attr = *attr;
         self.shared.marks.overlay(&mut attr);
         if let Some(inode) = &inode {
             inode.overlay(&mut attr);
         }
-        let mut out = file_attr(&attr);
+        let mut out = Attr::from(&attr);
         if let Some(size) = inode.and_then(|i| i.uncommitted_size()) {
             out.size = out.size.max(size);
-            out.blocks = out.size.div_ceil(512);
         }
         if self.is_hidden(attr.ino) {
             // Unlinked while open: the hidden name is not a link POSIX counts (fstat shows 0).

@@ -4,11 +4,10 @@
 use std::time::Instant;
 
 use dfs_proto::FsError;
-use dfs_proto::pb::{self, FileKind};
-use fuser::FileAttr;
+use dfs_proto::pb;
 
 use super::{Caller, Client, NewNode, STATFS_BLOCK_SIZE, StatFs, check_name};
-use crate::attr::creation_perm;
+use crate::attr::{Attr, FileKind, SetAttr, creation_perm};
 use crate::inode::AttrChanges;
 
 /// Free inodes reported by `statfs`: the master allocates inode numbers without a fixed table.
@@ -24,7 +23,7 @@ impl Client {
         parent: u64,
         name: &[u8],
         pid: u32,
-    ) -> Result<(FileAttr, bool), FsError> {
+    ) -> Result<(Attr, bool), FsError> {
         check_name(name)?;
         if !self.shared.open_ahead {
             return Ok((
@@ -43,16 +42,16 @@ impl Client {
     }
 
     /// Attributes of an inode.
-    pub async fn getattr(&self, ino: u64) -> Result<FileAttr, FsError> {
+    pub async fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
         Ok(self.present(&self.master().get_attr(ino).await?))
     }
 
-    /// Changes attributes; a size change commits this client's writes first and cuts the
-    /// replicas of the new last chunk when shrinking.
-    /// A size change needs the file's writer lease: held already if this mount has the file
+    /// Changes the attributes of `ino`; a size change commits this client's writes first and
+    /// cuts the replicas of the new last chunk when shrinking.
+    /// A size change needs the file's writer lease: held already if this client has the file
     /// open for writing, otherwise taken for the duration of the change.
-    pub async fn setattr(&self, req: pb::SetAttrRequest) -> Result<FileAttr, FsError> {
-        let ino = req.ino;
+    pub async fn setattr(&self, ino: u64, change: &SetAttr) -> Result<Attr, FsError> {
+        let req = change.request(ino);
         self.shared.fresh.forget(ino);
         if req.atime.is_some() {
             // A late batch must not overwrite the atime set here.
@@ -108,7 +107,8 @@ impl Client {
     /// request: a change of mode, owner or times while this mount writes the file is kept for
     /// its commit (see `inode::deferred`) and answered at once; `None` means: take
     /// `setattr`. Must run inside the runtime's context (it may start the file's sender).
-    pub fn setattr_now(&self, req: &pb::SetAttrRequest) -> Option<FileAttr> {
+    pub fn setattr_now(&self, ino: u64, change: &SetAttr) -> Option<Attr> {
+        let req = &change.request(ino);
         let changes = AttrChanges::of(req)?;
         if req.atime.is_some() && self.shared.marks.is_pending(req.ino) {
             // `setattr` sends the mark first, which needs waiting.
@@ -138,11 +138,11 @@ impl Client {
         umask: u32,
         rdev: u32,
         symlink_target: &[u8],
-    ) -> Result<FileAttr, FsError> {
+    ) -> Result<Attr, FsError> {
         let node = NewNode {
             parent,
             name,
-            kind,
+            kind: kind.into(),
             perm: creation_perm(mode, umask),
             rdev,
             symlink_target,
@@ -181,7 +181,7 @@ impl Client {
         }
         let attr = self.master().lookup(parent, name).await?;
         let open_here = self.shared.inodes.get(attr.ino).is_some();
-        if attr.kind() == FileKind::Regular && attr.nlink == 1 && open_here {
+        if attr.kind() == pb::FileKind::Regular && attr.nlink == 1 && open_here {
             // The master would delete the inode with its last name, under the open handles.
             let hidden = format!(".dfs-hidden-{:016x}", attr.ino).into_bytes();
             self.rename(parent, name, parent, &hidden, 0).await?;
@@ -232,12 +232,7 @@ impl Client {
     }
 
     /// Adds a hard link to `ino` as `new_name` in `new_parent`.
-    pub async fn link(
-        &self,
-        ino: u64,
-        new_parent: u64,
-        new_name: &[u8],
-    ) -> Result<FileAttr, FsError> {
+    pub async fn link(&self, ino: u64, new_parent: u64, new_name: &[u8]) -> Result<Attr, FsError> {
         check_name(new_name)?;
         self.shared.fresh.forget(ino);
         let (attr, dirs) = self.master().link(ino, new_parent, new_name).await?;
