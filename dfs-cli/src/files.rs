@@ -86,7 +86,12 @@ pub async fn ls(
             .map(|DirEntry { name, attr }| (name.clone(), *attr))
             .collect();
         if options.long {
-            let total: u64 = entries.iter().map(|(_, a)| a.blocks().div_ceil(2)).sum();
+            // In 1 KiB units, rounded up once for the whole listing, as GNU ls does.
+            let total = entries
+                .iter()
+                .map(|(_, a)| a.blocks())
+                .sum::<u64>()
+                .div_ceil(2);
             let _ = writeln!(out, "total {total}");
         }
         print_entries(client, &entries, options.long, &dir, out).await;

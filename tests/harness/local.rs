@@ -192,7 +192,7 @@ impl Drop for LocalCluster {
             }
             let _ = self
                 .runtime
-                .block_on(tokio::time::timeout(READY_LIMIT, task.done));
+                .block_on(async { tokio::time::timeout(READY_LIMIT, task.done).await });
         }
         if let Some(stop) = self.master.stop.take() {
             let _ = stop.send(());
@@ -200,6 +200,6 @@ impl Drop for LocalCluster {
         let done = &mut self.master.done;
         let _ = self
             .runtime
-            .block_on(tokio::time::timeout(READY_LIMIT, done));
+            .block_on(async { tokio::time::timeout(READY_LIMIT, done).await });
     }
 }
