@@ -96,6 +96,11 @@ pub struct Config {
     #[arg(long, env = "DFS_ALLOW_OTHER", num_args = 0..=1, default_missing_value = "true")]
     pub allow_other: Option<bool>,
 
+    /// Mount read-only: the kernel answers every write, create or attribute change with
+    /// EROFS before it reaches the daemon (`mount -o ro` through `mount.dfs`).
+    #[arg(long, env = "DFS_READ_ONLY")]
+    pub read_only: bool,
+
     /// Number of threads reading requests from the kernel. Requests are handed to the async
     /// runtime at once, so a few threads suffice even for many concurrent readers.
     #[arg(long, env = "DFS_FUSE_THREADS", default_value_t = 4)]
@@ -146,6 +151,7 @@ impl Config {
             read_ahead_kb: 4096,
             lease_wait_ms: 5_000,
             allow_other: None,
+            read_only: false,
             fuse_threads: 4,
             cache_bytes: None,
             cache_writes: true,

@@ -73,6 +73,9 @@ fn session_config(config: &Config) -> fuser::Config {
         MountOption::DefaultPermissions,
         MountOption::AutoUnmount,
     ];
+    if config.read_only {
+        session.mount_options.push(MountOption::RO);
+    }
     // `auto_unmount` needs the kernel's `allow_other`; without `--allow-other`, fuser itself
     // refuses requests from anyone but the mounting user and root.
     session.acl = if config.allow_other() {
