@@ -45,14 +45,15 @@ pub struct Config {
     #[arg(long, env = "DFS_ALLOW_OTHER", num_args = 0..=1, default_missing_value = "true")]
     pub allow_other: Option<bool>,
 
+    /// Mount read-only: the kernel answers every write, create or attribute change with
+    /// EROFS before it reaches the daemon (`mount -o ro` through `mount.dfs`).
+    #[arg(long, env = "DFS_READ_ONLY")]
+    pub read_only: bool,
+
     /// Number of threads reading requests from the kernel. Requests are handed to the async
     /// runtime at once, so a few threads suffice even for many concurrent readers.
     #[arg(long, env = "DFS_FUSE_THREADS", default_value_t = 4)]
     pub fuse_threads: usize,
-
-    /// Mount read-only: the kernel refuses every change with EROFS (mount(8)'s `ro`).
-    #[arg(long, env = "DFS_READ_ONLY")]
-    pub read_only: bool,
 
     /// Log every FUSE request and reply (the `fuser` crate's debug log).
     #[arg(long, env = "DFS_DEBUG_FUSE")]
@@ -70,8 +71,8 @@ impl Config {
             entry_ttl_ms: 1_000,
             read_ahead_kb: 4096,
             allow_other: None,
-            fuse_threads: 4,
             read_only: false,
+            fuse_threads: 4,
             debug_fuse: false,
         }
     }
