@@ -141,7 +141,7 @@ fn df_shows_usable_space_and_inodes() {
     let fstype = sh(m, "df --output=source,fstype . | tail -n 1");
     assert_eq!(
         fstype.split_whitespace().collect::<Vec<_>>(),
-        ["dfs", "fuse.dfs"]
+        [cluster.master_addr().as_str(), "fuse.dfs"]
     );
     // Three servers of 256 MiB each, every byte stored three times: 256 MiB usable.
     let (size, used, avail) = df_bytes(m);

@@ -691,6 +691,12 @@ fn an_fstab_line_mounts_by_its_mount_point() {
     assert_eq!(m.daemons(), daemons);
     assert_eq!(fs::read(m.join("f")).expect("read"), b"from fstab\n");
 
+    // `mount -a` over the same fstab knows the line is mounted (the mount's source is the
+    // master's address) and starts nothing.
+    let out = m.mount(&["-a", "-T", &fstab]);
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(m.daemons(), daemons);
+
     assert_success("umount", &m.umount());
     m.assert_nothing_left();
 }

@@ -41,12 +41,14 @@ pub use crate::config::Config;
 pub use crate::error::{Error, Result};
 use crate::fs::DfsFs;
 
-/// The fuser session options of a mount: named `dfs`, permission bits checked by the kernel,
+/// The fuser session options of a mount: of type `fuse.dfs` with the master's address as its
+/// source (as `host:/export` for NFS, so `mount -a` recognises an fstab line as mounted),
+/// permission bits checked by the kernel,
 /// unmounted by `fusermount3` when the daemon dies (even by `kill -9`), several request loops.
 fn session_config(config: &Config) -> fuser::Config {
     let mut session = fuser::Config::default();
     session.mount_options = vec![
-        MountOption::FSName("dfs".into()),
+        MountOption::FSName(config.client.master.clone()),
         MountOption::Subtype("dfs".into()),
         MountOption::DefaultPermissions,
         MountOption::AutoUnmount,
