@@ -2,11 +2,11 @@
 //! watcher, which outlives the daemon, detaches it.
 //!
 //! Alone in its binary: the watcher decides by reading the mount table, and while other tests
-//! of the same binary mounted and unmounted at the same moment it sometimes left the mount in
-//! place (2 of 7 fresh-clone CI runs in session 7, never with the test run by itself: the
-//! daemon a zombie and no watcher left). The likely reason, not proven: the watcher reads
-//! `/proc/mounts` to find its mount, and that read is not atomic while other mounts come and
-//! go, so it may miss its own entry. Test binaries run one at a time, so here none do.
+//! of the same binary mount and unmount at the same moment it can leave the mount in place
+//! (the daemon a zombie and no watcher left; never seen with the test run by itself). The
+//! likely reason, not proven: the watcher reads `/proc/mounts` to find its mount, and that
+//! read is not atomic while other mounts come and go, so it may miss its own entry. Test
+//! binaries run one at a time, so here none do.
 
 use std::fs;
 use std::time::Duration;

@@ -34,8 +34,8 @@ fn corrupt(result: Result<Bytes>) -> bool {
     matches!(result, Err(Error::Fs(FsError::Corrupt(_))))
 }
 
-/// Writes a replica of `data` at chunk version `version` the way the SHA-256-only code left
-/// it on disk: the data file and a format-1 sidecar.
+/// Writes a replica of `data` at chunk version `version` in the format-1 layout (SHA-256 block
+/// checksums): the data file and its sidecar, as a chunkserver upgraded in place finds it.
 fn write_sha256_replica(dir: &TempDir, chunk_id: u64, version: u64, data: &[u8]) {
     let path = data_path(dir, chunk_id);
     fs::create_dir_all(path.parent().unwrap()).unwrap();
