@@ -5,7 +5,7 @@ use std::fs;
 use std::thread;
 use std::time::Duration;
 
-use dfs_tests::{Cluster, ClusterOptions, pseudo_random_bytes, within};
+use dfs_tests::{Cluster, ClusterOptions, in_syscall, pseudo_random_bytes, wait_until, within};
 
 #[test]
 fn a_stuck_read_does_not_block_other_calls() {
@@ -25,9 +25,18 @@ fn a_stuck_read_does_not_block_other_calls() {
         cluster.pause_chunkserver(i);
     }
     let path = mount.join("slow");
-    let reader = thread::spawn(move || fs::read(path));
-    // Give the read time to be sent (ordering only; nothing is asserted on timing here).
-    thread::sleep(Duration::from_millis(500));
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let reader = thread::spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        let _ = tid_tx.send(unsafe { libc::gettid() });
+        fs::read(path)
+    });
+    // The reader is in read(2) on the file: its request has reached the daemon, which
+    // cannot answer it while every replica is frozen.
+    let tid = tid_rx.recv().unwrap();
+    wait_until(Duration::from_secs(30), "the reader is in read(2)", || {
+        in_syscall(tid, libc::SYS_read)
+    });
     assert!(
         !reader.is_finished(),
         "the read cannot finish while every replica is frozen"

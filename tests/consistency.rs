@@ -60,7 +60,8 @@ fn a_directory_changed_on_one_mount_stats_the_same_on_another() {
     use std::os::unix::fs::MetadataExt;
     let cluster = cluster(30_000);
     let a = cluster.mount();
-    let b = cluster.mount();
+    // A short attribute TTL, so that `b` forgets `d` between steps.
+    let b = cluster.mount_with(&["--attr-ttl-ms", "100", "--entry-ttl-ms", "100"]);
     let view = |meta: fs::Metadata| {
         (
             meta.nlink(),
@@ -85,7 +86,7 @@ fn a_directory_changed_on_one_mount_stats_the_same_on_another() {
         // `a` has just changed `d`: its kernel asks for `d`'s attributes again. `b` never
         // looked at `d` within its attribute TTL before this step's stat.
         let here = view(fs::metadata(a.join("d")).unwrap());
-        std::thread::sleep(Duration::from_millis(1_100));
+        std::thread::sleep(Duration::from_millis(150));
         let there = view(fs::metadata(b.join("d")).unwrap());
         assert_eq!(here, there, "step {step}");
     }

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::time::Duration;
 
-use dfs_tests::{Cluster, ClusterOptions, pseudo_random_bytes, sha256_file};
+use dfs_tests::{Cluster, ClusterOptions, drop_page_cache, pseudo_random_bytes, sha256_file};
 
 /// Small chunks so that a file of a few dozen MiB spans many chunks and chains.
 const CHUNK: u64 = 8 << 20;
@@ -162,15 +162,6 @@ fn a_corrupt_replica_is_read_around_and_reported() {
         fs::write(&copy, &data).unwrap();
         sha256_file(&copy)
     });
-}
-
-/// Drops the kernel's cached pages of a file, so the next read goes to the daemon.
-fn drop_page_cache(path: &std::path::Path) {
-    use std::os::fd::AsRawFd;
-    let file = fs::File::open(path).unwrap();
-    // SAFETY: a valid open descriptor; fadvise only drops clean cached pages.
-    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    assert_eq!(rc, 0);
 }
 
 #[test]

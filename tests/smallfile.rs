@@ -216,7 +216,8 @@ fn what_close_and_attribute_changes_acknowledged_survives_a_master_kill() {
 fn attribute_changes_with_writes_buffered_arrive_with_the_bytes() {
     use std::os::unix::fs::fchown;
     let mut cluster = cluster();
-    let a = cluster.mount();
+    // A short attribute TTL, so the kernel asks again within the test.
+    let a = cluster.mount_with(&["--attr-ttl-ms", "100"]);
     let b = cluster.mount();
     let path = a.join("f");
     let data = pseudo_random_bytes(61, 5000);
@@ -235,7 +236,7 @@ fn attribute_changes_with_writes_buffered_arrive_with_the_bytes() {
         assert_eq!(meta.len(), 5000);
     }
     // Still kept past the kernel's attribute TTL (the mount lays them over the master's).
-    std::thread::sleep(Duration::from_millis(1_200));
+    std::thread::sleep(Duration::from_millis(200));
     let meta = fs::metadata(&path).unwrap();
     assert_eq!((meta.mode() & 0o7777, meta.uid()), (0o640, 1234));
     drop(file);

@@ -7,24 +7,11 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::fd::IntoRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
-use dfs_tests::{Cluster, ClusterOptions, pseudo_random_bytes, within};
-
-/// Closes `file` and returns what `close(2)` said (dropping a `File` ignores it), which is
-/// where a write-back file system reports a failed write.
-fn close(file: File) -> std::io::Result<()> {
-    let fd = file.into_raw_fd();
-    // SAFETY: `fd` was just taken out of the `File`, so it is open and closed only here.
-    if unsafe { libc::close(fd) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
+use dfs_tests::{Cluster, ClusterOptions, close, pseudo_random_bytes, within};
 
 /// Creates `path` exclusively, writes `data` and closes it, reporting close's outcome.
 fn write_new(path: &Path, data: &[u8]) -> std::io::Result<()> {

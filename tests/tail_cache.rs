@@ -9,24 +9,8 @@
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::Path;
 
-use dfs_tests::{Cluster, pseudo_random_bytes};
-
-/// Drops the kernel's cached pages of a file, so the next read goes to the daemon.
-fn drop_page_cache(path: &Path) {
-    use std::os::fd::AsRawFd;
-    let file = fs::File::open(path).unwrap();
-    // SAFETY: a valid open descriptor; fadvise only drops clean cached pages.
-    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    assert_eq!(rc, 0);
-}
-
-/// The file's bytes as the daemon serves them now (not the kernel's cached pages).
-fn read_fresh(path: &Path) -> Vec<u8> {
-    drop_page_cache(path);
-    fs::read(path).unwrap()
-}
+use dfs_tests::{Cluster, pseudo_random_bytes, read_fresh};
 
 /// Sizes of small files as a source tree has them: under, at and just over a block.
 fn small_sizes() -> Vec<usize> {

@@ -8,7 +8,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 
-use dfs_tests::{Cluster, ClusterOptions, pseudo_random_bytes};
+use dfs_tests::{Cluster, ClusterOptions, close, drop_page_cache, pseudo_random_bytes, read_fresh};
 
 /// Small chunks so that a file of a few MiB spans several chunks.
 const CHUNK: u64 = 2 << 20;
@@ -18,15 +18,6 @@ fn small_chunks() -> Cluster {
         chunk_size: CHUNK,
         ..Default::default()
     })
-}
-
-/// Drops the kernel's cached pages of a file, so the next read goes to the daemon.
-fn drop_page_cache(path: &std::path::Path) {
-    use std::os::fd::AsRawFd;
-    let file = fs::File::open(path).unwrap();
-    // SAFETY: a valid open descriptor; fadvise only drops clean cached pages.
-    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    assert_eq!(rc, 0);
 }
 
 fn read_at(path: &std::path::Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
@@ -206,12 +197,6 @@ fn reads_mixing_cached_and_fetched_blocks_return_the_file() {
     }
 }
 
-/// The file's bytes as the daemon serves them now (not the kernel's cached pages).
-fn read_fresh(path: &std::path::Path) -> Vec<u8> {
-    drop_page_cache(path);
-    fs::read(path).unwrap()
-}
-
 /// Size of a checksum block, the unit the block cache keeps.
 const BLOCK: u64 = 64 << 10;
 
@@ -341,17 +326,4 @@ fn a_write_that_fails_leaves_its_block_uncached() {
         cluster.restart_chunkserver(i);
     }
     assert!(read_fresh(&path) == survivors);
-}
-
-/// Closes `file` and returns what `close(2)` said (dropping a `File` ignores it), which is
-/// where a write-back file system reports a failed write.
-fn close(file: fs::File) -> std::io::Result<()> {
-    use std::os::fd::IntoRawFd;
-    let fd = file.into_raw_fd();
-    // SAFETY: `fd` was just taken out of the `File`, so it is open and closed only here.
-    if unsafe { libc::close(fd) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }

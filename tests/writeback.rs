@@ -5,11 +5,12 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-use dfs_tests::{Cluster, ClusterOptions, XorShift, pseudo_random_bytes, within};
+use dfs_tests::{
+    Cluster, ClusterOptions, XorShift, close, drop_pages, pseudo_random_bytes, within,
+};
 
 /// Small chunks so a file of a few dozen MiB spans several chunks (and chains).
 const CHUNK: u64 = 8 << 20;
@@ -19,24 +20,6 @@ fn small_chunks() -> Cluster {
         chunk_size: CHUNK,
         ..Default::default()
     })
-}
-
-/// Drops the kernel's cached pages of `file`, so the next read reaches the FUSE daemon.
-fn drop_page_cache(file: &fs::File) {
-    // SAFETY: a valid open descriptor; fadvise only drops clean cached pages.
-    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    assert_eq!(rc, 0);
-}
-
-/// Closes `file` and returns what close(2) said (std's `File` drops the result).
-fn close(file: fs::File) -> std::io::Result<()> {
-    let fd = file.into_raw_fd();
-    // SAFETY: `fd` was just released by its owner and is closed exactly once.
-    if unsafe { libc::close(fd) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 #[test]
@@ -63,7 +46,7 @@ fn random_writes_interleaved_with_reads_read_back_byte_for_byte() {
         }
         model[offset..offset + len].copy_from_slice(&data);
         if step % 7 == 0 {
-            drop_page_cache(&reader);
+            drop_pages(&reader);
             let from = rng.below(model.len() as u64) as usize;
             let want = (1 + rng.below(256 << 10) as usize).min(model.len() - from);
             let mut got = vec![0u8; want];

@@ -18,13 +18,14 @@
 //! One module per concern: `cluster` (the servers' life cycle), `local` (the in-process
 //! cluster), `admin` (the `dfs` CLI, chunk
 //! maps and replica files), `mount` (FUSE mounts), `process` (spawning, readiness, signals),
-//! `shell` (commands and errnos), `data` (reproducible test data) and `wait` (hang detectors).
+//! `shell` (commands and errnos), `files` (page-cache drops and checked closes), `data` (reproducible test data) and `wait` (hang detectors).
 //! Tests import everything from the crate root (`dfs_tests::…`), re-exported below; a new helper
 //! goes into the module of its concern.
 
 mod admin;
 mod cluster;
 mod data;
+mod files;
 mod local;
 mod mount;
 mod process;
@@ -34,8 +35,9 @@ mod wait;
 pub use admin::report_value;
 pub use cluster::{Cluster, ClusterOptions};
 pub use data::{XorShift, pseudo_random_bytes, sha256_file};
+pub use files::{close, drop_page_cache, drop_pages, read_fresh};
 pub use local::LocalCluster;
 pub use mount::{Mount, is_mounted};
 pub use process::binary;
 pub use shell::{errno, sh, sh_output};
-pub use wait::{wait_until, within};
+pub use wait::{in_syscall, wait_until, within};

@@ -24,3 +24,12 @@ pub fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bo
         thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Whether thread `tid` of this process is blocked in system call `nr` (as `/proc` reports
+/// it): an observable sign that a request has reached a server that cannot answer it.
+pub fn in_syscall(tid: i32, nr: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
+        .ok()
+        .and_then(|line| line.split_whitespace().next()?.parse::<i64>().ok())
+        == Some(nr)
+}
