@@ -32,7 +32,6 @@ use crate::inode::OpenInode;
 use crate::lease::MountLeases;
 use crate::marks::AccessMarks;
 use crate::master::MasterClient;
-use crate::readdir::DirHandles;
 use crate::writebuf::WriteBudget;
 
 mod dirs;
@@ -41,6 +40,7 @@ mod leases;
 mod namespace;
 mod xattrs;
 
+pub use self::dirs::{DirEntry, DirPage};
 pub use self::xattrs::XattrMode;
 
 /// Files whose last-seen version is remembered for `FOPEN_KEEP_CACHE`.
@@ -115,7 +115,6 @@ struct Shared {
     read_ahead_bytes: u64,
     inodes: OpenInodes,
     leases: Arc<MountLeases>,
-    dirs: DirHandles,
     next_fh: AtomicU64,
     // A std mutex: only held to look up or record a version, never across an `.await`.
     seen: Mutex<LruCache<u64, Version>>,
@@ -212,7 +211,6 @@ impl Client {
                 read_ahead_bytes,
                 inodes: OpenInodes::default(),
                 leases: Arc::new(MountLeases::new(lease_wait)),
-                dirs: DirHandles::default(),
                 next_fh: AtomicU64::new(1),
                 seen: Mutex::new(seen),
                 hidden: Mutex::default(),
@@ -248,7 +246,7 @@ impl Client {
         self.io().write_budget.used()
     }
 
-    fn next_fh(&self) -> u64 {
+    pub(crate) fn next_fh(&self) -> u64 {
         self.shared.next_fh.fetch_add(1, Ordering::Relaxed)
     }
 

@@ -23,7 +23,7 @@
 //! A tour, from the API inwards:
 //!
 //! * [`Client`] — every filesystem operation as an async method, by inode (what a kernel
-//!   adapter needs: lookup, getattr, open, read, write, flush, release, readdir, …) and by path
+//!   adapter needs: lookup, getattr, open, read, write, flush, release, read_dir, …) and by path
 //!   (`stat_path`, `list_path`, `mkdir_path`, `create_path`, `open_path`, `rename_path`,
 //!   `unlink_path`, `rmdir_path`; a [`File`] is an open regular file). The domain types it
 //!   speaks are in [`attr`]: [`Attr`], [`FileKind`], [`SetAttr`], [`OpenFlags`].
@@ -37,7 +37,6 @@
 //!   renewal, and the recovery of a file whose previous writer died.
 //! * `fresh` and `marks` — what the master just answered, kept for the next question about
 //!   the same file, and relatime atime marks sent in batches.
-//! * `readdir` — directory handles: paged listings and stable positions.
 //! * [`MasterClient`] and `chunkio` — the wire: metadata RPCs to the master, streaming chunk
 //!   reads and chain-replicated writes to chunkservers, on lazily (re)connecting channels with
 //!   timeouts, so a dead server means EIO within the timeout, never a hang.
@@ -64,15 +63,15 @@ mod path;
 mod prealloc;
 mod read;
 mod readahead;
-mod readdir;
 mod readplan;
 mod writebuf;
 
 pub use crate::attr::{Attr, FileKind, OpenFlags, PREFERRED_IO_SIZE, SetAttr};
 pub use crate::blockcache::CacheStats;
-pub use crate::client::{Caller, Client, Opened, STATFS_BLOCK_SIZE, StatFs, XattrMode};
+pub use crate::client::{
+    Caller, Client, DirEntry, DirPage, Opened, STATFS_BLOCK_SIZE, StatFs, XattrMode,
+};
 pub use crate::config::Config;
 pub use crate::error::{Error, Result};
 pub use crate::master::MasterClient;
-pub use crate::path::{DirEntry, File};
-pub use crate::readdir::Slot;
+pub use crate::path::File;

@@ -12,22 +12,16 @@ use bytes::Bytes;
 use dfs_proto::{FsError, ROOT_INO};
 
 use crate::attr::{Attr, FileKind, OpenFlags};
-use crate::client::{Caller, Client};
+use crate::client::{Caller, Client, DirEntry};
 
 /// Most symbolic links followed while resolving one path, as Linux's `MAXSYMLINKS`.
 const MAX_SYMLINKS: u32 = 40;
 
+/// Entries asked of the master per page of a listing.
+const LIST_PAGE_ENTRIES: u32 = 1024;
+
 /// Umask applied to the modes of nodes created by path (the caller's mode is taken as is).
 const NO_UMASK: u32 = 0;
-
-/// One entry of a directory listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirEntry {
-    /// The entry's name (bytes: dfs names need not be UTF-8).
-    pub name: Vec<u8>,
-    /// Its attributes when listed.
-    pub attr: Attr,
-}
 
 /// An open regular file. Close it with [`close`](File::close), which commits its writes and
 /// reports their errors; dropping it without closing releases it in the background.
@@ -74,27 +68,16 @@ impl Client {
         if dir.kind != FileKind::Directory {
             return Err(FsError::NotDir);
         }
-        let mut entries = Vec::new();
-        let mut after = Vec::new();
+        let mut entries: Vec<DirEntry> = Vec::new();
         loop {
+            let after = entries.last().map_or(&[][..], |e| e.name.as_slice());
             let page = self
-                .master()
-                .read_dir(
-                    dir.ino,
-                    &after,
-                    crate::readdir::PAGE_ENTRIES,
-                    after.is_empty(),
-                )
+                .read_dir(dir.ino, after, LIST_PAGE_ENTRIES, entries.is_empty())
                 .await?;
-            for entry in page.entries {
-                let attr = self.present(&entry.attr.unwrap_or_default());
-                after.clone_from(&entry.name);
-                entries.push(DirEntry {
-                    name: entry.name,
-                    attr,
-                });
-            }
-            if !page.more {
+            // A page that adds nothing while claiming more would loop forever.
+            let more = page.more && !page.entries.is_empty();
+            entries.extend(page.entries);
+            if !more {
                 return Ok(entries);
             }
         }

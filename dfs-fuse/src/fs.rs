@@ -34,6 +34,7 @@ use fuser::{
 use tokio::runtime::Handle;
 
 use crate::locks::{LockRange, MountLocks};
+use crate::readdir::DirHandles;
 
 mod dirs;
 mod files;
@@ -65,6 +66,8 @@ pub struct DfsFs {
     notifier: Arc<OnceLock<Notifier>>,
     /// Advisory locks, held through the master.
     locks: Arc<MountLocks>,
+    /// Open directory listings, by handle.
+    dirs: Arc<DirHandles>,
 }
 
 impl DfsFs {
@@ -78,6 +81,7 @@ impl DfsFs {
             entry_ttl,
             notifier: Arc::default(),
             locks,
+            dirs: Arc::default(),
         }
     }
 
@@ -310,7 +314,7 @@ impl Filesystem for DfsFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.client.releasedir(fh.0);
+        self.release_dir(fh);
         reply.ok();
     }
 

@@ -9,6 +9,8 @@
 //! * [`locks`] — advisory locks (`fcntl`, `flock`) held through the master under the
 //!   kernel's lock owners, so every mount honours them; released at close, and by the master
 //!   when a mount dies.
+//! * [`readdir`] — directory handles: listing snapshots, and the offset cookies the kernel
+//!   hands back to continue a listing.
 //! * [`xattr`] — which extended attribute namespaces are stored, and what the kernel is told
 //!   for the others.
 //! * [`attr`] — conversions between the client's types and the kernel's; [`error`] — the
@@ -27,6 +29,7 @@ pub mod config;
 pub mod error;
 pub mod fs;
 pub mod locks;
+pub mod readdir;
 pub mod xattr;
 
 use std::path::Path;

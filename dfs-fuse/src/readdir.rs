@@ -11,9 +11,11 @@
 //! snapshot, as POSIX asks.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::UNIX_EPOCH;
 
-use dfs_proto::pb;
+use dfs_client::{Attr, DirEntry, DirPage, FileKind};
 
 /// Number of entries asked from the master per page.
 pub const PAGE_ENTRIES: u32 = 1024;
@@ -27,7 +29,7 @@ pub enum Slot<'a> {
     /// up through the filesystem).
     DotDot,
     /// A child from the master.
-    Child(&'a pb::DirEntry),
+    Child(&'a DirEntry),
 }
 
 impl Slot<'_> {
@@ -47,10 +49,10 @@ pub struct DirListing {
     /// The directory's inode.
     pub ino: u64,
     /// The directory's attributes, reported for `.` and `..`: as the first page brought them.
-    pub attr: pb::Attr,
+    pub attr: Attr,
     /// Whether `attr` came from the master (the first page was fetched).
     attr_known: bool,
-    children: Vec<pb::DirEntry>,
+    children: Vec<DirEntry>,
     more: bool,
 }
 
@@ -59,7 +61,7 @@ const DOTS: u64 = 2;
 
 impl DirListing {
     /// A listing with no children fetched yet.
-    pub fn new(attr: pb::Attr) -> DirListing {
+    pub fn new(attr: Attr) -> DirListing {
         DirListing {
             ino: attr.ino,
             attr,
@@ -74,10 +76,19 @@ impl DirListing {
     pub fn unopened(ino: u64) -> DirListing {
         DirListing {
             attr_known: false,
-            ..DirListing::new(pb::Attr {
+            ..DirListing::new(Attr {
                 ino,
-                kind: pb::FileKind::Directory as i32,
-                ..Default::default()
+                kind: FileKind::Directory,
+                perm: 0,
+                size: 0,
+                nlink: 0,
+                uid: 0,
+                gid: 0,
+                rdev: 0,
+                atime: UNIX_EPOCH,
+                mtime: UNIX_EPOCH,
+                ctime: UNIX_EPOCH,
+                crtime: UNIX_EPOCH,
             })
         }
     }
@@ -110,7 +121,7 @@ impl DirListing {
     }
 
     /// Adds a page fetched from the master.
-    pub fn append(&mut self, page: pb::ReadDirReply) {
+    pub fn append(&mut self, page: DirPage) {
         if let Some(attr) = page.dir_attr {
             self.attr = attr;
         }
@@ -145,16 +156,19 @@ pub struct DirHandles {
     // A std mutex: held only to insert, find or remove a handle, never across an `.await`;
     // each listing has its own async mutex for the page fetches.
     handles: Mutex<HashMap<u64, Arc<tokio::sync::Mutex<DirListing>>>>,
+    last_fh: AtomicU64,
 }
 
 impl DirHandles {
-    /// Registers a listing under `fh`.
-    pub fn insert(&self, fh: u64, listing: DirListing) {
+    /// Registers a listing; answers its handle number.
+    pub fn insert(&self, listing: DirListing) -> u64 {
+        let fh = self.last_fh.fetch_add(1, Ordering::Relaxed) + 1;
         let listing = Arc::new(tokio::sync::Mutex::new(listing));
         self.handles
             .lock()
             .expect("dir handles poisoned")
             .insert(fh, listing);
+        fh
     }
 
     /// The listing of `fh`.
@@ -179,15 +193,19 @@ impl DirHandles {
 mod tests {
     use super::*;
 
-    fn entry(name: &str) -> pb::DirEntry {
-        pb::DirEntry {
+    fn dir(ino: u64) -> Attr {
+        DirListing::unopened(ino).attr
+    }
+
+    fn entry(name: &str) -> DirEntry {
+        DirEntry {
             name: name.as_bytes().to_vec(),
-            attr: Some(pb::Attr::default()),
+            attr: dir(7),
         }
     }
 
-    fn page(names: &[&str], more: bool) -> pb::ReadDirReply {
-        pb::ReadDirReply {
+    fn page(names: &[&str], more: bool) -> DirPage {
+        DirPage {
             entries: names.iter().map(|n| entry(n)).collect(),
             more,
             dir_attr: None,
@@ -205,10 +223,7 @@ mod tests {
 
     #[test]
     fn cookies_address_dots_then_children_across_pages() {
-        let mut listing = DirListing::new(pb::Attr {
-            ino: 5,
-            ..Default::default()
-        });
+        let mut listing = DirListing::new(dir(5));
         assert_eq!(listing.slot(0), Some(Slot::Dot));
         assert_eq!(listing.slot(1), Some(Slot::DotDot));
         assert!(!listing.needs_page(1));
@@ -234,7 +249,7 @@ mod tests {
 
     #[test]
     fn restart_refetches_and_empty_pages_end_the_listing() {
-        let mut listing = DirListing::new(pb::Attr::default());
+        let mut listing = DirListing::new(dir(1));
         listing.append(page(&["x"], true));
         listing.restart();
         assert!(listing.needs_page(2));
@@ -248,12 +263,8 @@ mod tests {
         let mut listing = DirListing::unopened(9);
         assert!(listing.needs_page(0));
         assert_eq!(listing.last_name(), b"");
-        let attr = pb::Attr {
-            ino: 9,
-            nlink: 3,
-            ..Default::default()
-        };
-        listing.append(pb::ReadDirReply {
+        let attr = Attr { nlink: 3, ..dir(9) };
+        listing.append(DirPage {
             dir_attr: Some(attr),
             ..page(&["a"], false)
         });
@@ -271,9 +282,12 @@ mod tests {
     #[test]
     fn handles_are_found_until_released() {
         let handles = DirHandles::default();
-        handles.insert(3, DirListing::new(pb::Attr::default()));
-        assert!(handles.get(3).is_some());
-        handles.remove(3);
-        assert!(handles.get(3).is_none());
+        let fh = handles.insert(DirListing::new(dir(1)));
+        let other = handles.insert(DirListing::new(dir(2)));
+        assert_ne!(fh, other);
+        assert!(handles.get(fh).is_some());
+        handles.remove(fh);
+        assert!(handles.get(fh).is_none());
+        assert!(handles.get(other).is_some());
     }
 }
