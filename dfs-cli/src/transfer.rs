@@ -96,18 +96,8 @@ pub async fn put(
             return failures;
         }
     };
-    let total = steps
-        .iter()
-        .map(|s| {
-            if let Step::File(_, _, len) = s {
-                *len
-            } else {
-                0
-            }
-        })
-        .sum();
-    let bar = progress_bar(total);
-    let (mut files, mut bytes) = (0u64, 0u64);
+    let bar = progress_bar(total_bytes(&steps));
+    let mut copied = Tally::default();
     for step in steps {
         match step {
             Step::Dir(dir) => match client.mkdir_path(&dir, 0o755).await {
@@ -116,10 +106,7 @@ pub async fn put(
                 Err(err) => failures.fail(format!("cannot create directory {}", quote(&dir)), &err),
             },
             Step::File(from, to, _) => match put_file(client, &from, &to, &bar).await {
-                Ok(len) => {
-                    files += 1;
-                    bytes += len;
-                }
+                Ok(len) => copied.add(len),
                 Err(Failed::Local(err)) => failures.local(
                     format!("cannot read {}", quote(&from.display().to_string())),
                     &err,
@@ -131,12 +118,7 @@ pub async fn put(
         }
     }
     bar.finish_and_clear();
-    let _ = writeln!(
-        out,
-        "{} -> {target}: {}",
-        local.display(),
-        summary(files, bytes)
-    );
+    let _ = writeln!(out, "{} -> {target}: {}", local.display(), copied.summary());
     failures
 }
 
@@ -175,18 +157,8 @@ pub async fn get(
             return failures;
         }
     };
-    let total = steps
-        .iter()
-        .map(|s| {
-            if let Step::File(_, _, len) = s {
-                *len
-            } else {
-                0
-            }
-        })
-        .sum();
-    let bar = progress_bar(total);
-    let (mut files, mut bytes) = (0u64, 0u64);
+    let bar = progress_bar(total_bytes(&steps));
+    let mut copied = Tally::default();
     for step in steps {
         match step {
             Step::Dir(dir) => {
@@ -201,10 +173,7 @@ pub async fn get(
                 }
             }
             Step::File(from, to, _) => match get_file(client, &from, &to, &bar).await {
-                Ok(len) => {
-                    files += 1;
-                    bytes += len;
-                }
+                Ok(len) => copied.add(len),
                 Err(Failed::Local(err)) => failures.local(
                     format!("cannot write {}", quote(&to.display().to_string())),
                     &err,
@@ -220,17 +189,45 @@ pub async fn get(
         out,
         "{remote} -> {}: {}",
         target.display(),
-        summary(files, bytes)
+        copied.summary()
     );
     failures
 }
 
-/// `N bytes` for one file, `N files, M bytes` for more.
-fn summary(files: u64, bytes: u64) -> String {
-    if files == 1 {
-        format!("{bytes} bytes")
-    } else {
-        format!("{files} files, {bytes} bytes")
+/// The bytes of every file a copy takes.
+fn total_bytes<S, D>(steps: &[Step<S, D>]) -> u64 {
+    steps
+        .iter()
+        .map(|s| {
+            if let Step::File(_, _, len) = s {
+                *len
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
+/// What a copy has moved so far.
+#[derive(Debug, Default)]
+struct Tally {
+    files: u64,
+    bytes: u64,
+}
+
+impl Tally {
+    fn add(&mut self, len: u64) {
+        self.files += 1;
+        self.bytes += len;
+    }
+
+    /// `N bytes` for one file, `N files, M bytes` for more.
+    fn summary(&self) -> String {
+        if self.files == 1 {
+            format!("{} bytes", self.bytes)
+        } else {
+            format!("{} files, {} bytes", self.files, self.bytes)
+        }
     }
 }
 
