@@ -11,10 +11,10 @@ use std::time::Instant;
 use dfs_proto::pb::{self, FileKind};
 use dfs_proto::{FsError, ROOT_INO};
 
+use crate::cluster::registry::ServerView;
+use crate::cluster::replication::ChunkHealth;
 use crate::error::Result;
 use crate::master::Master;
-use crate::registry::ServerView;
-use crate::replication::ChunkHealth;
 use crate::store::ChunkRecord;
 
 /// Directory entries read per page while walking a subtree.

@@ -7,23 +7,19 @@
 //!
 //! A tour, bottom up:
 //! * [`store`] — the RocksDB schema: one column family per key space, fixed-width big-endian
-//!   keys so a directory listing or a file's chunk list is one prefix scan.
-//! * [`txn`] — a mutation in progress: mutations are serialised on one writer lock and applied
-//!   as one atomic `WriteBatch`, synced at once or, for changes of names and lengths, within
-//!   `--metadata-sync-interval-ms` and at a client's `fsync`.
-//! * [`namespace`] and [`rename`] — POSIX namespace operations as a deterministic state
-//!   machine: the caller passes in the time and credentials.
-//! * [`permissions`] — POSIX rules the kernel cannot check for us (set-group-ID directories).
-//! * [`chunks`] — chunk allocation and write commits.
-//! * [`leases`] — writer leases: one writing mount per file, expiry and recovery.
+//!   keys so a directory listing or a file's chunk list is one prefix scan; and
+//!   [`store::txn`], a mutation in progress: mutations are serialised on one writer lock and
+//!   applied as one atomic `WriteBatch`, synced at once or, for changes of names and lengths,
+//!   within `--metadata-sync-interval-ms` and at a client's `fsync`.
+//! * [`namespace`] — POSIX namespace operations (rename, permissions, extended attributes
+//!   included) as a deterministic state machine: the caller passes in the time and
+//!   credentials.
+//! * [`chunks`] — chunk allocation and write commits, opening and creating files in one call,
+//!   writer leases, replica changes on the data path, and placement of new replicas.
 //! * [`locks`] — advisory locks (`fcntl`, `flock`) across mounts, by mount session,
 //!   served from memory and written through to RocksDB.
-//! * [`registry`] — chunkserver registration, heartbeats, liveness, and garbage collection
-//!   of replicas through heartbeat replies.
-//! * [`placement`] — which servers get a new chunk's replicas.
-//! * [`replication`] — keeping chunks at their replication factor: copies, trimming,
-//!   dropping dead, draining and corrupt replicas.
-//! * [`balance`] — moving replicas from full to empty servers.
+//! * [`cluster`] — the chunkserver registry (registration, heartbeats, liveness, garbage
+//!   collection), re-replication and balancing.
 //! * [`admin`] — what the `dfs` admin CLI asks: cluster status, file health, fsck.
 //! * [`master`] — the [`Master`] handle tying these together; what the service and the tests
 //!   call.
@@ -36,26 +32,15 @@
 #![warn(missing_docs)]
 
 pub mod admin;
-pub mod balance;
 pub mod chunks;
+pub mod cluster;
 pub mod config;
 pub mod error;
-pub mod leases;
 pub mod locks;
 pub mod master;
 pub mod namespace;
-pub mod open;
-pub mod permissions;
-pub mod placement;
-pub mod registry;
-pub mod rename;
-pub mod replicas;
-pub mod replication;
 pub mod service;
 pub mod store;
-pub mod txn;
-pub mod witness;
-pub mod xattr;
 
 #[cfg(test)]
 mod tests;

@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 use dfs_proto::FsError;
 
 use crate::error::Result;
+use crate::store::txn::Writer;
 use crate::store::{LockRecord, LockRecords};
-use crate::txn::Writer;
 
 /// Shared or exclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,17 +11,17 @@ use dfs_proto::pb::{self, Timestamp};
 use dfs_proto::{FsError, MAX_NAME_LEN};
 
 use crate::chunks::ChunkMap;
+use crate::chunks::leases::Leases;
+use crate::chunks::placement::{self, PlacementPolicy};
+use crate::chunks::replicas::{BadReplicaOutcome, ReplicaChanges};
+use crate::cluster::registry::Registry;
+use crate::cluster::replication::{Replication, ReplicationLimits};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::leases::Leases;
 use crate::locks::LockTable;
 use crate::namespace::Namespace;
-use crate::placement::{self, PlacementPolicy};
-use crate::registry::Registry;
-use crate::replicas::{BadReplicaOutcome, ReplicaChanges};
-use crate::replication::{Replication, ReplicationLimits};
+use crate::store::txn::Writer;
 use crate::store::{ChunkRecord, Store, meta};
-use crate::txn::Writer;
 
 /// Name of the RocksDB directory inside the data directory.
 const DB_DIR: &str = "metadata";
@@ -150,7 +150,7 @@ impl Master {
         Ok(reply)
     }
 
-    /// One replication check over the whole chunk map (see [`crate::replication`]).
+    /// One replication check over the whole chunk map (see [`crate::cluster::replication`]).
     pub fn check_replication(&self, now: Instant, seed: u64) -> Result<()> {
         let servers = self.registry.snapshot(now);
         self.replication.check(&servers, now, seed)?;
@@ -338,7 +338,7 @@ impl Master {
     /// Drops the servers a chain write failed at from a chunk and bumps its version (see
     /// [`ReplicaChanges::replace_replicas`]); the answer is the chain to rewrite on. Refused
     /// (`ESTALE`) to a writer that lost the file's lease (see [`Leases::check_writer`]). The
-    /// old-version replicas stay until the rewrite is confirmed (see [`crate::witness`]).
+    /// old-version replicas stay until the rewrite is confirmed (see [`crate::cluster::witness`]).
     pub fn replace_replicas(
         &self,
         req: &pb::ReplaceReplicasRequest,

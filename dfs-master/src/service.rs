@@ -93,8 +93,8 @@ fn attr_in_dir(m: &Master, attr: pb::Attr, dir: u64) -> Result<pb::AttrReply> {
 }
 
 /// Runs a replication check every `every` until `stop` turns true (see
-/// [`crate::replication`]). A check in progress finishes first, so once this returns nothing
-/// of it holds the master (and its database) any more.
+/// [`crate::cluster::replication`]). A check in progress finishes first, so once this returns
+/// nothing of it holds the master (and its database) any more.
 pub async fn replication_loop(
     master: Arc<Master>,
     every: Duration,

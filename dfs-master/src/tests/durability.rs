@@ -9,7 +9,7 @@ use dfs_proto::pb;
 
 use super::registry::replica;
 use super::{CHUNK, Fixture, ts};
-use crate::txn::ID_RESERVATION;
+use crate::store::txn::ID_RESERVATION;
 
 /// A master that syncs as a production one does by default.
 fn deferred() -> Fixture {

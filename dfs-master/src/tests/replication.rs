@@ -116,7 +116,7 @@ fn a_dead_servers_chunk_is_copied_to_a_live_server_and_the_dead_replica_dropped(
     assert_eq!(
         fx.master.replication().counts(),
         (
-            crate::replication::HealthCounts {
+            crate::cluster::replication::HealthCounts {
                 chunks: 1,
                 ..Default::default()
             },
@@ -351,7 +351,7 @@ fn a_chunk_map_larger_than_one_check_is_walked_over_several() {
     }
     // The third reads the last chunk and completes the cycle: the counts cover the whole map.
     fx.master.check_replication(later, 3).unwrap();
-    let counts = crate::replication::HealthCounts {
+    let counts = crate::cluster::replication::HealthCounts {
         chunks: 5,
         under_replicated: 5,
         ..Default::default()

@@ -20,8 +20,9 @@
 //! * **missing**: no replica on a live server; nothing to copy from until one returns.
 //!
 //! When every chunk is healthy (in the last cycle and in this one so far) and no copy is in
-//! flight, [`crate::balance`] may plan moves from the fullest to the emptiest server among the
-//! chunks of the check (copies whose surplus replica is then trimmed).
+//! flight, [`balance`](crate::cluster::balance) may plan moves from the fullest to the
+//! emptiest server among the chunks of the check (copies whose surplus replica is then
+//! trimmed).
 //!
 //! Every record change re-reads the chunk under the writer lock and is one batch, so a
 //! concurrent write commit is never overwritten. Copies in flight live in memory only: after
@@ -33,12 +34,12 @@ use std::time::{Duration, Instant};
 
 use dfs_proto::pb::{self, ServerState};
 
-use crate::balance;
+use crate::chunks::placement::{self, Candidate, PlacementPolicy};
+use crate::cluster::balance;
+use crate::cluster::registry::ServerView;
 use crate::error::Result;
-use crate::placement::{self, Candidate, PlacementPolicy};
-use crate::registry::ServerView;
 use crate::store::ChunkRecord;
-use crate::txn::Writer;
+use crate::store::txn::Writer;
 
 /// How the replicas of one chunk stand.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

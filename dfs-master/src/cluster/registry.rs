@@ -27,12 +27,12 @@ use std::time::{Duration, Instant};
 
 use dfs_proto::pb::{self, ServerState};
 
+use crate::chunks::placement::Candidate;
+use crate::cluster::witness::VersionWitness;
 use crate::error::Result;
 use crate::namespace::invalid;
-use crate::placement::Candidate;
+use crate::store::txn::Writer;
 use crate::store::{ServerRecord, meta};
-use crate::txn::Writer;
-use crate::witness::VersionWitness;
 
 /// What the master knows about one chunkserver.
 #[derive(Debug, Clone)]
@@ -91,9 +91,9 @@ pub struct ServerView {
 
 /// The chunkserver registry.
 ///
-/// Lock order: a registry mutation takes the store's writer (a [`crate::txn::Txn`]) before
-/// the in-memory `servers` lock, and never holds `servers` while waiting for the writer, so the
-/// two locks cannot deadlock. `servers` is held only for short in-memory updates.
+/// Lock order: a registry mutation takes the store's writer (a [`Txn`](crate::store::txn::Txn))
+/// before the in-memory `servers` lock, and never holds `servers` while waiting for the writer,
+/// so the two locks cannot deadlock. `servers` is held only for short in-memory updates.
 pub struct Registry {
     writer: Writer,
     heartbeat_timeout: Duration,
@@ -109,7 +109,7 @@ pub struct Registry {
     started: Instant,
     servers: Mutex<HashMap<u64, Server>>,
     /// Chunk versions some replica is known to hold: no replica of a live chunk is deleted
-    /// before its current version is (see [`crate::witness`]).
+    /// before its current version is (see [`crate::cluster::witness`]).
     witness: VersionWitness,
 }
 
@@ -265,7 +265,7 @@ impl Registry {
     /// the master knows a newer version of it, or the chunk's record does not list the server
     /// (the replica was trimmed, drained or replaced while the server was away). A replica of
     /// a live chunk is garbage only once some replica is known at the chunk's current version
-    /// (see [`crate::witness`]).
+    /// (see [`crate::cluster::witness`]).
     fn is_garbage(&self, server_id: u64, replica: &pb::ChunkReplicaReport) -> Result<bool> {
         let store = self.writer.store();
         let Some((ino, index)) = store.chunk_owner(replica.chunk_id)? else {

@@ -2,17 +2,17 @@
 //! configured spread (an empty server joined, say), replicas move from the fullest server to
 //! the emptiest, a few at a time.
 //!
-//! A move is an ordinary re-replication copy to the emptiest server; once it is reported, the
-//! chunk has one replica too many, and the replication check trims the surplus replica from
-//! the fullest server (see [`crate::replication`]). Balancing only runs while nothing is
-//! under-replicated or being copied, so repairs always come first; and each round plans only
-//! as many moves as half the usage gap allows, so it converges instead of overshooting.
+//! A move is an ordinary re-replication copy to the emptiest server; once it is reported, the chunk
+//! has one replica too many, and the replication check trims the surplus replica from the fullest
+//! server (see [`replication`](crate::cluster::replication)). Balancing only runs while nothing is
+//! under-replicated or being copied, so repairs always come first; and each round plans only as
+//! many moves as half the usage gap allows, so it converges instead of overshooting.
 
 use std::collections::HashMap;
 
 use dfs_proto::pb::ServerState;
 
-use crate::registry::ServerView;
+use crate::cluster::registry::ServerView;
 use crate::store::ChunkRecord;
 
 /// One planned move: copy `chunk_id` from `source` (which will lose it) to `target`.

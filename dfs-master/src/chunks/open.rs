@@ -1,19 +1,19 @@
 //! The small-file fast path: opening a file, creating one and listing a directory each take
 //! one master round trip.
 //!
-//! A mount used to open a file with four calls (attributes, chunk map, an atime mark, the
-//! writer lease) and create one with two (the node, the lease). For a tree of small files those
-//! round trips, not the bytes, were the cost. [`Master::open_file`] answers attributes and chunk
-//! map together, marks atime by the relatime rule and grants the writer lease in the same
-//! transaction; [`Master::create_file`] creates the file and grants its lease in one synced
-//! batch, and may place the new file's chunk 0 in it (see [`crate::chunks`]: placed chunks).
-//! Both keep the meaning of the separate calls: the lease is granted exactly as
-//! [`Leases::acquire`](crate::leases::Leases::acquire) grants it (`EBUSY` while another holder's
-//! lease is live, `recover` after an expired one), and an open that fails grants nothing and
-//! marks nothing. [`Master::read_dir`] likewise answers the first page of a listing with the
+//! With separate calls, opening a file takes four round trips (attributes, chunk map, an atime
+//! mark, the writer lease) and creating one two (the node, the lease); for a tree of small files
+//! those round trips, not the bytes, are the cost. [`Master::open_file`] answers attributes and
+//! chunk map together, marks atime by the relatime rule and grants the writer lease in the same
+//! transaction; [`Master::create_file`] creates the file and grants its lease in one synced batch,
+//! and may place the new file's chunk 0 in it (see [`crate::chunks`]: placed chunks). Both keep the
+//! meaning of the separate calls: the lease is granted exactly as
+//! [`Leases::acquire`](crate::chunks::leases::Leases::acquire) grants it (`EBUSY` while another
+//! holder's lease is live, `recover` after an expired one), and an open that fails grants nothing
+//! and marks nothing. [`Master::read_dir`] likewise answers the first page of a listing with the
 //! directory's attributes after its relatime mark (`opendir` costs no call of its own), and
-//! [`Master::lookup`] may bring a small file's chunk map, so that a read-only open right after
-//! it costs none either.
+//! [`Master::lookup`] may bring a small file's chunk map, so that a read-only open right after it
+//! costs none either.
 
 use std::time::{Instant, SystemTime};
 
@@ -25,7 +25,7 @@ use crate::error::Result;
 use crate::master::Master;
 use crate::namespace::{invalid, require};
 use crate::store::ChunkRecord;
-use crate::txn::Txn;
+use crate::store::txn::Txn;
 
 /// Files of at most this many chunks come with their chunk map when looked up for an open.
 pub const OPEN_AHEAD_CHUNKS: u64 = 4;

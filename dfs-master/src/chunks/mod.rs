@@ -15,6 +15,16 @@
 //! grace period protects (a writer that dies first leaves garbage, never a lost
 //! acknowledged write). A chain write that fails records the chunk (`LeaseChunk` with the
 //! placement) so that its chain can be replaced like any other.
+//!
+//! * [`open`] — opening and creating a file, and listing a directory, in one round trip each.
+//! * [`leases`] — writer leases: one writing mount per file, expiry and recovery.
+//! * [`replicas`] — replica changes the data path asks for (failed chain writes, bad replicas).
+//! * [`placement`] — which servers get a new chunk's replicas.
+
+pub mod leases;
+pub mod open;
+pub mod placement;
+pub mod replicas;
 
 use dfs_proto::FsError;
 use dfs_proto::chunk::ChunkLayout;
@@ -22,8 +32,8 @@ use dfs_proto::pb::{self, Attr, FileKind, Timestamp};
 
 use crate::error::Result;
 use crate::namespace::{invalid, require};
+use crate::store::txn::{Txn, Writer};
 use crate::store::{ChunkRecord, Inode, meta};
-use crate::txn::{Txn, Writer};
 
 /// The first version of a new chunk.
 pub const FIRST_CHUNK_VERSION: u64 = 1;

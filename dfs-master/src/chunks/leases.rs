@@ -28,8 +28,8 @@ use dfs_proto::FsError;
 
 use crate::chunks::regular_file;
 use crate::error::Result;
+use crate::store::txn::{Txn, Writer};
 use crate::store::{LeaseRecord, meta};
-use crate::txn::{Txn, Writer};
 
 /// The first generation handed out.
 const FIRST_GENERATION: u64 = 1;

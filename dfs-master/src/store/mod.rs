@@ -1,8 +1,8 @@
 //! The RocksDB schema of the master: column families, key layout and value encoding.
 //!
 //! This module only knows how metadata is laid out on disk; what the records *mean* lives in
-//! [`crate::namespace`], [`crate::chunks`] and [`crate::registry`], and every write goes
-//! through a [`crate::txn::Txn`].
+//! [`crate::namespace`], [`crate::chunks`] and [`crate::cluster::registry`], and every write
+//! goes through a [`txn::Txn`].
 //!
 //! | column family | key | value |
 //! |---|---|---|
@@ -21,6 +21,8 @@
 //! entries of one directory, the chunks of one file or the pending deletions of one server are
 //! each a single prefix scan, in order. `chunk_ids` is the reverse index a block report needs
 //! to tell a live replica from garbage without scanning every file.
+
+pub mod txn;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -219,7 +221,7 @@ pub struct LockRecords {
 }
 
 /// The persisted identity of a chunkserver (its load is in-memory only, see
-/// [`crate::registry`]).
+/// [`crate::cluster::registry`]).
 #[derive(Clone, PartialEq, Eq, Message)]
 pub struct ServerRecord {
     /// `host:port` of the server's data service, updated on every registration.
@@ -327,7 +329,7 @@ pub enum SyncPolicy {
 /// The master's RocksDB database with every column family open.
 ///
 /// Reads are plain methods here and may run concurrently from any thread. Writes are
-/// assembled in a [`crate::txn::Txn`] and applied with [`Store::write`].
+/// assembled in a [`crate::store::txn::Txn`] and applied with [`Store::write`].
 pub struct Store {
     db: DB,
     policy: SyncPolicy,
@@ -376,8 +378,8 @@ impl Store {
 
     /// Applies a batch atomically, syncing the WAL only if `sync`: for changes whose loss in
     /// a machine crash is harmless or that [`Store::sync_wal`] covers soon enough (a process
-    /// crash loses nothing either way). Callers serialise writes (see [`crate::txn`]), which
-    /// the counting of unsynced writes relies on.
+    /// crash loses nothing either way). Callers serialise writes (see [`txn`]), which the
+    /// counting of unsynced writes relies on.
     pub(crate) fn write_with(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);

@@ -18,8 +18,8 @@ use crate::error::{Error, Result};
 use crate::namespace::{
     Namespace, check_name, drop_link, entry, invalid, require, require_dir, update_dir,
 };
+use crate::store::txn::Txn;
 use crate::store::{CF_INODES, Dentry};
-use crate::txn::Txn;
 
 /// `renameat2` flag: fail if the target exists.
 pub const RENAME_NOREPLACE: u32 = 1;

@@ -12,16 +12,22 @@
 //! renaming an entry updates the parent's mtime and ctime; unlinking the last link of an inode
 //! deletes it together with its chunks, whose replicas are queued for deletion on their
 //! chunkservers. `.` and `..` are not stored: the kernel resolves them.
-//! Rename lives in [`crate::rename`].
+//!
+//! * [`rename`] — `rename(2)` and `renameat2(2)`, the one operation over two directories.
+//! * [`permissions`] — POSIX rules the kernel cannot check for us (set-group-ID directories).
+//! * [`xattrs`] — extended attributes.
+
+pub mod permissions;
+pub mod rename;
+pub mod xattrs;
 
 use dfs_proto::chunk::ChunkLayout;
 use dfs_proto::pb::{self, Attr, FileKind, Timestamp};
 use dfs_proto::{FsError, MAX_NAME_LEN, ROOT_INO};
 
 use crate::error::{Error, Result};
-use crate::permissions;
+use crate::store::txn::{Txn, Writer};
 use crate::store::{Dentry, Inode, meta};
-use crate::txn::{Txn, Writer};
 
 /// Longest symlink target, in bytes (Linux `PATH_MAX`).
 pub const MAX_SYMLINK_LEN: usize = 4096;
