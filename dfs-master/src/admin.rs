@@ -11,11 +11,11 @@ use std::time::Instant;
 use dfs_proto::pb::{self, FileKind};
 use dfs_proto::{FsError, ROOT_INO};
 
+use crate::chunks::Chunk;
 use crate::cluster::registry::ServerView;
 use crate::cluster::replication::ChunkHealth;
 use crate::error::Result;
 use crate::master::Master;
-use crate::store::ChunkRecord;
 
 /// Directory entries read per page while walking a subtree.
 const WALK_PAGE: u32 = 1000;
@@ -173,11 +173,7 @@ fn server_status(view: &ServerView, replicas: u64) -> pb::ServerStatus {
     }
 }
 
-fn chunk_health(
-    index: u64,
-    chunk: &ChunkRecord,
-    by_id: &HashMap<u64, &ServerView>,
-) -> pb::ChunkHealth {
+fn chunk_health(index: u64, chunk: &Chunk, by_id: &HashMap<u64, &ServerView>) -> pb::ChunkHealth {
     let health = ChunkHealth::of(chunk, by_id);
     let replicas = chunk
         .replicas

@@ -7,7 +7,8 @@
 //!
 //! A tour, bottom up:
 //! * [`store`] — the RocksDB schema: one column family per key space, fixed-width big-endian
-//!   keys so a directory listing or a file's chunk list is one prefix scan; and
+//!   keys ([`store::keys`]) so a directory listing or a file's chunk list is one prefix scan;
+//!   the on-disk records, versioned and private to the master ([`store::records`]); and
 //!   [`store::txn`], a mutation in progress: mutations are serialised on one writer lock and
 //!   applied as one atomic `WriteBatch`, synced at once or, for changes of names and lengths,
 //!   within `--metadata-sync-interval-ms` and at a client's `fsync`.

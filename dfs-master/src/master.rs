@@ -10,10 +10,10 @@ use dfs_proto::chunk::ChunkLayout;
 use dfs_proto::pb::{self, Timestamp};
 use dfs_proto::{FsError, MAX_NAME_LEN};
 
-use crate::chunks::ChunkMap;
 use crate::chunks::leases::Leases;
 use crate::chunks::placement::{self, PlacementPolicy};
 use crate::chunks::replicas::{BadReplicaOutcome, ReplicaChanges};
+use crate::chunks::{Chunk, ChunkMap};
 use crate::cluster::registry::Registry;
 use crate::cluster::replication::{Replication, ReplicationLimits};
 use crate::config::Config;
@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::locks::LockTable;
 use crate::namespace::Namespace;
 use crate::store::txn::Writer;
-use crate::store::{ChunkRecord, Store, meta};
+use crate::store::{Store, meta};
 
 /// Name of the RocksDB directory inside the data directory.
 const DB_DIR: &str = "metadata";
@@ -359,12 +359,7 @@ impl Master {
     }
 
     /// A chunk as clients see it, with its replica addresses resolved.
-    pub(crate) fn chunk_info(
-        &self,
-        index: u64,
-        chunk: &ChunkRecord,
-        now: Instant,
-    ) -> pb::ChunkInfo {
+    pub(crate) fn chunk_info(&self, index: u64, chunk: &Chunk, now: Instant) -> pb::ChunkInfo {
         pb::ChunkInfo {
             index,
             chunk_id: chunk.chunk_id,

@@ -20,11 +20,10 @@ use std::time::{Instant, SystemTime};
 use dfs_proto::pb::{self, FileKind, Timestamp};
 use dfs_proto::time::{access_due, time_or_epoch};
 
-use crate::chunks::FIRST_CHUNK_VERSION;
+use crate::chunks::{Chunk, FIRST_CHUNK_VERSION};
 use crate::error::Result;
 use crate::master::Master;
 use crate::namespace::{invalid, require};
-use crate::store::ChunkRecord;
 use crate::store::txn::Txn;
 
 /// Files of at most this many chunks come with their chunk map when looked up for an open.
@@ -178,7 +177,7 @@ impl Master {
             let placed = match servers {
                 Some(servers) if attr.size == 0 && txn.store().chunk(attr.ino, 0)?.is_none() => {
                     let chunk_id = self.chunk_map().reserve_chunk_id(txn)?;
-                    Some(ChunkRecord {
+                    Some(Chunk {
                         chunk_id,
                         version: FIRST_CHUNK_VERSION,
                         length: 0,

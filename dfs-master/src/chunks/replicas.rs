@@ -17,8 +17,8 @@
 use dfs_proto::FsError;
 use dfs_proto::pb;
 
+use crate::chunks::Chunk;
 use crate::error::Result;
-use crate::store::ChunkRecord;
 use crate::store::txn::Writer;
 
 /// What happened to a reported bad replica.
@@ -54,7 +54,7 @@ impl ReplicaChanges {
     /// replica, the current chunk is returned unchanged. Fails with `ESTALE` if the chunk is gone
     /// or was replaced by another chunk, and with `ENOSPC` if fewer than the minimum replication
     /// would survive.
-    pub fn replace_replicas(&self, req: &pb::ReplaceReplicasRequest) -> Result<ChunkRecord> {
+    pub fn replace_replicas(&self, req: &pb::ReplaceReplicasRequest) -> Result<Chunk> {
         let mut txn = self.writer.begin();
         let mut chunk = txn
             .store()

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 
 use dfs_proto::pb::ServerState;
 
+use crate::chunks::Chunk;
 use crate::cluster::registry::ServerView;
-use crate::store::ChunkRecord;
 
 /// One planned move: copy `chunk_id` from `source` (which will lose it) to `target`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +39,7 @@ fn usage(view: &ServerView) -> Option<f64> {
 /// `chunks` are the chunk records; `chunk_size` estimates what one move shifts.
 pub fn plan_moves<'a>(
     servers: &[ServerView],
-    chunks: impl IntoIterator<Item = &'a ChunkRecord>,
+    chunks: impl IntoIterator<Item = &'a Chunk>,
     spread: f64,
     chunk_size: u64,
     max_moves: usize,
@@ -106,8 +106,8 @@ mod tests {
         }
     }
 
-    fn chunk(chunk_id: u64, replicas: &[u64]) -> ChunkRecord {
-        ChunkRecord {
+    fn chunk(chunk_id: u64, replicas: &[u64]) -> Chunk {
+        Chunk {
             chunk_id,
             version: 1,
             length: 10,

@@ -31,13 +31,26 @@ use crate::chunks::placement::Candidate;
 use crate::cluster::witness::VersionWitness;
 use crate::error::Result;
 use crate::namespace::invalid;
+use crate::store::meta;
 use crate::store::txn::Writer;
-use crate::store::{ServerRecord, meta};
+
+/// The persisted identity of a chunkserver (its load is in memory only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerIdentity {
+    /// `host:port` of the server's data service, updated on every registration.
+    pub addr: String,
+    /// Identity of the server's data directory; the same uuid always gets the same id.
+    pub storage_uuid: String,
+    /// Rack label used by placement; empty when racks are not configured.
+    pub rack: String,
+    /// Being decommissioned: its replicas are copied elsewhere and it takes no new ones.
+    pub draining: bool,
+}
 
 /// What the master knows about one chunkserver.
 #[derive(Debug, Clone)]
 struct Server {
-    record: ServerRecord,
+    identity: ServerIdentity,
     capacity_bytes: u64,
     free_bytes: u64,
     /// Reads, writes and copies in progress at its last heartbeat.
@@ -120,9 +133,9 @@ impl Registry {
             .store()
             .servers()?
             .into_iter()
-            .map(|(id, record)| {
+            .map(|(id, identity)| {
                 let server = Server {
-                    record,
+                    identity,
                     capacity_bytes: 0,
                     free_bytes: 0,
                     active_transfers: 0,
@@ -156,7 +169,7 @@ impl Registry {
         if req.addr.is_empty() || req.storage_uuid.is_empty() {
             return Err(invalid("a chunkserver needs an address and a storage uuid"));
         }
-        let mut record = ServerRecord {
+        let mut identity = ServerIdentity {
             addr: req.addr.clone(),
             storage_uuid: req.storage_uuid.clone(),
             rack: req.rack.clone(),
@@ -166,27 +179,27 @@ impl Registry {
         let known = self
             .servers()
             .iter()
-            .find(|(_, s)| s.record.storage_uuid == req.storage_uuid)
+            .find(|(_, s)| s.identity.storage_uuid == req.storage_uuid)
             .map(|(&id, s)| {
                 // A decommissioned server that restarts keeps draining.
-                record.draining = s.record.draining;
-                (id, s.record == record)
+                identity.draining = s.identity.draining;
+                (id, s.identity == identity)
             });
         let server_id = match known {
             Some((id, true)) => id,
             Some((id, false)) => {
-                txn.put_server(id, &record);
+                txn.put_server(id, &identity);
                 id
             }
             None => {
                 let id = txn.next_id(meta::NEXT_SERVER_ID, 1)?;
-                txn.put_server(id, &record);
+                txn.put_server(id, &identity);
                 id
             }
         };
         txn.commit()?;
         let server = Server {
-            record,
+            identity,
             capacity_bytes: req.capacity_bytes,
             free_bytes: req.free_bytes,
             active_transfers: 0,
@@ -330,7 +343,7 @@ impl Registry {
         let silence = now.saturating_duration_since(server.last_heartbeat.unwrap_or(self.started));
         if silence > self.dead_timeout {
             ServerState::Dead
-        } else if server.record.draining {
+        } else if server.identity.draining {
             ServerState::Draining
         } else if server.last_heartbeat.is_none() || silence > self.heartbeat_timeout {
             ServerState::Stale
@@ -346,8 +359,8 @@ impl Registry {
             .iter()
             .map(|(&server_id, s)| ServerView {
                 server_id,
-                addr: s.record.addr.clone(),
-                rack: s.record.rack.clone(),
+                addr: s.identity.addr.clone(),
+                rack: s.identity.rack.clone(),
                 state: self.state(s, now),
                 capacity_bytes: s.capacity_bytes,
                 free_bytes: s.free_bytes,
@@ -368,18 +381,18 @@ impl Registry {
         let found = self
             .servers()
             .iter()
-            .find(|(id, s)| id.to_string() == server || s.record.addr == server)
-            .map(|(&id, s)| (id, s.record.clone()));
-        let Some((server_id, mut record)) = found else {
+            .find(|(id, s)| id.to_string() == server || s.identity.addr == server)
+            .map(|(&id, s)| (id, s.identity.clone()));
+        let Some((server_id, mut identity)) = found else {
             return Err(dfs_proto::FsError::NotFound.into());
         };
-        record.draining = true;
-        txn.put_server(server_id, &record);
+        identity.draining = true;
+        txn.put_server(server_id, &identity);
         txn.commit()?;
         if let Some(s) = self.servers().get_mut(&server_id) {
-            s.record.draining = true;
+            s.identity.draining = true;
         }
-        tracing::info!(server_id, addr = %record.addr, "chunkserver decommissioned: draining");
+        tracing::info!(server_id, addr = %identity.addr, "chunkserver decommissioned: draining");
         Ok(server_id)
     }
 
@@ -395,11 +408,11 @@ impl Registry {
     pub fn candidates(&self, now: Instant) -> Vec<Candidate> {
         self.servers()
             .iter()
-            .filter(|(_, s)| self.is_live(s, now) && !s.record.draining)
+            .filter(|(_, s)| self.is_live(s, now) && !s.identity.draining)
             .map(|(&server_id, s)| Candidate {
                 server_id,
                 free_bytes: s.free_bytes,
-                rack: s.record.rack.clone(),
+                rack: s.identity.rack.clone(),
             })
             .collect()
     }
@@ -416,7 +429,7 @@ impl Registry {
             .chain(dead)
             .map(|(server_id, s)| pb::ReplicaLocation {
                 server_id,
-                addr: s.record.addr.clone(),
+                addr: s.identity.addr.clone(),
             })
             .collect()
     }
@@ -438,7 +451,7 @@ impl Registry {
         let servers = self.servers();
         servers
             .iter()
-            .find(|(_, s)| s.record.storage_uuid == storage_uuid)
+            .find(|(_, s)| s.identity.storage_uuid == storage_uuid)
             .map(|(&id, _)| id)
     }
 }

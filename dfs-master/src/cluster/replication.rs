@@ -34,11 +34,11 @@ use std::time::{Duration, Instant};
 
 use dfs_proto::pb::{self, ServerState};
 
+use crate::chunks::Chunk;
 use crate::chunks::placement::{self, Candidate, PlacementPolicy};
 use crate::cluster::balance;
 use crate::cluster::registry::ServerView;
 use crate::error::Result;
-use crate::store::ChunkRecord;
 use crate::store::txn::Writer;
 
 /// How the replicas of one chunk stand.
@@ -54,7 +54,7 @@ pub struct ChunkHealth {
 
 impl ChunkHealth {
     /// Classifies the replicas of `chunk` by the states in `servers`.
-    pub fn of(chunk: &ChunkRecord, servers: &HashMap<u64, &ServerView>) -> ChunkHealth {
+    pub fn of(chunk: &Chunk, servers: &HashMap<u64, &ServerView>) -> ChunkHealth {
         let mut health = ChunkHealth::default();
         for &server_id in &chunk.replicas {
             match servers.get(&server_id).map(|s| s.state) {
@@ -284,7 +284,7 @@ impl Replication {
     fn plan_copy(
         &self,
         health: &ChunkHealth,
-        chunk: &ChunkRecord,
+        chunk: &Chunk,
         views: &HashMap<u64, &ServerView>,
         now: Instant,
         seed: u64,

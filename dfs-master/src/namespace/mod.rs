@@ -26,8 +26,8 @@ use dfs_proto::pb::{self, Attr, FileKind, Timestamp};
 use dfs_proto::{FsError, MAX_NAME_LEN, ROOT_INO};
 
 use crate::error::{Error, Result};
+use crate::store::meta;
 use crate::store::txn::{Txn, Writer};
-use crate::store::{Dentry, Inode, meta};
 
 /// Longest symlink target, in bytes (Linux `PATH_MAX`).
 pub const MAX_SYMLINK_LEN: usize = 4096;
@@ -41,6 +41,46 @@ pub const MAX_READDIR_LIMIT: u32 = 8192;
 
 /// Permission of the root directory created with a new cluster.
 const ROOT_PERM: u32 = 0o755;
+
+/// An inode: its `stat` attributes, as clients see them, plus what the namespace needs to
+/// walk upwards.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inode {
+    /// The attributes.
+    pub attr: Attr,
+    /// The directory holding this directory (directories only: they have exactly one parent,
+    /// which rename needs to refuse moving a directory into its own subtree). 0 otherwise.
+    pub parent: u64,
+}
+
+impl Inode {
+    /// The kind of the inode (`FILE_KIND_UNSPECIFIED` for a value this build does not know).
+    pub fn kind(&self) -> FileKind {
+        self.attr.kind()
+    }
+
+    /// Whether the inode is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.kind() == FileKind::Directory
+    }
+}
+
+/// A directory entry: which inode the name points to, and its kind (so that name-only
+/// decisions such as "is the rename target a directory" need no inode read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dentry {
+    /// The inode the name refers to.
+    pub ino: u64,
+    /// The kind of that inode.
+    pub kind: FileKind,
+}
+
+impl Dentry {
+    /// Whether the entry names a directory.
+    pub fn is_dir(&self) -> bool {
+        self.kind == FileKind::Directory
+    }
+}
 
 /// The namespace of one cluster. Cheap to share: reads take no lock, mutations serialise on
 /// the store's writer.

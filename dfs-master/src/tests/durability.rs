@@ -19,7 +19,7 @@ fn deferred() -> Fixture {
     })
 }
 
-fn commit(index: u64, chunk: &crate::store::ChunkRecord, version: u64) -> pb::ChunkCommit {
+fn commit(index: u64, chunk: &crate::chunks::Chunk, version: u64) -> pb::ChunkCommit {
     pb::ChunkCommit {
         index,
         chunk_id: chunk.chunk_id,

@@ -8,7 +8,7 @@ use dfs_proto::ROOT_INO;
 use dfs_proto::pb::{self, ServerState};
 
 use super::{CHUNK, Fixture};
-use crate::store::ChunkRecord;
+use crate::chunks::Chunk;
 
 /// Past the default dead timeout (120 s) of the fixture's master.
 const LATER: Duration = Duration::from_secs(300);
@@ -34,7 +34,7 @@ impl Fixture {
     }
 
     /// A file `name` in the root whose chunk 0, on `servers`, holds 10 committed bytes.
-    fn written_file(&self, name: &str, servers: &[u64]) -> (u64, ChunkRecord) {
+    fn written_file(&self, name: &str, servers: &[u64]) -> (u64, Chunk) {
         let ino = self.file(ROOT_INO, name);
         let map = self.master.chunk_map();
         let chunk = map.allocate_chunk(ino, 0, servers.to_vec()).unwrap();
