@@ -24,8 +24,13 @@
 //! * [`admin`] — what the `dfs` admin CLI asks: cluster status, file health, fsck.
 //! * [`master`] — the [`Master`] handle tying these together; what the service and the tests
 //!   call.
-//! * [`service`] — the thin tonic `Master` service; the only place that reads the clock.
+//! * [`service`] — the thin tonic `Master` service.
+//! * [`background`] — the periodic replication check and metadata log sync.
 //! * [`config`] and [`error`] — settings (clap options) and the crate's error type.
+//!
+//! Only [`service`] and [`background`] read the clock or draw placement seeds; everything
+//! below takes them as arguments, so applying the same mutations in the same order gives the
+//! same result (what a replicated master needs).
 //!
 //! [`run`] serves a master on a listener until a shutdown signal; `main` and the tests both
 //! call it.
@@ -33,6 +38,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod background;
 pub mod chunks;
 pub mod cluster;
 pub mod config;
@@ -57,6 +63,8 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+use crate::background::Background;
+
 pub use crate::config::Config;
 pub use crate::error::{Error, Result};
 pub use crate::master::Master;
@@ -79,17 +87,7 @@ pub async fn run(
     let sync_every = config.metadata_sync_interval();
     let master = tokio::task::spawn_blocking(move || Master::open(&config, time::now())).await??;
     let master = Arc::new(master);
-    let (stop_checks, checks_stopped) = tokio::sync::watch::channel(false);
-    let checker = tokio::spawn(service::replication_loop(
-        Arc::clone(&master),
-        check_every,
-        checks_stopped.clone(),
-    ));
-    let syncer = tokio::spawn(service::metadata_sync_loop(
-        Arc::clone(&master),
-        sync_every,
-        checks_stopped,
-    ));
+    let background = Background::start(&master, check_every, sync_every);
     let service = MasterServer::new(MasterService::new(master));
     if let Some(path) = &addr_file {
         write_addr_file(path, local_addr)?;
@@ -102,9 +100,7 @@ pub async fn run(
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
-    let _ = stop_checks.send(true);
-    let _ = checker.await;
-    let _ = syncer.await;
+    background.stop().await;
     tracing::info!("master stopped");
     Ok(())
 }

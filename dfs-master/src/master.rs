@@ -1,7 +1,8 @@
 //! The master's logic in one handle: opens the store, settles the cluster's chunk layout, and
 //! ties the namespace, the chunk map, the registry and placement together for the few
-//! operations that need more than one of them. The gRPC layer ([`crate::service`]) calls only
-//! this; tests drive it directly, without a network.
+//! operations that need more than one of them. The services ([`crate::service`]) and the
+//! background loops ([`crate::background`]) call only this; tests drive it directly, without
+//! a network.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,9 +1,10 @@
 //! The `Master` gRPC service: thin handlers that unwrap a request, call [`Master`], and wrap
 //! the answer.
 //!
-//! The clock is read here and nowhere below: wall-clock timestamps (`time::now()`) for
-//! namespace mutations and monotonic instants for chunkserver liveness are passed down as
-//! arguments, which keeps the metadata logic deterministic.
+//! The clock is read here (and by the [`background`](crate::background) loops) and nowhere
+//! below: wall-clock timestamps (`time::now()`) for namespace mutations and monotonic instants
+//! for chunkserver liveness are passed down as arguments, which keeps the metadata logic
+//! deterministic.
 //!
 //! Reads and mutations run inline on the task serving the request (see
 //! [`MasterService::read`] and [`MasterService::write`]): a point read or a synced batch is
@@ -12,7 +13,7 @@
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dfs_proto::pb::{self, master_server};
 use dfs_proto::time;
@@ -92,78 +93,9 @@ fn attr_in_dir(m: &Master, attr: pb::Attr, dir: u64) -> Result<pb::AttrReply> {
     })
 }
 
-/// Runs a replication check every `every` until `stop` turns true (see
-/// [`crate::cluster::replication`]). A check in progress finishes first, so once this returns
-/// nothing of it holds the master (and its database) any more.
-pub async fn replication_loop(
-    master: Arc<Master>,
-    every: Duration,
-    stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let check = |m: &Master| m.check_replication(Instant::now(), placement_seed());
-    let always = |_: &Master| true;
-    periodically(
-        master,
-        every,
-        stop,
-        "replication check",
-        always,
-        check,
-        false,
-    )
-    .await;
-}
-
-/// Syncs the master's log every `every` while a deferred mutation waits for it, until
-/// `stop` turns true; then once more, so nothing acknowledged is left unsynced at shutdown.
-pub async fn metadata_sync_loop(
-    master: Arc<Master>,
-    every: Duration,
-    stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let (due, sync) = (Master::has_unsynced_metadata, Master::sync_metadata);
-    periodically(master, every, stop, "metadata log sync", due, sync, true).await;
-}
-
-/// Every `every`, runs `op` on a blocking thread (it reads or syncs the database, which the
-/// requests served inline must not wait for) if `due` says there is work, until `stop`
-/// turns true; with `at_stop`, once more after that. A run in progress always finishes
-/// first.
-async fn periodically(
-    master: Arc<Master>,
-    every: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-    what: &'static str,
-    due: fn(&Master) -> bool,
-    op: fn(&Master) -> Result<()>,
-    at_stop: bool,
-) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let stopped = tokio::select! {
-            _ = ticker.tick() => false,
-            _ = stop.wait_for(|&stopped| stopped) => true,
-        };
-        if stopped && !at_stop {
-            return;
-        }
-        if due(&master) {
-            let master = Arc::clone(&master);
-            match tokio::task::spawn_blocking(move || op(&master)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::warn!(error = %err, "{what} failed"),
-                Err(err) => tracing::warn!(error = %err, "{what} panicked"),
-            }
-        }
-        if stopped {
-            return;
-        }
-    }
-}
-
-/// A fresh random seed for placement (std's hasher keys are randomly seeded).
-fn placement_seed() -> u64 {
+/// A fresh random seed for placement (std's hasher keys are randomly seeded). Like the clock,
+/// drawn only here and in the background loops, and passed down.
+pub(crate) fn placement_seed() -> u64 {
     RandomState::new().hash_one(Instant::now())
 }
 

@@ -1,10 +1,10 @@
 //! Re-replication: keeping every chunk at its replication factor.
 //!
-//! A periodic check ([`Replication::check`], driven by the service layer) walks the chunk map
-//! and classifies each chunk's replicas by the state of their servers ([`ChunkHealth`]). One
-//! check reads at most `scan_chunks` records, continuing where the previous one stopped, so
-//! its time and memory stay bounded however large the map grows: a large map is walked over
-//! several checks (a cycle), and the health counts are those of the last complete cycle.
+//! A periodic check ([`Replication::check`], driven by [`crate::background`]) walks the chunk map
+//! and classifies each chunk's replicas by the state of their servers ([`ChunkHealth`]). One check
+//! reads at most `scan_chunks` records, continuing where the previous one stopped, so its time and
+//! memory stay bounded however large the map grows: a large map is walked over several checks (a
+//! cycle), and the health counts are those of the last complete cycle.
 //!
 //! * **under-replicated** (fewer healthy replicas than the replication factor, at least one
 //!   readable): a copy is planned, most endangered chunk first — a source holding the chunk,
