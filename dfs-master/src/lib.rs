@@ -24,6 +24,7 @@
 //! * [`admin`] — what the `dfs` admin CLI asks: cluster status, file health, fsck.
 //! * [`master`] — the [`Master`] handle tying these together; what the service and the tests
 //!   call.
+//! * [`convert`] — every translation between the wire contract and the master's own types.
 //! * [`service`] — the thin tonic `Master` service.
 //! * [`background`] — the periodic replication check and metadata log sync.
 //! * [`config`] and [`error`] — settings (clap options) and the crate's error type.
@@ -42,6 +43,7 @@ pub mod background;
 pub mod chunks;
 pub mod cluster;
 pub mod config;
+pub mod convert;
 pub mod error;
 pub mod locks;
 pub mod master;

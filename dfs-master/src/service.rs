@@ -1,5 +1,5 @@
 //! The `Master` gRPC service: thin handlers that unwrap a request, call [`Master`], and wrap
-//! the answer.
+//! the answer ([`crate::convert`]).
 //!
 //! The clock is read here (and by the [`background`](crate::background) loops) and nowhere
 //! below: wall-clock timestamps (`time::now()`) for namespace mutations and monotonic instants
@@ -20,8 +20,9 @@ use dfs_proto::time;
 use tonic::{Request, Response, Status};
 
 use crate::admin;
+use crate::convert;
 use crate::error::{Error, Result};
-use crate::locks::{HeldLock, LockKind, LockSpec, LockTable, Owner};
+use crate::locks::LockKind;
 use crate::master::Master;
 
 /// The gRPC face of a [`Master`].
@@ -77,22 +78,6 @@ impl MasterService {
     }
 }
 
-fn attr_reply(attr: pb::Attr) -> pb::AttrReply {
-    pb::AttrReply {
-        attr: Some(attr),
-        ..Default::default()
-    }
-}
-
-/// The answer of a call that created `attr` in `dir` (or linked it there).
-fn attr_in_dir(m: &Master, attr: pb::Attr, dir: u64) -> Result<pb::AttrReply> {
-    Ok(pb::AttrReply {
-        attr: Some(attr),
-        chunk_map: None,
-        changed_dirs: m.namespace().changed_dirs(&[dir])?.dirs,
-    })
-}
-
 /// A fresh random seed for placement (std's hasher keys are randomly seeded). Like the clock,
 /// drawn only here and in the background loops, and passed down.
 pub(crate) fn placement_seed() -> u64 {
@@ -105,7 +90,7 @@ impl master_server::Master for MasterService {
         &self,
         _request: Request<pb::Empty>,
     ) -> Result<Response<pb::ClusterConfig>, Status> {
-        Ok(Response::new(self.master.cluster_config()))
+        self.read(|m| Ok(convert::cluster_config(m.cluster_config())))
     }
 
     async fn lookup(
@@ -113,7 +98,8 @@ impl master_server::Master for MasterService {
         request: Request<pb::LookupRequest>,
     ) -> Result<Response<pb::AttrReply>, Status> {
         let req = request.into_inner();
-        self.read(move |m| m.lookup(&req, Instant::now()))
+        let now = Instant::now();
+        self.read(move |m| m.lookup(&req, now))
     }
 
     async fn get_attr(
@@ -121,7 +107,7 @@ impl master_server::Master for MasterService {
         request: Request<pb::GetAttrRequest>,
     ) -> Result<Response<pb::AttrReply>, Status> {
         let req = request.into_inner();
-        self.read(move |m| m.namespace().getattr(req.ino).map(attr_reply))
+        self.read(move |m| m.namespace().getattr(req.ino).map(convert::attr_reply))
     }
 
     async fn set_attr(
@@ -130,7 +116,7 @@ impl master_server::Master for MasterService {
     ) -> Result<Response<pb::AttrReply>, Status> {
         let req = request.into_inner();
         let now = time::now();
-        self.write(move |m| m.namespace().setattr(&req, now).map(attr_reply))
+        self.write(move |m| m.namespace().setattr(&req, now).map(convert::attr_reply))
     }
 
     async fn make_node(
@@ -141,7 +127,8 @@ impl master_server::Master for MasterService {
         let now = time::now();
         self.write(move |m| {
             let attr = m.namespace().make_node(&req, now)?;
-            attr_in_dir(m, attr, req.parent)
+            let dirs = m.namespace().changed_dirs(&[req.parent])?;
+            Ok(convert::attr_in_dirs(attr, dirs))
         })
     }
 
@@ -152,9 +139,9 @@ impl master_server::Master for MasterService {
         let req = request.into_inner();
         let now = time::now();
         self.write(move |m| {
-            let ns = m.namespace();
-            ns.unlink(req.parent, &req.name, now)?;
-            ns.changed_dirs(&[req.parent])
+            m.namespace().unlink(req.parent, &req.name, now)?;
+            let dirs = m.namespace().changed_dirs(&[req.parent])?;
+            Ok(convert::changed_dirs(dirs))
         })
     }
 
@@ -165,9 +152,9 @@ impl master_server::Master for MasterService {
         let req = request.into_inner();
         let now = time::now();
         self.write(move |m| {
-            let ns = m.namespace();
-            ns.rmdir(req.parent, &req.name, now)?;
-            ns.changed_dirs(&[req.parent])
+            m.namespace().rmdir(req.parent, &req.name, now)?;
+            let dirs = m.namespace().changed_dirs(&[req.parent])?;
+            Ok(convert::changed_dirs(dirs))
         })
     }
 
@@ -180,7 +167,8 @@ impl master_server::Master for MasterService {
         self.write(move |m| {
             let ns = m.namespace();
             ns.rename(r.parent, &r.name, r.new_parent, &r.new_name, r.flags, now)?;
-            ns.changed_dirs(&[r.parent, r.new_parent])
+            let dirs = ns.changed_dirs(&[r.parent, r.new_parent])?;
+            Ok(convert::changed_dirs(dirs))
         })
     }
 
@@ -191,10 +179,10 @@ impl master_server::Master for MasterService {
         let req = request.into_inner();
         let now = time::now();
         self.write(move |m| {
-            let attr = m
-                .namespace()
-                .link(req.ino, req.new_parent, &req.new_name, now)?;
-            attr_in_dir(m, attr, req.new_parent)
+            let ns = m.namespace();
+            let attr = ns.link(req.ino, req.new_parent, &req.new_name, now)?;
+            let dirs = ns.changed_dirs(&[req.new_parent])?;
+            Ok(convert::attr_in_dirs(attr, dirs))
         })
     }
 
@@ -203,11 +191,7 @@ impl master_server::Master for MasterService {
         request: Request<pb::ReadLinkRequest>,
     ) -> Result<Response<pb::ReadLinkReply>, Status> {
         let req = request.into_inner();
-        self.read(move |m| {
-            m.namespace()
-                .readlink(req.ino)
-                .map(|target| pb::ReadLinkReply { target })
-        })
+        self.read(move |m| m.namespace().readlink(req.ino).map(convert::link_target))
     }
 
     async fn read_dir(
@@ -216,6 +200,7 @@ impl master_server::Master for MasterService {
     ) -> Result<Response<pb::ReadDirReply>, Status> {
         let req = request.into_inner();
         let now = time::now();
+        // A mutation: the first page of a listing may mark the directory's atime.
         self.write(move |m| m.read_dir(&req, now))
     }
 
@@ -224,7 +209,40 @@ impl master_server::Master for MasterService {
         _request: Request<pb::Empty>,
     ) -> Result<Response<pb::StatFsReply>, Status> {
         let now = Instant::now();
-        self.read(move |m| m.statfs(now))
+        self.read(move |m| m.statfs(now).map(convert::statfs))
+    }
+
+    async fn mark_access(
+        &self,
+        request: Request<pb::MarkAccessRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = request.into_inner();
+        self.write(move |m| m.mark_accesses(&req).map(convert::done))
+    }
+
+    async fn sync_metadata(
+        &self,
+        _request: Request<pb::Empty>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.write(|m| m.sync_metadata().map(convert::done))
+    }
+
+    async fn open_file(
+        &self,
+        request: Request<pb::OpenFileRequest>,
+    ) -> Result<Response<pb::OpenFileReply>, Status> {
+        let req = request.into_inner();
+        let (now, clock) = (time::now(), Instant::now());
+        self.write(move |m| m.open_file(&req, now, clock))
+    }
+
+    async fn create_file(
+        &self,
+        request: Request<pb::CreateFileRequest>,
+    ) -> Result<Response<pb::CreateFileReply>, Status> {
+        let req = request.into_inner();
+        let (now, clock) = (time::now(), Instant::now());
+        self.write(move |m| m.create_file(&req, now, clock))
     }
 
     async fn get_chunks(
@@ -241,8 +259,7 @@ impl master_server::Master for MasterService {
         request: Request<pb::AllocateChunkRequest>,
     ) -> Result<Response<pb::ChunkInfo>, Status> {
         let req = request.into_inner();
-        let now = Instant::now();
-        let seed = placement_seed();
+        let (now, seed) = (Instant::now(), placement_seed());
         self.write(move |m| m.allocate_chunk(req.ino, req.index, now, seed))
     }
 
@@ -252,65 +269,7 @@ impl master_server::Master for MasterService {
     ) -> Result<Response<pb::AttrReply>, Status> {
         let req = request.into_inner();
         let (now, clock) = (time::now(), Instant::now());
-        self.write(move |m| m.commit_write(&req, now, clock).map(attr_reply))
-    }
-
-    async fn register_chunkserver(
-        &self,
-        request: Request<pb::RegisterChunkserverRequest>,
-    ) -> Result<Response<pb::RegisterChunkserverReply>, Status> {
-        let req = request.into_inner();
-        let now = Instant::now();
-        self.write(move |m| {
-            let server_id = m.registry().register(&req, now)?;
-            Ok(pb::RegisterChunkserverReply { server_id })
-        })
-    }
-
-    async fn heartbeat(
-        &self,
-        request: Request<pb::HeartbeatRequest>,
-    ) -> Result<Response<pb::HeartbeatReply>, Status> {
-        let req = request.into_inner();
-        let now = Instant::now();
-        self.call(move |m| m.heartbeat(&req, now)).await
-    }
-
-    async fn cluster_status(
-        &self,
-        _request: Request<pb::Empty>,
-    ) -> Result<Response<pb::ClusterStatusReply>, Status> {
-        let now = Instant::now();
-        self.call(move |m| admin::cluster_status(m, now)).await
-    }
-
-    async fn file_info(
-        &self,
-        request: Request<pb::PathRequest>,
-    ) -> Result<Response<pb::FileInfoReply>, Status> {
-        let req = request.into_inner();
-        let now = Instant::now();
-        self.call(move |m| admin::file_info(m, &req.path, now))
-            .await
-    }
-
-    async fn fsck(
-        &self,
-        request: Request<pb::PathRequest>,
-    ) -> Result<Response<pb::FsckReply>, Status> {
-        let req = request.into_inner();
-        let now = Instant::now();
-        self.call(move |m| admin::fsck(m, &req.path, now)).await
-    }
-
-    async fn decommission(
-        &self,
-        request: Request<pb::DecommissionRequest>,
-    ) -> Result<Response<pb::ServerStatus>, Status> {
-        let req = request.into_inner();
-        let now = Instant::now();
-        self.call(move |m| admin::decommission(m, &req.server, now))
-            .await
+        self.write(move |m| m.commit_write(&req, now, clock).map(convert::attr_reply))
     }
 
     async fn replace_replicas(
@@ -327,7 +286,7 @@ impl master_server::Master for MasterService {
         request: Request<pb::ReportBadReplicaRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
         let req = request.into_inner();
-        self.write(move |m| m.report_bad_replica(&req).map(|_| pb::Empty {}))
+        self.write(move |m| m.report_bad_replica(&req).map(convert::done))
     }
 
     async fn acquire_lease(
@@ -359,11 +318,7 @@ impl master_server::Master for MasterService {
         request: Request<pb::LeaseRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
         let req = request.into_inner();
-        self.write(move |m| {
-            m.leases()
-                .release(req.ino, &req.holder)
-                .map(|()| pb::Empty {})
-        })
+        self.write(move |m| m.leases().release(req.ino, &req.holder).map(convert::done))
     }
 
     async fn lease_chunk(
@@ -371,8 +326,7 @@ impl master_server::Master for MasterService {
         request: Request<pb::LeaseChunkRequest>,
     ) -> Result<Response<pb::ChunkInfo>, Status> {
         let req = request.into_inner();
-        let now = Instant::now();
-        let seed = placement_seed();
+        let (now, seed) = (Instant::now(), placement_seed());
         self.write(move |m| m.lease_chunk(&req, now, seed))
     }
 
@@ -384,7 +338,7 @@ impl master_server::Master for MasterService {
         self.read(move |m| {
             m.namespace()
                 .get_xattr(req.ino, &req.name)
-                .map(|value| pb::XattrValue { value })
+                .map(convert::xattr_value)
         })
     }
 
@@ -393,12 +347,12 @@ impl master_server::Master for MasterService {
         request: Request<pb::SetXattrRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
         let req = request.into_inner();
-        let mode = req.mode();
+        let mode = convert::xattr_mode(req.mode());
         let now = time::now();
         self.write(move |m| {
             m.namespace()
                 .set_xattr(req.ino, &req.name, &req.value, mode, now)
-                .map(|()| pb::Empty {})
+                .map(convert::done)
         })
     }
 
@@ -407,11 +361,7 @@ impl master_server::Master for MasterService {
         request: Request<pb::GetAttrRequest>,
     ) -> Result<Response<pb::XattrNames>, Status> {
         let req = request.into_inner();
-        self.read(move |m| {
-            m.namespace()
-                .list_xattrs(req.ino)
-                .map(|names| pb::XattrNames { names })
-        })
+        self.read(move |m| m.namespace().list_xattrs(req.ino).map(convert::xattr_names))
     }
 
     async fn remove_xattr(
@@ -423,25 +373,24 @@ impl master_server::Master for MasterService {
         self.write(move |m| {
             m.namespace()
                 .remove_xattr(req.ino, &req.name, now)
-                .map(|()| pb::Empty {})
+                .map(convert::done)
         })
     }
-
-    // advisory locks: mutations, since a change waits for the writer lock.
 
     async fn set_lock(
         &self,
         request: Request<pb::LockRequest>,
     ) -> Result<Response<pb::LockReply>, Status> {
         let req = request.into_inner();
+        let (spec, kind) = (convert::lock_spec(&req), convert::lock_kind(req.kind()));
         let now = Instant::now();
         self.write(move |m| {
-            let (locks, spec) = (m.locks(), lock_spec(&req));
-            let conflict = match lock_kind(req.kind()) {
+            let locks = m.locks();
+            let conflict = match kind {
                 Some(kind) => locks.lock(&spec, kind, now)?,
                 None => locks.unlock(&spec, now).map(|()| None)?,
             };
-            Ok(lock_reply(locks, conflict))
+            Ok(convert::lock_reply(conflict, locks.ttl()))
         })
     }
 
@@ -450,11 +399,13 @@ impl master_server::Master for MasterService {
         request: Request<pb::LockRequest>,
     ) -> Result<Response<pb::LockReply>, Status> {
         let req = request.into_inner();
+        let spec = convert::lock_spec(&req);
+        // A test for an unlock is answered as one for a read lock.
+        let kind = convert::lock_kind(req.kind()).unwrap_or(LockKind::Read);
         let now = Instant::now();
         self.write(move |m| {
-            let kind = lock_kind(req.kind()).unwrap_or(LockKind::Read);
-            let conflict = m.locks().test(&lock_spec(&req), kind, now)?;
-            Ok(lock_reply(m.locks(), conflict))
+            let conflict = m.locks().test(&spec, kind, now)?;
+            Ok(convert::lock_reply(conflict, m.locks().ttl()))
         })
     }
 
@@ -462,17 +413,9 @@ impl master_server::Master for MasterService {
         &self,
         request: Request<pb::LockOwnerRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        let req = request.into_inner();
-        let owner = Owner {
-            session: req.session,
-            owner: req.owner,
-        };
+        let (ino, owner) = convert::lock_owner(request.into_inner());
         let now = Instant::now();
-        self.write(move |m| {
-            m.locks()
-                .release_owner(req.ino, &owner, now)
-                .map(|()| pb::Empty {})
-        })
+        self.write(move |m| m.locks().release_owner(ino, &owner, now).map(convert::done))
     }
 
     async fn renew_lock_session(
@@ -482,10 +425,8 @@ impl master_server::Master for MasterService {
         let req = request.into_inner();
         let now = Instant::now();
         self.write(move |m| {
-            Ok(pb::LockSessionReply {
-                known: m.locks().renew(&req.session, now),
-                session_ttl_ms: m.locks().ttl().as_millis() as u64,
-            })
+            let known = m.locks().renew(&req.session, now);
+            Ok(convert::lock_session_reply(known, m.locks().ttl()))
         })
     }
 
@@ -495,81 +436,64 @@ impl master_server::Master for MasterService {
     ) -> Result<Response<pb::Empty>, Status> {
         let req = request.into_inner();
         let now = Instant::now();
-        self.write(move |m| {
-            m.locks()
-                .end_session(&req.session, now)
-                .map(|()| pb::Empty {})
-        })
+        self.write(move |m| m.locks().end_session(&req.session, now).map(convert::done))
     }
 
-    async fn open_file(
+    async fn register_chunkserver(
         &self,
-        request: Request<pb::OpenFileRequest>,
-    ) -> Result<Response<pb::OpenFileReply>, Status> {
+        request: Request<pb::RegisterChunkserverRequest>,
+    ) -> Result<Response<pb::RegisterChunkserverReply>, Status> {
         let req = request.into_inner();
-        let (now, clock) = (time::now(), Instant::now());
-        self.write(move |m| m.open_file(&req, now, clock))
+        let now = Instant::now();
+        self.write(move |m| m.registry().register(&req, now).map(convert::registered))
     }
 
-    async fn create_file(
+    async fn heartbeat(
         &self,
-        request: Request<pb::CreateFileRequest>,
-    ) -> Result<Response<pb::CreateFileReply>, Status> {
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatReply>, Status> {
         let req = request.into_inner();
-        let (now, clock) = (time::now(), Instant::now());
-        self.write(move |m| m.create_file(&req, now, clock))
+        let now = Instant::now();
+        // A full block report is reconciled against the whole chunk map: off the runtime.
+        self.call(move |m| m.heartbeat(&req, now)).await
     }
 
-    async fn mark_access(
-        &self,
-        request: Request<pb::MarkAccessRequest>,
-    ) -> Result<Response<pb::Empty>, Status> {
-        let req = request.into_inner();
-        self.write(move |m| m.mark_accesses(&req).map(|()| pb::Empty {}))
-    }
-
-    async fn sync_metadata(
+    async fn cluster_status(
         &self,
         _request: Request<pb::Empty>,
-    ) -> Result<Response<pb::Empty>, Status> {
-        self.write(|m| m.sync_metadata().map(|()| pb::Empty {}))
+    ) -> Result<Response<pb::ClusterStatusReply>, Status> {
+        let now = Instant::now();
+        self.call(move |m| admin::cluster_status(m, now).map(convert::cluster_status))
+            .await
     }
-}
 
-fn lock_spec(req: &pb::LockRequest) -> LockSpec {
-    LockSpec {
-        ino: req.ino,
-        owner: Owner {
-            session: req.session.clone(),
-            owner: req.owner,
-        },
-        start: req.start,
-        end: req.end,
-        pid: req.pid,
+    async fn file_info(
+        &self,
+        request: Request<pb::PathRequest>,
+    ) -> Result<Response<pb::FileInfoReply>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.call(move |m| admin::file_info(m, &req.path, now).map(convert::file_info))
+            .await
     }
-}
 
-fn lock_kind(kind: pb::LockKind) -> Option<LockKind> {
-    match kind {
-        pb::LockKind::Unlock => None,
-        pb::LockKind::Read => Some(LockKind::Read),
-        pb::LockKind::Write => Some(LockKind::Write),
+    async fn fsck(
+        &self,
+        request: Request<pb::PathRequest>,
+    ) -> Result<Response<pb::FsckReply>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.call(move |m| admin::fsck(m, &req.path, now).map(convert::fsck_reply))
+            .await
     }
-}
 
-fn lock_reply(locks: &LockTable, conflict: Option<HeldLock>) -> pb::LockReply {
-    pb::LockReply {
-        granted: conflict.is_none(),
-        conflict: conflict.map(|held| pb::HeldLock {
-            start: held.start,
-            end: held.end,
-            kind: match held.kind {
-                LockKind::Read => pb::LockKind::Read,
-                LockKind::Write => pb::LockKind::Write,
-            }
-            .into(),
-            pid: held.pid,
-        }),
-        session_ttl_ms: locks.ttl().as_millis() as u64,
+    async fn decommission(
+        &self,
+        request: Request<pb::DecommissionRequest>,
+    ) -> Result<Response<pb::ServerStatus>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.call(move |m| admin::decommission(m, &req.server, now).map(convert::server_status))
+            .await
     }
 }

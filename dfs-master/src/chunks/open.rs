@@ -21,6 +21,7 @@ use dfs_proto::pb::{self, FileKind, Timestamp};
 use dfs_proto::time::{access_due, time_or_epoch};
 
 use crate::chunks::{Chunk, FIRST_CHUNK_VERSION};
+use crate::convert;
 use crate::error::Result;
 use crate::master::Master;
 use crate::namespace::{invalid, require};
@@ -60,12 +61,7 @@ impl Master {
             (None, (self.namespace().getattr(ino)?, false))
         };
         let chunk_map = self.get_chunks(ino, 0, 0, clock)?;
-        Ok(pb::OpenFileReply {
-            attr: Some(attr),
-            chunk_map: Some(chunk_map),
-            access_marked: marked,
-            lease,
-        })
+        Ok(convert::opened(attr, chunk_map, marked, lease))
     }
 
     /// Looks `req.name` up in `req.parent`; with `req.open_ahead`, a regular file of at most
@@ -81,11 +77,7 @@ impl Master {
         } else {
             None
         };
-        Ok(pb::AttrReply {
-            attr: Some(attr),
-            chunk_map,
-            changed_dirs: Vec::new(),
-        })
+        Ok(convert::looked_up(attr, chunk_map))
     }
 
     /// Marks a read access of `ino` at `now` if the relatime rule calls for one (written
@@ -138,7 +130,7 @@ impl Master {
             None
         };
         let page = self.namespace().readdir(req.ino, &req.after, req.limit)?;
-        Ok(pb::ReadDirReply { dir_attr, ..page })
+        Ok(convert::with_dir_attr(page, dir_attr))
     }
 
     /// Creates (or, without `exclusive`, finds) the regular file `req.node` as
@@ -160,12 +152,8 @@ impl Master {
         }
         if req.lease_holder.is_empty() {
             let attr = self.namespace().make_node(node, now)?;
-            return Ok(pb::CreateFileReply {
-                attr: Some(attr),
-                lease: None,
-                first_chunk: None,
-                changed_dirs: self.namespace().changed_dirs(&[node.parent])?.dirs,
-            });
+            let dirs = self.namespace().changed_dirs(&[node.parent])?;
+            return Ok(convert::created(attr, None, None, dirs));
         }
         // Placement is chosen before the transaction, which only reserves the chunk id.
         let servers = req
@@ -192,21 +180,16 @@ impl Master {
         let (grant, (attr, placed)) =
             self.leases()
                 .acquire_with(&req.lease_holder, clock, create)?;
-        Ok(pb::CreateFileReply {
-            attr: Some(attr),
-            lease: Some(self.lease_reply(grant.recover)),
-            first_chunk: placed.map(|chunk| self.chunk_info(0, &chunk, clock)),
-            changed_dirs: self.namespace().changed_dirs(&[node.parent])?.dirs,
-        })
+        let lease = self.lease_reply(grant.recover);
+        let first_chunk = placed.map(|chunk| self.chunk_info(0, &chunk, clock));
+        let dirs = self.namespace().changed_dirs(&[node.parent])?;
+        Ok(convert::created(attr, Some(lease), first_chunk, dirs))
     }
 
     /// What a holder is told about a lease it was granted or renewed: its time-to-live, and
     /// whether the previous holder died holding it (`recover`).
     pub fn lease_reply(&self, recover: bool) -> pb::LeaseReply {
-        pb::LeaseReply {
-            ttl_ms: self.leases().ttl().as_millis() as u64,
-            recover,
-        }
+        convert::lease_reply(self.leases().ttl(), recover)
     }
 }
 

@@ -10,10 +10,8 @@
 
 use std::collections::HashMap;
 
-use dfs_proto::pb::ServerState;
-
 use crate::chunks::Chunk;
-use crate::cluster::registry::ServerView;
+use crate::cluster::registry::{ServerState, ServerView};
 
 /// One planned move: copy `chunk_id` from `source` (which will lose it) to `target`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use dfs_proto::pb::{self, ServerState};
+use dfs_proto::pb;
 
 use crate::chunks::placement::Candidate;
 use crate::cluster::witness::VersionWitness;
@@ -45,6 +45,37 @@ pub struct ServerIdentity {
     pub rack: String,
     /// Being decommissioned: its replicas are copied elsewhere and it takes no new ones.
     pub draining: bool,
+}
+
+/// Liveness and role of a chunkserver as the master sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerState {
+    /// Heartbeating; takes new replicas.
+    Active,
+    /// Missed heartbeats but not yet dead: its replicas still count, it gets no new ones.
+    Stale,
+    /// Silent past the dead timeout: its replicas are copied elsewhere.
+    Dead,
+    /// Being decommissioned: its replicas are copied elsewhere, then dropped from it.
+    Draining,
+}
+
+/// Where one replica of a chunk lives: the server, and the address of its data service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaAddr {
+    /// The server's id.
+    pub server_id: u64,
+    /// `host:port` of the server's data service.
+    pub addr: String,
+}
+
+/// What the registry answers a heartbeat with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeartbeatAnswer {
+    /// Replicas the server should delete: the master no longer references them.
+    pub delete_chunks: Vec<u64>,
+    /// The master does not know the server: it should register again.
+    pub reregister: bool,
 }
 
 /// What the master knows about one chunkserver.
@@ -212,17 +243,13 @@ impl Registry {
 
     /// Takes a heartbeat: records load and liveness, and answers with the replicas the server
     /// should delete (see the module documentation). An unknown server is told to register.
-    pub fn heartbeat(
-        &self,
-        req: &pb::HeartbeatRequest,
-        now: Instant,
-    ) -> Result<pb::HeartbeatReply> {
+    pub fn heartbeat(&self, req: &pb::HeartbeatRequest, now: Instant) -> Result<HeartbeatAnswer> {
         {
             let mut servers = self.servers();
             let Some(server) = servers.get_mut(&req.server_id) else {
-                return Ok(pb::HeartbeatReply {
+                return Ok(HeartbeatAnswer {
+                    delete_chunks: Vec::new(),
                     reregister: true,
-                    ..Default::default()
                 });
             };
             server.capacity_bytes = req.capacity_bytes;
@@ -267,10 +294,9 @@ impl Registry {
                 "replicas to delete"
             );
         }
-        Ok(pb::HeartbeatReply {
+        Ok(HeartbeatAnswer {
             delete_chunks,
             reregister: false,
-            replicate: Vec::new(),
         })
     }
 
@@ -419,7 +445,7 @@ impl Registry {
 
     /// Addresses of the replicas on `server_ids`: live servers first, each group in the given
     /// (chain) order. Servers the registry has never heard of are left out.
-    pub fn locations(&self, server_ids: &[u64], now: Instant) -> Vec<pb::ReplicaLocation> {
+    pub fn locations(&self, server_ids: &[u64], now: Instant) -> Vec<ReplicaAddr> {
         let servers = self.servers();
         let known = server_ids
             .iter()
@@ -427,7 +453,7 @@ impl Registry {
         let (live, dead): (Vec<_>, Vec<_>) = known.partition(|(_, s)| self.is_live(s, now));
         live.into_iter()
             .chain(dead)
-            .map(|(server_id, s)| pb::ReplicaLocation {
+            .map(|(server_id, s)| ReplicaAddr {
                 server_id,
                 addr: s.identity.addr.clone(),
             })

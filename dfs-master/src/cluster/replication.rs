@@ -32,12 +32,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use dfs_proto::pb::{self, ServerState};
+use dfs_proto::pb;
 
 use crate::chunks::Chunk;
 use crate::chunks::placement::{self, Candidate, PlacementPolicy};
 use crate::cluster::balance;
-use crate::cluster::registry::ServerView;
+use crate::cluster::registry::{ServerState, ServerView};
 use crate::error::Result;
 use crate::store::txn::Writer;
 
@@ -102,6 +102,18 @@ pub struct ReplicationLimits {
     pub scan_chunks: usize,
 }
 
+/// A copy for a chunkserver to make: fetch chunk `chunk_id` at `version` from the server at
+/// `source` and keep it as a replica (handed to the target with its next heartbeat reply).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyCommand {
+    /// The chunk to copy.
+    pub chunk_id: u64,
+    /// The version the copy must hold.
+    pub version: u64,
+    /// `host:port` of the server to copy from.
+    pub source: String,
+}
+
 /// A copy handed to (or waiting for) its target.
 #[derive(Debug, Clone)]
 struct Copy {
@@ -115,7 +127,7 @@ struct Pending {
     /// Copies in flight, by chunk id (at most one per chunk).
     copies: HashMap<u64, Copy>,
     /// Commands not yet handed out, by target server.
-    outbox: HashMap<u64, Vec<pb::ReplicateCommand>>,
+    outbox: HashMap<u64, Vec<CopyCommand>>,
     /// Result of the last complete cycle.
     counts: HealthCounts,
     /// Where the cycle under way stands.
@@ -360,7 +372,7 @@ impl Replication {
             issued: now,
         };
         pending.copies.insert(chunk_id, copy);
-        let command = pb::ReplicateCommand {
+        let command = CopyCommand {
             chunk_id,
             version,
             source: source_addr,
@@ -389,7 +401,7 @@ impl Replication {
     }
 
     /// The copy commands waiting for `server_id`, handed out once.
-    pub fn take_commands(&self, server_id: u64) -> Vec<pb::ReplicateCommand> {
+    pub fn take_commands(&self, server_id: u64) -> Vec<CopyCommand> {
         self.pending().outbox.remove(&server_id).unwrap_or_default()
     }
 

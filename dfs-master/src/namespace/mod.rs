@@ -25,6 +25,7 @@ use dfs_proto::chunk::ChunkLayout;
 use dfs_proto::pb::{self, Attr, FileKind, Timestamp};
 use dfs_proto::{FsError, MAX_NAME_LEN, ROOT_INO};
 
+use crate::convert;
 use crate::error::{Error, Result};
 use crate::store::meta;
 use crate::store::txn::{Txn, Writer};
@@ -132,7 +133,7 @@ impl Namespace {
     /// What a call that changed names in `dirs` answers about them: their attributes now
     /// (each directory once; one gone meanwhile is left out). Read after the change, so never
     /// older than it.
-    pub fn changed_dirs(&self, dirs: &[u64]) -> Result<pb::ChangedDirs> {
+    pub fn changed_dirs(&self, dirs: &[u64]) -> Result<Vec<Attr>> {
         let store = self.writer.store();
         let mut changed = Vec::with_capacity(dirs.len());
         for (i, &dir) in dirs.iter().enumerate() {
@@ -143,7 +144,7 @@ impl Namespace {
                 changed.push(inode.attr);
             }
         }
-        Ok(pb::ChangedDirs { dirs: changed })
+        Ok(changed)
     }
 
     /// Applies a `setattr`: permission bits, owner, group, times and size. A size change of
@@ -372,17 +373,10 @@ impl Namespace {
         for (name, dentry) in page {
             // An entry unlinked since the scan is simply not listed.
             if let Some(inode) = store.inode(dentry.ino)? {
-                entries.push(pb::DirEntry {
-                    name,
-                    attr: Some(inode.attr),
-                });
+                entries.push((name, inode.attr));
             }
         }
-        Ok(pb::ReadDirReply {
-            entries,
-            more,
-            dir_attr: None,
-        })
+        Ok(convert::dir_page(entries, more))
     }
 
     /// Number of inodes in the namespace.

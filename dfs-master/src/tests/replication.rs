@@ -5,10 +5,11 @@
 use std::time::{Duration, Instant};
 
 use dfs_proto::ROOT_INO;
-use dfs_proto::pb::{self, ServerState};
+use dfs_proto::pb;
 
 use super::{CHUNK, Fixture};
 use crate::chunks::Chunk;
+use crate::cluster::registry::ServerState;
 
 /// Past the default dead timeout (120 s) of the fixture's master.
 const LATER: Duration = Duration::from_secs(300);
