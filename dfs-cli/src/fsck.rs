@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use dfs_proto::FsError;
-use dfs_proto::pb::{self, master_client::MasterClient};
+use dfs_proto::pb::{self, admin_client::AdminClient};
 use tonic::transport::Channel;
 
 use crate::Error;
@@ -16,7 +16,7 @@ use crate::Error;
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
 /// The health of every file under `path`, the sum of one `Fsck` call per directory.
-pub async fn walk(master: &mut MasterClient<Channel>, path: &str) -> Result<pb::FsckReply, Error> {
+pub async fn walk(master: &mut AdminClient<Channel>, path: &str) -> Result<pb::FsckReply, Error> {
     let mut total = pb::FsckReply::default();
     let mut pending = VecDeque::from([path.to_string()]);
     let progress = std::io::stderr().is_terminal();

@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use dfs_proto::FsError;
-use dfs_proto::pb::master_client::MasterClient;
+use dfs_proto::pb::admin_client::AdminClient;
 use dfs_proto::pb::{self, ServerState};
 use tonic::transport::Channel;
 
@@ -132,7 +132,7 @@ pub async fn run(cli: Cli) -> Result<Output, Error> {
         .connect()
         .await
         .map_err(connect)?;
-    let mut master = MasterClient::new(channel);
+    let mut master = AdminClient::new(channel);
     let rpc = |status: tonic::Status| Error::Master(FsError::from_status(&status));
     match cli.command {
         Command::Status => {

@@ -12,20 +12,20 @@
 //!   [`store::txn`], a mutation in progress: mutations are serialised on one writer lock and
 //!   applied as one atomic `WriteBatch`, synced at once or, for changes of names and lengths,
 //!   within `--metadata-sync-interval-ms` and at a client's `fsync`.
-//! * [`namespace`] — POSIX namespace operations (rename, permissions, extended attributes
-//!   included) as a deterministic state machine: the caller passes in the time and
-//!   credentials.
-//! * [`chunks`] — chunk allocation and write commits, opening and creating files in one call,
-//!   writer leases, replica changes on the data path, and placement of new replicas.
+//! * [`namespace`] — POSIX namespace operations (rename, permissions, extended attributes)
+//!   as a deterministic state machine: the caller passes in the time and credentials.
+//! * [`chunks`] — the chunk map: allocation and write commits, opening and creating files in
+//!   one call, writer leases, replica changes on the data path, and placement.
 //! * [`locks`] — advisory locks (`fcntl`, `flock`) across mounts, by mount session,
 //!   served from memory and written through to RocksDB.
-//! * [`cluster`] — the chunkserver registry (registration, heartbeats, liveness, garbage
-//!   collection), re-replication and balancing.
+//! * [`cluster`] — the chunkservers: registry (registration, heartbeats, liveness, garbage
+//!   collection), re-replication, balancing, and the witness of replica versions.
 //! * [`admin`] — what the `dfs` admin CLI asks: cluster status, file health, fsck.
-//! * [`master`] — the [`Master`] handle tying these together; what the service and the tests
-//!   call.
+//! * [`master`] — the [`Master`] handle tying these together; what the services, the
+//!   background loops and the tests call.
 //! * [`convert`] — every translation between the wire contract and the master's own types.
-//! * [`service`] — the thin tonic `Master` service.
+//! * [`service`] — the six thin tonic services (`Namespace`, `Files`, `Xattrs`, `Locks`,
+//!   `Registry`, `Admin`), one file each, all on one listener.
 //! * [`background`] — the periodic replication check and metadata log sync.
 //! * [`config`] and [`error`] — settings (clap options) and the crate's error type.
 //!
@@ -59,7 +59,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use dfs_proto::pb::master_server::MasterServer;
 use dfs_proto::time;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
@@ -70,7 +69,6 @@ use crate::background::Background;
 pub use crate::config::Config;
 pub use crate::error::{Error, Result};
 pub use crate::master::Master;
-pub use crate::service::MasterService;
 
 /// Serves a master with `config` on `listener` until `shutdown` completes, then drains
 /// in-flight requests and closes the database.
@@ -90,7 +88,6 @@ pub async fn run(
     let master = tokio::task::spawn_blocking(move || Master::open(&config, time::now())).await??;
     let master = Arc::new(master);
     let background = Background::start(&master, check_every, sync_every);
-    let service = MasterServer::new(MasterService::new(master));
     if let Some(path) = &addr_file {
         write_addr_file(path, local_addr)?;
     }
@@ -98,8 +95,7 @@ pub async fn run(
     // Metadata calls are small request/response pairs: without TCP_NODELAY, Nagle's
     // algorithm would hold replies back for tens of milliseconds.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    Server::builder()
-        .add_service(service)
+    service::router(&mut Server::builder(), &master)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     background.stop().await;
