@@ -7,10 +7,11 @@
 //! change to the contract is a change to this file and the handlers, not to the logic.
 //!
 //! Two things cross unchanged, on purpose. Attributes are dfs-proto's [`Attr`] (with
-//! [`Timestamp`] and [`FileKind`]) throughout: they are what `stat(2)` reports, and the master
-//! and the mount share their rules (`SetAttrRequest::apply_to`, `time::access_due`). And a
-//! request whose fields the logic reads as they are (a `setattr`, a create, a commit, a
-//! heartbeat's block report) reaches it as the message: it is the command the master applies.
+//! [`Timestamp`](pb::Timestamp) and [`FileKind`](pb::FileKind)) throughout: they are what `stat(2)`
+//! reports, and the master and the mount share their rules (`SetAttrRequest::apply_to`,
+//! `time::access_due`). And a request whose fields the logic reads as they are (a `setattr`, a
+//! create, a commit, a heartbeat's block report) reaches it as the message: it is the command the
+//! master applies.
 //!
 //! [`Master`]: crate::Master
 

@@ -58,7 +58,7 @@ pub struct Chunk {
 /// The chunks of (part of) one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileChunks {
-    /// Allocated chunks as `(index, record)`, in index order; a missing index is a hole.
+    /// Allocated chunks as `(index, chunk)`, in index order; a missing index is a hole.
     pub chunks: Vec<(u64, Chunk)>,
     /// Size of the file in bytes.
     pub file_size: u64,
@@ -93,7 +93,7 @@ impl ChunkMap {
         })
     }
 
-    /// Every chunk of every file as `(ino, index, record)`: a full scan for the admin CLI.
+    /// Every chunk of every file as `(ino, index, chunk)`: a full scan for the admin CLI.
     pub fn all_chunks(&self) -> Result<Vec<(u64, u64, Chunk)>> {
         self.writer.store().all_chunks()
     }

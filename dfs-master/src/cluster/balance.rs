@@ -34,7 +34,7 @@ fn usage(view: &ServerView) -> Option<f64> {
 
 /// The moves that bring the fullest and the emptiest active server closer, at most
 /// `max_moves` of them, or none when their usage differs by `spread` (a fraction) or less.
-/// `chunks` are the chunk records; `chunk_size` estimates what one move shifts.
+/// `chunks` are the chunks to choose from; `chunk_size` estimates what one move shifts.
 pub fn plan_moves<'a>(
     servers: &[ServerView],
     chunks: impl IntoIterator<Item = &'a Chunk>,

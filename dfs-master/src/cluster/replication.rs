@@ -19,10 +19,9 @@
 //!   first.
 //! * **missing**: no replica on a live server; nothing to copy from until one returns.
 //!
-//! When every chunk is healthy (in the last cycle and in this one so far) and no copy is in
-//! flight, [`balance`](crate::cluster::balance) may plan moves from the fullest to the
-//! emptiest server among the chunks of the check (copies whose surplus replica is then
-//! trimmed).
+//! When every chunk is healthy (in the last cycle and in this one so far) and no copy is in flight,
+//! [`balance`] may plan moves from the fullest to the emptiest server among the chunks of the check
+//! (copies whose surplus replica is then trimmed).
 //!
 //! Every record change re-reads the chunk under the writer lock and is one batch, so a
 //! concurrent write commit is never overwritten. Copies in flight live in memory only: after

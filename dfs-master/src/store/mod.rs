@@ -7,17 +7,17 @@
 //!
 //! | column family | key | value |
 //! |---|---|---|
-//! | `inodes` | ino u64 BE | [`InodeRecord`](records::InodeRecord) |
+//! | `inodes` | ino u64 BE | [`InodeRecord`] |
 //! | `dentries` | parent u64 BE ‖ name bytes | child ino u64 BE ‖ kind byte |
 //! | `symlinks` | ino u64 BE | target bytes |
-//! | `chunks` | ino u64 BE ‖ chunk index u64 BE | [`ChunkRecord`](records::ChunkRecord) |
+//! | `chunks` | ino u64 BE ‖ chunk index u64 BE | [`ChunkRecord`] |
 //! | `chunk_ids` | chunk id u64 BE | ino u64 BE ‖ chunk index u64 BE |
-//! | `servers` | server id u64 BE | [`ServerRecord`](records::ServerRecord) |
+//! | `servers` | server id u64 BE | [`ServerRecord`] |
 //! | `deletions` | server id u64 BE ‖ chunk id u64 BE | empty |
 //! | `meta` | counter name | u64 BE |
-//! | `leases` | ino u64 BE | [`LeaseRecord`](records::LeaseRecord) |
+//! | `leases` | ino u64 BE | [`LeaseRecord`] |
 //! | `xattrs` | ino u64 BE ‖ name bytes | value bytes |
-//! | `locks` | ino u64 BE | [`LockRecords`](records::LockRecords) (advisory locks) |
+//! | `locks` | ino u64 BE | [`LockRecords`] (advisory locks) |
 //!
 //! Keys are fixed-width big-endian integers ([`keys`]) so that RocksDB's byte order is numeric
 //! order: the entries of one directory, the chunks of one file or the pending deletions of one
@@ -157,7 +157,7 @@ pub enum SyncPolicy {
 /// The master's RocksDB database with every column family open.
 ///
 /// Reads are plain methods here and may run concurrently from any thread. Writes are
-/// assembled in a [`Txn`] and applied with [`Store::write`].
+/// assembled in a [`Txn`] and applied with `Store::write`.
 pub struct Store {
     db: DB,
     policy: SyncPolicy,
@@ -368,7 +368,7 @@ impl Store {
         value.map(|v| decode_pair(CF_CHUNK_IDS, &v)).transpose()
     }
 
-    /// Every chunk of every file as `(ino, index, record)`, in key order: what the
+    /// Every chunk of every file as `(ino, index, chunk)`, in key order: what the
     /// replication check walks. A full scan, for a background task, not a request path.
     pub fn all_chunks(&self) -> Result<Vec<(u64, u64, Chunk)>> {
         self.chunks_after(None, usize::MAX)
