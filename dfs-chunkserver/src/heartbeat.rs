@@ -19,7 +19,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use dfs_proto::FsError;
-use dfs_proto::pb::master_client::MasterClient;
+use dfs_proto::pb::registry_client::RegistryClient;
 use dfs_proto::pb::{
     ChunkReplicaReport, ClusterConfig, Empty, HeartbeatRequest, RegisterChunkserverRequest,
 };
@@ -41,11 +41,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// While the master stays unreachable, log every this many failed attempts.
 const LOG_EVERY_FAILURES: u32 = 20;
 
-/// A client of the master with the configured timeouts.
+/// A client of the master's `Registry` service (all a chunkserver asks the master) with the
+/// configured timeouts.
 #[derive(Debug, Clone)]
 pub struct Master {
     addr: String,
-    client: MasterClient<Channel>,
+    client: RegistryClient<Channel>,
 }
 
 impl Master {
@@ -56,7 +57,7 @@ impl Master {
             .map_err(|e| Error::Config(format!("bad master address {addr:?}: {e}")))?
             .timeout(rpc_timeout)
             .connect_lazy();
-        let client = MasterClient::new(channel)
+        let client = RegistryClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE);
         Ok(Master {

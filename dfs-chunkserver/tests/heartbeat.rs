@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dfs_chunkserver::{ChunkStore, Config, StoreOptions};
-use dfs_proto::pb::master_server::{Master, MasterServer};
+use dfs_proto::pb::registry_server::{Registry, RegistryServer};
 use dfs_proto::pb::*;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -29,6 +29,7 @@ struct State {
     reregister_next: bool,
 }
 
+/// A master serving only the `Registry` service: all a chunkserver calls.
 #[derive(Clone, Default)]
 struct FakeMaster(Arc<Mutex<State>>);
 
@@ -47,12 +48,8 @@ impl FakeMaster {
     }
 }
 
-fn unimplemented<T>() -> Result<Response<T>, Status> {
-    Err(Status::unimplemented("not part of the fake master"))
-}
-
 #[tonic::async_trait]
-impl Master for FakeMaster {
+impl Registry for FakeMaster {
     async fn get_cluster_config(
         &self,
         _: Request<Empty>,
@@ -86,176 +83,6 @@ impl Master for FakeMaster {
         };
         Ok(Response::new(reply))
     }
-    async fn lookup(&self, _: Request<LookupRequest>) -> Result<Response<AttrReply>, Status> {
-        unimplemented()
-    }
-    async fn cluster_status(
-        &self,
-        _: Request<Empty>,
-    ) -> Result<Response<ClusterStatusReply>, Status> {
-        unimplemented()
-    }
-    async fn file_info(&self, _: Request<PathRequest>) -> Result<Response<FileInfoReply>, Status> {
-        unimplemented()
-    }
-    async fn fsck(&self, _: Request<PathRequest>) -> Result<Response<FsckReply>, Status> {
-        unimplemented()
-    }
-    async fn decommission(
-        &self,
-        _: Request<DecommissionRequest>,
-    ) -> Result<Response<ServerStatus>, Status> {
-        unimplemented()
-    }
-    async fn get_attr(&self, _: Request<GetAttrRequest>) -> Result<Response<AttrReply>, Status> {
-        unimplemented()
-    }
-    async fn set_attr(&self, _: Request<SetAttrRequest>) -> Result<Response<AttrReply>, Status> {
-        unimplemented()
-    }
-    async fn make_node(&self, _: Request<MakeNodeRequest>) -> Result<Response<AttrReply>, Status> {
-        unimplemented()
-    }
-    async fn unlink(&self, _: Request<RemoveRequest>) -> Result<Response<ChangedDirs>, Status> {
-        unimplemented()
-    }
-    async fn rmdir(&self, _: Request<RemoveRequest>) -> Result<Response<ChangedDirs>, Status> {
-        unimplemented()
-    }
-    async fn rename(&self, _: Request<RenameRequest>) -> Result<Response<ChangedDirs>, Status> {
-        unimplemented()
-    }
-    async fn link(&self, _: Request<LinkRequest>) -> Result<Response<AttrReply>, Status> {
-        unimplemented()
-    }
-    async fn read_link(
-        &self,
-        _: Request<ReadLinkRequest>,
-    ) -> Result<Response<ReadLinkReply>, Status> {
-        unimplemented()
-    }
-    async fn read_dir(&self, _: Request<ReadDirRequest>) -> Result<Response<ReadDirReply>, Status> {
-        unimplemented()
-    }
-    async fn stat_fs(&self, _: Request<Empty>) -> Result<Response<StatFsReply>, Status> {
-        unimplemented()
-    }
-    async fn get_chunks(
-        &self,
-        _: Request<GetChunksRequest>,
-    ) -> Result<Response<GetChunksReply>, Status> {
-        unimplemented()
-    }
-    async fn allocate_chunk(
-        &self,
-        _: Request<AllocateChunkRequest>,
-    ) -> Result<Response<ChunkInfo>, Status> {
-        unimplemented()
-    }
-    async fn commit_write(
-        &self,
-        _: Request<CommitWriteRequest>,
-    ) -> Result<Response<AttrReply>, Status> {
-        unimplemented()
-    }
-    async fn sync_metadata(&self, _: Request<Empty>) -> Result<Response<Empty>, Status> {
-        unimplemented()
-    }
-    async fn mark_access(&self, _: Request<MarkAccessRequest>) -> Result<Response<Empty>, Status> {
-        unimplemented()
-    }
-    async fn replace_replicas(
-        &self,
-        _: Request<dfs_proto::pb::ReplaceReplicasRequest>,
-    ) -> Result<Response<ChunkInfo>, Status> {
-        unimplemented()
-    }
-    async fn report_bad_replica(
-        &self,
-        _: Request<dfs_proto::pb::ReportBadReplicaRequest>,
-    ) -> Result<Response<Empty>, Status> {
-        unimplemented()
-    }
-    // Writer leases.
-    async fn acquire_lease(
-        &self,
-        _: Request<LeaseRequest>,
-    ) -> Result<Response<LeaseReply>, Status> {
-        unimplemented()
-    }
-    async fn renew_lease(&self, _: Request<LeaseRequest>) -> Result<Response<LeaseReply>, Status> {
-        unimplemented()
-    }
-    async fn release_lease(&self, _: Request<LeaseRequest>) -> Result<Response<Empty>, Status> {
-        unimplemented()
-    }
-    async fn lease_chunk(
-        &self,
-        _: Request<LeaseChunkRequest>,
-    ) -> Result<Response<ChunkInfo>, Status> {
-        unimplemented()
-    }
-    async fn get_xattr(
-        &self,
-        _: Request<dfs_proto::pb::XattrRequest>,
-    ) -> Result<Response<dfs_proto::pb::XattrValue>, Status> {
-        unimplemented()
-    }
-    async fn set_xattr(
-        &self,
-        _: Request<dfs_proto::pb::SetXattrRequest>,
-    ) -> Result<Response<Empty>, Status> {
-        unimplemented()
-    }
-    async fn list_xattrs(
-        &self,
-        _: Request<GetAttrRequest>,
-    ) -> Result<Response<dfs_proto::pb::XattrNames>, Status> {
-        unimplemented()
-    }
-    async fn remove_xattr(
-        &self,
-        _: Request<dfs_proto::pb::XattrRequest>,
-    ) -> Result<Response<Empty>, Status> {
-        unimplemented()
-    }
-    // advisory locks
-    async fn set_lock(&self, _: Request<LockRequest>) -> Result<Response<LockReply>, Status> {
-        unimplemented()
-    }
-    async fn test_lock(&self, _: Request<LockRequest>) -> Result<Response<LockReply>, Status> {
-        unimplemented()
-    }
-    async fn release_lock_owner(
-        &self,
-        _: Request<LockOwnerRequest>,
-    ) -> Result<Response<Empty>, Status> {
-        unimplemented()
-    }
-    async fn renew_lock_session(
-        &self,
-        _: Request<LockSessionRequest>,
-    ) -> Result<Response<LockSessionReply>, Status> {
-        unimplemented()
-    }
-    async fn end_lock_session(
-        &self,
-        _: Request<LockSessionRequest>,
-    ) -> Result<Response<Empty>, Status> {
-        unimplemented()
-    }
-    async fn open_file(
-        &self,
-        _: Request<dfs_proto::pb::OpenFileRequest>,
-    ) -> Result<Response<dfs_proto::pb::OpenFileReply>, Status> {
-        unimplemented()
-    }
-    async fn create_file(
-        &self,
-        _: Request<dfs_proto::pb::CreateFileRequest>,
-    ) -> Result<Response<dfs_proto::pb::CreateFileReply>, Status> {
-        unimplemented()
-    }
 }
 
 /// Reported chunk ids of a heartbeat.
@@ -275,7 +102,7 @@ async fn registers_reports_deletes_and_reregisters() {
     let master_addr = master_listener.local_addr().unwrap().to_string();
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(MasterServer::new(master.clone()))
+            .add_service(RegistryServer::new(master.clone()))
             .serve_with_incoming(TcpListenerStream::new(master_listener)),
     );
 

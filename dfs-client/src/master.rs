@@ -8,7 +8,10 @@
 use std::time::Duration;
 
 use dfs_proto::FsError;
-use dfs_proto::pb::{self, master_client::MasterClient as PbMasterClient};
+use dfs_proto::pb::{
+    self, admin_client::AdminClient, files_client::FilesClient, locks_client::LocksClient,
+    namespace_client::NamespaceClient, xattrs_client::XattrsClient,
+};
 use tonic::transport::{Channel, Endpoint};
 
 /// Builds a lazily connecting channel with the client's timeouts: a connect timeout, a
@@ -27,10 +30,15 @@ pub fn lazy_channel(uri: &str, timeout: Duration) -> Result<Channel, FsError> {
     Ok(endpoint.connect_lazy())
 }
 
-/// A cheap, cloneable handle on the master's `Master` service.
+/// A cheap, cloneable handle on the master's services a client calls: one generated client
+/// per service (`Namespace`, `Files`, `Xattrs`, `Locks`, `Admin`), all over one channel.
 #[derive(Debug, Clone)]
 pub struct MasterClient {
-    inner: PbMasterClient<Channel>,
+    namespace: NamespaceClient<Channel>,
+    files: FilesClient<Channel>,
+    xattrs: XattrsClient<Channel>,
+    locks: LocksClient<Channel>,
+    admin: AdminClient<Channel>,
     /// The client's RPC timeout, also the bound on retrying an allocation the master defers.
     timeout: Duration,
 }
@@ -54,17 +62,40 @@ impl MasterClient {
     pub fn new(uri: &str, timeout: Duration) -> Result<MasterClient, FsError> {
         let channel = lazy_channel(uri, timeout)?;
         // Chunk maps of huge files and directory pages can exceed tonic's 4 MiB default.
-        let inner = PbMasterClient::new(channel).max_decoding_message_size(64 << 20);
-        Ok(MasterClient { inner, timeout })
+        let max = 64 << 20;
+        Ok(MasterClient {
+            namespace: NamespaceClient::new(channel.clone()).max_decoding_message_size(max),
+            files: FilesClient::new(channel.clone()).max_decoding_message_size(max),
+            xattrs: XattrsClient::new(channel.clone()).max_decoding_message_size(max),
+            locks: LocksClient::new(channel.clone()).max_decoding_message_size(max),
+            admin: AdminClient::new(channel).max_decoding_message_size(max),
+            timeout,
+        })
     }
 
-    fn client(&self) -> PbMasterClient<Channel> {
-        self.inner.clone()
+    fn namespace(&self) -> NamespaceClient<Channel> {
+        self.namespace.clone()
+    }
+
+    fn files(&self) -> FilesClient<Channel> {
+        self.files.clone()
+    }
+
+    fn xattrs(&self) -> XattrsClient<Channel> {
+        self.xattrs.clone()
+    }
+
+    fn locks(&self) -> LocksClient<Channel> {
+        self.locks.clone()
+    }
+
+    fn admin(&self) -> AdminClient<Channel> {
+        self.admin.clone()
     }
 
     /// The cluster's chunk size, block size and replication.
     pub async fn cluster_config(&self) -> Result<pb::ClusterConfig, FsError> {
-        answer(self.client().get_cluster_config(pb::Empty {}).await)
+        answer(self.namespace().get_cluster_config(pb::Empty {}).await)
     }
 
     /// The inode named `name` in directory `parent`.
@@ -74,7 +105,7 @@ impl MasterClient {
             name: name.to_vec(),
             open_ahead: false,
         };
-        attr_of(answer(self.client().lookup(req).await)?)
+        attr_of(answer(self.namespace().lookup(req).await)?)
     }
 
     /// Looks `name` up in `parent` for an open that may follow: a small regular file comes
@@ -89,7 +120,7 @@ impl MasterClient {
             name: name.to_vec(),
             open_ahead: true,
         };
-        let mut reply = answer(self.client().lookup(req).await)?;
+        let mut reply = answer(self.namespace().lookup(req).await)?;
         let chunk_map = reply.chunk_map.take();
         Ok((attr_of(reply)?, chunk_map))
     }
@@ -97,13 +128,13 @@ impl MasterClient {
     /// Attributes of an inode.
     pub async fn get_attr(&self, ino: u64) -> Result<pb::Attr, FsError> {
         attr_of(answer(
-            self.client().get_attr(pb::GetAttrRequest { ino }).await,
+            self.namespace().get_attr(pb::GetAttrRequest { ino }).await,
         )?)
     }
 
     /// Changes attributes; absent fields of `req` are left alone.
     pub async fn set_attr(&self, req: pb::SetAttrRequest) -> Result<pb::Attr, FsError> {
-        attr_of(answer(self.client().set_attr(req).await)?)
+        attr_of(answer(self.namespace().set_attr(req).await)?)
     }
 
     /// Creates a node of any kind.
@@ -112,7 +143,7 @@ impl MasterClient {
         &self,
         req: pb::MakeNodeRequest,
     ) -> Result<(pb::Attr, Vec<pb::Attr>), FsError> {
-        let mut reply = answer(self.client().make_node(req).await)?;
+        let mut reply = answer(self.namespace().make_node(req).await)?;
         let dirs = std::mem::take(&mut reply.changed_dirs);
         Ok((attr_of(reply)?, dirs))
     }
@@ -123,7 +154,7 @@ impl MasterClient {
             parent,
             name: name.to_vec(),
         };
-        answer(self.client().unlink(req).await).map(|changed| changed.dirs)
+        answer(self.namespace().unlink(req).await).map(|changed| changed.dirs)
     }
 
     /// Removes an empty directory; answers the parent's attributes after the change.
@@ -132,13 +163,13 @@ impl MasterClient {
             parent,
             name: name.to_vec(),
         };
-        answer(self.client().rmdir(req).await).map(|changed| changed.dirs)
+        answer(self.namespace().rmdir(req).await).map(|changed| changed.dirs)
     }
 
     /// Renames an entry (`flags` as for `renameat2`); answers the attributes of the one or
     /// two parents after the change.
     pub async fn rename(&self, req: pb::RenameRequest) -> Result<Vec<pb::Attr>, FsError> {
-        answer(self.client().rename(req).await).map(|changed| changed.dirs)
+        answer(self.namespace().rename(req).await).map(|changed| changed.dirs)
     }
 
     /// Adds a hard link to `ino`; answers its attributes and the new parent's after the
@@ -154,14 +185,18 @@ impl MasterClient {
             new_parent,
             new_name: new_name.to_vec(),
         };
-        let mut reply = answer(self.client().link(req).await)?;
+        let mut reply = answer(self.namespace().link(req).await)?;
         let dirs = std::mem::take(&mut reply.changed_dirs);
         Ok((attr_of(reply)?, dirs))
     }
 
     /// The target of a symlink.
     pub async fn read_link(&self, ino: u64) -> Result<Vec<u8>, FsError> {
-        let reply = answer(self.client().read_link(pb::ReadLinkRequest { ino }).await)?;
+        let reply = answer(
+            self.namespace()
+                .read_link(pb::ReadLinkRequest { ino })
+                .await,
+        )?;
         Ok(reply.target)
     }
 
@@ -180,12 +215,12 @@ impl MasterClient {
             limit,
             open,
         };
-        answer(self.client().read_dir(req).await)
+        answer(self.namespace().read_dir(req).await)
     }
 
     /// Capacity and usage of the cluster.
     pub async fn stat_fs(&self) -> Result<pb::StatFsReply, FsError> {
-        answer(self.client().stat_fs(pb::Empty {}).await)
+        answer(self.namespace().stat_fs(pb::Empty {}).await)
     }
 
     /// Allocated chunks of a file from `first_index` on (`count` 0 = all), and its size.
@@ -200,7 +235,7 @@ impl MasterClient {
             first_index,
             count,
         };
-        answer(self.client().get_chunks(req).await)
+        answer(self.files().get_chunks(req).await)
     }
 
     /// The chunk at `index` of a file, allocated with fresh replicas if it does not exist.
@@ -212,7 +247,7 @@ impl MasterClient {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             let req = pb::AllocateChunkRequest { ino, index };
-            match answer(self.client().allocate_chunk(req).await) {
+            match answer(self.files().allocate_chunk(req).await) {
                 Err(FsError::Unavailable(why)) if tokio::time::Instant::now() < deadline => {
                     tracing::debug!(ino, index, %why, "allocation deferred, retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -224,12 +259,12 @@ impl MasterClient {
 
     /// Records written chunk lengths and the file's new size; returns the new attributes.
     pub async fn commit_write(&self, req: pb::CommitWriteRequest) -> Result<pb::Attr, FsError> {
-        attr_of(answer(self.client().commit_write(req).await)?)
+        attr_of(answer(self.files().commit_write(req).await)?)
     }
 
     /// Makes every metadata change the master acknowledged so far durable on its disk.
     pub async fn sync_metadata(&self) -> Result<(), FsError> {
-        answer(self.client().sync_metadata(pb::Empty {}).await).map(|_| ())
+        answer(self.namespace().sync_metadata(pb::Empty {}).await).map(|_| ())
     }
 
     /// Asks for the writer lease of `ino` for `holder` (`EBUSY` while another holds it).
@@ -238,7 +273,7 @@ impl MasterClient {
             ino,
             holder: holder.to_string(),
         };
-        answer(self.client().acquire_lease(req).await)
+        answer(self.files().acquire_lease(req).await)
     }
 
     /// Extends `holder`'s lease of `ino` (`ESTALE` if it was lost).
@@ -247,7 +282,7 @@ impl MasterClient {
             ino,
             holder: holder.to_string(),
         };
-        answer(self.client().renew_lease(req).await)
+        answer(self.files().renew_lease(req).await)
     }
 
     /// Gives up `holder`'s lease of `ino`.
@@ -256,7 +291,7 @@ impl MasterClient {
             ino,
             holder: holder.to_string(),
         };
-        answer(self.client().release_lease(req).await).map(drop)
+        answer(self.files().release_lease(req).await).map(drop)
     }
 
     /// The chunk at `index` of a file for writing under `holder`'s lease: allocated if
@@ -309,7 +344,7 @@ impl MasterClient {
         let (ino, index) = (req.ino, req.index);
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            match answer(self.client().lease_chunk(req.clone()).await) {
+            match answer(self.files().lease_chunk(req.clone()).await) {
                 Err(FsError::Unavailable(why)) if tokio::time::Instant::now() < deadline => {
                     tracing::debug!(ino, index, %why, "allocation deferred, retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -340,7 +375,7 @@ impl MasterClient {
             failed,
             holder: holder.unwrap_or_default().to_string(),
         };
-        answer(self.client().replace_replicas(req).await)
+        answer(self.files().replace_replicas(req).await)
     }
 
     /// Tells the master that a replica is corrupt or stale.
@@ -348,7 +383,7 @@ impl MasterClient {
         &self,
         req: pb::ReportBadReplicaRequest,
     ) -> Result<(), FsError> {
-        answer(self.client().report_bad_replica(req).await).map(drop)
+        answer(self.files().report_bad_replica(req).await).map(drop)
     }
 
     /// The value of extended attribute `name` of `ino`.
@@ -357,7 +392,7 @@ impl MasterClient {
             ino,
             name: name.to_vec(),
         };
-        Ok(answer(self.client().get_xattr(req).await)?.value)
+        Ok(answer(self.xattrs().get_xattr(req).await)?.value)
     }
 
     /// Sets extended attribute `name` of `ino`.
@@ -374,13 +409,13 @@ impl MasterClient {
             value: value.to_vec(),
             mode: mode.into(),
         };
-        answer(self.client().set_xattr(req).await).map(drop)
+        answer(self.xattrs().set_xattr(req).await).map(drop)
     }
 
     /// The names of the extended attributes of `ino`.
     pub async fn list_xattrs(&self, ino: u64) -> Result<Vec<Vec<u8>>, FsError> {
         let req = pb::GetAttrRequest { ino };
-        Ok(answer(self.client().list_xattrs(req).await)?.names)
+        Ok(answer(self.xattrs().list_xattrs(req).await)?.names)
     }
 
     /// Removes extended attribute `name` of `ino`.
@@ -389,7 +424,7 @@ impl MasterClient {
             ino,
             name: name.to_vec(),
         };
-        answer(self.client().remove_xattr(req).await).map(drop)
+        answer(self.xattrs().remove_xattr(req).await).map(drop)
     }
 
     // --- small-file fast path ---
@@ -408,13 +443,13 @@ impl MasterClient {
             read,
             lease_holder: lease_holder.unwrap_or_default().to_string(),
         };
-        answer(self.client().open_file(req).await)
+        answer(self.files().open_file(req).await)
     }
 
     /// Applies read accesses this mount marked itself (see `crate::marks`).
     pub async fn mark_access(&self, marks: Vec<pb::AccessMark>) -> Result<(), FsError> {
         let req = pb::MarkAccessRequest { marks };
-        answer(self.client().mark_access(req).await).map(|_| ())
+        answer(self.namespace().mark_access(req).await).map(|_| ())
     }
 
     /// Creates (or finds, without `exclusive`) a regular file; with `lease_holder`, its writer
@@ -430,7 +465,7 @@ impl MasterClient {
             // A writer places chunk 0 in the same call (no allocation at the first flush).
             place_first_chunk: lease_holder.is_some(),
         };
-        answer(self.client().create_file(req).await)
+        answer(self.files().create_file(req).await)
     }
 }
 
@@ -439,12 +474,12 @@ impl MasterClient {
     /// Takes, changes or drops a lock; the reply says whether another owner's lock is in
     /// the way.
     pub async fn set_lock(&self, req: pb::LockRequest) -> Result<pb::LockReply, FsError> {
-        answer(self.client().set_lock(req).await)
+        answer(self.locks().set_lock(req).await)
     }
 
     /// Whether a lock could be taken, and if not, which lock is in the way.
     pub async fn test_lock(&self, req: pb::LockRequest) -> Result<pb::LockReply, FsError> {
-        answer(self.client().test_lock(req).await)
+        answer(self.locks().test_lock(req).await)
     }
 
     /// Drops every lock of `owner` in `session` on `ino`.
@@ -459,7 +494,7 @@ impl MasterClient {
             ino,
             owner,
         };
-        answer(self.client().release_lock_owner(req).await).map(drop)
+        answer(self.locks().release_lock_owner(req).await).map(drop)
     }
 
     /// Keeps `session` (and its locks) alive for another time-to-live.
@@ -467,7 +502,7 @@ impl MasterClient {
         let req = pb::LockSessionRequest {
             session: session.to_string(),
         };
-        answer(self.client().renew_lock_session(req).await)
+        answer(self.locks().renew_lock_session(req).await)
     }
 
     /// Ends `session`, dropping its locks.
@@ -475,12 +510,12 @@ impl MasterClient {
         let req = pb::LockSessionRequest {
             session: session.to_string(),
         };
-        answer(self.client().end_lock_session(req).await).map(drop)
+        answer(self.locks().end_lock_session(req).await).map(drop)
     }
 
     /// Every chunkserver with its state and capacity, and the cluster's replication health.
     pub async fn cluster_status(&self) -> Result<pb::ClusterStatusReply, FsError> {
-        answer(self.client().cluster_status(pb::Empty {}).await)
+        answer(self.admin().cluster_status(pb::Empty {}).await)
     }
 
     /// A file's chunks, versions and replicas, by path from the root.
@@ -488,7 +523,7 @@ impl MasterClient {
         let req = pb::PathRequest {
             path: path.to_string(),
         };
-        answer(self.client().file_info(req).await)
+        answer(self.admin().file_info(req).await)
     }
 
     /// The replication health of the files directly in directory `path` (or of file
@@ -497,7 +532,7 @@ impl MasterClient {
         let req = pb::PathRequest {
             path: path.to_string(),
         };
-        answer(self.client().fsck(req).await)
+        answer(self.admin().fsck(req).await)
     }
 
     /// Starts draining chunkserver `server` (its id or address).
@@ -505,6 +540,6 @@ impl MasterClient {
         let req = pb::DecommissionRequest {
             server: server.to_string(),
         };
-        answer(self.client().decommission(req).await)
+        answer(self.admin().decommission(req).await)
     }
 }

@@ -3,25 +3,111 @@
 //!
 //! Health is judged as the replication check judges it ([`ChunkHealth`]): a replica on an
 //! active or stale server is healthy, one on a draining server is readable but leaving, one
-//! on a dead server does not count.
+//! on a dead server does not count. The answers are the master's own types; the service turns
+//! them into the admin messages ([`crate::convert`]).
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use dfs_proto::pb::{self, FileKind};
+use dfs_proto::pb::{Attr, FileKind};
 use dfs_proto::{FsError, ROOT_INO};
 
+use crate::chunks::Chunk;
+use crate::cluster::registry::{ServerState, ServerView};
+use crate::cluster::replication::{ChunkHealth, HealthCounts};
 use crate::error::Result;
 use crate::master::Master;
-use crate::registry::ServerView;
-use crate::replication::ChunkHealth;
-use crate::store::ChunkRecord;
 
 /// Directory entries read per page while walking a subtree.
 const WALK_PAGE: u32 = 1000;
 
+/// One chunkserver with the number of replicas the chunk map places on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerReport {
+    /// The server as the registry sees it now.
+    pub view: ServerView,
+    /// Replicas the master places on this server.
+    pub replicas: u64,
+}
+
+/// The whole cluster at a glance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterStatus {
+    /// Every registered server, in id order.
+    pub servers: Vec<ServerReport>,
+    /// Inodes in the namespace.
+    pub files: u64,
+    /// Chunks in the chunk map.
+    pub chunks: u64,
+    /// Replication health as of the last complete replication check.
+    pub health: HealthCounts,
+    /// Copies in flight.
+    pub replications_in_flight: u64,
+    /// The replication factor.
+    pub replication: u32,
+}
+
+/// One replica of a chunk, with the state of its server (dead if the server is unknown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaReport {
+    /// The server holding it.
+    pub server_id: u64,
+    /// The server's data address (empty if unknown).
+    pub addr: String,
+    /// The server's rack label.
+    pub rack: String,
+    /// The server's state.
+    pub state: ServerState,
+}
+
+/// One chunk of a file with its replicas and how many of them are healthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkReport {
+    /// The chunk's index in the file.
+    pub index: u64,
+    /// The chunk.
+    pub chunk: Chunk,
+    /// Its replicas, in chain order.
+    pub replicas: Vec<ReplicaReport>,
+    /// Replicas that count towards the replication factor.
+    pub healthy: u32,
+}
+
+/// A regular file's chunks and their health.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileReport {
+    /// The file's attributes.
+    pub attr: Attr,
+    /// Its allocated chunks, in index order.
+    pub chunks: Vec<ChunkReport>,
+    /// The replication factor.
+    pub replication: u32,
+}
+
+/// The replication health of a file, or of the files directly in one directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FsckReport {
+    /// Directories checked (one, or none for a file).
+    pub directories: u64,
+    /// Regular files checked.
+    pub files: u64,
+    /// Their chunks.
+    pub chunks: u64,
+    /// Chunks with at least the replication factor of healthy replicas.
+    pub healthy_chunks: u64,
+    /// Chunks with fewer healthy replicas, but at least one readable.
+    pub under_replicated: u64,
+    /// Chunks with no readable replica.
+    pub missing: u64,
+    /// Paths (relative to the root) of files with an under-replicated or missing chunk, sorted.
+    pub damaged_files: Vec<String>,
+    /// Subdirectories of the checked directory (paths relative to the root), left for the
+    /// caller to check next.
+    pub subdirectories: Vec<String>,
+}
+
 /// Every server with its state, and the cluster's replication health as of the last check.
-pub fn cluster_status(master: &Master, now: Instant) -> Result<pb::ClusterStatusReply> {
+pub fn cluster_status(master: &Master, now: Instant) -> Result<ClusterStatus> {
     let views = master.registry().snapshot(now);
     let mut replicas: HashMap<u64, u64> = HashMap::new();
     // Replica counts per server come from the chunk map, which is the truth the master acts on.
@@ -31,25 +117,26 @@ pub fn cluster_status(master: &Master, now: Instant) -> Result<pb::ClusterStatus
             *replicas.entry(id).or_default() += 1;
         }
     }
-    let (counts, in_flight) = master.replication().counts();
+    let (health, in_flight) = master.replication().counts();
     let servers = views
-        .iter()
-        .map(|v| server_status(v, replicas.get(&v.server_id).copied().unwrap_or(0)))
+        .into_iter()
+        .map(|view| ServerReport {
+            replicas: replicas.get(&view.server_id).copied().unwrap_or(0),
+            view,
+        })
         .collect();
-    Ok(pb::ClusterStatusReply {
+    Ok(ClusterStatus {
         servers,
         files: master.namespace().inode_count()?,
         chunks: store_chunks.len() as u64,
-        under_replicated: counts.under_replicated,
-        missing: counts.missing,
-        over_replicated: counts.over_replicated,
+        health,
         replications_in_flight: in_flight as u64,
         replication: master.cluster_config().replication,
     })
 }
 
 /// The chunks of the regular file at `path`, with their replicas and health.
-pub fn file_info(master: &Master, path: &str, now: Instant) -> Result<pb::FileInfoReply> {
+pub fn file_info(master: &Master, path: &str, now: Instant) -> Result<FileReport> {
     let attr = resolve(master, path)?;
     if attr.kind() != FileKind::Regular {
         return Err(FsError::IsDir.into());
@@ -59,11 +146,11 @@ pub fn file_info(master: &Master, path: &str, now: Instant) -> Result<pb::FileIn
     let file = master.chunk_map().chunks(attr.ino, 0, 0)?;
     let chunks = file
         .chunks
-        .iter()
-        .map(|(index, chunk)| chunk_health(*index, chunk, &by_id))
+        .into_iter()
+        .map(|(index, chunk)| chunk_report(index, chunk, &by_id))
         .collect();
-    Ok(pb::FileInfoReply {
-        attr: Some(attr),
+    Ok(FileReport {
+        attr,
         chunks,
         replication: master.cluster_config().replication,
     })
@@ -73,18 +160,18 @@ pub fn file_info(master: &Master, path: &str, now: Instant) -> Result<pb::FileIn
 /// at `path` (the root for "" or "/"), with the directory's subdirectories listed for the
 /// caller to check next. One level per call keeps every call small and lets the caller (the
 /// `dfs fsck` walk) report progress on large trees.
-pub fn fsck(master: &Master, path: &str, now: Instant) -> Result<pb::FsckReply> {
+pub fn fsck(master: &Master, path: &str, now: Instant) -> Result<FsckReport> {
     let top = resolve(master, path)?;
     let path = normalize(path);
     let views = master.registry().snapshot(now);
     let by_id: HashMap<u64, &ServerView> = views.iter().map(|v| (v.server_id, v)).collect();
     let replication = master.cluster_config().replication as usize;
-    let mut reply = pb::FsckReply::default();
+    let mut report = FsckReport::default();
     if top.kind() != FileKind::Directory {
-        check_file(master, &top, path, replication, &by_id, &mut reply)?;
-        return Ok(reply);
+        check_file(master, &top, path, replication, &by_id, &mut report)?;
+        return Ok(report);
     }
-    reply.directories = 1;
+    report.directories = 1;
     let mut after = Vec::new();
     loop {
         let page = master.namespace().readdir(top.ino, &after, WALK_PAGE)?;
@@ -97,9 +184,9 @@ pub fn fsck(master: &Master, path: &str, now: Instant) -> Result<pb::FsckReply> 
             };
             match entry.attr {
                 Some(attr) if attr.kind() == FileKind::Directory => {
-                    reply.subdirectories.push(child)
+                    report.subdirectories.push(child)
                 }
-                Some(attr) => check_file(master, &attr, child, replication, &by_id, &mut reply)?,
+                Some(attr) => check_file(master, &attr, child, replication, &by_id, &mut report)?,
                 None => {}
             }
         }
@@ -108,95 +195,73 @@ pub fn fsck(master: &Master, path: &str, now: Instant) -> Result<pb::FsckReply> 
             _ => break,
         }
     }
-    reply.damaged_files.sort();
-    Ok(reply)
+    report.damaged_files.sort();
+    Ok(report)
 }
 
-/// Adds the chunks of one regular file (other kinds hold no chunks) to an fsck reply.
+/// Adds the chunks of one regular file (other kinds hold no chunks) to an fsck report.
 fn check_file(
     master: &Master,
-    attr: &pb::Attr,
+    attr: &Attr,
     path: String,
     replication: usize,
     by_id: &HashMap<u64, &ServerView>,
-    reply: &mut pb::FsckReply,
+    report: &mut FsckReport,
 ) -> Result<()> {
     if attr.kind() != FileKind::Regular {
         return Ok(());
     }
-    reply.files += 1;
+    report.files += 1;
     let mut damaged = false;
     for (_, chunk) in master.chunk_map().chunks(attr.ino, 0, 0)?.chunks {
-        reply.chunks += 1;
+        report.chunks += 1;
         let health = ChunkHealth::of(&chunk, by_id);
         if health.is_missing() {
-            reply.missing += 1;
+            report.missing += 1;
             damaged = true;
         } else if health.healthy.len() < replication {
-            reply.under_replicated += 1;
+            report.under_replicated += 1;
             damaged = true;
         } else {
-            reply.healthy_chunks += 1;
+            report.healthy_chunks += 1;
         }
     }
     if damaged {
-        reply.damaged_files.push(path);
+        report.damaged_files.push(path);
     }
     Ok(())
 }
 
-/// Starts draining `server` (an id or an address) and returns its status.
-pub fn decommission(master: &Master, server: &str, now: Instant) -> Result<pb::ServerStatus> {
+/// Starts draining `server` (an id or an address) and returns its report (`None` if it left
+/// the registry meanwhile).
+pub fn decommission(master: &Master, server: &str, now: Instant) -> Result<Option<ServerReport>> {
     let server_id = master.registry().decommission(server)?;
     let status = cluster_status(master, now)?;
     Ok(status
         .servers
         .into_iter()
-        .find(|s| s.server_id == server_id)
-        .unwrap_or_default())
+        .find(|s| s.view.server_id == server_id))
 }
 
-fn server_status(view: &ServerView, replicas: u64) -> pb::ServerStatus {
-    pb::ServerStatus {
-        server_id: view.server_id,
-        addr: view.addr.clone(),
-        rack: view.rack.clone(),
-        state: view.state as i32,
-        capacity_bytes: view.capacity_bytes,
-        free_bytes: view.free_bytes,
-        replicas,
-        last_heartbeat_ms: view
-            .since_heartbeat
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0),
-        active_transfers: view.active_transfers,
-    }
-}
-
-fn chunk_health(
-    index: u64,
-    chunk: &ChunkRecord,
-    by_id: &HashMap<u64, &ServerView>,
-) -> pb::ChunkHealth {
-    let health = ChunkHealth::of(chunk, by_id);
+/// A chunk with its replicas as the servers in `by_id` stand.
+fn chunk_report(index: u64, chunk: Chunk, by_id: &HashMap<u64, &ServerView>) -> ChunkReport {
+    let health = ChunkHealth::of(&chunk, by_id);
     let replicas = chunk
         .replicas
         .iter()
         .map(|id| {
             let view = by_id.get(id);
-            pb::ReplicaHealth {
+            ReplicaReport {
                 server_id: *id,
                 addr: view.map(|v| v.addr.clone()).unwrap_or_default(),
                 rack: view.map(|v| v.rack.clone()).unwrap_or_default(),
-                state: view.map_or(pb::ServerState::Dead, |v| v.state) as i32,
+                state: view.map_or(ServerState::Dead, |v| v.state),
             }
         })
         .collect();
-    pb::ChunkHealth {
+    ChunkReport {
         index,
-        chunk_id: chunk.chunk_id,
-        version: chunk.version,
-        length: chunk.length,
+        chunk,
         replicas,
         healthy: health.healthy.len() as u32,
     }
@@ -211,7 +276,7 @@ fn normalize(path: &str) -> String {
 }
 
 /// The attributes of the inode at `path`, relative to the root.
-fn resolve(master: &Master, path: &str) -> Result<pb::Attr> {
+fn resolve(master: &Master, path: &str) -> Result<Attr> {
     let mut attr = master.namespace().getattr(ROOT_INO)?;
     for component in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
         attr = master.namespace().lookup(attr.ino, component.as_bytes())?;

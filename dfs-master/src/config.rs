@@ -215,8 +215,8 @@ impl Config {
     }
 
     /// The registry's timeouts and grace period.
-    pub fn registry_timeouts(&self) -> crate::registry::RegistryTimeouts {
-        crate::registry::RegistryTimeouts {
+    pub fn registry_timeouts(&self) -> crate::cluster::registry::RegistryTimeouts {
+        crate::cluster::registry::RegistryTimeouts {
             heartbeat: self.heartbeat_timeout(),
             dead: Duration::from_secs(self.dead_timeout_secs),
             orphan_grace: Duration::from_secs(self.orphan_grace_secs),

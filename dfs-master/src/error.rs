@@ -29,6 +29,19 @@ pub enum Error {
         /// What was wrong with it.
         detail: String,
     },
+    /// The database was written in a newer storage schema than this build reads: it must
+    /// not guess what the records mean, so it refuses to start.
+    #[error(
+        "the metadata database has storage schema {found}, newer than this dfs-master \
+         supports (up to {supported}): run a dfs-master at least as new as the one that \
+         wrote it"
+    )]
+    Schema {
+        /// The schema recorded in the database.
+        found: u64,
+        /// The newest schema this build reads.
+        supported: u64,
+    },
     /// The configuration is unusable.
     #[error("invalid configuration: {0}")]
     Config(String),

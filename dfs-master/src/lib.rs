@@ -7,28 +7,31 @@
 //!
 //! A tour, bottom up:
 //! * [`store`] — the RocksDB schema: one column family per key space, fixed-width big-endian
-//!   keys so a directory listing or a file's chunk list is one prefix scan.
-//! * [`txn`] — a mutation in progress: mutations are serialised on one writer lock and applied
-//!   as one atomic `WriteBatch`, synced at once or, for changes of names and lengths, within
-//!   `--metadata-sync-interval-ms` and at a client's `fsync`.
-//! * [`namespace`] and [`rename`] — POSIX namespace operations as a deterministic state
-//!   machine: the caller passes in the time and credentials.
-//! * [`permissions`] — POSIX rules the kernel cannot check for us (set-group-ID directories).
-//! * [`chunks`] — chunk allocation and write commits.
-//! * [`leases`] — writer leases: one writing mount per file, expiry and recovery.
+//!   keys ([`store::keys`]) so a directory listing or a file's chunk list is one prefix scan;
+//!   the on-disk records, versioned and private to the master ([`store::records`]); and
+//!   [`store::txn`], a mutation in progress: mutations are serialised on one writer lock and
+//!   applied as one atomic `WriteBatch`, synced at once or, for changes of names and lengths,
+//!   within `--metadata-sync-interval-ms` and at a client's `fsync`.
+//! * [`namespace`] — POSIX namespace operations (rename, permissions, extended attributes)
+//!   as a deterministic state machine: the caller passes in the time and credentials.
+//! * [`chunks`] — the chunk map: allocation and write commits, opening and creating files in
+//!   one call, writer leases, replica changes on the data path, and placement.
 //! * [`locks`] — advisory locks (`fcntl`, `flock`) across mounts, by mount session,
 //!   served from memory and written through to RocksDB.
-//! * [`registry`] — chunkserver registration, heartbeats, liveness, and garbage collection
-//!   of replicas through heartbeat replies.
-//! * [`placement`] — which servers get a new chunk's replicas.
-//! * [`replication`] — keeping chunks at their replication factor: copies, trimming,
-//!   dropping dead, draining and corrupt replicas.
-//! * [`balance`] — moving replicas from full to empty servers.
+//! * [`cluster`] — the chunkservers: registry (registration, heartbeats, liveness, garbage
+//!   collection), re-replication, balancing, and the witness of replica versions.
 //! * [`admin`] — what the `dfs` admin CLI asks: cluster status, file health, fsck.
-//! * [`master`] — the [`Master`] handle tying these together; what the service and the tests
-//!   call.
-//! * [`service`] — the thin tonic `Master` service; the only place that reads the clock.
+//! * [`master`] — the [`Master`] handle tying these together; what the services, the
+//!   background loops and the tests call.
+//! * [`convert`] — every translation between the wire contract and the master's own types.
+//! * [`service`] — the six thin tonic services (`Namespace`, `Files`, `Xattrs`, `Locks`,
+//!   `Registry`, `Admin`), one file each, all on one listener.
+//! * [`background`] — the periodic replication check and metadata log sync.
 //! * [`config`] and [`error`] — settings (clap options) and the crate's error type.
+//!
+//! Only [`service`] and [`background`] read the clock or draw placement seeds; everything
+//! below takes them as arguments, so applying the same mutations in the same order gives the
+//! same result (what a replicated master needs).
 //!
 //! [`run`] serves a master on a listener until a shutdown signal; `main` and the tests both
 //! call it.
@@ -36,26 +39,17 @@
 #![warn(missing_docs)]
 
 pub mod admin;
-pub mod balance;
+pub mod background;
 pub mod chunks;
+pub mod cluster;
 pub mod config;
+pub mod convert;
 pub mod error;
-pub mod leases;
 pub mod locks;
 pub mod master;
 pub mod namespace;
-pub mod open;
-pub mod permissions;
-pub mod placement;
-pub mod registry;
-pub mod rename;
-pub mod replicas;
-pub mod replication;
 pub mod service;
 pub mod store;
-pub mod txn;
-pub mod witness;
-pub mod xattr;
 
 #[cfg(test)]
 mod tests;
@@ -65,16 +59,16 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use dfs_proto::pb::master_server::MasterServer;
 use dfs_proto::time;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+use crate::background::Background;
+
 pub use crate::config::Config;
 pub use crate::error::{Error, Result};
 pub use crate::master::Master;
-pub use crate::service::MasterService;
 
 /// Serves a master with `config` on `listener` until `shutdown` completes, then drains
 /// in-flight requests and closes the database.
@@ -93,18 +87,7 @@ pub async fn run(
     let sync_every = config.metadata_sync_interval();
     let master = tokio::task::spawn_blocking(move || Master::open(&config, time::now())).await??;
     let master = Arc::new(master);
-    let (stop_checks, checks_stopped) = tokio::sync::watch::channel(false);
-    let checker = tokio::spawn(service::replication_loop(
-        Arc::clone(&master),
-        check_every,
-        checks_stopped.clone(),
-    ));
-    let syncer = tokio::spawn(service::metadata_sync_loop(
-        Arc::clone(&master),
-        sync_every,
-        checks_stopped,
-    ));
-    let service = MasterServer::new(MasterService::new(master));
+    let background = Background::start(&master, check_every, sync_every);
     if let Some(path) = &addr_file {
         write_addr_file(path, local_addr)?;
     }
@@ -112,13 +95,10 @@ pub async fn run(
     // Metadata calls are small request/response pairs: without TCP_NODELAY, Nagle's
     // algorithm would hold replies back for tens of milliseconds.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    Server::builder()
-        .add_service(service)
+    service::router(&mut Server::builder(), &master)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
-    let _ = stop_checks.send(true);
-    let _ = checker.await;
-    let _ = syncer.await;
+    background.stop().await;
     tracing::info!("master stopped");
     Ok(())
 }

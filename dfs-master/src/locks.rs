@@ -34,8 +34,7 @@ use std::time::{Duration, Instant};
 use dfs_proto::FsError;
 
 use crate::error::Result;
-use crate::store::{LockRecord, LockRecords};
-use crate::txn::Writer;
+use crate::store::txn::Writer;
 
 /// Shared or exclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,8 +118,7 @@ impl LockTable {
     /// sessions live `ttl` without a renewal.
     pub fn open(writer: Writer, ttl: Duration, now: Instant) -> Result<LockTable> {
         let mut state = State::default();
-        for (ino, records) in writer.store().locks()? {
-            let locks: Vec<HeldLock> = records.locks.into_iter().map(held_lock).collect();
+        for (ino, locks) in writer.store().locks()? {
             for held in &locks {
                 state.sessions.insert(held.owner.session.clone(), now + ttl);
             }
@@ -159,7 +157,7 @@ impl LockTable {
         let mut txn = self.writer.begin();
         for &ino in inos {
             let locks = state.files.get(&ino).map(Vec::as_slice).unwrap_or_default();
-            txn.put_locks(ino, &records(locks));
+            txn.put_locks(ino, locks);
         }
         txn.commit_unsynced()
     }
@@ -174,7 +172,7 @@ impl LockTable {
         let mut locks = state.files.get(&ino).cloned().unwrap_or_default();
         change(&mut locks);
         let mut txn = self.writer.begin();
-        txn.put_locks(ino, &records(&locks));
+        txn.put_locks(ino, &locks);
         txn.commit_unsynced()?;
         if locks.is_empty() {
             state.files.remove(&ino);
@@ -364,37 +362,4 @@ fn holds(state: &State, ino: u64, owner: &Owner) -> bool {
         .files
         .get(&ino)
         .is_some_and(|locks| locks.iter().any(|held| held.owner == *owner))
-}
-
-/// The record of a file's locks.
-fn records(locks: &[HeldLock]) -> LockRecords {
-    let locks = locks
-        .iter()
-        .map(|held| LockRecord {
-            session: held.owner.session.clone(),
-            owner: held.owner.owner,
-            start: held.start,
-            end: held.end,
-            write: held.kind == LockKind::Write,
-            pid: held.pid,
-        })
-        .collect();
-    LockRecords { locks }
-}
-
-fn held_lock(record: LockRecord) -> HeldLock {
-    HeldLock {
-        owner: Owner {
-            session: record.session,
-            owner: record.owner,
-        },
-        start: record.start,
-        end: record.end,
-        kind: if record.write {
-            LockKind::Write
-        } else {
-            LockKind::Read
-        },
-        pid: record.pid,
-    }
 }

@@ -1,7 +1,9 @@
 //! The master's logic in one handle: opens the store, settles the cluster's chunk layout, and
 //! ties the namespace, the chunk map, the registry and placement together for the few
-//! operations that need more than one of them. The gRPC layer ([`crate::service`]) calls only
-//! this; tests drive it directly, without a network.
+//! operations that need more than one of them. The services ([`crate::service`]) and the
+//! background loops ([`crate::background`]) call only this; tests drive it directly, without
+//! a network. Where an operation spans several managers, the handle answers in the contract's
+//! messages, built in [`crate::convert`], so tests see what clients see.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,21 +12,50 @@ use dfs_proto::chunk::ChunkLayout;
 use dfs_proto::pb::{self, Timestamp};
 use dfs_proto::{FsError, MAX_NAME_LEN};
 
-use crate::chunks::ChunkMap;
+use crate::chunks::leases::Leases;
+use crate::chunks::placement::{self, PlacementPolicy};
+use crate::chunks::replicas::{BadReplicaOutcome, ReplicaChanges};
+use crate::chunks::{Chunk, ChunkMap};
+use crate::cluster::registry::Registry;
+use crate::cluster::replication::{Replication, ReplicationLimits};
 use crate::config::Config;
+use crate::convert;
 use crate::error::{Error, Result};
-use crate::leases::Leases;
 use crate::locks::LockTable;
 use crate::namespace::Namespace;
-use crate::placement::{self, PlacementPolicy};
-use crate::registry::Registry;
-use crate::replicas::{BadReplicaOutcome, ReplicaChanges};
-use crate::replication::{Replication, ReplicationLimits};
-use crate::store::{ChunkRecord, Store, meta};
-use crate::txn::Writer;
+use crate::store::txn::Writer;
+use crate::store::{Store, meta};
 
 /// Name of the RocksDB directory inside the data directory.
 const DB_DIR: &str = "metadata";
+
+/// Cluster-wide settings a client or a chunkserver needs before it does any I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// Bytes per chunk.
+    pub chunk_size: u64,
+    /// Bytes per checksum block.
+    pub block_size: u32,
+    /// Replicas each chunk aims for.
+    pub replication: u32,
+}
+
+/// Filesystem statistics, as `statfs` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsStats {
+    /// Capacity summed over live chunkservers.
+    pub total_bytes: u64,
+    /// Free bytes summed over live chunkservers.
+    pub free_bytes: u64,
+    /// Inodes in the namespace.
+    pub files: u64,
+    /// The checksum block size, the natural I/O size.
+    pub block_size: u32,
+    /// Longest name of a directory entry.
+    pub max_name_len: u32,
+    /// Live chunkservers.
+    pub live_servers: u32,
+}
 
 /// One master's state: namespace, chunk map and chunkserver registry over one RocksDB.
 pub struct Master {
@@ -132,9 +163,9 @@ impl Master {
         for copy in &req.replicated {
             self.registry.witness().confirm(copy.chunk_id, copy.version);
         }
-        let mut reply = self.registry.heartbeat(req, now)?;
-        if reply.reregister {
-            return Ok(reply);
+        let answer = self.registry.heartbeat(req, now)?;
+        if answer.reregister {
+            return Ok(convert::heartbeat_reply(answer, Vec::new()));
         }
         if req.full_report {
             // Before adding finished copies: the report was listed before they were taken.
@@ -146,11 +177,11 @@ impl Master {
             .replicated(req.server_id, &req.replicated)?;
         self.replication
             .corrupt(req.server_id, &req.corrupt_chunks)?;
-        reply.replicate = self.replication.take_commands(req.server_id);
-        Ok(reply)
+        let commands = self.replication.take_commands(req.server_id);
+        Ok(convert::heartbeat_reply(answer, commands))
     }
 
-    /// One replication check over the whole chunk map (see [`crate::replication`]).
+    /// One replication check over the whole chunk map (see [`crate::cluster::replication`]).
     pub fn check_replication(&self, now: Instant, seed: u64) -> Result<()> {
         let servers = self.registry.snapshot(now);
         self.replication.check(&servers, now, seed)?;
@@ -173,9 +204,9 @@ impl Master {
         self.layout
     }
 
-    /// What a client needs to know before doing I/O.
-    pub fn cluster_config(&self) -> pb::ClusterConfig {
-        pb::ClusterConfig {
+    /// What a client or a chunkserver needs to know before doing I/O.
+    pub fn cluster_config(&self) -> ClusterSettings {
+        ClusterSettings {
             chunk_size: self.layout.chunk_size,
             block_size: self.layout.block_size as u32,
             replication: self.policy.replication as u32,
@@ -183,9 +214,9 @@ impl Master {
     }
 
     /// Filesystem statistics: capacity of the live chunkservers and the inode count.
-    pub fn statfs(&self, now: Instant) -> Result<pb::StatFsReply> {
+    pub fn statfs(&self, now: Instant) -> Result<FsStats> {
         let capacity = self.registry.capacity(now);
-        Ok(pb::StatFsReply {
+        Ok(FsStats {
             total_bytes: capacity.total_bytes,
             free_bytes: capacity.free_bytes,
             files: self.namespace.inode_count()?,
@@ -210,10 +241,7 @@ impl Master {
             .iter()
             .map(|(index, chunk)| self.chunk_info(*index, chunk, now))
             .collect();
-        Ok(pb::GetChunksReply {
-            chunks,
-            file_size: file.file_size,
-        })
+        Ok(convert::chunk_map(chunks, file.file_size))
     }
 
     /// The chunk at `index` of file `ino`, allocated on servers chosen by placement (with
@@ -311,7 +339,7 @@ impl Master {
     pub fn commit_write(
         &self,
         req: &pb::CommitWriteRequest,
-        now: dfs_proto::pb::Timestamp,
+        now: Timestamp,
         clock: Instant,
     ) -> Result<pb::Attr> {
         if !req.lease_holder.is_empty() {
@@ -338,7 +366,7 @@ impl Master {
     /// Drops the servers a chain write failed at from a chunk and bumps its version (see
     /// [`ReplicaChanges::replace_replicas`]); the answer is the chain to rewrite on. Refused
     /// (`ESTALE`) to a writer that lost the file's lease (see [`Leases::check_writer`]). The
-    /// old-version replicas stay until the rewrite is confirmed (see [`crate::witness`]).
+    /// old-version replicas stay until the rewrite is confirmed (see [`crate::cluster::witness`]).
     pub fn replace_replicas(
         &self,
         req: &pb::ReplaceReplicasRequest,
@@ -359,20 +387,9 @@ impl Master {
     }
 
     /// A chunk as clients see it, with its replica addresses resolved.
-    pub(crate) fn chunk_info(
-        &self,
-        index: u64,
-        chunk: &ChunkRecord,
-        now: Instant,
-    ) -> pb::ChunkInfo {
-        pb::ChunkInfo {
-            index,
-            chunk_id: chunk.chunk_id,
-            version: chunk.version,
-            length: chunk.length,
-            replicas: self.registry.locations(&chunk.replicas, now),
-            issued_version: chunk.issued_version,
-        }
+    pub(crate) fn chunk_info(&self, index: u64, chunk: &Chunk, now: Instant) -> pb::ChunkInfo {
+        let replicas = self.registry.locations(&chunk.replicas, now);
+        convert::chunk_info(index, chunk, replicas)
     }
 }
 

@@ -1,11 +1,13 @@
-//! The master over gRPC: `run` on a loopback port, a real tonic client, errors crossing the
-//! wire as errnos, a restart, and the binary's `--addr-file` and SIGTERM handling.
+//! The master over gRPC: `run` on a loopback port, real tonic clients of its services, errors
+//! crossing the wire as errnos, a restart, and the binary's `--addr-file` and SIGTERM handling.
 
 use std::path::Path;
 use std::time::Duration;
 
 use dfs_master::{Config, run};
-use dfs_proto::pb::master_client::MasterClient;
+use dfs_proto::pb::files_client::FilesClient;
+use dfs_proto::pb::namespace_client::NamespaceClient;
+use dfs_proto::pb::registry_client::RegistryClient;
 use dfs_proto::pb::{self, FileKind};
 use dfs_proto::{FsError, ROOT_INO};
 use tokio::net::TcpListener;
@@ -23,9 +25,32 @@ async fn wait_for_addr(path: &Path) -> String {
     panic!("no address in {} after 30 s", path.display());
 }
 
+/// A client of each master service these tests call, over one channel.
+#[derive(Clone)]
+struct Clients {
+    namespace: NamespaceClient<Channel>,
+    files: FilesClient<Channel>,
+    registry: RegistryClient<Channel>,
+}
+
+impl Clients {
+    async fn connect(addr: &str) -> Clients {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        Clients {
+            namespace: NamespaceClient::new(channel.clone()),
+            files: FilesClient::new(channel.clone()),
+            registry: RegistryClient::new(channel),
+        }
+    }
+}
+
 /// A master started with `run` in this process.
 struct Running {
-    client: MasterClient<Channel>,
+    client: Clients,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<dfs_master::Result<()>>,
 }
@@ -39,9 +64,7 @@ async fn start(config: &Config) -> Running {
         let _ = stopped.await;
     }));
     let addr = wait_for_addr(&addr_file).await;
-    let client = MasterClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
+    let client = Clients::connect(&addr).await;
     Running { client, stop, task }
 }
 
@@ -78,6 +101,7 @@ async fn serves_metadata_and_survives_a_restart() {
     let mut m = start(&config).await;
     let c = &mut m.client;
     let cluster = c
+        .namespace
         .get_cluster_config(pb::Empty {})
         .await
         .unwrap()
@@ -85,12 +109,14 @@ async fn serves_metadata_and_survives_a_restart() {
     assert_eq!((cluster.chunk_size, cluster.replication), (1 << 20, 2));
 
     let d = c
+        .namespace
         .make_node(mknod(ROOT_INO, "dir", FileKind::Directory))
         .await
         .unwrap()
         .into_inner();
     let d = d.attr.unwrap().ino;
     let f = c
+        .namespace
         .make_node(mknod(d, "file", FileKind::Regular))
         .await
         .unwrap()
@@ -99,6 +125,7 @@ async fn serves_metadata_and_survives_a_restart() {
 
     // Errors arrive as the errno the master meant.
     let status = c
+        .namespace
         .make_node(mknod(d, "file", FileKind::Regular))
         .await
         .unwrap_err();
@@ -108,18 +135,18 @@ async fn serves_metadata_and_survives_a_restart() {
         name: b"missing".to_vec(),
         ..Default::default()
     };
-    let status = c.lookup(lookup).await.unwrap_err();
+    let status = c.namespace.lookup(lookup).await.unwrap_err();
     assert_eq!(FsError::from_status(&status), FsError::NotFound);
     let rmdir = pb::RemoveRequest {
         parent: ROOT_INO,
         name: b"dir".to_vec(),
     };
-    let status = c.rmdir(rmdir).await.unwrap_err();
+    let status = c.namespace.rmdir(rmdir).await.unwrap_err();
     assert_eq!(FsError::from_status(&status), FsError::NotEmpty);
 
     // Without chunkservers there is no room for data.
     let allocate = pb::AllocateChunkRequest { ino: f, index: 0 };
-    let status = c.allocate_chunk(allocate).await.unwrap_err();
+    let status = c.files.allocate_chunk(allocate).await.unwrap_err();
     assert_eq!(FsError::from_status(&status), FsError::NoSpace);
     let mut server_ids = Vec::new();
     for i in 0..2 {
@@ -131,14 +158,15 @@ async fn serves_metadata_and_survives_a_restart() {
             ..Default::default()
         };
         server_ids.push(
-            c.register_chunkserver(register)
+            c.registry
+                .register_chunkserver(register)
                 .await
                 .unwrap()
                 .into_inner()
                 .server_id,
         );
     }
-    let chunk = c.allocate_chunk(allocate).await.unwrap().into_inner();
+    let chunk = c.files.allocate_chunk(allocate).await.unwrap().into_inner();
     assert_eq!(chunk.replicas.len(), 2);
     let commit = pb::CommitWriteRequest {
         ino: f,
@@ -154,6 +182,7 @@ async fn serves_metadata_and_survives_a_restart() {
         ..Default::default()
     };
     let attr = c
+        .files
         .commit_write(commit)
         .await
         .unwrap()
@@ -161,7 +190,12 @@ async fn serves_metadata_and_survives_a_restart() {
         .attr
         .unwrap();
     assert_eq!(attr.size, 4096);
-    let stat = c.stat_fs(pb::Empty {}).await.unwrap().into_inner();
+    let stat = c
+        .namespace
+        .stat_fs(pb::Empty {})
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(
         (stat.files, stat.live_servers, stat.total_bytes),
         (3, 2, 2 << 30)
@@ -171,7 +205,8 @@ async fn serves_metadata_and_survives_a_restart() {
         ..Default::default()
     };
     assert!(
-        !c.heartbeat(heartbeat)
+        !c.registry
+            .heartbeat(heartbeat)
             .await
             .unwrap()
             .into_inner()
@@ -188,13 +223,14 @@ async fn serves_metadata_and_survives_a_restart() {
         name: b"file".to_vec(),
         open_ahead: true,
     };
-    let reply = c.lookup(lookup).await.unwrap().into_inner();
+    let reply = c.namespace.lookup(lookup).await.unwrap().into_inner();
     let attr = reply.attr.unwrap();
     assert_eq!((attr.ino, attr.size), (f, 4096));
     let ahead = reply.chunk_map.expect("a small file's chunk map");
     assert_eq!(ahead.chunks.len(), 1);
     assert_eq!(ahead.chunks[0].chunk_id, chunk.chunk_id);
     let chunks = c
+        .files
         .get_chunks(pb::GetChunksRequest {
             ino: f,
             first_index: 0,
@@ -209,6 +245,7 @@ async fn serves_metadata_and_survives_a_restart() {
         (chunk.chunk_id, 4096)
     );
     let page = c
+        .namespace
         .read_dir(pb::ReadDirRequest {
             ino: ROOT_INO,
             after: vec![],
@@ -247,14 +284,21 @@ async fn calls_that_change_names_answer_the_directories_they_changed() {
     let mut m = start(&config).await;
     let c = &mut m.client;
     // Each answer carries the directory as `GetAttr` would show it right after the call.
-    let getattr = |c: &mut MasterClient<Channel>, ino: u64| {
+    let getattr = |c: &mut Clients, ino: u64| {
         let mut c = c.clone();
         async move {
             let req = pb::GetAttrRequest { ino };
-            c.get_attr(req).await.unwrap().into_inner().attr.unwrap()
+            c.namespace
+                .get_attr(req)
+                .await
+                .unwrap()
+                .into_inner()
+                .attr
+                .unwrap()
         }
     };
     let made = c
+        .namespace
         .make_node(mknod(ROOT_INO, "a", FileKind::Directory))
         .await
         .unwrap()
@@ -265,6 +309,7 @@ async fn calls_that_change_names_answer_the_directories_they_changed() {
     assert_eq!(root_now.nlink, 3, "a subdirectory's '..' counts");
 
     let b = c
+        .namespace
         .make_node(mknod(ROOT_INO, "b", FileKind::Directory))
         .await
         .unwrap()
@@ -272,7 +317,11 @@ async fn calls_that_change_names_answer_the_directories_they_changed() {
         .attr
         .unwrap()
         .ino;
-    let file = c.make_node(mknod(a, "f", FileKind::Regular)).await.unwrap();
+    let file = c
+        .namespace
+        .make_node(mknod(a, "f", FileKind::Regular))
+        .await
+        .unwrap();
     assert_eq!(file.into_inner().changed_dirs, vec![getattr(c, a).await]);
 
     // A rename between two directories answers both, each once; within one, that one.
@@ -283,13 +332,13 @@ async fn calls_that_change_names_answer_the_directories_they_changed() {
         new_name: b"f".to_vec(),
         flags: 0,
     };
-    let moved = c.rename(rename(a, b)).await.unwrap().into_inner();
+    let moved = c.namespace.rename(rename(a, b)).await.unwrap().into_inner();
     assert_eq!(moved.dirs, vec![getattr(c, a).await, getattr(c, b).await]);
     let within = pb::RenameRequest {
         new_name: b"g".to_vec(),
         ..rename(b, b)
     };
-    let renamed = c.rename(within).await.unwrap().into_inner();
+    let renamed = c.namespace.rename(within).await.unwrap().into_inner();
     assert_eq!(renamed.dirs, vec![getattr(c, b).await]);
 
     let link = pb::LinkRequest {
@@ -298,15 +347,25 @@ async fn calls_that_change_names_answer_the_directories_they_changed() {
         new_name: b"x".to_vec(),
     };
     // (Directories cannot be linked: an error answers nothing.)
-    assert!(c.link(link).await.is_err());
+    assert!(c.namespace.link(link).await.is_err());
 
     let remove = |parent: u64, name: &str| pb::RemoveRequest {
         parent,
         name: name.into(),
     };
-    let unlinked = c.unlink(remove(b, "g")).await.unwrap().into_inner();
+    let unlinked = c
+        .namespace
+        .unlink(remove(b, "g"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(unlinked.dirs, vec![getattr(c, b).await]);
-    let removed = c.rmdir(remove(ROOT_INO, "a")).await.unwrap().into_inner();
+    let removed = c
+        .namespace
+        .rmdir(remove(ROOT_INO, "a"))
+        .await
+        .unwrap()
+        .into_inner();
     let root_now = getattr(c, ROOT_INO).await;
     assert_eq!(removed.dirs, vec![root_now]);
     assert_eq!(root_now.nlink, 3);
@@ -328,7 +387,7 @@ async fn the_binary_writes_its_address_and_stops_on_sigterm() {
         .unwrap();
     let mut guard = ChildGuard(Some(child));
     let addr = wait_for_addr(&addr_file).await;
-    let mut client = MasterClient::connect(format!("http://{addr}"))
+    let mut client = NamespaceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
     let root = client

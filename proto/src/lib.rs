@@ -1,8 +1,10 @@
 //! The dfs wire contract and the small types every dfs crate shares.
 //!
-//! * [`pb`] — the gRPC messages and services generated from `proto/dfs.proto`: the `Master`
-//!   service (namespace, chunk map, chunkserver registry) and the `Chunkserver` service
-//!   (streaming chunk reads and chain-replicated writes).
+//! * [`pb`] — the gRPC messages and services generated from `proto/*.proto`. The master
+//!   serves six services, split by who calls them and why: `Namespace` (names and attributes),
+//!   `Files` (the clients' data path: open, create, chunk map, leases), `Xattrs`, `Locks`
+//!   (clients), `Registry` (chunkservers) and `Admin` (the `dfs` command); each chunkserver
+//!   serves `Chunkserver` (streaming chunk reads and chain-replicated writes).
 //! * [`FsError`] — the POSIX-flavoured error every component speaks, carried across gRPC in
 //!   one well-defined way so that a client maps it to exactly the errno the master meant.
 //! * [`chunk`] — chunk arithmetic: which chunks and blocks a byte range of a file touches.

@@ -81,7 +81,7 @@ impl Cluster {
             .build()
             .expect("tokio runtime");
         runtime.block_on(async move {
-            let mut master = dfs_proto::pb::master_client::MasterClient::connect(uri)
+            let mut master = dfs_proto::pb::files_client::FilesClient::connect(uri)
                 .await
                 .expect("connect to master");
             let req = dfs_proto::pb::GetChunksRequest {

@@ -7,11 +7,11 @@ use dfs_proto::{FsError, ROOT_INO};
 
 use super::registry::addr_of;
 use super::{CHUNK, Fixture, fs_err, ts};
-use crate::store::ChunkRecord;
+use crate::chunks::Chunk;
 
 impl Fixture {
     /// Allocates chunks `0..count` of `ino` on servers 1 and 2.
-    fn allocate(&self, ino: u64, count: u64) -> Vec<ChunkRecord> {
+    fn allocate(&self, ino: u64, count: u64) -> Vec<Chunk> {
         (0..count)
             .map(|i| {
                 self.master
@@ -23,7 +23,7 @@ impl Fixture {
     }
 
     /// Commits full chunks for `chunks` and a file size of `size`.
-    fn commit_all(&self, ino: u64, chunks: &[ChunkRecord], size: u64) -> pb::Attr {
+    fn commit_all(&self, ino: u64, chunks: &[Chunk], size: u64) -> pb::Attr {
         let commits: Vec<_> = chunks
             .iter()
             .enumerate()
@@ -42,7 +42,7 @@ impl Fixture {
     }
 }
 
-fn commit(index: u64, chunk: &ChunkRecord, length: u64) -> ChunkCommit {
+fn commit(index: u64, chunk: &Chunk, length: u64) -> ChunkCommit {
     ChunkCommit {
         index,
         chunk_id: chunk.chunk_id,

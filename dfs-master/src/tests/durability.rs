@@ -9,7 +9,7 @@ use dfs_proto::pb;
 
 use super::registry::replica;
 use super::{CHUNK, Fixture, ts};
-use crate::txn::ID_RESERVATION;
+use crate::store::txn::ID_RESERVATION;
 
 /// A master that syncs as a production one does by default.
 fn deferred() -> Fixture {
@@ -19,7 +19,7 @@ fn deferred() -> Fixture {
     })
 }
 
-fn commit(index: u64, chunk: &crate::store::ChunkRecord, version: u64) -> pb::ChunkCommit {
+fn commit(index: u64, chunk: &crate::chunks::Chunk, version: u64) -> pb::ChunkCommit {
     pb::ChunkCommit {
         index,
         chunk_id: chunk.chunk_id,

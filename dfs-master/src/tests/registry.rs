@@ -6,6 +6,7 @@ use dfs_proto::pb::{self, ChunkReplicaReport};
 use dfs_proto::{FsError, ROOT_INO};
 
 use super::{CHUNK, Fixture};
+use crate::cluster::registry::HeartbeatAnswer;
 
 /// The address a test server with `uuid` registers with.
 pub(super) fn addr_of(uuid: &str) -> String {
@@ -30,7 +31,7 @@ impl Fixture {
         server_id: u64,
         report: Option<Vec<ChunkReplicaReport>>,
         now: Instant,
-    ) -> pb::HeartbeatReply {
+    ) -> HeartbeatAnswer {
         let req = pb::HeartbeatRequest {
             server_id,
             capacity_bytes: 100 * CHUNK,

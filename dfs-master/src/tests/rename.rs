@@ -5,7 +5,7 @@ use dfs_proto::{FsError, ROOT_INO};
 
 use super::{Fixture, fs_err, ts};
 use crate::error::Result;
-use crate::rename::{RENAME_EXCHANGE, RENAME_NOREPLACE};
+use crate::namespace::rename::{RENAME_EXCHANGE, RENAME_NOREPLACE};
 
 impl Fixture {
     fn rename(&self, parent: u64, name: &str, new_parent: u64, new_name: &str) -> Result<()> {

@@ -4,7 +4,7 @@ use dfs_proto::pb;
 use dfs_proto::{FsError, ROOT_INO};
 
 use super::{Fixture, fs_err};
-use crate::replicas::BadReplicaOutcome;
+use crate::chunks::replicas::BadReplicaOutcome;
 
 fn replace(ino: u64, chunk_id: u64, version: u64, failed: &[u64]) -> pb::ReplaceReplicasRequest {
     pb::ReplaceReplicasRequest {

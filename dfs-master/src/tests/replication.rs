@@ -5,10 +5,11 @@
 use std::time::{Duration, Instant};
 
 use dfs_proto::ROOT_INO;
-use dfs_proto::pb::{self, ServerState};
+use dfs_proto::pb;
 
 use super::{CHUNK, Fixture};
-use crate::store::ChunkRecord;
+use crate::chunks::Chunk;
+use crate::cluster::registry::ServerState;
 
 /// Past the default dead timeout (120 s) of the fixture's master.
 const LATER: Duration = Duration::from_secs(300);
@@ -34,7 +35,7 @@ impl Fixture {
     }
 
     /// A file `name` in the root whose chunk 0, on `servers`, holds 10 committed bytes.
-    fn written_file(&self, name: &str, servers: &[u64]) -> (u64, ChunkRecord) {
+    fn written_file(&self, name: &str, servers: &[u64]) -> (u64, Chunk) {
         let ino = self.file(ROOT_INO, name);
         let map = self.master.chunk_map();
         let chunk = map.allocate_chunk(ino, 0, servers.to_vec()).unwrap();
@@ -116,7 +117,7 @@ fn a_dead_servers_chunk_is_copied_to_a_live_server_and_the_dead_replica_dropped(
     assert_eq!(
         fx.master.replication().counts(),
         (
-            crate::replication::HealthCounts {
+            crate::cluster::replication::HealthCounts {
                 chunks: 1,
                 ..Default::default()
             },
@@ -351,7 +352,7 @@ fn a_chunk_map_larger_than_one_check_is_walked_over_several() {
     }
     // The third reads the last chunk and completes the cycle: the counts cover the whole map.
     fx.master.check_replication(later, 3).unwrap();
-    let counts = crate::replication::HealthCounts {
+    let counts = crate::cluster::replication::HealthCounts {
         chunks: 5,
         under_replicated: 5,
         ..Default::default()

@@ -1,4 +1,5 @@
-//! Everything the master acknowledged is still there after it reopens its database.
+//! Everything the master acknowledged is still there after it reopens its database, and a
+//! database it cannot read is refused.
 
 use std::time::Instant;
 
@@ -6,6 +7,9 @@ use dfs_proto::ROOT_INO;
 use dfs_proto::pb::{self, FileKind};
 
 use super::{BLOCK, CHUNK, Fixture, ts};
+use crate::error::Error;
+use crate::store::meta;
+use crate::store::records::SCHEMA_VERSION;
 
 #[test]
 fn reopen_finds_namespace_chunks_servers_and_counters() {
@@ -106,4 +110,32 @@ fn the_chunk_layout_of_a_cluster_never_changes() {
         (CHUNK, u64::from(BLOCK))
     );
     drop((master, dir));
+}
+
+#[test]
+fn a_database_records_its_schema_and_a_newer_one_is_refused() {
+    let fx = Fixture::new();
+    let store = fx.master.namespace().writer.store();
+    assert_eq!(
+        store.meta(meta::SCHEMA_VERSION).unwrap(),
+        Some(SCHEMA_VERSION)
+    );
+    // As a newer master would leave it.
+    let mut txn = fx.master.namespace().writer.begin();
+    txn.set_counter(meta::SCHEMA_VERSION, SCHEMA_VERSION + 1);
+    txn.commit().unwrap();
+    let Fixture {
+        dir,
+        config,
+        master,
+    } = fx;
+    drop(master);
+    match crate::master::Master::open(&config, ts(5)) {
+        Err(Error::Schema { found, supported }) => {
+            assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+        }
+        Err(other) => panic!("expected a schema error, got {other}"),
+        Ok(_) => panic!("a newer schema was opened"),
+    }
+    drop(dir);
 }

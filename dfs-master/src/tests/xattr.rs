@@ -2,10 +2,9 @@
 
 use dfs_proto::FsError;
 use dfs_proto::ROOT_INO;
-use dfs_proto::pb::XattrMode;
 
 use super::{Fixture, fs_err, ts};
-use crate::xattr::MAX_XATTR_LIST_LEN;
+use crate::namespace::xattrs::{MAX_XATTR_LIST_LEN, XattrMode};
 
 #[test]
 fn set_get_list_remove_and_the_modes() {

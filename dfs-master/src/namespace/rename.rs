@@ -16,10 +16,10 @@ use dfs_proto::{FsError, ROOT_INO};
 
 use crate::error::{Error, Result};
 use crate::namespace::{
-    Namespace, check_name, drop_link, entry, invalid, require, require_dir, update_dir,
+    Dentry, Namespace, check_name, drop_link, entry, invalid, require, require_dir, update_dir,
 };
-use crate::store::{CF_INODES, Dentry};
-use crate::txn::Txn;
+use crate::store::CF_INODES;
+use crate::store::txn::Txn;
 
 /// `renameat2` flag: fail if the target exists.
 pub const RENAME_NOREPLACE: u32 = 1;

@@ -1,31 +1,31 @@
 //! The small-file fast path: opening a file, creating one and listing a directory each take
 //! one master round trip.
 //!
-//! A mount used to open a file with four calls (attributes, chunk map, an atime mark, the
-//! writer lease) and create one with two (the node, the lease). For a tree of small files those
-//! round trips, not the bytes, were the cost. [`Master::open_file`] answers attributes and chunk
-//! map together, marks atime by the relatime rule and grants the writer lease in the same
-//! transaction; [`Master::create_file`] creates the file and grants its lease in one synced
-//! batch, and may place the new file's chunk 0 in it (see [`crate::chunks`]: placed chunks).
-//! Both keep the meaning of the separate calls: the lease is granted exactly as
-//! [`Leases::acquire`](crate::leases::Leases::acquire) grants it (`EBUSY` while another holder's
-//! lease is live, `recover` after an expired one), and an open that fails grants nothing and
-//! marks nothing. [`Master::read_dir`] likewise answers the first page of a listing with the
+//! With separate calls, opening a file takes four round trips (attributes, chunk map, an atime
+//! mark, the writer lease) and creating one two (the node, the lease); for a tree of small files
+//! those round trips, not the bytes, are the cost. [`Master::open_file`] answers attributes and
+//! chunk map together, marks atime by the relatime rule and grants the writer lease in the same
+//! transaction; [`Master::create_file`] creates the file and grants its lease in one synced batch,
+//! and may place the new file's chunk 0 in it (see [`crate::chunks`]: placed chunks). Both keep the
+//! meaning of the separate calls: the lease is granted exactly as
+//! [`Leases::acquire`](crate::chunks::leases::Leases::acquire) grants it (`EBUSY` while another
+//! holder's lease is live, `recover` after an expired one), and an open that fails grants nothing
+//! and marks nothing. [`Master::read_dir`] likewise answers the first page of a listing with the
 //! directory's attributes after its relatime mark (`opendir` costs no call of its own), and
-//! [`Master::lookup`] may bring a small file's chunk map, so that a read-only open right after
-//! it costs none either.
+//! [`Master::lookup`] may bring a small file's chunk map, so that a read-only open right after it
+//! costs none either.
 
 use std::time::{Instant, SystemTime};
 
 use dfs_proto::pb::{self, FileKind, Timestamp};
 use dfs_proto::time::{access_due, time_or_epoch};
 
-use crate::chunks::FIRST_CHUNK_VERSION;
+use crate::chunks::{Chunk, FIRST_CHUNK_VERSION};
+use crate::convert;
 use crate::error::Result;
 use crate::master::Master;
 use crate::namespace::{invalid, require};
-use crate::store::ChunkRecord;
-use crate::txn::Txn;
+use crate::store::txn::Txn;
 
 /// Files of at most this many chunks come with their chunk map when looked up for an open.
 pub const OPEN_AHEAD_CHUNKS: u64 = 4;
@@ -61,12 +61,7 @@ impl Master {
             (None, (self.namespace().getattr(ino)?, false))
         };
         let chunk_map = self.get_chunks(ino, 0, 0, clock)?;
-        Ok(pb::OpenFileReply {
-            attr: Some(attr),
-            chunk_map: Some(chunk_map),
-            access_marked: marked,
-            lease,
-        })
+        Ok(convert::opened(attr, chunk_map, marked, lease))
     }
 
     /// Looks `req.name` up in `req.parent`; with `req.open_ahead`, a regular file of at most
@@ -82,11 +77,7 @@ impl Master {
         } else {
             None
         };
-        Ok(pb::AttrReply {
-            attr: Some(attr),
-            chunk_map,
-            changed_dirs: Vec::new(),
-        })
+        Ok(convert::looked_up(attr, chunk_map))
     }
 
     /// Marks a read access of `ino` at `now` if the relatime rule calls for one (written
@@ -139,7 +130,7 @@ impl Master {
             None
         };
         let page = self.namespace().readdir(req.ino, &req.after, req.limit)?;
-        Ok(pb::ReadDirReply { dir_attr, ..page })
+        Ok(convert::with_dir_attr(page, dir_attr))
     }
 
     /// Creates (or, without `exclusive`, finds) the regular file `req.node` as
@@ -161,12 +152,8 @@ impl Master {
         }
         if req.lease_holder.is_empty() {
             let attr = self.namespace().make_node(node, now)?;
-            return Ok(pb::CreateFileReply {
-                attr: Some(attr),
-                lease: None,
-                first_chunk: None,
-                changed_dirs: self.namespace().changed_dirs(&[node.parent])?.dirs,
-            });
+            let dirs = self.namespace().changed_dirs(&[node.parent])?;
+            return Ok(convert::created(attr, None, None, dirs));
         }
         // Placement is chosen before the transaction, which only reserves the chunk id.
         let servers = req
@@ -178,7 +165,7 @@ impl Master {
             let placed = match servers {
                 Some(servers) if attr.size == 0 && txn.store().chunk(attr.ino, 0)?.is_none() => {
                     let chunk_id = self.chunk_map().reserve_chunk_id(txn)?;
-                    Some(ChunkRecord {
+                    Some(Chunk {
                         chunk_id,
                         version: FIRST_CHUNK_VERSION,
                         length: 0,
@@ -193,21 +180,16 @@ impl Master {
         let (grant, (attr, placed)) =
             self.leases()
                 .acquire_with(&req.lease_holder, clock, create)?;
-        Ok(pb::CreateFileReply {
-            attr: Some(attr),
-            lease: Some(self.lease_reply(grant.recover)),
-            first_chunk: placed.map(|chunk| self.chunk_info(0, &chunk, clock)),
-            changed_dirs: self.namespace().changed_dirs(&[node.parent])?.dirs,
-        })
+        let lease = self.lease_reply(grant.recover);
+        let first_chunk = placed.map(|chunk| self.chunk_info(0, &chunk, clock));
+        let dirs = self.namespace().changed_dirs(&[node.parent])?;
+        Ok(convert::created(attr, Some(lease), first_chunk, dirs))
     }
 
     /// What a holder is told about a lease it was granted or renewed: its time-to-live, and
     /// whether the previous holder died holding it (`recover`).
     pub fn lease_reply(&self, recover: bool) -> pb::LeaseReply {
-        pb::LeaseReply {
-            ttl_ms: self.leases().ttl().as_millis() as u64,
-            recover,
-        }
+        convert::lease_reply(self.leases().ttl(), recover)
     }
 }
 

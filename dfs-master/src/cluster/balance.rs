@@ -2,18 +2,16 @@
 //! configured spread (an empty server joined, say), replicas move from the fullest server to
 //! the emptiest, a few at a time.
 //!
-//! A move is an ordinary re-replication copy to the emptiest server; once it is reported, the
-//! chunk has one replica too many, and the replication check trims the surplus replica from
-//! the fullest server (see [`crate::replication`]). Balancing only runs while nothing is
-//! under-replicated or being copied, so repairs always come first; and each round plans only
-//! as many moves as half the usage gap allows, so it converges instead of overshooting.
+//! A move is an ordinary re-replication copy to the emptiest server; once it is reported, the chunk
+//! has one replica too many, and the replication check trims the surplus replica from the fullest
+//! server (see [`replication`](crate::cluster::replication)). Balancing only runs while nothing is
+//! under-replicated or being copied, so repairs always come first; and each round plans only as
+//! many moves as half the usage gap allows, so it converges instead of overshooting.
 
 use std::collections::HashMap;
 
-use dfs_proto::pb::ServerState;
-
-use crate::registry::ServerView;
-use crate::store::ChunkRecord;
+use crate::chunks::Chunk;
+use crate::cluster::registry::{ServerState, ServerView};
 
 /// One planned move: copy `chunk_id` from `source` (which will lose it) to `target`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,10 +34,10 @@ fn usage(view: &ServerView) -> Option<f64> {
 
 /// The moves that bring the fullest and the emptiest active server closer, at most
 /// `max_moves` of them, or none when their usage differs by `spread` (a fraction) or less.
-/// `chunks` are the chunk records; `chunk_size` estimates what one move shifts.
+/// `chunks` are the chunks to choose from; `chunk_size` estimates what one move shifts.
 pub fn plan_moves<'a>(
     servers: &[ServerView],
-    chunks: impl IntoIterator<Item = &'a ChunkRecord>,
+    chunks: impl IntoIterator<Item = &'a Chunk>,
     spread: f64,
     chunk_size: u64,
     max_moves: usize,
@@ -106,8 +104,8 @@ mod tests {
         }
     }
 
-    fn chunk(chunk_id: u64, replicas: &[u64]) -> ChunkRecord {
-        ChunkRecord {
+    fn chunk(chunk_id: u64, replicas: &[u64]) -> Chunk {
+        Chunk {
             chunk_id,
             version: 1,
             length: 10,

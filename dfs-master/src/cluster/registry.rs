@@ -25,19 +25,63 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use dfs_proto::pb::{self, ServerState};
+use dfs_proto::pb;
 
+use crate::chunks::placement::Candidate;
+use crate::cluster::witness::VersionWitness;
 use crate::error::Result;
 use crate::namespace::invalid;
-use crate::placement::Candidate;
-use crate::store::{ServerRecord, meta};
-use crate::txn::Writer;
-use crate::witness::VersionWitness;
+use crate::store::meta;
+use crate::store::txn::Writer;
+
+/// The persisted identity of a chunkserver (its load is in memory only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerIdentity {
+    /// `host:port` of the server's data service, updated on every registration.
+    pub addr: String,
+    /// Identity of the server's data directory; the same uuid always gets the same id.
+    pub storage_uuid: String,
+    /// Rack label used by placement; empty when racks are not configured.
+    pub rack: String,
+    /// Being decommissioned: its replicas are copied elsewhere and it takes no new ones.
+    pub draining: bool,
+}
+
+/// Liveness and role of a chunkserver as the master sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerState {
+    /// Heartbeating; takes new replicas.
+    Active,
+    /// Missed heartbeats but not yet dead: its replicas still count, it gets no new ones.
+    Stale,
+    /// Silent past the dead timeout: its replicas are copied elsewhere.
+    Dead,
+    /// Being decommissioned: its replicas are copied elsewhere, then dropped from it.
+    Draining,
+}
+
+/// Where one replica of a chunk lives: the server, and the address of its data service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaAddr {
+    /// The server's id.
+    pub server_id: u64,
+    /// `host:port` of the server's data service.
+    pub addr: String,
+}
+
+/// What the registry answers a heartbeat with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeartbeatAnswer {
+    /// Replicas the server should delete: the master no longer references them.
+    pub delete_chunks: Vec<u64>,
+    /// The master does not know the server: it should register again.
+    pub reregister: bool,
+}
 
 /// What the master knows about one chunkserver.
 #[derive(Debug, Clone)]
 struct Server {
-    record: ServerRecord,
+    identity: ServerIdentity,
     capacity_bytes: u64,
     free_bytes: u64,
     /// Reads, writes and copies in progress at its last heartbeat.
@@ -91,9 +135,9 @@ pub struct ServerView {
 
 /// The chunkserver registry.
 ///
-/// Lock order: a registry mutation takes the store's writer (a [`crate::txn::Txn`]) before
-/// the in-memory `servers` lock, and never holds `servers` while waiting for the writer, so the
-/// two locks cannot deadlock. `servers` is held only for short in-memory updates.
+/// Lock order: a registry mutation takes the store's writer (a [`Txn`](crate::store::txn::Txn))
+/// before the in-memory `servers` lock, and never holds `servers` while waiting for the writer,
+/// so the two locks cannot deadlock. `servers` is held only for short in-memory updates.
 pub struct Registry {
     writer: Writer,
     heartbeat_timeout: Duration,
@@ -109,7 +153,7 @@ pub struct Registry {
     started: Instant,
     servers: Mutex<HashMap<u64, Server>>,
     /// Chunk versions some replica is known to hold: no replica of a live chunk is deleted
-    /// before its current version is (see [`crate::witness`]).
+    /// before its current version is (see [`crate::cluster::witness`]).
     witness: VersionWitness,
 }
 
@@ -120,9 +164,9 @@ impl Registry {
             .store()
             .servers()?
             .into_iter()
-            .map(|(id, record)| {
+            .map(|(id, identity)| {
                 let server = Server {
-                    record,
+                    identity,
                     capacity_bytes: 0,
                     free_bytes: 0,
                     active_transfers: 0,
@@ -156,7 +200,7 @@ impl Registry {
         if req.addr.is_empty() || req.storage_uuid.is_empty() {
             return Err(invalid("a chunkserver needs an address and a storage uuid"));
         }
-        let mut record = ServerRecord {
+        let mut identity = ServerIdentity {
             addr: req.addr.clone(),
             storage_uuid: req.storage_uuid.clone(),
             rack: req.rack.clone(),
@@ -166,27 +210,27 @@ impl Registry {
         let known = self
             .servers()
             .iter()
-            .find(|(_, s)| s.record.storage_uuid == req.storage_uuid)
+            .find(|(_, s)| s.identity.storage_uuid == req.storage_uuid)
             .map(|(&id, s)| {
                 // A decommissioned server that restarts keeps draining.
-                record.draining = s.record.draining;
-                (id, s.record == record)
+                identity.draining = s.identity.draining;
+                (id, s.identity == identity)
             });
         let server_id = match known {
             Some((id, true)) => id,
             Some((id, false)) => {
-                txn.put_server(id, &record);
+                txn.put_server(id, &identity);
                 id
             }
             None => {
                 let id = txn.next_id(meta::NEXT_SERVER_ID, 1)?;
-                txn.put_server(id, &record);
+                txn.put_server(id, &identity);
                 id
             }
         };
         txn.commit()?;
         let server = Server {
-            record,
+            identity,
             capacity_bytes: req.capacity_bytes,
             free_bytes: req.free_bytes,
             active_transfers: 0,
@@ -199,17 +243,13 @@ impl Registry {
 
     /// Takes a heartbeat: records load and liveness, and answers with the replicas the server
     /// should delete (see the module documentation). An unknown server is told to register.
-    pub fn heartbeat(
-        &self,
-        req: &pb::HeartbeatRequest,
-        now: Instant,
-    ) -> Result<pb::HeartbeatReply> {
+    pub fn heartbeat(&self, req: &pb::HeartbeatRequest, now: Instant) -> Result<HeartbeatAnswer> {
         {
             let mut servers = self.servers();
             let Some(server) = servers.get_mut(&req.server_id) else {
-                return Ok(pb::HeartbeatReply {
+                return Ok(HeartbeatAnswer {
+                    delete_chunks: Vec::new(),
                     reregister: true,
-                    ..Default::default()
                 });
             };
             server.capacity_bytes = req.capacity_bytes;
@@ -254,10 +294,9 @@ impl Registry {
                 "replicas to delete"
             );
         }
-        Ok(pb::HeartbeatReply {
+        Ok(HeartbeatAnswer {
             delete_chunks,
             reregister: false,
-            replicate: Vec::new(),
         })
     }
 
@@ -265,7 +304,7 @@ impl Registry {
     /// the master knows a newer version of it, or the chunk's record does not list the server
     /// (the replica was trimmed, drained or replaced while the server was away). A replica of
     /// a live chunk is garbage only once some replica is known at the chunk's current version
-    /// (see [`crate::witness`]).
+    /// (see [`crate::cluster::witness`]).
     fn is_garbage(&self, server_id: u64, replica: &pb::ChunkReplicaReport) -> Result<bool> {
         let store = self.writer.store();
         let Some((ino, index)) = store.chunk_owner(replica.chunk_id)? else {
@@ -330,7 +369,7 @@ impl Registry {
         let silence = now.saturating_duration_since(server.last_heartbeat.unwrap_or(self.started));
         if silence > self.dead_timeout {
             ServerState::Dead
-        } else if server.record.draining {
+        } else if server.identity.draining {
             ServerState::Draining
         } else if server.last_heartbeat.is_none() || silence > self.heartbeat_timeout {
             ServerState::Stale
@@ -346,8 +385,8 @@ impl Registry {
             .iter()
             .map(|(&server_id, s)| ServerView {
                 server_id,
-                addr: s.record.addr.clone(),
-                rack: s.record.rack.clone(),
+                addr: s.identity.addr.clone(),
+                rack: s.identity.rack.clone(),
                 state: self.state(s, now),
                 capacity_bytes: s.capacity_bytes,
                 free_bytes: s.free_bytes,
@@ -368,18 +407,18 @@ impl Registry {
         let found = self
             .servers()
             .iter()
-            .find(|(id, s)| id.to_string() == server || s.record.addr == server)
-            .map(|(&id, s)| (id, s.record.clone()));
-        let Some((server_id, mut record)) = found else {
+            .find(|(id, s)| id.to_string() == server || s.identity.addr == server)
+            .map(|(&id, s)| (id, s.identity.clone()));
+        let Some((server_id, mut identity)) = found else {
             return Err(dfs_proto::FsError::NotFound.into());
         };
-        record.draining = true;
-        txn.put_server(server_id, &record);
+        identity.draining = true;
+        txn.put_server(server_id, &identity);
         txn.commit()?;
         if let Some(s) = self.servers().get_mut(&server_id) {
-            s.record.draining = true;
+            s.identity.draining = true;
         }
-        tracing::info!(server_id, addr = %record.addr, "chunkserver decommissioned: draining");
+        tracing::info!(server_id, addr = %identity.addr, "chunkserver decommissioned: draining");
         Ok(server_id)
     }
 
@@ -395,18 +434,18 @@ impl Registry {
     pub fn candidates(&self, now: Instant) -> Vec<Candidate> {
         self.servers()
             .iter()
-            .filter(|(_, s)| self.is_live(s, now) && !s.record.draining)
+            .filter(|(_, s)| self.is_live(s, now) && !s.identity.draining)
             .map(|(&server_id, s)| Candidate {
                 server_id,
                 free_bytes: s.free_bytes,
-                rack: s.record.rack.clone(),
+                rack: s.identity.rack.clone(),
             })
             .collect()
     }
 
     /// Addresses of the replicas on `server_ids`: live servers first, each group in the given
     /// (chain) order. Servers the registry has never heard of are left out.
-    pub fn locations(&self, server_ids: &[u64], now: Instant) -> Vec<pb::ReplicaLocation> {
+    pub fn locations(&self, server_ids: &[u64], now: Instant) -> Vec<ReplicaAddr> {
         let servers = self.servers();
         let known = server_ids
             .iter()
@@ -414,9 +453,9 @@ impl Registry {
         let (live, dead): (Vec<_>, Vec<_>) = known.partition(|(_, s)| self.is_live(s, now));
         live.into_iter()
             .chain(dead)
-            .map(|(server_id, s)| pb::ReplicaLocation {
+            .map(|(server_id, s)| ReplicaAddr {
                 server_id,
-                addr: s.record.addr.clone(),
+                addr: s.identity.addr.clone(),
             })
             .collect()
     }
@@ -438,7 +477,7 @@ impl Registry {
         let servers = self.servers();
         servers
             .iter()
-            .find(|(_, s)| s.record.storage_uuid == storage_uuid)
+            .find(|(_, s)| s.identity.storage_uuid == storage_uuid)
             .map(|(&id, _)| id)
     }
 }

@@ -1,14 +1,14 @@
 //! Changes to the replica list of an existing chunk that the data path asks for: replacing
 //! replicas that failed during a write, and dropping replicas a reader found bad.
 //!
-//! A chain write that loses a server must still complete for the application. The writer
-//! tells the master which servers failed; the master drops them and answers with the next
-//! version, so the writer can rewrite its data on the survivors (which adopt the newer
-//! version on write) and the dropped replicas, left at the old version, are recognisable as
-//! stale wherever they turn up again. The record itself moves to the new version only with
-//! the writer's commit, once the survivors hold it (as a lease holder's stamps do): if the
-//! rewrite never lands (the writer dies, or the survivors fail too) the record still names
-//! the version the survivors hold, so the chunk stays readable and nothing deletes them. No fresh server is added: it would not hold the bytes
+//! A chain write that loses a server must still complete for the application. The writer tells the
+//! master which servers failed; the master drops them and answers with the next version, so the
+//! writer can rewrite its data on the survivors (which adopt the newer version on write) and the
+//! dropped replicas, left at the old version, are recognisable as stale wherever they turn up
+//! again. The record itself moves to the new version only with the writer's commit, once the
+//! survivors hold it (as a lease holder's stamps do): if the rewrite never lands (the writer dies,
+//! or the survivors fail too) the record still names the version the survivors hold, so the chunk
+//! stays readable and nothing deletes them. No fresh server is added: it would not hold the bytes
 //! written to the chunk before, and healing under-replicated chunks is re-replication's job.
 //!
 //! Both operations are deterministic functions of their request and the store, each applied
@@ -17,9 +17,9 @@
 use dfs_proto::FsError;
 use dfs_proto::pb;
 
+use crate::chunks::Chunk;
 use crate::error::Result;
-use crate::store::ChunkRecord;
-use crate::txn::Writer;
+use crate::store::txn::Writer;
 
 /// What happened to a reported bad replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,12 +48,13 @@ impl ReplicaChanges {
         }
     }
 
-    /// Drops the `failed` servers from the chunk a writer wrote with `version` and answers
-    /// with the next version for the rewrite (recorded when the rewrite is committed). If the master already has a newer version (another writer replaced the chain
-    /// first) or none of `failed` is a replica, the current chunk is returned unchanged.
-    /// Fails with `ESTALE` if the chunk is gone or was replaced by another chunk, and with
-    /// `ENOSPC` if fewer than the minimum replication would survive.
-    pub fn replace_replicas(&self, req: &pb::ReplaceReplicasRequest) -> Result<ChunkRecord> {
+    /// Drops the `failed` servers from the chunk a writer wrote with `version` and answers with the
+    /// next version for the rewrite (recorded when the rewrite is committed). If the master already
+    /// has a newer version (another writer replaced the chain first) or none of `failed` is a
+    /// replica, the current chunk is returned unchanged. Fails with `ESTALE` if the chunk is gone
+    /// or was replaced by another chunk, and with `ENOSPC` if fewer than the minimum replication
+    /// would survive.
+    pub fn replace_replicas(&self, req: &pb::ReplaceReplicasRequest) -> Result<Chunk> {
         let mut txn = self.writer.begin();
         let mut chunk = txn
             .store()

@@ -1,13 +1,14 @@
 //! The RocksDB schema of the master: column families, key layout and value encoding.
 //!
-//! This module only knows how metadata is laid out on disk; what the records *mean* lives in
-//! [`crate::namespace`], [`crate::chunks`] and [`crate::registry`], and every write goes
-//! through a [`crate::txn::Txn`].
+//! This module only knows how metadata is laid out on disk; what it *means* lives in
+//! [`crate::namespace`], [`crate::chunks`], [`crate::cluster`] and [`crate::locks`], which
+//! read through [`Store`] and write through a [`Txn`]. Values are versioned storage records
+//! ([`records`]), converted to and from the master's own types here, never wire messages.
 //!
 //! | column family | key | value |
 //! |---|---|---|
-//! | `inodes` | ino u64 BE | [`Inode`] |
-//! | `dentries` | parent u64 BE ‖ name bytes | child ino u64 BE ‖ kind byte ([`Dentry`]) |
+//! | `inodes` | ino u64 BE | [`InodeRecord`] |
+//! | `dentries` | parent u64 BE ‖ name bytes | child ino u64 BE ‖ kind byte |
 //! | `symlinks` | ino u64 BE | target bytes |
 //! | `chunks` | ino u64 BE ‖ chunk index u64 BE | [`ChunkRecord`] |
 //! | `chunk_ids` | chunk id u64 BE | ino u64 BE ‖ chunk index u64 BE |
@@ -15,24 +16,42 @@
 //! | `deletions` | server id u64 BE ‖ chunk id u64 BE | empty |
 //! | `meta` | counter name | u64 BE |
 //! | `leases` | ino u64 BE | [`LeaseRecord`] |
+//! | `xattrs` | ino u64 BE ‖ name bytes | value bytes |
 //! | `locks` | ino u64 BE | [`LockRecords`] (advisory locks) |
 //!
-//! Keys are fixed-width big-endian integers so that RocksDB's byte order is numeric order: the
-//! entries of one directory, the chunks of one file or the pending deletions of one server are
-//! each a single prefix scan, in order. `chunk_ids` is the reverse index a block report needs
-//! to tell a live replica from garbage without scanning every file.
+//! Keys are fixed-width big-endian integers ([`keys`]) so that RocksDB's byte order is numeric
+//! order: the entries of one directory, the chunks of one file or the pending deletions of one
+//! server are each a single prefix scan, in order. `chunk_ids` is the reverse index a block
+//! report needs to tell a live replica from garbage without scanning every file.
+//!
+//! * [`keys`] — key and dentry value encoding.
+//! * [`records`] — the storage records, their schema version, and their conversions.
+//! * [`txn`] — a mutation in progress: the single writer and its atomic batch.
+
+pub mod keys;
+pub mod records;
+pub mod txn;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use dfs_proto::pb::{self, FileKind};
-use prost::Message;
 use rocksdb::{
     ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, PrefixRange,
     ReadOptions, WriteBatch, WriteOptions,
 };
 
+use crate::chunks::Chunk;
+use crate::chunks::leases::GrantedLease;
+use crate::cluster::registry::ServerIdentity;
 use crate::error::{Error, Result};
+use crate::locks::HeldLock;
+use crate::namespace::{Dentry, Inode};
+use crate::store::keys::{decode_dentry, decode_pair, decode_u64, dentry_key, id_key, pair_key};
+use crate::store::records::{
+    ChunkRecord, InodeRecord, LeaseRecord, LockRecords, SCHEMA_VERSION, ServerRecord, decode,
+};
+
+pub use txn::{Txn, Writer};
 
 /// Column family of inode records.
 pub const CF_INODES: &str = "inodes";
@@ -87,6 +106,10 @@ pub mod meta {
     pub const BLOCK_SIZE: &[u8] = b"block_size";
     /// The next writer-lease generation to hand out.
     pub const NEXT_LEASE_GENERATION: &[u8] = b"next_lease_generation";
+    /// The storage schema the records are written in (see
+    /// [`SCHEMA_VERSION`](super::records::SCHEMA_VERSION)); absent in a database written
+    /// before it was recorded, which is schema 1.
+    pub const SCHEMA_VERSION: &[u8] = b"schema_version";
 
     /// The id counters, each with the key of its *reservation*: the value below which ids
     /// may have been handed out. A reservation is raised (and synced) ahead of the counter,
@@ -110,201 +133,8 @@ pub mod meta {
     }
 }
 
-/// The persisted form of an inode: its `stat` attributes plus what the namespace needs to
-/// walk upwards.
-#[derive(Clone, PartialEq, Message)]
-pub struct Inode {
-    /// The attributes exactly as clients see them.
-    #[prost(message, required, tag = "1")]
-    pub attr: pb::Attr,
-    /// The directory holding this directory (directories only: they have exactly one parent,
-    /// which rename needs to refuse moving a directory into its own subtree). 0 otherwise.
-    #[prost(uint64, tag = "2")]
-    pub parent: u64,
-}
-
-impl Inode {
-    /// The kind of the inode (`FILE_KIND_UNSPECIFIED` for a value this build does not know).
-    pub fn kind(&self) -> FileKind {
-        self.attr.kind()
-    }
-
-    /// Whether the inode is a directory.
-    pub fn is_dir(&self) -> bool {
-        self.kind() == FileKind::Directory
-    }
-}
-
-/// The value of a directory entry: which inode the name points to, and its kind (so that
-/// name-only decisions such as "is the rename target a directory" need no inode read).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dentry {
-    /// The inode the name refers to.
-    pub ino: u64,
-    /// The kind of that inode.
-    pub kind: FileKind,
-}
-
-impl Dentry {
-    /// Whether the entry names a directory.
-    pub fn is_dir(&self) -> bool {
-        self.kind == FileKind::Directory
-    }
-}
-
-/// One chunk of a file as the master records it.
-#[derive(Clone, PartialEq, Eq, Message)]
-pub struct ChunkRecord {
-    /// Cluster-unique id of the chunk; replicas on chunkservers are named by it.
-    #[prost(uint64, tag = "1")]
-    pub chunk_id: u64,
-    /// Version of the chunk; replicas with an older version are stale.
-    #[prost(uint64, tag = "2")]
-    pub version: u64,
-    /// Committed length in bytes.
-    #[prost(uint64, tag = "3")]
-    pub length: u64,
-    /// Servers holding a replica, in write-chain order.
-    #[prost(uint64, repeated, tag = "4")]
-    pub replicas: Vec<u64>,
-    /// The highest version handed to a writer to rewrite on the survivors of a replica
-    /// replacement; `version` catches up when the rewrite is committed. A lease takeover
-    /// stamps above it, so the cut-off writer's rewrite is stale.
-    #[prost(uint64, tag = "5")]
-    pub issued_version: u64,
-}
-
-/// A writer lease as persisted: who holds it. Its expiry is not persisted; a restarted master
-/// lets every recorded lease run a full time-to-live from its start, so it never hands a
-/// lease that may still be live to a second writer.
-#[derive(Clone, PartialEq, Eq, Message)]
-pub struct LeaseRecord {
-    /// The mount holding the lease.
-    #[prost(string, tag = "1")]
-    pub holder: String,
-    /// Cluster-unique number of this grant.
-    #[prost(uint64, tag = "2")]
-    pub generation: u64,
-}
-
-/// One advisory lock as persisted (see [`crate::locks`]).
-#[derive(Clone, PartialEq, Eq, Message)]
-pub struct LockRecord {
-    /// The holding mount's session id.
-    #[prost(string, tag = "1")]
-    pub session: String,
-    /// The kernel's lock owner within that mount.
-    #[prost(uint64, tag = "2")]
-    pub owner: u64,
-    /// First byte.
-    #[prost(uint64, tag = "3")]
-    pub start: u64,
-    /// Last byte (inclusive).
-    #[prost(uint64, tag = "4")]
-    pub end: u64,
-    /// A write (exclusive) lock, else a read lock.
-    #[prost(bool, tag = "5")]
-    pub write: bool,
-    /// The process that took it.
-    #[prost(uint32, tag = "6")]
-    pub pid: u32,
-}
-
-/// Every advisory lock held on one file.
-#[derive(Clone, PartialEq, Eq, Message)]
-pub struct LockRecords {
-    /// The locks, in no particular order.
-    #[prost(message, repeated, tag = "1")]
-    pub locks: Vec<LockRecord>,
-}
-
-/// The persisted identity of a chunkserver (its load is in-memory only, see
-/// [`crate::registry`]).
-#[derive(Clone, PartialEq, Eq, Message)]
-pub struct ServerRecord {
-    /// `host:port` of the server's data service, updated on every registration.
-    #[prost(string, tag = "1")]
-    pub addr: String,
-    /// Identity of the server's data directory; the same uuid always gets the same id.
-    #[prost(string, tag = "2")]
-    pub storage_uuid: String,
-    /// Rack label used by placement; empty when racks are not configured.
-    #[prost(string, tag = "3")]
-    pub rack: String,
-    /// Being decommissioned: its replicas are copied elsewhere and it takes no new ones.
-    #[prost(bool, tag = "4")]
-    pub draining: bool,
-}
-
-/// Key of an inode, symlink, server or chunk-id entry: the id as u64 BE.
-pub fn id_key(id: u64) -> [u8; 8] {
-    id.to_be_bytes()
-}
-
-/// Key of the directory entry `name` in directory `parent`.
-pub fn dentry_key(parent: u64, name: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(8 + name.len());
-    key.extend_from_slice(&parent.to_be_bytes());
-    key.extend_from_slice(name);
-    key
-}
-
-/// Key of a pair of ids (`chunks`: ino ‖ index, `deletions`: server ‖ chunk id).
-pub fn pair_key(a: u64, b: u64) -> [u8; 16] {
-    let mut key = [0; 16];
-    key[..8].copy_from_slice(&a.to_be_bytes());
-    key[8..].copy_from_slice(&b.to_be_bytes());
-    key
-}
-
-/// Encodes a directory entry value.
-pub fn encode_dentry(dentry: Dentry) -> [u8; 9] {
-    let mut value = [0; 9];
-    value[..8].copy_from_slice(&dentry.ino.to_be_bytes());
-    value[8] = dentry.kind as u8;
-    value
-}
-
 /// A raw key and value as a RocksDB iterator yields them.
 type KeyValue = (Box<[u8]>, Box<[u8]>);
-
-fn decode_u64(cf: &'static str, bytes: &[u8]) -> Result<u64> {
-    let array: [u8; 8] = bytes
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| Error::Corrupt {
-            cf,
-            detail: format!("{} bytes, want 8", bytes.len()),
-        })?;
-    Ok(u64::from_be_bytes(array))
-}
-
-fn decode_pair(cf: &'static str, bytes: &[u8]) -> Result<(u64, u64)> {
-    if bytes.len() != 16 {
-        let detail = format!("{} bytes, want 16", bytes.len());
-        return Err(Error::Corrupt { cf, detail });
-    }
-    Ok((decode_u64(cf, &bytes[..8])?, decode_u64(cf, &bytes[8..])?))
-}
-
-fn decode_dentry(bytes: &[u8]) -> Result<Dentry> {
-    let ino = decode_u64(CF_DENTRIES, bytes)?;
-    let kind = bytes
-        .get(8)
-        .and_then(|&k| FileKind::try_from(i32::from(k)).ok())
-        .ok_or_else(|| Error::Corrupt {
-            cf: CF_DENTRIES,
-            detail: "bad kind byte".into(),
-        })?;
-    Ok(Dentry { ino, kind })
-}
-
-fn decode<M: Message + Default>(cf: &'static str, bytes: &[u8]) -> Result<M> {
-    M::decode(bytes).map_err(|e| Error::Corrupt {
-        cf,
-        detail: e.to_string(),
-    })
-}
 
 /// When the master's acknowledged mutations reach the disk (the WAL is synced).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -327,7 +157,7 @@ pub enum SyncPolicy {
 /// The master's RocksDB database with every column family open.
 ///
 /// Reads are plain methods here and may run concurrently from any thread. Writes are
-/// assembled in a [`crate::txn::Txn`] and applied with [`Store::write`].
+/// assembled in a [`Txn`] and applied with `Store::write`.
 pub struct Store {
     db: DB,
     policy: SyncPolicy,
@@ -347,12 +177,34 @@ impl Store {
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
-        Ok(Store {
+        let store = Store {
             db,
             policy,
             unsynced: AtomicU64::new(0),
             synced: AtomicU64::new(0),
-        })
+        };
+        store.settle_schema()?;
+        Ok(store)
+    }
+
+    /// Checks the schema the database was written in, before anything reads a record. A
+    /// newer schema than this build's is refused: its records may not mean what this build
+    /// would read into them. A database without a recorded schema (a new one, or one written
+    /// before the schema was recorded) is schema 1, which is then recorded.
+    fn settle_schema(&self) -> Result<()> {
+        match self.meta(meta::SCHEMA_VERSION)? {
+            Some(found) if found > SCHEMA_VERSION => Err(Error::Schema {
+                found,
+                supported: SCHEMA_VERSION,
+            }),
+            Some(_) => Ok(()),
+            None => {
+                let mut batch = WriteBatch::default();
+                let version = SCHEMA_VERSION.to_be_bytes();
+                batch.put_cf(self.cf(CF_META), meta::SCHEMA_VERSION, version);
+                self.write(batch)
+            }
+        }
     }
 
     /// How writes are synced.
@@ -376,8 +228,8 @@ impl Store {
 
     /// Applies a batch atomically, syncing the WAL only if `sync`: for changes whose loss in
     /// a machine crash is harmless or that [`Store::sync_wal`] covers soon enough (a process
-    /// crash loses nothing either way). Callers serialise writes (see [`crate::txn`]), which
-    /// the counting of unsynced writes relies on.
+    /// crash loses nothing either way). Callers serialise writes (see [`txn`]), which the
+    /// counting of unsynced writes relies on.
     pub(crate) fn write_with(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
@@ -421,7 +273,10 @@ impl Store {
     /// Reads an inode.
     pub fn inode(&self, ino: u64) -> Result<Option<Inode>> {
         let value = self.db.get_cf(self.cf(CF_INODES), id_key(ino))?;
-        value.map(|v| decode(CF_INODES, &v)).transpose()
+        let record = value
+            .map(|v| decode::<InodeRecord>(CF_INODES, &v))
+            .transpose()?;
+        Ok(record.map(Inode::from))
     }
 
     /// Reads the directory entry `name` of `parent`.
@@ -486,19 +341,14 @@ impl Store {
     }
 
     /// Reads the chunk at `index` of file `ino`.
-    pub fn chunk(&self, ino: u64, index: u64) -> Result<Option<ChunkRecord>> {
+    pub fn chunk(&self, ino: u64, index: u64) -> Result<Option<Chunk>> {
         let value = self.db.get_cf(self.cf(CF_CHUNKS), pair_key(ino, index))?;
-        value.map(|v| decode(CF_CHUNKS, &v)).transpose()
+        value.map(|v| decode_chunk(&v)).transpose()
     }
 
     /// Reads the chunks of file `ino` with index `>= first`, in index order, stopping before
     /// index `end` (exclusive; `None` for no bound).
-    pub fn chunks(
-        &self,
-        ino: u64,
-        first: u64,
-        end: Option<u64>,
-    ) -> Result<Vec<(u64, ChunkRecord)>> {
+    pub fn chunks(&self, ino: u64, first: u64, end: Option<u64>) -> Result<Vec<(u64, Chunk)>> {
         let prefix = id_key(ino);
         let mut chunks = Vec::new();
         for item in self.scan(CF_CHUNKS, &prefix, &pair_key(ino, first)) {
@@ -507,7 +357,7 @@ impl Store {
             if end.is_some_and(|end| index >= end) {
                 break;
             }
-            chunks.push((index, decode(CF_CHUNKS, &value)?));
+            chunks.push((index, decode_chunk(&value)?));
         }
         Ok(chunks)
     }
@@ -518,9 +368,9 @@ impl Store {
         value.map(|v| decode_pair(CF_CHUNK_IDS, &v)).transpose()
     }
 
-    /// Every chunk of every file as `(ino, index, record)`, in key order: what the
+    /// Every chunk of every file as `(ino, index, chunk)`, in key order: what the
     /// replication check walks. A full scan, for a background task, not a request path.
-    pub fn all_chunks(&self) -> Result<Vec<(u64, u64, ChunkRecord)>> {
+    pub fn all_chunks(&self) -> Result<Vec<(u64, u64, Chunk)>> {
         self.chunks_after(None, usize::MAX)
     }
 
@@ -531,7 +381,7 @@ impl Store {
         &self,
         after: Option<(u64, u64)>,
         limit: usize,
-    ) -> Result<Vec<(u64, u64, ChunkRecord)>> {
+    ) -> Result<Vec<(u64, u64, Chunk)>> {
         let start = after.map(|(ino, index)| {
             // The smallest key strictly greater than the cursor's.
             let mut key = pair_key(ino, index).to_vec();
@@ -546,40 +396,43 @@ impl Store {
         for item in self.db.iterator_cf(self.cf(CF_CHUNKS), mode).take(limit) {
             let (key, value) = item?;
             let (ino, index) = decode_pair(CF_CHUNKS, &key)?;
-            chunks.push((ino, index, decode(CF_CHUNKS, &value)?));
+            chunks.push((ino, index, decode_chunk(&value)?));
         }
         Ok(chunks)
     }
 
     /// Reads every registered chunkserver.
-    pub fn servers(&self) -> Result<Vec<(u64, ServerRecord)>> {
+    pub fn servers(&self) -> Result<Vec<(u64, ServerIdentity)>> {
         let mut servers = Vec::new();
         for item in self
             .db
             .iterator_cf(self.cf(CF_SERVERS), IteratorMode::Start)
         {
             let (key, value) = item?;
-            servers.push((decode_u64(CF_SERVERS, &key)?, decode(CF_SERVERS, &value)?));
+            let record: ServerRecord = decode(CF_SERVERS, &value)?;
+            servers.push((decode_u64(CF_SERVERS, &key)?, record.into()));
         }
         Ok(servers)
     }
 
-    /// Reads every recorded writer lease as `(ino, record)`.
-    pub fn leases(&self) -> Result<Vec<(u64, LeaseRecord)>> {
+    /// Reads every recorded writer lease as `(ino, lease)`.
+    pub fn leases(&self) -> Result<Vec<(u64, GrantedLease)>> {
         let mut leases = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_LEASES), IteratorMode::Start) {
             let (key, value) = item?;
-            leases.push((decode_u64(CF_LEASES, &key)?, decode(CF_LEASES, &value)?));
+            let record: LeaseRecord = decode(CF_LEASES, &value)?;
+            leases.push((decode_u64(CF_LEASES, &key)?, record.into()));
         }
         Ok(leases)
     }
 
     /// Reads the advisory locks of every file that has some.
-    pub fn locks(&self) -> Result<Vec<(u64, LockRecords)>> {
+    pub fn locks(&self) -> Result<Vec<(u64, Vec<HeldLock>)>> {
         let mut locks = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_LOCKS), IteratorMode::Start) {
             let (key, value) = item?;
-            locks.push((decode_u64(CF_LOCKS, &key)?, decode(CF_LOCKS, &value)?));
+            let records: LockRecords = decode(CF_LOCKS, &value)?;
+            locks.push((decode_u64(CF_LOCKS, &key)?, records.into()));
         }
         Ok(locks)
     }
@@ -612,4 +465,9 @@ impl Store {
             )
             .map(|item| item.map_err(Error::from))
     }
+}
+
+/// Decodes a `chunks` value.
+fn decode_chunk(bytes: &[u8]) -> Result<Chunk> {
+    decode::<ChunkRecord>(CF_CHUNKS, bytes).map(Chunk::from)
 }

@@ -15,24 +15,51 @@
 //! grace period protects (a writer that dies first leaves garbage, never a lost
 //! acknowledged write). A chain write that fails records the chunk (`LeaseChunk` with the
 //! placement) so that its chain can be replaced like any other.
+//!
+//! * [`open`] — opening and creating a file, and listing a directory, in one round trip each.
+//! * [`leases`] — writer leases: one writing mount per file, expiry and recovery.
+//! * [`replicas`] — replica changes the data path asks for (failed chain writes, bad replicas).
+//! * [`placement`] — which servers get a new chunk's replicas.
+
+pub mod leases;
+pub mod open;
+pub mod placement;
+pub mod replicas;
 
 use dfs_proto::FsError;
 use dfs_proto::chunk::ChunkLayout;
 use dfs_proto::pb::{self, Attr, FileKind, Timestamp};
 
 use crate::error::Result;
-use crate::namespace::{invalid, require};
-use crate::store::{ChunkRecord, Inode, meta};
-use crate::txn::{Txn, Writer};
+use crate::namespace::{Inode, invalid, require};
+use crate::store::meta;
+use crate::store::txn::{Txn, Writer};
 
 /// The first version of a new chunk.
 pub const FIRST_CHUNK_VERSION: u64 = 1;
 
+/// One chunk of a file as the master knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// Cluster-unique id of the chunk; replicas on chunkservers are named by it.
+    pub chunk_id: u64,
+    /// Version of the chunk; replicas with an older version are stale.
+    pub version: u64,
+    /// Committed length in bytes.
+    pub length: u64,
+    /// Servers holding a replica, in write-chain order.
+    pub replicas: Vec<u64>,
+    /// The highest version handed to a writer to rewrite on the survivors of a replica
+    /// replacement; `version` catches up when the rewrite is committed. A lease takeover
+    /// stamps above it, so the cut-off writer's rewrite is stale.
+    pub issued_version: u64,
+}
+
 /// The chunks of (part of) one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileChunks {
-    /// Allocated chunks as `(index, record)`, in index order; a missing index is a hole.
-    pub chunks: Vec<(u64, ChunkRecord)>,
+    /// Allocated chunks as `(index, chunk)`, in index order; a missing index is a hole.
+    pub chunks: Vec<(u64, Chunk)>,
     /// Size of the file in bytes.
     pub file_size: u64,
 }
@@ -66,13 +93,13 @@ impl ChunkMap {
         })
     }
 
-    /// Every chunk of every file as `(ino, index, record)`: a full scan for the admin CLI.
-    pub fn all_chunks(&self) -> Result<Vec<(u64, u64, ChunkRecord)>> {
+    /// Every chunk of every file as `(ino, index, chunk)`: a full scan for the admin CLI.
+    pub fn all_chunks(&self) -> Result<Vec<(u64, u64, Chunk)>> {
         self.writer.store().all_chunks()
     }
 
     /// The chunk at `index` of regular file `ino`, if allocated.
-    pub fn chunk(&self, ino: u64, index: u64) -> Result<Option<ChunkRecord>> {
+    pub fn chunk(&self, ino: u64, index: u64) -> Result<Option<Chunk>> {
         let store = self.writer.store();
         regular_file(store.inode(ino)?)?;
         store.chunk(ino, index)
@@ -81,7 +108,7 @@ impl ChunkMap {
     /// Allocates the chunk at `index` of file `ino` on `replicas` (in chain order) with a new
     /// chunk id, version 1 and length 0. If the chunk exists already (another writer got there
     /// first) the existing chunk is returned unchanged.
-    pub fn allocate_chunk(&self, ino: u64, index: u64, replicas: Vec<u64>) -> Result<ChunkRecord> {
+    pub fn allocate_chunk(&self, ino: u64, index: u64, replicas: Vec<u64>) -> Result<Chunk> {
         if index.checked_mul(self.layout.chunk_size).is_none() {
             return Err(invalid("chunk index past the largest file size"));
         }
@@ -94,7 +121,7 @@ impl ChunkMap {
             return Ok(existing);
         }
         let chunk_id = txn.next_id(meta::NEXT_CHUNK_ID, 1)?;
-        let chunk = ChunkRecord {
+        let chunk = Chunk {
             chunk_id,
             version: FIRST_CHUNK_VERSION,
             length: 0,
@@ -135,12 +162,7 @@ impl ChunkMap {
     /// writer lease holder that took the file over has stamped that version on the replicas
     /// first, so replicas an earlier holder wrote, and commits it still sends, are
     /// recognisably stale. `None` if the chunk is not allocated.
-    pub fn raise_version(
-        &self,
-        ino: u64,
-        index: u64,
-        min_version: u64,
-    ) -> Result<Option<ChunkRecord>> {
+    pub fn raise_version(&self, ino: u64, index: u64, min_version: u64) -> Result<Option<Chunk>> {
         let mut txn = self.writer.begin();
         regular_file(txn.inode(ino)?)?;
         let Some(mut chunk) = txn.store().chunk(ino, index)? else {
@@ -175,7 +197,7 @@ impl ChunkMap {
         }
         let mut txn = self.writer.begin();
         let mut inode = regular_file(txn.inode(ino)?)?;
-        let mut updated: Vec<(u64, ChunkRecord)> = Vec::with_capacity(commits.len());
+        let mut updated: Vec<(u64, Chunk)> = Vec::with_capacity(commits.len());
         let mut versions_moved = false;
         for commit in commits {
             if commit.length > self.layout.chunk_size {
@@ -222,7 +244,7 @@ impl ChunkMap {
 
 /// The master's record of the chunk a commit names, or `ESTALE` if the commit refers to a
 /// chunk that is gone or to an older version of it.
-fn current_chunk(txn: &Txn<'_>, ino: u64, commit: &pb::ChunkCommit) -> Result<ChunkRecord> {
+fn current_chunk(txn: &Txn<'_>, ino: u64, commit: &pb::ChunkCommit) -> Result<Chunk> {
     let stale = |why: &str| {
         FsError::Stale(format!(
             "chunk {} (index {}) of inode {ino} {why}",
@@ -262,7 +284,7 @@ fn placed_chunk(
     chunk_id: u64,
     version: u64,
     servers: &[u64],
-) -> Result<ChunkRecord> {
+) -> Result<Chunk> {
     let next_id = txn.store().meta(meta::NEXT_CHUNK_ID)?.unwrap_or(0);
     let reserved = chunk_id > 0 && chunk_id < next_id;
     if !reserved || txn.store().chunk_owner(chunk_id)?.is_some() || servers.is_empty() {
@@ -271,7 +293,7 @@ fn placed_chunk(
         ))
         .into());
     }
-    Ok(ChunkRecord {
+    Ok(Chunk {
         chunk_id,
         version: version.max(FIRST_CHUNK_VERSION),
         length: 0,

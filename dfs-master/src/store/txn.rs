@@ -20,16 +20,21 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use prost::Message;
 use rocksdb::WriteBatch;
 
+use crate::chunks::Chunk;
+use crate::chunks::leases::GrantedLease;
+use crate::cluster::registry::ServerIdentity;
 use crate::error::Result;
+use crate::locks::HeldLock;
+use crate::namespace::{Dentry, Inode};
+use crate::store::keys::{dentry_key, encode_dentry, id_key, pair_key};
+use crate::store::records::{ChunkRecord, InodeRecord, LeaseRecord, LockRecords, ServerRecord};
 use crate::store::{
-    self, CF_CHUNK_IDS, CF_CHUNKS, CF_DELETIONS, CF_DENTRIES, CF_INODES, CF_LEASES, CF_META,
-    CF_SERVERS, CF_SYMLINKS, CF_XATTRS, ChunkRecord, Dentry, Inode, LeaseRecord, ServerRecord,
-    Store, SyncPolicy, meta,
+    CF_CHUNK_IDS, CF_CHUNKS, CF_DELETIONS, CF_DENTRIES, CF_INODES, CF_LEASES, CF_LOCKS, CF_META,
+    CF_SERVERS, CF_SYMLINKS, CF_XATTRS, Store, SyncPolicy, meta,
 };
-// advisory locks
-use crate::store::{CF_LOCKS, LockRecords};
 
 /// Ids a raised reservation covers: one synced write per this many creates.
 pub const ID_RESERVATION: u64 = 1024;
@@ -207,15 +212,12 @@ impl Txn<'_> {
             },
         );
         self.batch
-            .delete_cf(self.store.cf(CF_SYMLINKS), store::id_key(ino));
+            .delete_cf(self.store.cf(CF_SYMLINKS), id_key(ino));
         // A lease still held on a removed file has nothing left to protect.
         self.delete_lease(ino);
         // Its extended attributes: every key `ino ‖ name` lies in [ino, ino + 1).
-        self.batch.delete_range_cf(
-            self.store.cf(CF_XATTRS),
-            store::id_key(ino),
-            store::id_key(ino + 1),
-        );
+        self.batch
+            .delete_range_cf(self.store.cf(CF_XATTRS), id_key(ino), id_key(ino + 1));
         for (index, chunk) in self.store.chunks(ino, 0, None)? {
             self.remove_chunk(ino, index, &chunk);
         }
@@ -226,62 +228,50 @@ impl Txn<'_> {
 
     /// Sets extended attribute `name` of `ino`.
     pub fn put_xattr(&mut self, ino: u64, name: &[u8], value: &[u8]) {
-        self.batch.put_cf(
-            self.store.cf(CF_XATTRS),
-            store::dentry_key(ino, name),
-            value,
-        );
+        self.batch
+            .put_cf(self.store.cf(CF_XATTRS), dentry_key(ino, name), value);
     }
 
     /// Removes extended attribute `name` of `ino`.
     pub fn delete_xattr(&mut self, ino: u64, name: &[u8]) {
         self.batch
-            .delete_cf(self.store.cf(CF_XATTRS), store::dentry_key(ino, name));
+            .delete_cf(self.store.cf(CF_XATTRS), dentry_key(ino, name));
     }
 
     /// Writes a directory entry.
     pub fn put_dentry(&mut self, parent: u64, name: &[u8], dentry: Dentry) {
-        let key = store::dentry_key(parent, name);
-        self.batch.put_cf(
-            self.store.cf(CF_DENTRIES),
-            key,
-            store::encode_dentry(dentry),
-        );
+        let key = dentry_key(parent, name);
+        self.batch
+            .put_cf(self.store.cf(CF_DENTRIES), key, encode_dentry(dentry));
     }
 
     /// Deletes a directory entry.
     pub fn delete_dentry(&mut self, parent: u64, name: &[u8]) {
         self.batch
-            .delete_cf(self.store.cf(CF_DENTRIES), store::dentry_key(parent, name));
+            .delete_cf(self.store.cf(CF_DENTRIES), dentry_key(parent, name));
     }
 
     /// Writes a symlink target.
     pub fn put_symlink(&mut self, ino: u64, target: &[u8]) {
         self.batch
-            .put_cf(self.store.cf(CF_SYMLINKS), store::id_key(ino), target);
+            .put_cf(self.store.cf(CF_SYMLINKS), id_key(ino), target);
     }
 
     /// Writes the chunk at `index` of file `ino` (and its reverse index entry).
-    pub fn put_chunk(&mut self, ino: u64, index: u64, chunk: &ChunkRecord) {
-        let key = store::pair_key(ino, index);
-        self.batch.put_cf(
-            self.store.cf(CF_CHUNKS),
-            key,
-            prost::Message::encode_to_vec(chunk),
-        );
-        self.batch.put_cf(
-            self.store.cf(CF_CHUNK_IDS),
-            store::id_key(chunk.chunk_id),
-            key,
-        );
+    pub fn put_chunk(&mut self, ino: u64, index: u64, chunk: &Chunk) {
+        let key = pair_key(ino, index);
+        let value = ChunkRecord::from(chunk).encode_to_vec();
+        self.batch.put_cf(self.store.cf(CF_CHUNKS), key, value);
+        self.batch
+            .put_cf(self.store.cf(CF_CHUNK_IDS), id_key(chunk.chunk_id), key);
     }
 
     /// Drops the chunk at `index` of file `ino` and queues its replicas for deletion.
-    pub fn remove_chunk(&mut self, ino: u64, index: u64, chunk: &ChunkRecord) {
+    pub fn remove_chunk(&mut self, ino: u64, index: u64, chunk: &Chunk) {
         self.batch
-            .delete_cf(self.store.cf(CF_CHUNKS), store::pair_key(ino, index));
+            .delete_cf(self.store.cf(CF_CHUNKS), pair_key(ino, index));
         self.batch
-            .delete_cf(self.store.cf(CF_CHUNK_IDS), store::id_key(chunk.chunk_id));
+            .delete_cf(self.store.cf(CF_CHUNK_IDS), id_key(chunk.chunk_id));
         for &server_id in &chunk.replicas {
             self.queue_deletion(server_id, chunk.chunk_id);
         }
@@ -291,44 +281,43 @@ impl Txn<'_> {
     /// its next heartbeat reply): a trimmed, drained, dead, corrupt or replaced replica that the
     /// chunk record no longer lists.
     pub fn queue_deletion(&mut self, server_id: u64, chunk_id: u64) {
-        let key = store::pair_key(server_id, chunk_id);
+        let key = pair_key(server_id, chunk_id);
         self.batch.put_cf(self.store.cf(CF_DELETIONS), key, []);
     }
 
     /// Removes a replica from a server's deletion queue (it has been handed to the server).
     pub fn dequeue_deletion(&mut self, server_id: u64, chunk_id: u64) {
-        let key = store::pair_key(server_id, chunk_id);
+        let key = pair_key(server_id, chunk_id);
         self.batch.delete_cf(self.store.cf(CF_DELETIONS), key);
     }
 
     /// Writes a chunkserver's persisted identity.
-    pub fn put_server(&mut self, server_id: u64, server: &ServerRecord) {
-        let value = prost::Message::encode_to_vec(server);
+    pub fn put_server(&mut self, server_id: u64, server: &ServerIdentity) {
+        let value = ServerRecord::from(server).encode_to_vec();
         self.batch
-            .put_cf(self.store.cf(CF_SERVERS), store::id_key(server_id), value);
+            .put_cf(self.store.cf(CF_SERVERS), id_key(server_id), value);
     }
 
     /// Records the writer lease of file `ino`.
-    pub fn put_lease(&mut self, ino: u64, lease: &LeaseRecord) {
-        let value = prost::Message::encode_to_vec(lease);
+    pub fn put_lease(&mut self, ino: u64, lease: &GrantedLease) {
+        let value = LeaseRecord::from(lease).encode_to_vec();
         self.batch
-            .put_cf(self.store.cf(CF_LEASES), store::id_key(ino), value);
+            .put_cf(self.store.cf(CF_LEASES), id_key(ino), value);
     }
 
     /// Forgets the writer lease of file `ino`.
     pub fn delete_lease(&mut self, ino: u64) {
-        self.batch
-            .delete_cf(self.store.cf(CF_LEASES), store::id_key(ino));
+        self.batch.delete_cf(self.store.cf(CF_LEASES), id_key(ino));
     }
 
     /// Records the advisory locks of file `ino` (none: forgets them).
-    pub fn put_locks(&mut self, ino: u64, locks: &LockRecords) {
+    pub fn put_locks(&mut self, ino: u64, locks: &[HeldLock]) {
         let cf = self.store.cf(CF_LOCKS);
-        if locks.locks.is_empty() {
-            self.batch.delete_cf(cf, store::id_key(ino));
+        if locks.is_empty() {
+            self.batch.delete_cf(cf, id_key(ino));
         } else {
-            let value = prost::Message::encode_to_vec(locks);
-            self.batch.put_cf(cf, store::id_key(ino), value);
+            let value = LockRecords::from(locks).encode_to_vec();
+            self.batch.put_cf(cf, id_key(ino), value);
         }
     }
 
@@ -371,10 +360,10 @@ impl Txn<'_> {
             match cached.value {
                 _ if !cached.dirty => {}
                 Some(inode) => {
-                    let value = prost::Message::encode_to_vec(&inode);
-                    self.batch.put_cf(cf, store::id_key(ino), value);
+                    let value = InodeRecord::from(&inode).encode_to_vec();
+                    self.batch.put_cf(cf, id_key(ino), value);
                 }
-                None => self.batch.delete_cf(cf, store::id_key(ino)),
+                None => self.batch.delete_cf(cf, id_key(ino)),
             }
         }
         for (key, cached) in std::mem::take(&mut self.counters) {

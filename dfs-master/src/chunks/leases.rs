@@ -28,11 +28,22 @@ use dfs_proto::FsError;
 
 use crate::chunks::regular_file;
 use crate::error::Result;
-use crate::store::{LeaseRecord, meta};
-use crate::txn::{Txn, Writer};
+use crate::store::meta;
+use crate::store::txn::{Txn, Writer};
 
 /// The first generation handed out.
 const FIRST_GENERATION: u64 = 1;
+
+/// A lease as granted, and as recorded: to whom, and which grant. Its expiry is not recorded;
+/// a restarted master lets every recorded lease run a full time-to-live from its start, so it
+/// never hands a lease that may still be live to a second writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantedLease {
+    /// The mount holding the lease.
+    pub holder: String,
+    /// Cluster-unique number of this grant.
+    pub generation: u64,
+}
 
 /// One live (or expired but not yet taken over) lease.
 #[derive(Debug, Clone)]
@@ -67,10 +78,10 @@ impl Leases {
             .store()
             .leases()?
             .into_iter()
-            .map(|(ino, record)| {
+            .map(|(ino, granted)| {
                 let lease = Lease {
-                    holder: record.holder,
-                    generation: record.generation,
+                    holder: granted.holder,
+                    generation: granted.generation,
                     expires: now + ttl,
                 };
                 (ino, lease)
@@ -132,11 +143,11 @@ impl Leases {
                 }
                 regular_file(txn.inode(ino)?)?;
                 let generation = txn.next_id(meta::NEXT_LEASE_GENERATION, FIRST_GENERATION)?;
-                let record = LeaseRecord {
+                let granted = GrantedLease {
                     holder: holder.to_string(),
                     generation,
                 };
-                txn.put_lease(ino, &record);
+                txn.put_lease(ino, &granted);
                 Grant {
                     generation,
                     recover: previous.is_some(),

@@ -8,10 +8,21 @@
 //! Setting or removing an attribute changes the inode's ctime, as on Linux.
 
 use dfs_proto::FsError;
-use dfs_proto::pb::{Timestamp, XattrMode};
+use dfs_proto::pb::Timestamp;
 
 use crate::error::Result;
 use crate::namespace::{Namespace, require};
+
+/// How a set treats an attribute that exists or not (`setxattr(2)`'s flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XattrMode {
+    /// Create or replace (no flag).
+    Upsert,
+    /// Fail with `EEXIST` if the attribute exists (`XATTR_CREATE`).
+    Create,
+    /// Fail with `ENODATA` if the attribute does not exist (`XATTR_REPLACE`).
+    Replace,
+}
 
 /// Longest attribute name (Linux `XATTR_NAME_MAX`).
 pub const MAX_XATTR_NAME_LEN: usize = 255;

@@ -1,10 +1,10 @@
 //! Re-replication: keeping every chunk at its replication factor.
 //!
-//! A periodic check ([`Replication::check`], driven by the service layer) walks the chunk map
-//! and classifies each chunk's replicas by the state of their servers ([`ChunkHealth`]). One
-//! check reads at most `scan_chunks` records, continuing where the previous one stopped, so
-//! its time and memory stay bounded however large the map grows: a large map is walked over
-//! several checks (a cycle), and the health counts are those of the last complete cycle.
+//! A periodic check ([`Replication::check`], driven by [`crate::background`]) walks the chunk map
+//! and classifies each chunk's replicas by the state of their servers ([`ChunkHealth`]). One check
+//! reads at most `scan_chunks` records, continuing where the previous one stopped, so its time and
+//! memory stay bounded however large the map grows: a large map is walked over several checks (a
+//! cycle), and the health counts are those of the last complete cycle.
 //!
 //! * **under-replicated** (fewer healthy replicas than the replication factor, at least one
 //!   readable): a copy is planned, most endangered chunk first — a source holding the chunk,
@@ -19,9 +19,9 @@
 //!   first.
 //! * **missing**: no replica on a live server; nothing to copy from until one returns.
 //!
-//! When every chunk is healthy (in the last cycle and in this one so far) and no copy is in
-//! flight, [`crate::balance`] may plan moves from the fullest to the emptiest server among the
-//! chunks of the check (copies whose surplus replica is then trimmed).
+//! When every chunk is healthy (in the last cycle and in this one so far) and no copy is in flight,
+//! [`balance`] may plan moves from the fullest to the emptiest server among the chunks of the check
+//! (copies whose surplus replica is then trimmed).
 //!
 //! Every record change re-reads the chunk under the writer lock and is one batch, so a
 //! concurrent write commit is never overwritten. Copies in flight live in memory only: after
@@ -31,14 +31,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use dfs_proto::pb::{self, ServerState};
+use dfs_proto::pb;
 
-use crate::balance;
+use crate::chunks::Chunk;
+use crate::chunks::placement::{self, Candidate, PlacementPolicy};
+use crate::cluster::balance;
+use crate::cluster::registry::{ServerState, ServerView};
 use crate::error::Result;
-use crate::placement::{self, Candidate, PlacementPolicy};
-use crate::registry::ServerView;
-use crate::store::ChunkRecord;
-use crate::txn::Writer;
+use crate::store::txn::Writer;
 
 /// How the replicas of one chunk stand.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub struct ChunkHealth {
 
 impl ChunkHealth {
     /// Classifies the replicas of `chunk` by the states in `servers`.
-    pub fn of(chunk: &ChunkRecord, servers: &HashMap<u64, &ServerView>) -> ChunkHealth {
+    pub fn of(chunk: &Chunk, servers: &HashMap<u64, &ServerView>) -> ChunkHealth {
         let mut health = ChunkHealth::default();
         for &server_id in &chunk.replicas {
             match servers.get(&server_id).map(|s| s.state) {
@@ -101,6 +101,18 @@ pub struct ReplicationLimits {
     pub scan_chunks: usize,
 }
 
+/// A copy for a chunkserver to make: fetch chunk `chunk_id` at `version` from the server at
+/// `source` and keep it as a replica (handed to the target with its next heartbeat reply).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyCommand {
+    /// The chunk to copy.
+    pub chunk_id: u64,
+    /// The version the copy must hold.
+    pub version: u64,
+    /// `host:port` of the server to copy from.
+    pub source: String,
+}
+
 /// A copy handed to (or waiting for) its target.
 #[derive(Debug, Clone)]
 struct Copy {
@@ -114,7 +126,7 @@ struct Pending {
     /// Copies in flight, by chunk id (at most one per chunk).
     copies: HashMap<u64, Copy>,
     /// Commands not yet handed out, by target server.
-    outbox: HashMap<u64, Vec<pb::ReplicateCommand>>,
+    outbox: HashMap<u64, Vec<CopyCommand>>,
     /// Result of the last complete cycle.
     counts: HealthCounts,
     /// Where the cycle under way stands.
@@ -283,7 +295,7 @@ impl Replication {
     fn plan_copy(
         &self,
         health: &ChunkHealth,
-        chunk: &ChunkRecord,
+        chunk: &Chunk,
         views: &HashMap<u64, &ServerView>,
         now: Instant,
         seed: u64,
@@ -359,7 +371,7 @@ impl Replication {
             issued: now,
         };
         pending.copies.insert(chunk_id, copy);
-        let command = pb::ReplicateCommand {
+        let command = CopyCommand {
             chunk_id,
             version,
             source: source_addr,
@@ -388,7 +400,7 @@ impl Replication {
     }
 
     /// The copy commands waiting for `server_id`, handed out once.
-    pub fn take_commands(&self, server_id: u64) -> Vec<pb::ReplicateCommand> {
+    pub fn take_commands(&self, server_id: u64) -> Vec<CopyCommand> {
         self.pending().outbox.remove(&server_id).unwrap_or_default()
     }
 

@@ -12,16 +12,23 @@
 //! renaming an entry updates the parent's mtime and ctime; unlinking the last link of an inode
 //! deletes it together with its chunks, whose replicas are queued for deletion on their
 //! chunkservers. `.` and `..` are not stored: the kernel resolves them.
-//! Rename lives in [`crate::rename`].
+//!
+//! * [`rename`] — `rename(2)` and `renameat2(2)`, the one operation over two directories.
+//! * [`permissions`] — POSIX rules the kernel cannot check for us (set-group-ID directories).
+//! * [`xattrs`] — extended attributes.
+
+pub mod permissions;
+pub mod rename;
+pub mod xattrs;
 
 use dfs_proto::chunk::ChunkLayout;
 use dfs_proto::pb::{self, Attr, FileKind, Timestamp};
 use dfs_proto::{FsError, MAX_NAME_LEN, ROOT_INO};
 
+use crate::convert;
 use crate::error::{Error, Result};
-use crate::permissions;
-use crate::store::{Dentry, Inode, meta};
-use crate::txn::{Txn, Writer};
+use crate::store::meta;
+use crate::store::txn::{Txn, Writer};
 
 /// Longest symlink target, in bytes (Linux `PATH_MAX`).
 pub const MAX_SYMLINK_LEN: usize = 4096;
@@ -35,6 +42,46 @@ pub const MAX_READDIR_LIMIT: u32 = 8192;
 
 /// Permission of the root directory created with a new cluster.
 const ROOT_PERM: u32 = 0o755;
+
+/// An inode: its `stat` attributes, as clients see them, plus what the namespace needs to
+/// walk upwards.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inode {
+    /// The attributes.
+    pub attr: Attr,
+    /// The directory holding this directory (directories only: they have exactly one parent,
+    /// which rename needs to refuse moving a directory into its own subtree). 0 otherwise.
+    pub parent: u64,
+}
+
+impl Inode {
+    /// The kind of the inode (`FILE_KIND_UNSPECIFIED` for a value this build does not know).
+    pub fn kind(&self) -> FileKind {
+        self.attr.kind()
+    }
+
+    /// Whether the inode is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.kind() == FileKind::Directory
+    }
+}
+
+/// A directory entry: which inode the name points to, and its kind (so that name-only
+/// decisions such as "is the rename target a directory" need no inode read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dentry {
+    /// The inode the name refers to.
+    pub ino: u64,
+    /// The kind of that inode.
+    pub kind: FileKind,
+}
+
+impl Dentry {
+    /// Whether the entry names a directory.
+    pub fn is_dir(&self) -> bool {
+        self.kind == FileKind::Directory
+    }
+}
 
 /// The namespace of one cluster. Cheap to share: reads take no lock, mutations serialise on
 /// the store's writer.
@@ -86,7 +133,7 @@ impl Namespace {
     /// What a call that changed names in `dirs` answers about them: their attributes now
     /// (each directory once; one gone meanwhile is left out). Read after the change, so never
     /// older than it.
-    pub fn changed_dirs(&self, dirs: &[u64]) -> Result<pb::ChangedDirs> {
+    pub fn changed_dirs(&self, dirs: &[u64]) -> Result<Vec<Attr>> {
         let store = self.writer.store();
         let mut changed = Vec::with_capacity(dirs.len());
         for (i, &dir) in dirs.iter().enumerate() {
@@ -97,7 +144,7 @@ impl Namespace {
                 changed.push(inode.attr);
             }
         }
-        Ok(pb::ChangedDirs { dirs: changed })
+        Ok(changed)
     }
 
     /// Applies a `setattr`: permission bits, owner, group, times and size. A size change of
@@ -326,17 +373,10 @@ impl Namespace {
         for (name, dentry) in page {
             // An entry unlinked since the scan is simply not listed.
             if let Some(inode) = store.inode(dentry.ino)? {
-                entries.push(pb::DirEntry {
-                    name,
-                    attr: Some(inode.attr),
-                });
+                entries.push((name, inode.attr));
             }
         }
-        Ok(pb::ReadDirReply {
-            entries,
-            more,
-            dir_attr: None,
-        })
+        Ok(convert::dir_page(entries, more))
     }
 
     /// Number of inodes in the namespace.

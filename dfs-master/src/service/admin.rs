@@ -1,0 +1,69 @@
+//! The `Admin` service: what the `dfs` command asks for operators. Each call may walk the
+//! whole chunk map or a directory, so it runs on a blocking thread.
+
+use std::time::Instant;
+
+use dfs_proto::pb::{self, admin_server};
+use tonic::{Request, Response, Status};
+
+use crate::admin;
+use crate::convert;
+use crate::service::Calls;
+
+/// The `Admin` service of a master.
+pub struct AdminService {
+    calls: Calls,
+}
+
+impl AdminService {
+    /// Serves `calls`' master.
+    pub fn new(calls: Calls) -> AdminService {
+        AdminService { calls }
+    }
+}
+
+#[tonic::async_trait]
+impl admin_server::Admin for AdminService {
+    async fn cluster_status(
+        &self,
+        _request: Request<pb::Empty>,
+    ) -> Result<Response<pb::ClusterStatusReply>, Status> {
+        let now = Instant::now();
+        self.calls
+            .blocking(move |m| admin::cluster_status(m, now).map(convert::cluster_status))
+            .await
+    }
+
+    async fn file_info(
+        &self,
+        request: Request<pb::PathRequest>,
+    ) -> Result<Response<pb::FileInfoReply>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.calls
+            .blocking(move |m| admin::file_info(m, &req.path, now).map(convert::file_info))
+            .await
+    }
+
+    async fn fsck(
+        &self,
+        request: Request<pb::PathRequest>,
+    ) -> Result<Response<pb::FsckReply>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.calls
+            .blocking(move |m| admin::fsck(m, &req.path, now).map(convert::fsck_reply))
+            .await
+    }
+
+    async fn decommission(
+        &self,
+        request: Request<pb::DecommissionRequest>,
+    ) -> Result<Response<pb::ServerStatus>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.calls
+            .blocking(move |m| admin::decommission(m, &req.server, now).map(convert::server_status))
+            .await
+    }
+}

@@ -1,0 +1,135 @@
+//! The `Files` service: the clients' data path. Opening and creating files in one call each,
+//! the chunk map (where a file's data is, allocating chunks, committing writes), writer
+//! leases, and replica failures found while writing or reading.
+
+use std::time::Instant;
+
+use dfs_proto::pb::{self, files_server};
+use dfs_proto::time;
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::service::{Calls, placement_seed};
+
+/// The `Files` service of a master.
+pub struct FilesService {
+    calls: Calls,
+}
+
+impl FilesService {
+    /// Serves `calls`' master.
+    pub fn new(calls: Calls) -> FilesService {
+        FilesService { calls }
+    }
+}
+
+#[tonic::async_trait]
+impl files_server::Files for FilesService {
+    async fn open_file(
+        &self,
+        request: Request<pb::OpenFileRequest>,
+    ) -> Result<Response<pb::OpenFileReply>, Status> {
+        let req = request.into_inner();
+        let (now, clock) = (time::now(), Instant::now());
+        self.calls.write(move |m| m.open_file(&req, now, clock))
+    }
+
+    async fn create_file(
+        &self,
+        request: Request<pb::CreateFileRequest>,
+    ) -> Result<Response<pb::CreateFileReply>, Status> {
+        let req = request.into_inner();
+        let (now, clock) = (time::now(), Instant::now());
+        self.calls.write(move |m| m.create_file(&req, now, clock))
+    }
+
+    async fn get_chunks(
+        &self,
+        request: Request<pb::GetChunksRequest>,
+    ) -> Result<Response<pb::GetChunksReply>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.calls
+            .read(move |m| m.get_chunks(req.ino, req.first_index, req.count, now))
+    }
+
+    async fn allocate_chunk(
+        &self,
+        request: Request<pb::AllocateChunkRequest>,
+    ) -> Result<Response<pb::ChunkInfo>, Status> {
+        let req = request.into_inner();
+        let (now, seed) = (Instant::now(), placement_seed());
+        self.calls
+            .write(move |m| m.allocate_chunk(req.ino, req.index, now, seed))
+    }
+
+    async fn commit_write(
+        &self,
+        request: Request<pb::CommitWriteRequest>,
+    ) -> Result<Response<pb::AttrReply>, Status> {
+        let req = request.into_inner();
+        let (now, clock) = (time::now(), Instant::now());
+        self.calls
+            .write(move |m| m.commit_write(&req, now, clock).map(convert::attr_reply))
+    }
+
+    async fn replace_replicas(
+        &self,
+        request: Request<pb::ReplaceReplicasRequest>,
+    ) -> Result<Response<pb::ChunkInfo>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.calls.write(move |m| m.replace_replicas(&req, now))
+    }
+
+    async fn report_bad_replica(
+        &self,
+        request: Request<pb::ReportBadReplicaRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = request.into_inner();
+        self.calls
+            .write(move |m| m.report_bad_replica(&req).map(convert::done))
+    }
+
+    async fn acquire_lease(
+        &self,
+        request: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::LeaseReply>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.calls.write(move |m| {
+            let grant = m.leases().acquire(req.ino, &req.holder, now)?;
+            Ok(m.lease_reply(grant.recover))
+        })
+    }
+
+    async fn renew_lease(
+        &self,
+        request: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::LeaseReply>, Status> {
+        let req = request.into_inner();
+        let now = Instant::now();
+        self.calls.write(move |m| {
+            m.leases().renew(req.ino, &req.holder, now)?;
+            Ok(m.lease_reply(false))
+        })
+    }
+
+    async fn release_lease(
+        &self,
+        request: Request<pb::LeaseRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = request.into_inner();
+        self.calls
+            .write(move |m| m.leases().release(req.ino, &req.holder).map(convert::done))
+    }
+
+    async fn lease_chunk(
+        &self,
+        request: Request<pb::LeaseChunkRequest>,
+    ) -> Result<Response<pb::ChunkInfo>, Status> {
+        let req = request.into_inner();
+        let (now, seed) = (Instant::now(), placement_seed());
+        self.calls.write(move |m| m.lease_chunk(&req, now, seed))
+    }
+}
