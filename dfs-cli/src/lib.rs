@@ -12,7 +12,7 @@
 //!
 //! Paths are absolute from the filesystem's root, not from a mount (a relative path is taken
 //! from the root too). Reports print one `key: value` per line for the summary, so scripts
-//! (and the tests) can read them; [`format`] lays out `ls -l` and `stat` as coreutils does.
+//! (and the tests) can read them; [`mod@format`] lays out `ls -l` and `stat` as coreutils does.
 
 pub mod files;
 pub mod format;

@@ -4,7 +4,7 @@
 //! threads reading `/dev/fuse` never wait on the network: a slow read of one file never blocks
 //! a `stat` of another. Handlers only copy the request's arguments (the request buffer is
 //! reused as soon as they return), call the client, and map errors to errno through
-//! [`errno`](crate::error::errno), the crate's one mapping. The exceptions need no
+//! [`crate::error::errno`], the crate's one mapping. The exceptions need no
 //! waiting and are answered from the reading thread, saving a thread hand-off per request: a
 //! write that only lands in the file's write-back buffer, a read-only open right after its
 //! lookup, a read of cached blocks, the flush

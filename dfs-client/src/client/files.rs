@@ -232,7 +232,7 @@ impl Client {
     }
 
     /// Reads up to `len` bytes at `offset` if that needs no waiting (see
-    /// [`read::read_from_cache`]); `None` means: call [`read`](Client::read). Call it inside
+    /// `read::read_from_cache`); `None` means: call `read`. Call it inside
     /// the runtime's context: it may start read-ahead.
     pub fn read_now(&self, ino: u64, offset: u64, len: u32) -> Option<Bytes> {
         let inode = self.shared.inodes.get(ino)?;
@@ -260,7 +260,7 @@ impl Client {
     }
 
     /// Buffers a write from the thread that received it if that needs no waiting (see
-    /// [`OpenInode::try_write`]); `None` means: take [`write`](Client::write) instead.
+    /// `OpenInode::try_write`); `None` means: take `write` instead.
     pub fn try_write(&self, ino: u64, offset: u64, data: &[u8]) -> Option<Result<u32, FsError>> {
         let inode = self.shared.inodes.get(ino)?;
         let written = inode.try_write(self.io(), offset, data)?;
@@ -305,9 +305,9 @@ impl Client {
     }
 
     /// The attributes of `ino` if an open fetched them at most `ttl` ago and this mount did
-    /// not change the file since (see [`FreshAttrs`](crate::fresh::FreshAttrs)), or if this
+    /// not change the file since (see `FreshAttrs`), or if this
     /// mount is writing the file and had its attributes from the master at most `ttl` ago
-    /// (see [`OpenInode::recent_attr`]); `None` means: ask the master
+    /// (see `OpenInode::recent_attr`); `None` means: ask the master
     /// ([`getattr`](Client::getattr)).
     pub fn getattr_now(&self, ino: u64, ttl: Duration) -> Option<Attr> {
         if self.shared.leases.holds(ino) {

@@ -16,7 +16,7 @@ const STATFS_FREE_INODES: u64 = 1 << 32;
 impl Client {
     /// Looks up `name` in directory `parent` for process `pid`; a small file's chunk map
     /// comes along for the open by the same process that usually follows (see
-    /// [`FreshAttrs`](crate::fresh::FreshAttrs)). Answers the attributes and whether such a
+    /// `FreshAttrs`). Answers the attributes and whether such a
     /// map was kept: the kernel must then not keep the name (see `fs::namespace`).
     pub async fn lookup(
         &self,
