@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the scripts in this directory: prerequisites, the one build, and the layout of a
 # local cluster's state directory. Source it; it does nothing on its own.
 
@@ -5,7 +6,13 @@ DFS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # One build directory per machine (also set in .cargo/config.toml): the bundled RocksDB takes
 # ~20 minutes to compile on two cores, so every clone, script and CI run shares it.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/dfs-target}
-DFS_BIN=$CARGO_TARGET_DIR/release
+# The binaries the scripts run: this checkout's release build, built on demand; or, with
+# DFS_BIN=DIR, another build's binaries, run as they are (nothing is built then).
+if [ -n "${DFS_BIN:-}" ]; then
+  DFS_BIN_PREBUILT=1
+else
+  DFS_BIN=$CARGO_TARGET_DIR/release DFS_BIN_PREBUILT=
+fi
 
 # Debian packages the build and the mount need: protoc for the gRPC contract, libclang for
 # RocksDB's bindings, fuse3 for fusermount3 (unprivileged and auto-unmounting mounts); git, tar,
@@ -17,10 +24,10 @@ DFS_DEBIAN_PACKAGES="protobuf-compiler libclang-dev clang pkg-config fuse3 g++ m
 log() { if [ -t 2 ]; then printf '\033[1m==>\033[0m %s\n' "$*" >&2; else printf '==> %s\n' "$*" >&2; fi; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-# Installs the Debian packages that are missing (as root, or through sudo).
-install_prerequisites() {
+# Installs the Debian packages among its arguments that are missing (as root, or through sudo).
+install_packages() {
   local missing=()
-  for pkg in $DFS_DEBIAN_PACKAGES "$@"; do
+  for pkg in "$@"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   if ((${#missing[@]})); then
@@ -30,11 +37,27 @@ install_prerequisites() {
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
-  command -v cargo >/dev/null || die "cargo is not installed: install a Rust toolchain (https://rustup.rs) and retry"
 }
 
-# Builds every binary with the one shared release profile.
+# Installs what building and running dfs needs, plus the Debian packages given as arguments.
+install_prerequisites() {
+  # shellcheck disable=SC2086 # the list is one word per package
+  install_packages $DFS_DEBIAN_PACKAGES "$@"
+  [ -n "$DFS_BIN_PREBUILT" ] || command -v cargo >/dev/null ||
+    die "cargo is not installed: install a Rust toolchain (https://rustup.rs) and retry"
+}
+
+# Builds every binary with the one shared release profile; with DFS_BIN set, only checks that
+# the binaries are there.
 build_release() {
+  if [ -n "$DFS_BIN_PREBUILT" ]; then
+    local bin
+    for bin in dfs-master dfs-chunkserver dfs-fuse; do
+      [ -x "$DFS_BIN/$bin" ] || die "$DFS_BIN/$bin not found (DFS_BIN names the directory of a build's binaries)"
+    done
+    log "using the binaries in $DFS_BIN (not building)"
+    return
+  fi
   log "building dfs (release; the first build compiles RocksDB and takes ~20 minutes)"
   (cd "$DFS_ROOT" && cargo build --release --workspace --bins --quiet)
 }
