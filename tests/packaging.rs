@@ -1,7 +1,6 @@
-//! Packaging: the systemd units in `packaging/systemd/` pass `systemd-analyze verify`, the
-//! sample settings name every option of the servers, and the mount(8) helper
-//! `packaging/mount.dfs` mounts a real cluster as users expect: `mount -t dfs`, `-o ro`, an
-//! fstab line, a bad option, and `umount`.
+//! Packaging: the mount(8) helper `packaging/mount.dfs` mounts a real cluster as users
+//! expect: `mount -t dfs`, `-o ro`, an fstab line, a bad option, and `umount`. (The systemd
+//! units and sample settings are checked in `systemd_units.rs`.)
 //!
 //! The mount tests run mount(8), so they need root (as CI has): they install the helper as
 //! `/sbin/mount.dfs`, a symlink to this checkout's script (removed again if they created it),
@@ -9,7 +8,6 @@
 //! not a child of the test: [`HelperMount`] finds it by its command line, and on drop unmounts
 //! and stops it, also when the test fails.
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::{OpenOptionsExt, symlink};
@@ -20,7 +18,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use dfs_tests::{
-    Cluster, ClusterOptions, binary, errno, is_mounted, pseudo_random_bytes, wait_until,
+    Cluster, ClusterOptions, assert_success, binary, errno, is_mounted, output_text,
+    pseudo_random_bytes, repo_path, wait_until,
 };
 use tempfile::TempDir;
 
@@ -31,10 +30,7 @@ const HELPER: &str = "/sbin/mount.dfs";
 const MOUNT_FAILURE: i32 = 32;
 
 fn packaging() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repository root")
-        .join("packaging")
+    repo_path("packaging")
 }
 
 /// Whether the test can run mount(8): as root. Elsewhere than CI (which runs as root) a
@@ -60,19 +56,6 @@ fn small_cluster() -> Cluster {
         chunk_size: 1 << 20,
         ..Default::default()
     })
-}
-
-fn output_text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn assert_success(what: &str, out: &Output) {
-    assert!(out.status.success(), "{what} failed: {}", output_text(out));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -305,123 +288,6 @@ fn create_for_writing(path: &Path) -> std::io::Result<fs::File> {
 
 // ---------------------------------------------------------------------------------------------
 // systemd units and settings.
-
-#[test]
-fn systemd_analyze_verify_accepts_every_unit() {
-    let units = packaging().join("systemd");
-    let tmp = tempfile::tempdir().expect("tempdir");
-    // `verify` insists that ExecStart's binary exists: the copies run the built ones.
-    let bin_dir = binary("dfs-master")
-        .parent()
-        .expect("build directory")
-        .display()
-        .to_string();
-    let mut names = BTreeSet::new();
-    let mut paths = Vec::new();
-    for entry in fs::read_dir(&units)
-        .expect("read packaging/systemd")
-        .flatten()
-    {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let text = fs::read_to_string(entry.path()).expect("read unit");
-        let text = text.replace("/usr/local/bin/", &format!("{bin_dir}/"));
-        if name.ends_with(".service") {
-            let exec = text
-                .lines()
-                .find_map(|l| l.strip_prefix("ExecStart="))
-                .unwrap_or_else(|| panic!("{name} has no ExecStart="));
-            let program = exec.split_whitespace().next().expect("a program");
-            assert!(
-                Path::new(program).exists(),
-                "{name} runs {program}, which is not a dfs binary in /usr/local/bin"
-            );
-        }
-        let path = tmp.path().join(&name);
-        fs::write(&path, text).expect("write unit copy");
-        names.insert(name);
-        paths.push(path);
-    }
-    assert_eq!(
-        names,
-        BTreeSet::from(
-            [
-                "dfs-chunkserver.service",
-                "dfs-master.service",
-                "mnt-dfs.mount"
-            ]
-            .map(String::from)
-        )
-    );
-
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .args(&paths)
-        .current_dir(tmp.path())
-        .output()
-        .expect("run systemd-analyze (Debian package systemd)");
-    assert_success("systemd-analyze verify", &out);
-    // Unknown keys and bad values are only warnings: none may name our units.
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tmp_path = tmp.path().display().to_string();
-    let complaints: Vec<&str> = text
-        .lines()
-        .filter(|line| line.contains(&tmp_path) || names.iter().any(|n| line.contains(n.as_str())))
-        .collect();
-    assert!(
-        complaints.is_empty(),
-        "systemd-analyze verify warns about the units:\n{}",
-        complaints.join("\n")
-    );
-}
-
-/// The `[env: NAME=` variables of a binary's `--help`.
-fn env_vars_in_help(bin: &str) -> BTreeSet<String> {
-    let out = Command::new(binary(bin))
-        .arg("--help")
-        .output()
-        .expect("run --help");
-    assert_success(&format!("{bin} --help"), &out);
-    let help = String::from_utf8_lossy(&out.stdout);
-    help.split("[env: ")
-        .skip(1)
-        .filter_map(|rest| rest.split('=').next())
-        .map(String::from)
-        .collect()
-}
-
-#[test]
-fn the_sample_settings_name_every_option_of_the_servers() {
-    for (bin, sample) in [
-        ("dfs-master", "master.env"),
-        ("dfs-chunkserver", "chunkserver.env"),
-    ] {
-        let text = fs::read_to_string(packaging().join(sample)).expect("read sample");
-        // Settings, commented out or not: `#NAME=value` or `NAME=value`.
-        let named: BTreeSet<String> = text
-            .lines()
-            .map(|l| l.trim_start_matches('#'))
-            .filter_map(|l| l.split_once('='))
-            .map(|(name, _)| name)
-            .filter(|name| {
-                !name.is_empty()
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-            })
-            .filter(|name| *name != "RUST_LOG")
-            .map(String::from)
-            .collect();
-        assert_eq!(
-            named,
-            env_vars_in_help(bin),
-            "packaging/{sample} and `{bin} --help` disagree"
-        );
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // mount.dfs on its own: option mapping (no root needed).

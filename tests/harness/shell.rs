@@ -1,7 +1,7 @@
 //! Running shell commands in a test directory and asserting on system call errors.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Runs `script` with `sh -c` in `dir`, asserting that it succeeds; returns its stdout.
@@ -31,4 +31,27 @@ pub fn sh_output(dir: &Path, script: &str) -> Output {
 pub fn errno(err: &io::Error) -> i32 {
     err.raw_os_error()
         .unwrap_or_else(|| panic!("not an OS error: {err:?}"))
+}
+
+/// A command's exit status and both outputs, for failure messages.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Asserts that a command (`what`) succeeded, showing its output if not.
+pub fn assert_success(what: &str, out: &Output) {
+    assert!(out.status.success(), "{what} failed: {}", output_text(out));
+}
+
+/// A path in this repository (`packaging`, `scripts/dfs-up`, …).
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the repository holds tests/")
+        .join(rel)
 }
