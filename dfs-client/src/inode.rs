@@ -522,21 +522,7 @@ impl Drop for OpenInode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn layout() -> ChunkLayout {
-        ChunkLayout::new(100, 10)
-    }
-
-    fn chunk(index: u64, length: u64) -> pb::ChunkInfo {
-        pb::ChunkInfo {
-            index,
-            chunk_id: 10 + index,
-            version: 1,
-            length,
-            replicas: Vec::new(),
-            issued_version: 0,
-        }
-    }
+    use crate::readplan::fixtures::{chunk, layout};
 
     #[test]
     fn local_size_covers_uncommitted_writes() {

@@ -32,15 +32,20 @@ pub fn plan_read(
     ReadPlan { len, spans }
 }
 
+/// A small layout and chunks of it, for the tests of the modules that plan and track reads
+/// and writes.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
+    use dfs_proto::chunk::ChunkLayout;
+    use dfs_proto::pb;
 
-    fn layout() -> ChunkLayout {
+    /// Chunks of 100 bytes in blocks of 10.
+    pub fn layout() -> ChunkLayout {
         ChunkLayout::new(100, 10)
     }
 
-    fn chunk(index: u64, length: u64) -> pb::ChunkInfo {
+    /// Chunk `index` (id `10 + index`, version 1) holding `length` bytes, with no replicas.
+    pub fn chunk(index: u64, length: u64) -> pb::ChunkInfo {
         pb::ChunkInfo {
             index,
             chunk_id: 10 + index,
@@ -50,6 +55,12 @@ mod tests {
             issued_version: 0,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{chunk, layout};
+    use super::*;
 
     #[test]
     fn reads_are_clipped_to_the_file_and_see_holes() {
