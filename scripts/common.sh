@@ -16,9 +16,8 @@ fi
 
 # Debian packages the build and the mount need: protoc for the gRPC contract, libclang for
 # RocksDB's bindings, fuse3 for fusermount3 (unprivileged and auto-unmounting mounts); git, tar,
-# rsync, sqlite3 and attr for the tests running real programs on a mount; systemd for
-# systemd-analyze, which checks the units in packaging/systemd.
-DFS_DEBIAN_PACKAGES="protobuf-compiler libclang-dev clang pkg-config fuse3 g++ make git tar rsync sqlite3 attr systemd"
+# rsync, sqlite3 and attr for the tests running real programs on a mount.
+DFS_DEBIAN_PACKAGES="protobuf-compiler libclang-dev clang pkg-config fuse3 g++ make git tar rsync sqlite3 attr"
 
 # Progress lines, bold on a terminal and plain in CI logs.
 log() { if [ -t 2 ]; then printf '\033[1m==>\033[0m %s\n' "$*" >&2; else printf '==> %s\n' "$*" >&2; fi; }
