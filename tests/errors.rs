@@ -7,14 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
 
-use dfs_tests::{Cluster, ClusterOptions, errno, within};
-
-fn expect_errno<T: std::fmt::Debug>(result: std::io::Result<T>, want: i32, what: &str) {
-    match result {
-        Ok(v) => panic!("{what}: expected errno {want}, got Ok({v:?})"),
-        Err(e) => assert_eq!(errno(&e), want, "{what}: {e}"),
-    }
-}
+use dfs_tests::{Cluster, ClusterOptions, expect_errno, within};
 
 fn renameat2(from: &Path, to: &Path, flags: u32) -> std::io::Result<()> {
     let from = CString::new(from.as_os_str().as_bytes()).unwrap();

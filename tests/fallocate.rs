@@ -8,7 +8,7 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 
-use dfs_tests::{Cluster, ClusterOptions, errno};
+use dfs_tests::{Cluster, ClusterOptions, errno, expect_errno};
 
 /// Usable capacity of the test cluster: three servers of 64 MiB, replication 3.
 const CAPACITY: u64 = 64 << 20;
@@ -36,13 +36,6 @@ fn posix_fallocate(file: &fs::File, offset: i64, len: i64) -> io::Result<()> {
     match unsafe { libc::posix_fallocate(file.as_raw_fd(), offset, len) } {
         0 => Ok(()),
         rc => Err(io::Error::from_raw_os_error(rc)),
-    }
-}
-
-fn expect_errno(result: io::Result<()>, want: i32, what: &str) {
-    match result {
-        Ok(()) => panic!("{what}: expected errno {want}, got success"),
-        Err(e) => assert_eq!(errno(&e), want, "{what}: {e}"),
     }
 }
 

@@ -12,7 +12,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use dfs_tests::{Cluster, Mount, errno};
+pub use dfs_tests::expect_errno;
+use dfs_tests::{Cluster, Mount};
 
 /// The unprivileged caller: `nobody`, with `nogroup` as primary group.
 pub const USER: u32 = 65534;
@@ -61,13 +62,6 @@ pub fn as_user(groups: &[u32], f: impl FnOnce() -> io::Result<()>) -> Result<(),
 /// Runs `f` as `nobody` with no supplementary groups.
 pub fn user(f: impl FnOnce() -> io::Result<()>) -> Result<(), i32> {
     as_user(&[], f)
-}
-
-pub fn expect_errno<T: std::fmt::Debug>(result: io::Result<T>, want: i32, what: &str) {
-    match result {
-        Ok(v) => panic!("{what}: expected errno {want}, got Ok({v:?})"),
-        Err(e) => assert_eq!(errno(&e), want, "{what}: {e}"),
-    }
 }
 
 pub fn cstr(path: &Path) -> CString {

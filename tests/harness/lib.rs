@@ -39,5 +39,5 @@ pub use files::{close, drop_page_cache, drop_pages, read_fresh};
 pub use local::LocalCluster;
 pub use mount::{Mount, is_mounted};
 pub use process::binary;
-pub use shell::{assert_success, errno, output_text, repo_path, sh, sh_output};
+pub use shell::{assert_success, errno, expect_errno, output_text, repo_path, sh, sh_output};
 pub use wait::{in_syscall, wait_until, within};

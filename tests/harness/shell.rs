@@ -27,6 +27,14 @@ pub fn sh_output(dir: &Path, script: &str) -> Output {
         .expect("run sh")
 }
 
+/// Asserts that `result` failed with errno `want` (`what` names the call in the message).
+pub fn expect_errno<T: std::fmt::Debug>(result: io::Result<T>, want: i32, what: &str) {
+    match result {
+        Ok(v) => panic!("{what}: expected errno {want}, got Ok({v:?})"),
+        Err(e) => assert_eq!(errno(&e), want, "{what}: {e}"),
+    }
+}
+
 /// The errno of an I/O error, for asserting on it.
 pub fn errno(err: &io::Error) -> i32 {
     err.raw_os_error()
