@@ -224,6 +224,17 @@ fn mkdir_rm_rmdir_and_mv_change_the_tree_as_coreutils_would() {
     assert_eq!(names("p"), ["q"]);
     ok(&["rm", "-r", "t"]);
     assert_eq!(names(""), ["p"]);
+    // The root is never removed recursively, whatever it is called.
+    for root in ["/", "p/.."] {
+        let refused = dfs(&cluster, &["rm", "-rf", root]);
+        assert_eq!(refused.status.code(), Some(1));
+        assert!(
+            text(&refused.stderr).contains("it is dangerous to operate recursively on"),
+            "{}",
+            text(&refused.stderr)
+        );
+    }
+    assert_eq!(names(""), ["p"]);
     let left = text(&dfs(&cluster, &["ls", "-R", "/"]).stdout);
     assert_eq!(left, "/:\np\n\n/p:\nq\n\n/p/q:\n");
 }

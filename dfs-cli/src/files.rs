@@ -11,7 +11,7 @@
 use std::io::Write;
 
 use dfs_client::{Attr, Client, DirEntry, FileKind};
-use dfs_proto::FsError;
+use dfs_proto::{FsError, ROOT_INO};
 
 use crate::format::{Columns, long_line, stat_report};
 use crate::{Failures, quote};
@@ -246,6 +246,12 @@ pub async fn rm(client: &Client, paths: &[String], options: RmOptions) -> Failur
             }
         } else if !options.recursive {
             failures.fail(format!("cannot remove {}", quote(path)), &FsError::IsDir);
+        } else if attr.ino == ROOT_INO {
+            // As GNU rm's --preserve-root, which dfs does not let one turn off.
+            failures.message(format!(
+                "it is dangerous to operate recursively on {}",
+                quote(path)
+            ));
         } else {
             remove_tree(client, path, &mut failures).await;
         }
