@@ -21,11 +21,15 @@ struct Options {
     /// thread (see `dfs_proto::process::runtime`).
     #[arg(long, env = "DFS_WORKER_THREADS", default_value_t = 1)]
     worker_threads: usize,
+
+    /// Log lines as `text` or as `json` objects (one per line, for log collectors).
+    #[arg(long, env = "DFS_LOG_FORMAT", default_value = "text")]
+    log_format: process::LogFormat,
 }
 
 fn main() -> ExitCode {
     let options = Options::parse();
-    process::init_logging(&[]);
+    process::init_logging(options.log_format, &[]);
     match process::runtime(options.worker_threads) {
         Ok(runtime) => runtime.block_on(serve(options)),
         Err(err) => {

@@ -19,6 +19,10 @@ struct Cli {
     /// runs it without handing it between threads (see `dfs_proto::process::runtime`).
     #[arg(long, env = "DFS_WORKER_THREADS", default_value_t = 1)]
     worker_threads: usize,
+
+    /// Log lines as `text` or as `json` objects (one per line, for log collectors).
+    #[arg(long, env = "DFS_LOG_FORMAT", default_value = "text")]
+    log_format: process::LogFormat,
 }
 
 fn main() -> ExitCode {
@@ -28,7 +32,7 @@ fn main() -> ExitCode {
     } else {
         &[]
     };
-    process::init_logging(extra);
+    process::init_logging(cli.log_format, extra);
     match process::runtime(cli.worker_threads) {
         Ok(runtime) => runtime.block_on(mount(cli)),
         Err(err) => {

@@ -19,11 +19,15 @@ struct Cli {
     /// `dfs_proto::process::runtime`); more only pay off with many cores and clients.
     #[arg(long, env = "DFS_WORKER_THREADS", default_value_t = 1)]
     worker_threads: usize,
+
+    /// Log lines as `text` or as `json` objects (one per line, for log collectors).
+    #[arg(long, env = "DFS_LOG_FORMAT", default_value = "text")]
+    log_format: process::LogFormat,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    process::init_logging(&[]);
+    process::init_logging(cli.log_format, &[]);
     match process::runtime(cli.worker_threads) {
         Ok(runtime) => runtime.block_on(serve(cli)),
         Err(err) => {

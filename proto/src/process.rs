@@ -1,11 +1,36 @@
-//! Process plumbing every dfs binary shares: logging to stderr filtered by `RUST_LOG`, and the
-//! signal that asks a server or mount to shut down cleanly.
+//! Process plumbing every dfs binary shares: logging to stderr filtered by `RUST_LOG`, as text
+//! or JSON lines, and the signal that asks a server or mount to shut down cleanly.
+
+use std::str::FromStr;
 
 use tracing_subscriber::EnvFilter;
 
-/// Sends `tracing` output to stderr at the level `RUST_LOG` names (`info` when unset), plus
-/// any `extra` directives (e.g. `fuser=debug`).
-pub fn init_logging(extra: &[&str]) {
+/// How a daemon writes its log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields` with `message`,
+    /// `span`), for log collectors.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("unknown log format {other:?} (text or json)")),
+        }
+    }
+}
+
+/// Sends `tracing` output to stderr in `format`, at the level `RUST_LOG` names (`info` when
+/// unset), plus any `extra` directives (e.g. `fuser=debug`).
+pub fn init_logging(format: LogFormat, extra: &[&str]) {
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     for directive in extra {
         match directive.parse() {
@@ -13,10 +38,13 @@ pub fn init_logging(extra: &[&str]) {
             Err(err) => eprintln!("ignoring log directive {directive:?}: {err}"),
         }
     }
-    tracing_subscriber::fmt()
+    let logger = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logger.init(),
+        LogFormat::Json => logger.json().init(),
+    }
 }
 
 /// Completes at the first SIGINT or SIGTERM: the clean way to stop a dfs process (`kill`,
@@ -52,4 +80,21 @@ pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime
         .worker_threads(worker_threads.max(1))
         .enable_all()
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_formats_parse_by_name() {
+        assert_eq!("text".parse(), Ok(LogFormat::Text));
+        assert_eq!("json".parse(), Ok(LogFormat::Json));
+        assert!(
+            "xml"
+                .parse::<LogFormat>()
+                .unwrap_err()
+                .contains("text or json")
+        );
+    }
 }
