@@ -8,7 +8,8 @@
 //!   draining), capacity and replica count, and the cluster's under-replicated and missing
 //!   chunks; `dfs info PATH` — a file's chunks, versions, replicas and their health;
 //!   `dfs fsck [PATH]` — replication health of a subtree ([`fsck`]); exits 1 if a chunk is
-//!   damaged; `dfs decommission SERVER` — start draining a server (by id or address).
+//!   damaged; `dfs decommission SERVER` — start draining a server (by id or address);
+//!   `dfs backup DEST` — a consistent copy of the metadata, on the master's machine.
 //!
 //! Paths are absolute from the filesystem's root, not from a mount (a relative path is taken
 //! from the root too). Reports print one `key: value` per line for the summary, so scripts
@@ -148,6 +149,12 @@ pub enum Command {
     Decommission {
         /// The server's id or `host:port` address, as `dfs status` lists it.
         server: String,
+    },
+    /// Write a consistent copy of the metadata while the cluster serves (start a master from
+    /// it with `dfs-master --restore DEST`).
+    Backup {
+        /// A directory on the master's machine that does not exist yet.
+        dest: String,
     },
 }
 
@@ -306,6 +313,11 @@ async fn run_admin(client: &Client, command: Command) -> Result<(String, u8), Er
                 reply.addr,
                 state_name(reply.state)
             );
+            Ok((text, 0))
+        }
+        Command::Backup { dest } => {
+            let reply = master.backup(&dest).await?;
+            let text = format!("metadata backup: {} ({} bytes)\n", reply.dest, reply.bytes);
             Ok((text, 0))
         }
         other => unreachable!("{other:?} is a file command"),

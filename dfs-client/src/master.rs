@@ -542,4 +542,13 @@ impl MasterClient {
         };
         answer(self.admin().decommission(req).await)
     }
+
+    /// Has the master write a consistent copy of its metadata to `dest`, a directory on the
+    /// master's machine that does not exist yet.
+    pub async fn backup(&self, dest: &str) -> Result<pb::BackupReply, FsError> {
+        let req = pb::BackupRequest {
+            dest: dest.to_string(),
+        };
+        answer(self.admin().backup(req).await)
+    }
 }

@@ -139,6 +139,12 @@ pub struct Config {
     /// rename), so scripts and tests that listen on port 0 learn the address.
     #[arg(long, env = "DFS_MASTER_ADDR_FILE")]
     pub addr_file: Option<PathBuf>,
+
+    /// Start from a backup (a directory `dfs backup` wrote): its metadata is copied into the
+    /// data directory, which must hold none yet, before the master opens it. For disaster
+    /// recovery; chunks created after the backup become garbage on the chunkservers.
+    #[arg(long, env = "DFS_MASTER_RESTORE")]
+    pub restore: Option<PathBuf>,
 }
 
 impl Config {
@@ -163,6 +169,7 @@ impl Config {
             sync_writes: true,
             metadata_sync_interval_ms: DEFAULT_METADATA_SYNC_INTERVAL_MS,
             addr_file: None,
+            restore: None,
         }
     }
 

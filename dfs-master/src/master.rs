@@ -5,6 +5,7 @@
 //! a network. Where an operation spans several managers, the handle answers in the contract's
 //! messages, built in [`crate::convert`], so tests see what clients see.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,7 +78,11 @@ impl Master {
     pub fn open(config: &Config, now: Timestamp) -> Result<Master> {
         config.validate()?;
         std::fs::create_dir_all(&config.data_dir)?;
-        let store = Store::open(&config.data_dir.join(DB_DIR), config.sync_policy())?;
+        let db_dir = config.data_dir.join(DB_DIR);
+        if let Some(backup) = &config.restore {
+            restore(backup, &db_dir)?;
+        }
+        let store = Store::open(&db_dir, config.sync_policy())?;
         let writer = Writer::new(Arc::new(store));
         writer.skip_reserved_ids()?;
         let layout = settle_layout(&writer, config.layout())?;
@@ -186,6 +191,19 @@ impl Master {
         let servers = self.registry.snapshot(now);
         self.replication.check(&servers, now, seed)?;
         Ok(())
+    }
+
+    /// Writes a consistent copy of the metadata to `dest` on this machine (see
+    /// [`Store::checkpoint`]); every mutation acknowledged before the call is in it. Answers
+    /// the bytes written.
+    pub fn backup(&self, dest: &Path) -> Result<u64> {
+        if dest.exists() {
+            return Err(Error::Config(format!(
+                "backup destination {} exists already",
+                dest.display()
+            )));
+        }
+        self.namespace.writer.store().checkpoint(dest)
     }
 
     /// Makes every mutation acknowledged so far durable: syncs the WAL if a deferred change
@@ -430,4 +448,29 @@ fn settle_layout(writer: &Writer, configured: ChunkLayout) -> Result<ChunkLayout
     }
     txn.commit()?;
     Ok(layout)
+}
+
+/// Copies the backup in `backup` (a checkpoint [`Master::backup`] wrote) to `db_dir`, which
+/// must hold no metadata yet: a restore never overwrites a database.
+fn restore(backup: &Path, db_dir: &Path) -> Result<()> {
+    let occupied = std::fs::read_dir(db_dir).is_ok_and(|mut entries| entries.next().is_some());
+    if occupied {
+        return Err(Error::Config(format!(
+            "cannot restore into {}: it holds metadata already (restore into an empty data directory)",
+            db_dir.display()
+        )));
+    }
+    let files = std::fs::read_dir(backup).map_err(|err| {
+        Error::Config(format!(
+            "cannot read the backup {}: {err}",
+            backup.display()
+        ))
+    })?;
+    std::fs::create_dir_all(db_dir)?;
+    for entry in files {
+        let entry = entry?;
+        std::fs::copy(entry.path(), db_dir.join(entry.file_name()))?;
+    }
+    tracing::info!(backup = %backup.display(), "metadata restored from a backup");
+    Ok(())
 }

@@ -66,4 +66,20 @@ impl admin_server::Admin for AdminService {
             .blocking(move |m| admin::decommission(m, &req.server, now).map(convert::server_status))
             .await
     }
+
+    async fn backup(
+        &self,
+        request: Request<pb::BackupRequest>,
+    ) -> Result<Response<pb::BackupReply>, Status> {
+        let dest = std::path::PathBuf::from(request.into_inner().dest);
+        self.calls
+            .blocking(move |m| {
+                let bytes = m.backup(&dest)?;
+                Ok(pb::BackupReply {
+                    dest: dest.display().to_string(),
+                    bytes,
+                })
+            })
+            .await
+    }
 }

@@ -187,6 +187,18 @@ impl Store {
         Ok(store)
     }
 
+    /// Writes a consistent copy of the database to `dest` (a directory that must not exist
+    /// yet), taken while writes go on: a RocksDB checkpoint, whose files are hard links where
+    /// `dest` is on the same filesystem. Answers the bytes of its files.
+    pub fn checkpoint(&self, dest: &Path) -> Result<u64> {
+        rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(dest)?;
+        let mut bytes = 0;
+        for entry in std::fs::read_dir(dest)? {
+            bytes += entry?.metadata()?.len();
+        }
+        Ok(bytes)
+    }
+
     /// Checks the schema the database was written in, before anything reads a record. A
     /// newer schema than this build's is refused: its records may not mean what this build
     /// would read into them. A database without a recorded schema (a new one, or one written

@@ -139,3 +139,29 @@ fn a_database_records_its_schema_and_a_newer_one_is_refused() {
     }
     drop(dir);
 }
+
+#[test]
+fn a_backup_restores_into_an_empty_data_directory_and_never_over_a_database() {
+    let fx = Fixture::new();
+    fx.dir(ROOT_INO, "kept");
+    let backup = fx.dir.path().join("backup");
+    fx.master.backup(&backup).expect("backup");
+    fx.dir(ROOT_INO, "after");
+    // A backup never overwrites anything.
+    assert!(matches!(fx.master.backup(&backup), Err(Error::Config(_))));
+
+    let mut config = fx.config.clone();
+    config.data_dir = fx.dir.path().join("restored");
+    config.restore = Some(backup.clone());
+    let restored = crate::master::Master::open(&config, ts(999)).expect("open from the backup");
+    let page = restored.namespace().readdir(ROOT_INO, b"", 0).unwrap();
+    let names: Vec<&[u8]> = page.entries.iter().map(|e| e.name.as_slice()).collect();
+    assert_eq!(names, [b"kept"]);
+    drop(restored);
+
+    // The restored directory holds a database now: restoring over it is refused.
+    let err = crate::master::Master::open(&config, ts(999))
+        .err()
+        .expect("a refusal");
+    assert!(matches!(err, Error::Config(_)), "{err}");
+}
