@@ -58,6 +58,21 @@ fn small_cluster() -> Cluster {
     })
 }
 
+/// Asserts that a mount failed as mount(8) reports it (exit 32), saying `says`.
+fn assert_mount_failed(out: &Output, says: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(MOUNT_FAILURE),
+        "{}",
+        output_text(out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(says),
+        "{}",
+        output_text(out)
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The helper as /sbin/mount.dfs.
 
@@ -543,17 +558,7 @@ fn an_fstab_line_mounts_by_its_mount_point() {
 
     // A second mount on the same point is refused; the first one stays.
     let out = m.mount(&["-T", &fstab, &dir]);
-    assert_eq!(
-        out.status.code(),
-        Some(MOUNT_FAILURE),
-        "{}",
-        output_text(&out)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("already mounted"),
-        "{}",
-        output_text(&out)
-    );
+    assert_mount_failed(&out, "already mounted");
     assert_eq!(m.daemons(), daemons);
     assert_eq!(fs::read(m.join("f")).expect("read"), b"from fstab\n");
 
@@ -580,32 +585,12 @@ fn a_bad_option_or_an_unreachable_master_fails_the_mount_and_says_why() {
 
     // Refused by the helper before anything starts.
     let out = m.mount(&["-t", "dfs", &addr, &dir, "-o", "bogus_flag"]);
-    assert_eq!(
-        out.status.code(),
-        Some(MOUNT_FAILURE),
-        "{}",
-        output_text(&out)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("bogus_flag"),
-        "{}",
-        output_text(&out)
-    );
+    assert_mount_failed(&out, "bogus_flag");
     m.assert_nothing_left();
 
     // Refused by dfs-fuse: the helper passes its error on.
     let out = m.mount(&["-t", "dfs", &addr, &dir, "-o", "bogus_key=1"]);
-    assert_eq!(
-        out.status.code(),
-        Some(MOUNT_FAILURE),
-        "{}",
-        output_text(&out)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("--bogus-key"),
-        "{}",
-        output_text(&out)
-    );
+    assert_mount_failed(&out, "--bogus-key");
     m.assert_nothing_left();
 
     // A master that does not answer: the daemon gives up after its RPC timeout.
@@ -614,17 +599,7 @@ fn a_bad_option_or_an_unreachable_master_fails_the_mount_and_says_why() {
     drop(closed);
     let nobody = format!("127.0.0.1:{port}");
     let out = m.mount(&["-t", "dfs", &nobody, &dir, "-o", "rpc_timeout_ms=1000"]);
-    assert_eq!(
-        out.status.code(),
-        Some(MOUNT_FAILURE),
-        "{}",
-        output_text(&out)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains(&format!("{nobody} unreachable")),
-        "{}",
-        output_text(&out)
-    );
+    assert_mount_failed(&out, &format!("{nobody} unreachable"));
     m.assert_nothing_left();
 
     // And the same mount point still mounts.
