@@ -2,7 +2,7 @@
 //! package `dfs`) into Rust with tonic/prost (needs `protoc` on the PATH).
 
 /// Every file of the contract; `types.proto` first, the services after it.
-const PROTOS: [&str; 8] = [
+const PROTOS: [&str; 9] = [
     "proto/types.proto",
     "proto/namespace.proto",
     "proto/files.proto",
@@ -11,6 +11,7 @@ const PROTOS: [&str; 8] = [
     "proto/registry.proto",
     "proto/admin.proto",
     "proto/chunkserver.proto",
+    "proto/raft.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

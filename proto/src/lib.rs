@@ -9,12 +9,15 @@
 //!   one well-defined way so that a client maps it to exactly the errno the master meant.
 //! * [`chunk`] — chunk arithmetic: which chunks and blocks a byte range of a file touches.
 //! * [`time`] — conversions between wire timestamps and `SystemTime`.
+//! * [`masters`] — lists of masters and following their leader: the refusal a non-leader
+//!   sends, its hint, the backoff between tries.
 //! * [`process`] — logging setup and the shutdown signal every dfs binary shares.
 //! * [`attrs`] — which fields of a `setattr` change an inode's attributes, and how.
 
 pub mod attrs;
 pub mod chunk;
 pub mod error;
+pub mod masters;
 pub mod process;
 pub mod time;
 
