@@ -64,6 +64,8 @@ build_release() {
 # Where a local cluster keeps its data, pid files and logs.
 DFS_STATE_DIR=${DFS_STATE_DIR:-$([ "$(id -u)" -eq 0 ] && echo /var/lib/dfs || echo "$HOME/.local/state/dfs")}
 DFS_MOUNT=${DFS_MOUNT:-/mnt/dfs}
+# Masters listen on DFS_MASTER_PORT and the ports after it, one each.
+DFS_MASTERS=${DFS_MASTERS:-3}
 DFS_MASTER_PORT=${DFS_MASTER_PORT:-9400}
 DFS_CHUNKSERVER_BASE_PORT=${DFS_CHUNKSERVER_BASE_PORT:-9500}
 DFS_CHUNKSERVERS=${DFS_CHUNKSERVERS:-3}

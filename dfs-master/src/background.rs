@@ -1,7 +1,8 @@
-//! The master's background work: the periodic replication check and the metadata log sync.
+//! The leader's background work: the periodic replication check (re-replication, balancing,
+//! garbage collection of replicas).
 //!
-//! [`run`](crate::run) spawns both next to the gRPC services and stops them after the services
-//! have drained. Like the service handlers, they read the clock and draw placement seeds
+//! The leader ([`crate::raft::node`]) starts it when it takes office and stops it when it
+//! leaves. (The log sync runs on every member, see [`crate::raft::node`].) Like the service handlers, they read the clock and draw placement seeds
 //! here and pass them down, so the logic they drive stays deterministic. Each run goes to a
 //! blocking thread: it reads or syncs the database, which the requests served inline on the
 //! runtime must not wait for.
@@ -22,23 +23,19 @@ pub struct Background {
 }
 
 impl Background {
-    /// Starts the replication check every `check_every` and the log sync every `sync_every`.
-    pub fn start(master: &Arc<Master>, check_every: Duration, sync_every: Duration) -> Background {
+    /// Starts the replication check every `check_every`.
+    pub fn start(master: &Arc<Master>, check_every: Duration) -> Background {
         let (stop, stopped) = watch::channel(false);
-        let tasks = vec![
-            tokio::spawn(replication_loop(
-                Arc::clone(master),
-                check_every,
-                stopped.clone(),
-            )),
-            tokio::spawn(metadata_sync_loop(Arc::clone(master), sync_every, stopped)),
-        ];
+        let tasks = vec![tokio::spawn(replication_loop(
+            Arc::clone(master),
+            check_every,
+            stopped,
+        ))];
         Background { stop, tasks }
     }
 
-    /// Stops every task and waits for it: a run in progress finishes first, and the log sync
-    /// runs once more, so nothing acknowledged is left unsynced and nothing holds the master
-    /// (and its database) once this returns.
+    /// Stops every task and waits for it: a run in progress finishes first, so nothing holds
+    /// the master once this returns.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {
@@ -54,13 +51,6 @@ async fn replication_loop(master: Arc<Master>, every: Duration, stop: watch::Rec
     let always = |_: &Master| true;
     let what = "replication check";
     periodically(master, every, stop, what, always, check, false).await;
-}
-
-/// Syncs the master's log every `every` while a deferred mutation waits for it, until
-/// `stop` turns true; then once more, so nothing acknowledged is left unsynced at shutdown.
-async fn metadata_sync_loop(master: Arc<Master>, every: Duration, stop: watch::Receiver<bool>) {
-    let (due, sync) = (Master::has_unsynced_metadata, Master::sync_metadata);
-    periodically(master, every, stop, "metadata log sync", due, sync, true).await;
 }
 
 /// Every `every`, runs `op` on a blocking thread if `due` says there is work, until `stop`

@@ -35,6 +35,11 @@ pub const DEFAULT_MAX_COPIES_PER_SERVER: u32 = 4;
 /// Default bound on how long an acknowledged change of names waits for the WAL sync: a
 /// machine crash loses at most this much of it (ext4 commits its journal every 5 s).
 pub const DEFAULT_METADATA_SYNC_INTERVAL_MS: u64 = 50;
+/// Default lower bound of the election timeout: failover well within three seconds, while a
+/// busy machine's pauses of a few hundred milliseconds do not depose a healthy leader.
+pub const DEFAULT_ELECTION_TIMEOUT_MS: u64 = 750;
+/// Default log entries between metadata snapshots.
+pub const DEFAULT_SNAPSHOT_ENTRIES: u64 = 20_000;
 
 /// Settings of one master.
 #[derive(Debug, Clone, clap::Args)]
@@ -145,6 +150,37 @@ pub struct Config {
     /// recovery; chunks created after the backup become garbage on the chunkservers.
     #[arg(long, env = "DFS_MASTER_RESTORE")]
     pub restore: Option<PathBuf>,
+
+    /// This master's number in its group of masters: unique in the group, never reused.
+    #[arg(long, env = "DFS_MASTER_NODE_ID", default_value_t = 1)]
+    pub node_id: u64,
+
+    /// The members of a new group, `ID=host:port` separated by commas, this master included
+    /// (the same list on each). Read only when the group forms, on first start; afterwards
+    /// membership changes with `dfs masters add/remove`. Empty: a group of this master alone.
+    #[arg(long, env = "DFS_MASTER_PEERS", default_value = "")]
+    pub peers: String,
+
+    /// The address the other masters, chunkservers and clients reach this master at
+    /// (`host:port`); by default the address it listens on.
+    #[arg(long, env = "DFS_MASTER_ADVERTISE")]
+    pub advertise: Option<String>,
+
+    /// Start without forming a group, to be added to an existing one with
+    /// `dfs masters add` (the data directory must be empty).
+    #[arg(long, env = "DFS_MASTER_JOIN")]
+    pub join: bool,
+
+    /// Milliseconds without a word from the leader after which a follower calls an election
+    /// (the lower bound; each member draws up to twice this). The leader sends heartbeats
+    /// every fifth of it. Failover takes about this long plus one election round.
+    #[arg(long, env = "DFS_MASTER_ELECTION_TIMEOUT_MS", default_value_t = DEFAULT_ELECTION_TIMEOUT_MS)]
+    pub election_timeout_ms: u64,
+
+    /// Log entries between two snapshots of the metadata; older entries are then dropped,
+    /// and a member that needs them receives the snapshot instead.
+    #[arg(long, env = "DFS_MASTER_SNAPSHOT_ENTRIES", default_value_t = DEFAULT_SNAPSHOT_ENTRIES)]
+    pub snapshot_entries: u64,
 }
 
 impl Config {
@@ -170,6 +206,12 @@ impl Config {
             metadata_sync_interval_ms: DEFAULT_METADATA_SYNC_INTERVAL_MS,
             addr_file: None,
             restore: None,
+            node_id: 1,
+            peers: String::new(),
+            advertise: None,
+            join: false,
+            election_timeout_ms: DEFAULT_ELECTION_TIMEOUT_MS,
+            snapshot_entries: DEFAULT_SNAPSHOT_ENTRIES,
         }
     }
 
@@ -197,7 +239,61 @@ impl Config {
         if self.lease_ttl_ms < 100 {
             return fail("lease time-to-live must be at least 100 ms".into());
         }
+        if self.node_id == 0 {
+            return fail("node id must be at least 1".into());
+        }
+        if self.election_timeout_ms < 50 {
+            return fail("election timeout must be at least 50 ms".into());
+        }
+        let peers = self.initial_peers()?;
+        if !peers.is_empty() && !peers.contains_key(&self.node_id) {
+            return fail(format!(
+                "--peers does not list this master (node id {})",
+                self.node_id
+            ));
+        }
         Ok(())
+    }
+
+    /// The members `--peers` lists, by node id.
+    pub fn initial_peers(&self) -> Result<std::collections::BTreeMap<u64, String>> {
+        let mut peers = std::collections::BTreeMap::new();
+        for item in self
+            .peers
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let parsed = item.split_once('=').and_then(|(id, addr)| {
+                let id = id.trim().parse::<u64>().ok().filter(|id| *id > 0)?;
+                let addr = addr.trim();
+                addr.contains(':').then(|| (id, addr.to_owned()))
+            });
+            let Some((id, addr)) = parsed else {
+                return Err(Error::Config(format!(
+                    "--peers entry {item:?} is not ID=host:port"
+                )));
+            };
+            if peers.insert(id, addr).is_some() {
+                return Err(Error::Config(format!("--peers lists node {id} twice")));
+            }
+        }
+        Ok(peers)
+    }
+
+    /// The Raft settings of the group.
+    pub fn raft_config(&self) -> openraft::Config {
+        openraft::Config {
+            cluster_name: "dfs-masters".into(),
+            election_timeout_min: self.election_timeout_ms,
+            election_timeout_max: self.election_timeout_ms * 2,
+            heartbeat_interval: (self.election_timeout_ms / 5).max(10),
+            install_snapshot_timeout: 30_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_entries.max(1)),
+            max_in_snapshot_log_to_keep: 1000.min(self.snapshot_entries),
+            snapshot_max_chunk_size: 4 << 20,
+            ..openraft::Config::default()
+        }
     }
 
     /// The chunk layout these settings ask for (a cluster may already have another one).

@@ -51,6 +51,18 @@ pub enum Error {
     /// The gRPC server failed.
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// This master does not lead its group (or cannot serve as leader right now): the call
+    /// goes to the leader, whose address is given when known.
+    #[error("not the leader")]
+    NotLeader(Option<String>),
+    /// No majority of the group acknowledged a mutation within the time an election takes:
+    /// this master is cut off from the others (or most of them are down). Whether the
+    /// mutation takes effect is decided by the group once it is whole again.
+    #[error("no majority of the masters answered within {0:?}: the group cannot commit")]
+    NoQuorum(std::time::Duration),
+    /// The consensus layer failed.
+    #[error("raft: {0}")]
+    Raft(String),
     /// A blocking metadata task panicked or was cancelled.
     #[error("metadata task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -60,6 +72,8 @@ impl From<Error> for Status {
     fn from(err: Error) -> Status {
         match err {
             Error::Fs(fs) => fs.into(),
+            Error::NotLeader(leader) => dfs_proto::masters::not_leader(leader.as_deref()),
+            Error::NoQuorum(_) => FsError::Unavailable(err.to_string()).into(),
             internal => {
                 tracing::error!(error = %internal, "internal error");
                 FsError::Io(internal.to_string()).into()

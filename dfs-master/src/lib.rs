@@ -22,16 +22,19 @@
 //!   collection), re-replication, balancing, and the witness of replica versions.
 //! * [`admin`] — what the `dfs` admin CLI asks: cluster status, file health, fsck.
 //! * [`master`] — the [`Master`] handle tying these together; what the services, the
-//!   background loops and the tests call.
+//!   background loops and the tests call. It exists only on the leader of the group.
+//! * [`raft`] — the masters as a Raft group (openraft): the log and the state machine on
+//!   RocksDB, the transport between masters, and this member's [`Node`](raft::node::Node),
+//!   which proposes the leader's mutations and follows who leads.
 //! * [`convert`] — every translation between the wire contract and the master's own types.
 //! * [`service`] — the six thin tonic services (`Namespace`, `Files`, `Xattrs`, `Locks`,
 //!   `Registry`, `Admin`), one file each, all on one listener.
-//! * [`background`] — the periodic replication check and metadata log sync.
+//! * [`background`] — the leader's periodic replication check.
 //! * [`config`] and [`error`] — settings (clap options) and the crate's error type.
 //!
 //! Only [`service`] and [`background`] read the clock or draw placement seeds; everything
-//! below takes them as arguments, so applying the same mutations in the same order gives the
-//! same result (what a replicated master needs).
+//! below takes them as arguments. A mutation ends as a [`Command`](store::command::Command):
+//! the key writes the leader decided, which every member applies in log order.
 //!
 //! [`run`] serves a master on a listener until a shutdown signal; `main` and the tests both
 //! call it.
@@ -48,6 +51,7 @@ pub mod error;
 pub mod locks;
 pub mod master;
 pub mod namespace;
+pub mod raft;
 pub mod service;
 pub mod store;
 
@@ -57,24 +61,27 @@ mod tests;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 
-use dfs_proto::time;
+use std::time::Duration;
+
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
-use crate::background::Background;
+use crate::raft::node::Node;
 
 pub use crate::config::Config;
 pub use crate::error::{Error, Result};
 pub use crate::master::Master;
 
 /// Serves a master with `config` on `listener` until `shutdown` completes, then drains
-/// in-flight requests and closes the database.
+/// in-flight requests, stops openraft and syncs the database.
 ///
-/// The database is opened (and a new cluster initialised) before anything is served; only then
-/// is `config.addr_file` written, so whoever waits for that file finds a master ready to answer.
+/// The database is opened and the member joins its group before anything is served. A group
+/// of one waits until it leads (a new cluster is initialised by then); only then is
+/// `config.addr_file` written, so whoever waits for that file finds a master ready to answer.
+/// A member of a larger group writes it once it serves, whoever leads: clients follow the
+/// leader from any member.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -83,22 +90,22 @@ pub async fn run(
     let local_addr = listener.local_addr()?;
     let addr_file = config.addr_file.clone();
     let data_dir = config.data_dir.clone();
-    let check_every = config.replication_interval();
-    let sync_every = config.metadata_sync_interval();
-    let master = tokio::task::spawn_blocking(move || Master::open(&config, time::now())).await??;
-    let master = Arc::new(master);
-    let background = Background::start(&master, check_every, sync_every);
+    let node = Node::start(&config, local_addr).await?;
+    if !config.join && node.alone().await {
+        node.wait_leading(Duration::from_secs(30)).await?;
+    }
     if let Some(path) = &addr_file {
         write_addr_file(path, local_addr)?;
     }
-    tracing::info!(%local_addr, data_dir = %data_dir.display(), "master serving");
+    tracing::info!(%local_addr, data_dir = %data_dir.display(), node_id = node.id(), "master serving");
     // Metadata calls are small request/response pairs: without TCP_NODELAY, Nagle's
     // algorithm would hold replies back for tens of milliseconds.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    service::router(&mut Server::builder(), &master)
+    let served = service::router(&mut Server::builder(), &node)
         .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
-    background.stop().await;
+        .await;
+    node.shutdown().await;
+    served?;
     tracing::info!("master stopped");
     Ok(())
 }

@@ -27,7 +27,12 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    process::init_logging(cli.log_format, &[]);
+    // openraft narrates every vote and append at info; dfs logs what an operator needs to know
+    // of the group (elections won, leadership lost) itself. RUST_LOG=openraft=info brings it
+    // back.
+    let quiet_raft = std::env::var("RUST_LOG").map_or(true, |filter| !filter.contains("openraft"));
+    let extra: &[&str] = if quiet_raft { &["openraft=warn"] } else { &[] };
+    process::init_logging(cli.log_format, extra);
     match process::runtime(cli.worker_threads) {
         Ok(runtime) => runtime.block_on(serve(cli)),
         Err(err) => {

@@ -72,18 +72,19 @@ pub struct Master {
 }
 
 impl Master {
-    /// Opens (or creates) the master's database in `config.data_dir`. A new cluster gets
-    /// the configured chunk layout and a root directory stamped `now`; an existing one keeps
-    /// the layout it was created with.
+    /// Opens (or creates) the master's database in `config.data_dir` and serves it alone,
+    /// applying mutations straight to it: the metadata logic without a group (its tests).
     pub fn open(config: &Config, now: Timestamp) -> Result<Master> {
         config.validate()?;
-        std::fs::create_dir_all(&config.data_dir)?;
-        let db_dir = config.data_dir.join(DB_DIR);
-        if let Some(backup) = &config.restore {
-            restore(backup, &db_dir)?;
-        }
-        let store = Store::open(&db_dir, config.sync_policy())?;
-        let writer = Writer::new(Arc::new(store));
+        let store = Arc::new(open_store(config)?);
+        Master::lead(config, Writer::new(store), now)
+    }
+
+    /// The metadata logic of a leader over `writer`'s store, whose commits go to the group.
+    /// A new cluster gets the configured chunk layout and a root directory stamped `now`; an
+    /// existing one keeps the layout it was created with. Leases and lock sessions found in
+    /// the store are honoured for a full time-to-live from now, as after a restart.
+    pub fn lead(config: &Config, writer: Writer, now: Timestamp) -> Result<Master> {
         writer.skip_reserved_ids()?;
         let layout = settle_layout(&writer, config.layout())?;
         let namespace = Namespace::new(writer.clone(), layout);
@@ -124,6 +125,11 @@ impl Master {
             policy,
             replicas,
         })
+    }
+
+    /// The single writer every mutation goes through.
+    pub fn writer(&self) -> &Writer {
+        &self.namespace.writer
     }
 
     /// The namespace (lookups, attributes, directory operations).
@@ -206,10 +212,10 @@ impl Master {
         self.namespace.writer.store().checkpoint(dest)
     }
 
-    /// Makes every mutation acknowledged so far durable: syncs the WAL if a deferred change
-    /// (see [`SyncPolicy::Deferred`](crate::store::SyncPolicy)) has not reached the disk.
+    /// Makes every mutation acknowledged so far durable (see
+    /// [`SyncPolicy::Deferred`](crate::store::SyncPolicy)): in a group, on a majority.
     pub fn sync_metadata(&self) -> Result<()> {
-        self.namespace.writer.store().sync_wal()
+        self.namespace.writer.sync()
     }
 
     /// Whether an acknowledged mutation has not reached the disk yet.
@@ -448,6 +454,22 @@ fn settle_layout(writer: &Writer, configured: ChunkLayout) -> Result<ChunkLayout
     }
     txn.commit()?;
     Ok(layout)
+}
+
+/// Opens (or creates) the metadata database in `config.data_dir`, first restoring
+/// `config.restore` into it if set. A restored database keeps the metadata and forgets the
+/// Raft log and membership of the group it was taken from: it starts a new group.
+pub fn open_store(config: &Config) -> Result<Store> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let db_dir = config.data_dir.join(DB_DIR);
+    if let Some(backup) = &config.restore {
+        restore(backup, &db_dir)?;
+    }
+    let store = Store::open(&db_dir, config.sync_policy())?;
+    if config.restore.is_some() {
+        store.forget_group()?;
+    }
+    Ok(store)
 }
 
 /// Copies the backup in `backup` (a checkpoint [`Master::backup`] wrote) to `db_dir`, which

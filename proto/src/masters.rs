@@ -158,7 +158,11 @@ mod tests {
             ["a:1", "b:2", "c:3"]
         );
         assert!(parse_list(" , ").unwrap_err().contains("no master"));
-        assert!(parse_list("a:1,b").unwrap_err().contains("\"b\" has no port"));
+        assert!(
+            parse_list("a:1,b")
+                .unwrap_err()
+                .contains("\"b\" has no port")
+        );
     }
 
     #[test]

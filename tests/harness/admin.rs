@@ -75,7 +75,12 @@ impl Cluster {
     /// The master's chunk map of inode `ino` (the kernel's inode number is the master's),
     /// replicas in the order readers try them.
     pub fn chunks_of(&self, ino: u64) -> Vec<dfs_proto::pb::ChunkInfo> {
-        let uri = format!("http://{}", self.master_addr());
+        let leader = if self.masters.len() > 1 {
+            self.leader()
+        } else {
+            0
+        };
+        let uri = format!("http://{}", self.master_addr_at(leader));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -95,6 +100,29 @@ impl Cluster {
                 .expect("GetChunks")
                 .into_inner()
                 .chunks
+        })
+    }
+
+    /// What master `i` says of its group (`Admin.Masters`), or `None` if it does not answer
+    /// within a second.
+    pub fn masters_status(&self, i: usize) -> Option<dfs_proto::pb::MastersReply> {
+        let uri = format!("http://{}", self.master_addr_at(i));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        runtime.block_on(async move {
+            let ask = async {
+                let channel = tonic::transport::Endpoint::from_shared(uri)
+                    .ok()?
+                    .connect()
+                    .await
+                    .ok()?;
+                let mut admin = dfs_proto::pb::admin_client::AdminClient::new(channel);
+                admin.masters(dfs_proto::pb::Empty {}).await.ok()
+            };
+            let reply = tokio::time::timeout(std::time::Duration::from_secs(1), ask).await;
+            reply.ok().flatten().map(tonic::Response::into_inner)
         })
     }
 

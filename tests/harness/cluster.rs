@@ -1,6 +1,6 @@
-//! [`Cluster`]: one `dfs-master` and N `dfs-chunkserver` child processes on `127.0.0.1:0`, each
-//! with its own data directory under one temporary directory, and their life cycle (start,
-//! stop, restart, freeze, crash, one more chunkserver).
+//! [`Cluster`]: a group of `dfs-master`s (one by default) and N `dfs-chunkserver` child
+//! processes on loopback, each with its own data directory under one temporary directory, and
+//! their life cycle (start, stop, restart, freeze, crash, one more chunkserver).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,6 +14,8 @@ use crate::process::{Server, port_of, signal, spawn_server, tail};
 /// Shape of a test cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
+    /// Number of masters (a Raft group; 1 is a group of one).
+    pub masters: usize,
     /// Number of chunkservers.
     pub chunkservers: usize,
     /// Replication factor.
@@ -35,6 +37,7 @@ pub struct ClusterOptions {
 impl Default for ClusterOptions {
     fn default() -> Self {
         ClusterOptions {
+            masters: 1,
             chunkservers: 3,
             replication: 3,
             chunk_size: 64 << 20,
@@ -51,7 +54,9 @@ impl Default for ClusterOptions {
 pub struct Cluster {
     /// Options the cluster was started with.
     pub options: ClusterOptions,
-    master: Option<Server>,
+    pub(crate) masters: Vec<Option<Server>>,
+    /// The port of each master (fixed for the group's life: it is in the group's membership).
+    master_ports: Vec<u16>,
     pub(crate) chunkservers: Vec<Option<Server>>,
     // Last: removed after the processes using it are gone.
     dir: TempDir,
@@ -64,13 +69,23 @@ impl Cluster {
             .prefix("dfs-test-")
             .tempdir()
             .expect("tempdir");
+        let master_ports = match options.masters {
+            1 => vec![0],
+            n => free_ports(n),
+        };
         let mut cluster = Cluster {
+            masters: (0..options.masters).map(|_| None).collect(),
             options,
-            master: None,
+            master_ports,
             chunkservers: Vec::new(),
             dir,
         };
-        cluster.start_master(None);
+        for i in 0..cluster.options.masters {
+            cluster.start_master(i);
+        }
+        if cluster.options.masters > 1 {
+            cluster.leader();
+        }
         for i in 0..cluster.options.chunkservers {
             let server = cluster.spawn_chunkserver(i, None);
             cluster.chunkservers.push(Some(server));
@@ -83,13 +98,21 @@ impl Cluster {
         Cluster::start(ClusterOptions::default())
     }
 
-    /// `host:port` of the master.
+    /// The masters' addresses as clients take them: `host:port`, comma-separated when there
+    /// are several.
     pub fn master_addr(&self) -> String {
-        self.master
-            .as_ref()
-            .expect("master is running")
-            .addr
-            .clone()
+        (0..self.masters.len())
+            .map(|i| self.master_addr_at(i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `host:port` of master `i` (whether it runs or not).
+    pub fn master_addr_at(&self, i: usize) -> String {
+        match &self.masters[i] {
+            Some(server) => server.addr.clone(),
+            None => format!("127.0.0.1:{}", self.master_ports[i]),
+        }
     }
 
     /// The temporary directory holding every server's data and logs.
@@ -102,12 +125,15 @@ impl Cluster {
         self.dir.path().join(format!("cs{i}"))
     }
 
-    fn start_master(&mut self, port: Option<u16>) {
-        let data_dir = self.dir.path().join("master");
-        let listen = format!("127.0.0.1:{}", port.unwrap_or(0));
-        let args = vec![
+    /// Starts master `i` on its port with its data directory, and waits until it serves.
+    fn start_master(&mut self, i: usize) {
+        let data_dir = self.dir.path().join(match i {
+            0 => "master".to_string(),
+            i => format!("master{i}"),
+        });
+        let mut args = vec![
             "--listen".to_string(),
-            listen,
+            format!("127.0.0.1:{}", self.master_ports[i]),
             "--data-dir".into(),
             data_dir.display().to_string(),
             "--chunk-size".into(),
@@ -115,9 +141,25 @@ impl Cluster {
             "--replication".into(),
             self.options.replication.to_string(),
         ];
+        if self.options.masters > 1 {
+            let peers: Vec<String> = (0..self.options.masters)
+                .map(|j| format!("{}=127.0.0.1:{}", j + 1, self.master_ports[j]))
+                .collect();
+            args.extend([
+                "--node-id".to_string(),
+                (i + 1).to_string(),
+                "--peers".into(),
+                peers.join(","),
+            ]);
+        }
         let args = [args, self.options.master_args.clone()].concat();
-        let server = spawn_server(self.dir.path(), "dfs-master", "master", &args);
-        self.master = Some(server);
+        let name = match i {
+            0 => "master".to_string(),
+            i => format!("master{i}"),
+        };
+        let server = spawn_server(self.dir.path(), "dfs-master", &name, &args);
+        self.master_ports[i] = port_of(&server.addr);
+        self.masters[i] = Some(server);
     }
 
     fn spawn_chunkserver(&self, i: usize, port: Option<u16>) -> Server {
@@ -144,19 +186,74 @@ impl Cluster {
         spawn_server(self.dir.path(), "dfs-chunkserver", &format!("cs{i}"), &args)
     }
 
-    /// Stops the master with `signal` (SIGTERM or SIGKILL), leaving its data in place.
+    /// Stops every master with `signal` (SIGTERM or SIGKILL), leaving its data in place.
     pub fn stop_master(&mut self, signal: i32) {
-        if let Some(master) = self.master.as_mut() {
+        for i in 0..self.masters.len() {
+            self.stop_master_at(i, signal);
+        }
+    }
+
+    /// Stops master `i` with `signal`, leaving its data in place.
+    pub fn stop_master_at(&mut self, i: usize, signal: i32) {
+        if let Some(mut master) = self.masters[i].take() {
             master.stop(signal);
         }
     }
 
-    /// Starts the master again on the same port and data directory, and waits for it.
+    /// Starts every master again on the same port and data directory (stopping any still
+    /// running first), and waits for them.
     pub fn restart_master(&mut self) {
-        let port = port_of(&self.master_addr());
         self.stop_master(libc::SIGTERM);
-        self.master = None;
-        self.start_master(Some(port));
+        for i in 0..self.masters.len() {
+            self.start_master(i);
+        }
+    }
+
+    /// Starts master `i` again (stopping it first if it runs) and waits until it serves.
+    pub fn restart_master_at(&mut self, i: usize) {
+        self.stop_master_at(i, libc::SIGTERM);
+        self.start_master(i);
+    }
+
+    /// Freezes master `i` (SIGSTOP), as a machine stalled or cut off would be.
+    pub fn pause_master(&self, i: usize) {
+        if let Some(server) = &self.masters[i] {
+            signal(&server.child, libc::SIGSTOP);
+        }
+    }
+
+    /// Thaws a master frozen by [`Cluster::pause_master`].
+    pub fn resume_master(&self, i: usize) {
+        if let Some(server) = &self.masters[i] {
+            signal(&server.child, libc::SIGCONT);
+        }
+    }
+
+    /// The index of the master that leads, once the running masters agree on one (waits for
+    /// an election, at most a minute).
+    pub fn leader(&self) -> usize {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            for i in 0..self.masters.len() {
+                if self.masters[i].is_none() {
+                    continue;
+                }
+                if let Some(status) = self.masters_status(i) {
+                    let me = status.answered_by;
+                    let leads = status.leader_id == me
+                        && status.members.iter().any(|m| m.id == me && m.role == 1);
+                    if leads {
+                        return usize::try_from(me - 1).expect("node ids start at 1");
+                    }
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no master leads after a minute:\n{}",
+                self.logs()
+            );
+            thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 
     /// Stops chunkserver `i` with `signal`, leaving its data in place.
@@ -193,7 +290,7 @@ impl Cluster {
         }
     }
 
-    /// Restarts the master and every chunkserver (master first), as after a cluster reboot.
+    /// Restarts the masters and every chunkserver (masters first), as after a cluster reboot.
     pub fn restart_all(&mut self) {
         for i in 0..self.chunkservers.len() {
             self.stop_chunkserver(i, libc::SIGTERM);
@@ -238,7 +335,7 @@ impl Cluster {
         i
     }
 
-    /// Kills the master and every chunkserver with SIGKILL at once (a crash of the whole
+    /// Kills every master and every chunkserver with SIGKILL at once (a crash of the whole
     /// cluster), then starts them all again on their old ports and data, and waits for them.
     pub fn crash_and_restart_all(&mut self) {
         self.stop_master(libc::SIGKILL);
@@ -258,6 +355,18 @@ impl Drop for Cluster {
             eprintln!("cluster logs:\n{}", self.logs());
         }
         self.chunkservers.clear();
-        self.master = None;
+        self.masters.clear();
     }
+}
+
+/// `n` distinct free loopback ports: the members of a group must know each other's
+/// addresses before any of them starts.
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
 }

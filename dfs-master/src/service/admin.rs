@@ -82,4 +82,63 @@ impl admin_server::Admin for AdminService {
             })
             .await
     }
+
+    async fn masters(
+        &self,
+        _request: Request<pb::Empty>,
+    ) -> Result<Response<pb::MastersReply>, Status> {
+        Ok(Response::new(self.calls.node().status()))
+    }
+
+    async fn add_master(
+        &self,
+        request: Request<pb::AddMasterRequest>,
+    ) -> Result<Response<pb::MastersReply>, Status> {
+        let req = request.into_inner();
+        let node = self.calls.node();
+        node.leader()?;
+        let id = match req.id {
+            0 => node_id_of(&req.addr).await?,
+            id => id,
+        };
+        node.add_member(id, req.addr).await?;
+        Ok(Response::new(node.status()))
+    }
+
+    async fn remove_master(
+        &self,
+        request: Request<pb::MasterIdRequest>,
+    ) -> Result<Response<pb::MastersReply>, Status> {
+        let node = self.calls.node();
+        node.leader()?;
+        node.remove_member(request.into_inner().id).await?;
+        Ok(Response::new(node.status()))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::MasterIdRequest>,
+    ) -> Result<Response<pb::MastersReply>, Status> {
+        let node = self.calls.node();
+        node.leader()?;
+        node.transfer_leadership(request.into_inner().id).await?;
+        Ok(Response::new(node.status()))
+    }
+}
+
+/// The node id of the master at `addr`, as it answers `Masters` itself.
+async fn node_id_of(addr: &str) -> Result<u64, Status> {
+    let unreachable = |e: &dyn std::fmt::Display| {
+        Status::unavailable(format!("cannot reach the master at {addr}: {e}"))
+    };
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| Status::invalid_argument(format!("bad master address {addr:?}: {e}")))?
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .timeout(std::time::Duration::from_secs(5));
+    let channel = endpoint.connect().await.map_err(|e| unreachable(&e))?;
+    let reply = pb::admin_client::AdminClient::new(channel)
+        .masters(pb::Empty {})
+        .await
+        .map_err(|e| unreachable(&e))?;
+    Ok(reply.into_inner().answered_by)
 }

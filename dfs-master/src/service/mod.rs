@@ -6,8 +6,11 @@
 //! * [`locks`] — `Locks`: advisory locks.
 //! * [`registry`] — `Registry`: chunkservers' registration and heartbeats.
 //! * [`admin`] — `Admin`: the `dfs` command.
+//! * [`raft`] — `Raft`: the other masters of the group.
 //!
-//! All six serve one [`Master`] on one listener ([`router`]). A handler only unwraps its
+//! All serve one [`Node`] on one listener ([`router`]). Only the leader's node has a
+//! [`Master`]; on any other member a call is refused with the leader's address
+//! ([`dfs_proto::masters::not_leader`]), but for `Raft` and the group's status. A handler only unwraps its
 //! request, calls the master, and wraps the answer ([`crate::convert`]). The clock is read
 //! here (and by the [`background`](crate::background) loops) and nowhere below: wall-clock
 //! timestamps (`time::now()`) for namespace mutations and monotonic instants for chunkserver
@@ -15,14 +18,15 @@
 //! which keeps the metadata logic deterministic.
 //!
 //! Reads and mutations run inline on the task serving the request (see [`Calls::read`] and
-//! [`Calls::write`]): a point read or a synced batch is tens of microseconds, less than
-//! handing it to a blocking thread and back. Only long jobs (heartbeats, admin walks of the
+//! [`Calls::write`]): a point read is microseconds, and a mutation waits for its commit by the
+//! group on this thread, less costly than handing it to a blocking thread and back. Only long jobs (heartbeats, admin walks of the
 //! whole namespace) go to the blocking pool ([`Calls::blocking`]).
 
 pub mod admin;
 pub mod files;
 pub mod locks;
 pub mod namespace;
+pub mod raft;
 pub mod registry;
 pub mod xattrs;
 
@@ -34,6 +38,7 @@ use dfs_proto::pb::admin_server::AdminServer;
 use dfs_proto::pb::files_server::FilesServer;
 use dfs_proto::pb::locks_server::LocksServer;
 use dfs_proto::pb::namespace_server::NamespaceServer;
+use dfs_proto::pb::raft_server::RaftServer;
 use dfs_proto::pb::registry_server::RegistryServer;
 use dfs_proto::pb::xattrs_server::XattrsServer;
 use tonic::transport::Server;
@@ -42,11 +47,17 @@ use tonic::{Response, Status};
 
 use crate::error::{Error, Result};
 use crate::master::Master;
+use crate::raft::node::Node;
 
-/// Every master service over `master`, added to `server`: what [`run`](crate::run) serves.
-pub fn router(server: &mut Server, master: &Arc<Master>) -> Router {
-    let calls = Calls::new(Arc::clone(master));
+/// Every master service over `node`, added to `server`: what [`run`](crate::run) serves.
+pub fn router(server: &mut Server, node: &Arc<Node>) -> Router {
+    let calls = Calls::new(Arc::clone(node));
+    // Snapshots travel in pieces of a few MiB, above tonic's default message limit.
+    let raft = RaftServer::new(raft::RaftService::new(node.raft().clone()))
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
     server
+        .add_service(raft)
         .add_service(NamespaceServer::new(namespace::NamespaceService::new(
             calls.clone(),
         )))
@@ -65,17 +76,22 @@ pub(crate) fn placement_seed() -> u64 {
     RandomState::new().hash_one(Instant::now())
 }
 
-/// The master as every service holds it, with the ways a handler runs a call on it. Cheap to
-/// clone.
+/// The member as every service holds it, with the ways a handler runs a call on its
+/// leader's [`Master`]. Cheap to clone.
 #[derive(Clone)]
 pub struct Calls {
-    master: Arc<Master>,
+    node: Arc<Node>,
 }
 
 impl Calls {
-    /// Calls on `master`.
-    pub fn new(master: Arc<Master>) -> Calls {
-        Calls { master }
+    /// Calls on `node`.
+    pub fn new(node: Arc<Node>) -> Calls {
+        Calls { node }
+    }
+
+    /// The member itself (the group's status and membership).
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
     }
 
     /// Runs a read-only `op` inline, on the task serving the request, and wraps its answer.
@@ -84,14 +100,19 @@ impl Calls {
     /// and block-cache work of microseconds, and it never waits for the writer lock. Handing
     /// it to a blocking thread and back cost more than the read itself (two thread wake-ups
     /// and context switches per RPC).
+    ///
+    /// Only the leader answers, under its lease (see [`crate::raft::node`]).
     pub fn read<T>(&self, op: impl FnOnce(&Master) -> Result<T>) -> Result<Response<T>, Status> {
-        Ok(Response::new(op(&self.master)?))
+        let master = self.node.leader_for_read()?;
+        Ok(Response::new(op(&master)?))
     }
 
     /// Runs a mutation `op` inline, on the task serving the request, and wraps its answer.
     ///
-    /// A mutation waits for the writer lock and for its synced `WriteBatch` (an `fdatasync`
-    /// of ~60 us here). Measured per file created and unlinked (7 RPCs, 2 synced batches, on
+    /// A mutation waits for the writer lock and for its commit: a majority of the group has
+    /// it in its log (a synced write, an `fdatasync` of ~60 us here, unless deferred) and this
+    /// member has applied it. openraft runs on its own runtime, so blocking this thread for
+    /// that cannot starve it. Measured per file created and unlinked (7 RPCs, 2 synced batches, on
     /// the one-worker runtime), master context switches / CPU: inline 17-19 / 530-550 us,
     /// `block_in_place` 34-37 / 610-830 us (it hands the worker's core to another thread on
     /// every call), `spawn_blocking` 29-31 / 630-760 us (two hand-offs). Inline is cheapest;
@@ -101,7 +122,8 @@ impl Calls {
     /// mutation holds the writer lock through its sync, and the small-file workloads issue
     /// one mutation at a time.
     pub fn write<T>(&self, op: impl FnOnce(&Master) -> Result<T>) -> Result<Response<T>, Status> {
-        Ok(Response::new(op(&self.master)?))
+        let master = self.node.leader()?;
+        Ok(Response::new(op(&master)?))
     }
 
     /// Runs `op`, which may take long (a walk of the whole namespace, a heartbeat reconciling a
@@ -112,7 +134,7 @@ impl Calls {
         T: Send + 'static,
         F: FnOnce(&Master) -> Result<T> + Send + 'static,
     {
-        let master = Arc::clone(&self.master);
+        let master = self.node.leader()?;
         let reply = tokio::task::spawn_blocking(move || op(&master))
             .await
             .map_err(Error::from)??;

@@ -18,6 +18,13 @@
 //! | `leases` | ino u64 BE | [`LeaseRecord`] |
 //! | `xattrs` | ino u64 BE ‖ name bytes | value bytes |
 //! | `locks` | ino u64 BE | [`LockRecords`] (advisory locks) |
+//! | `raft_log` | log index u64 BE | openraft entry (postcard) |
+//! | `raft_state` | `vote`, `committed`, `purged` | openraft's vote and log ids (postcard) |
+//!
+//! The first eleven are the metadata, the state the masters replicate ([`STATE_CFS`]); `meta`
+//! also holds the position of the last log entry applied to it and the group's membership, so
+//! that both change in the same batch as the state. The last two are this member's own Raft
+//! log ([`crate::raft`]), which a snapshot leaves out.
 //!
 //! Keys are fixed-width big-endian integers ([`keys`]) so that RocksDB's byte order is numeric
 //! order: the entries of one directory, the chunks of one file or the pending deletions of one
@@ -27,7 +34,9 @@
 //! * [`keys`] — key and dentry value encoding.
 //! * [`records`] — the storage records, their schema version, and their conversions.
 //! * [`txn`] — a mutation in progress: the single writer and its atomic batch.
+//! * [`command`] — a mutation as the group replicates it: the key writes the leader decided.
 
+pub mod command;
 pub mod keys;
 pub mod records;
 pub mod txn;
@@ -76,7 +85,14 @@ pub const CF_XATTRS: &str = "xattrs";
 /// Column family of advisory locks: every lock held on one file.
 pub const CF_LOCKS: &str = "locks";
 
-const ALL_CFS: [&str; 11] = [
+/// Column family of this member's Raft log entries.
+pub const CF_RAFT_LOG: &str = "raft_log";
+/// Column family of this member's Raft vote and log bounds.
+pub const CF_RAFT_STATE: &str = "raft_state";
+
+/// The column families of the replicated metadata, in the order [`command::Op`] numbers them
+/// (append only: the numbers are in every Raft log).
+pub const STATE_CFS: [&str; 11] = [
     CF_INODES,
     CF_DENTRIES,
     CF_SYMLINKS,
@@ -90,8 +106,15 @@ const ALL_CFS: [&str; 11] = [
     CF_LOCKS,
 ];
 
-/// Names of the `meta` entries; each holds a u64 BE.
+/// The column families of this member's Raft log (see [`crate::raft`]).
+const RAFT_CFS: [&str; 2] = [CF_RAFT_LOG, CF_RAFT_STATE];
+
+/// Names of the `meta` entries; each holds a u64 BE, but for the two Raft positions.
 pub mod meta {
+    /// The last Raft log id applied to the metadata (postcard).
+    pub const RAFT_APPLIED: &[u8] = b"raft_applied";
+    /// The group's membership as of that entry (postcard).
+    pub const RAFT_MEMBERSHIP: &[u8] = b"raft_membership";
     /// The next inode number to hand out.
     pub const NEXT_INO: &[u8] = b"next_ino";
     /// The next chunk id to hand out.
@@ -173,8 +196,9 @@ impl Store {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        let cfs = ALL_CFS
+        let cfs = STATE_CFS
             .iter()
+            .chain(&RAFT_CFS)
             .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, path, cfs)?;
         let store = Store {
@@ -224,7 +248,7 @@ impl Store {
         self.policy
     }
 
-    /// The handle of a column family. Every name in `ALL_CFS` is created by [`Store::open`],
+    /// The handle of a column family. Every name in `STATE_CFS` and `RAFT_CFS` is created by [`Store::open`],
     /// so a missing one is a programming error, not a runtime condition.
     pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
         self.db
@@ -274,6 +298,114 @@ impl Store {
         self.db.flush_wal(true)?;
         self.synced.fetch_max(written, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Reads the value of `key` in `cf` as it is stored.
+    pub(crate) fn raw(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    /// The entries of `cf` from `start` (inclusive) to `end` (exclusive, or to the end), in
+    /// key order.
+    pub(crate) fn raw_range(
+        &self,
+        cf: &str,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut opts = ReadOptions::default();
+        if let Some(end) = end {
+            opts.set_iterate_upper_bound(end.to_vec());
+        }
+        let mode = IteratorMode::From(start, Direction::Forward);
+        let mut entries = Vec::new();
+        for item in self.db.iterator_cf_opt(self.cf(cf), opts, mode) {
+            let (key, value) = item?;
+            entries.push((key.into_vec(), value.into_vec()));
+        }
+        Ok(entries)
+    }
+
+    /// The last key of `cf` and its value, if it has any.
+    pub(crate) fn raw_last(&self, cf: &str) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        match self.db.iterator_cf(self.cf(cf), IteratorMode::End).next() {
+            Some(item) => {
+                let (key, value) = item?;
+                Ok(Some((key.into_vec(), value.into_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A point-in-time view of the database, for a consistent read of many keys while writes
+    /// go on (a Raft snapshot).
+    pub(crate) fn snapshot(&self) -> rocksdb::Snapshot<'_> {
+        self.db.snapshot()
+    }
+
+    /// Every entry of `cf` as `snapshot` sees it, in key order.
+    pub(crate) fn snapshot_entries(
+        &self,
+        snapshot: &rocksdb::Snapshot<'_>,
+        cf: &str,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut entries = Vec::new();
+        for item in snapshot.iterator_cf(self.cf(cf), IteratorMode::Start) {
+            let (key, value) = item?;
+            entries.push((key.into_vec(), value.into_vec()));
+        }
+        Ok(entries)
+    }
+
+    /// Applies a batch atomically without counting it as a write [`Store::sync_wal`] must
+    /// cover: for state the Raft log already holds (a lost apply is applied again from the
+    /// log at start-up).
+    pub(crate) fn write_uncounted(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync && self.policy != SyncPolicy::Never);
+        self.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
+    /// Drops this member's Raft log, vote and applied position, keeping the metadata: a
+    /// database restored from a backup then starts a new group whose first leader serves it.
+    pub fn forget_group(&self) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for cf in RAFT_CFS {
+            for (key, _) in self.raw_range(cf, &[], None)? {
+                batch.delete_cf(self.cf(cf), key);
+            }
+        }
+        for key in [meta::RAFT_APPLIED, meta::RAFT_MEMBERSHIP] {
+            batch.delete_cf(self.cf(CF_META), key);
+        }
+        self.write(batch)
+    }
+
+    /// Records that the metadata as it is makes up the group's state as of log entry
+    /// `origin`, which is compacted away, with membership `membership` (see
+    /// [`crate::raft::node`]: metadata from before the group).
+    pub fn set_group_origin(
+        &self,
+        origin: &openraft::LogId<u64>,
+        membership: &openraft::StoredMembership<u64, openraft::BasicNode>,
+    ) -> Result<()> {
+        let encode = |e: postcard::Error| Error::Corrupt {
+            cf: CF_META,
+            detail: format!("cannot encode the group's origin: {e}"),
+        };
+        let mut batch = WriteBatch::default();
+        let applied = postcard::to_allocvec(&Some(*origin)).map_err(encode)?;
+        batch.put_cf(self.cf(CF_META), meta::RAFT_APPLIED, applied);
+        let membership = postcard::to_allocvec(membership).map_err(encode)?;
+        batch.put_cf(self.cf(CF_META), meta::RAFT_MEMBERSHIP, membership);
+        let purged = postcard::to_allocvec(origin).map_err(encode)?;
+        batch.put_cf(
+            self.cf(CF_RAFT_STATE),
+            crate::raft::log_store::PURGED,
+            purged,
+        );
+        self.write(batch)
     }
 
     /// Reads a counter or setting from `meta`; absent means never set.

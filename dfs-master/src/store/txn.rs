@@ -1,5 +1,5 @@
 //! A metadata mutation in progress: the single writer's view of the store plus the
-//! `WriteBatch` that will apply it atomically.
+//! [`Command`] (the key writes) that will apply it atomically.
 //!
 //! Every mutation of the master (namespace, chunk map, registry, deletion queue) is a
 //! read-modify-write: read inodes and counters, decide, write. Two such mutations interleaved
@@ -8,10 +8,13 @@
 //! that the [`Txn`] holds until it is committed or dropped. A plain mutex is the right tool:
 //! a mutation is a handful of point reads plus one (possibly synced) batch write, it never
 //! holds the lock across an `.await` (the service runs it inline, see
-//! [`crate::service`]), and a single ordered writer is also exactly
-//! the shape a replicated (Raft) state machine will need. Reads outside a transaction go
-//! straight to the [`Store`] and run concurrently; each batch lands atomically, so a reader
-//! sees a mutation entirely or not at all.
+//! [`crate::service`]), and a single ordered writer is exactly the shape a replicated state
+//! machine needs. [`Txn::commit`] hands the command to the writer's [`Commit`]: the Raft group
+//! ([`crate::raft`]), which returns once a majority has it and this member has applied it, or
+//! [`Local`], which applies it at once. The writer lock is held until then, so the next
+//! mutation reads this one's result. Reads outside a transaction go straight to the [`Store`]
+//! and run concurrently; each command lands in one atomic batch, so a reader sees a mutation
+//! entirely or not at all, and only once the group has committed it.
 //!
 //! Inodes and counters read through a transaction see its own earlier writes, so an operation
 //! that touches the same inode twice (a rename inside one directory, a hard link replacing
@@ -21,7 +24,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prost::Message;
-use rocksdb::WriteBatch;
 
 use crate::chunks::Chunk;
 use crate::chunks::leases::GrantedLease;
@@ -29,6 +31,7 @@ use crate::cluster::registry::ServerIdentity;
 use crate::error::Result;
 use crate::locks::HeldLock;
 use crate::namespace::{Dentry, Inode};
+use crate::store::command::Command;
 use crate::store::keys::{dentry_key, encode_dentry, id_key, pair_key};
 use crate::store::records::{ChunkRecord, InodeRecord, LeaseRecord, LockRecords, ServerRecord};
 use crate::store::{
@@ -45,19 +48,52 @@ enum WalSync {
     Later,
 }
 
+/// Where a committed transaction's [`Command`] goes.
+pub trait Commit: Send + Sync {
+    /// Makes `command` part of the metadata and returns once it is applied to this member's
+    /// store (so the next transaction reads it), or fails and applies nothing here.
+    fn commit(&self, command: Command) -> Result<()>;
+
+    /// Makes every command committed so far durable (a client's `fsync`).
+    fn sync(&self) -> Result<()>;
+}
+
+/// Applies commands straight to the store: a master on its own, outside any group (the
+/// unit tests of the metadata logic).
+pub struct Local(pub Arc<Store>);
+
+impl Commit for Local {
+    fn commit(&self, command: Command) -> Result<()> {
+        let batch = self.0.batch_of(&command)?;
+        self.0.write_with(batch, command.sync)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.0.sync_wal()
+    }
+}
+
 /// The store plus the lock that makes its mutations one-at-a-time. Cheap to clone.
 #[derive(Clone)]
 pub struct Writer {
     store: Arc<Store>,
     lock: Arc<Mutex<()>>,
+    commit: Arc<dyn Commit>,
 }
 
 impl Writer {
-    /// Wraps an open store.
+    /// Wraps an open store whose mutations apply to it directly ([`Local`]).
     pub fn new(store: Arc<Store>) -> Writer {
+        let commit = Arc::new(Local(Arc::clone(&store)));
+        Writer::with_commit(store, commit)
+    }
+
+    /// Wraps an open store whose mutations go through `commit` (the Raft group).
+    pub fn with_commit(store: Arc<Store>, commit: Arc<dyn Commit>) -> Writer {
         Writer {
             store,
             lock: Arc::new(Mutex::new(())),
+            commit,
         }
     }
 
@@ -75,6 +111,12 @@ impl Writer {
         txn.commit()
     }
 
+    /// Makes every mutation committed so far durable: on this store alone, or on a majority
+    /// of the group. Not serialised with the mutations: it covers those before it.
+    pub fn sync(&self) -> Result<()> {
+        self.commit.sync()
+    }
+
     /// The store, for reads outside a transaction.
     pub fn store(&self) -> &Store {
         &self.store
@@ -90,8 +132,9 @@ impl Writer {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         Txn {
             store: &self.store,
+            commit: &*self.commit,
             _guard: guard,
-            batch: WriteBatch::default(),
+            command: Command::default(),
             inodes: HashMap::new(),
             counters: HashMap::new(),
             reserved_ids: false,
@@ -104,8 +147,9 @@ impl Writer {
 /// transaction (for example on an error) discards it.
 pub struct Txn<'a> {
     store: &'a Store,
+    commit: &'a dyn Commit,
     _guard: MutexGuard<'a, ()>,
-    batch: WriteBatch,
+    command: Command,
     /// Inodes read or written by this transaction (`None` = absent or deleted).
     inodes: HashMap<u64, Cached<Option<Inode>>>,
     /// Counters read or written by this transaction.
@@ -211,13 +255,12 @@ impl Txn<'_> {
                 dirty: true,
             },
         );
-        self.batch
-            .delete_cf(self.store.cf(CF_SYMLINKS), id_key(ino));
+        self.command.delete(CF_SYMLINKS, id_key(ino));
         // A lease still held on a removed file has nothing left to protect.
         self.delete_lease(ino);
         // Its extended attributes: every key `ino ‖ name` lies in [ino, ino + 1).
-        self.batch
-            .delete_range_cf(self.store.cf(CF_XATTRS), id_key(ino), id_key(ino + 1));
+        self.command
+            .delete_range(CF_XATTRS, id_key(ino), id_key(ino + 1));
         for (index, chunk) in self.store.chunks(ino, 0, None)? {
             self.remove_chunk(ino, index, &chunk);
         }
@@ -228,50 +271,42 @@ impl Txn<'_> {
 
     /// Sets extended attribute `name` of `ino`.
     pub fn put_xattr(&mut self, ino: u64, name: &[u8], value: &[u8]) {
-        self.batch
-            .put_cf(self.store.cf(CF_XATTRS), dentry_key(ino, name), value);
+        self.command.put(CF_XATTRS, dentry_key(ino, name), value);
     }
 
     /// Removes extended attribute `name` of `ino`.
     pub fn delete_xattr(&mut self, ino: u64, name: &[u8]) {
-        self.batch
-            .delete_cf(self.store.cf(CF_XATTRS), dentry_key(ino, name));
+        self.command.delete(CF_XATTRS, dentry_key(ino, name));
     }
 
     /// Writes a directory entry.
     pub fn put_dentry(&mut self, parent: u64, name: &[u8], dentry: Dentry) {
         let key = dentry_key(parent, name);
-        self.batch
-            .put_cf(self.store.cf(CF_DENTRIES), key, encode_dentry(dentry));
+        self.command.put(CF_DENTRIES, key, encode_dentry(dentry));
     }
 
     /// Deletes a directory entry.
     pub fn delete_dentry(&mut self, parent: u64, name: &[u8]) {
-        self.batch
-            .delete_cf(self.store.cf(CF_DENTRIES), dentry_key(parent, name));
+        self.command.delete(CF_DENTRIES, dentry_key(parent, name));
     }
 
     /// Writes a symlink target.
     pub fn put_symlink(&mut self, ino: u64, target: &[u8]) {
-        self.batch
-            .put_cf(self.store.cf(CF_SYMLINKS), id_key(ino), target);
+        self.command.put(CF_SYMLINKS, id_key(ino), target);
     }
 
     /// Writes the chunk at `index` of file `ino` (and its reverse index entry).
     pub fn put_chunk(&mut self, ino: u64, index: u64, chunk: &Chunk) {
         let key = pair_key(ino, index);
         let value = ChunkRecord::from(chunk).encode_to_vec();
-        self.batch.put_cf(self.store.cf(CF_CHUNKS), key, value);
-        self.batch
-            .put_cf(self.store.cf(CF_CHUNK_IDS), id_key(chunk.chunk_id), key);
+        self.command.put(CF_CHUNKS, key, value);
+        self.command.put(CF_CHUNK_IDS, id_key(chunk.chunk_id), key);
     }
 
     /// Drops the chunk at `index` of file `ino` and queues its replicas for deletion.
     pub fn remove_chunk(&mut self, ino: u64, index: u64, chunk: &Chunk) {
-        self.batch
-            .delete_cf(self.store.cf(CF_CHUNKS), pair_key(ino, index));
-        self.batch
-            .delete_cf(self.store.cf(CF_CHUNK_IDS), id_key(chunk.chunk_id));
+        self.command.delete(CF_CHUNKS, pair_key(ino, index));
+        self.command.delete(CF_CHUNK_IDS, id_key(chunk.chunk_id));
         for &server_id in &chunk.replicas {
             self.queue_deletion(server_id, chunk.chunk_id);
         }
@@ -282,42 +317,39 @@ impl Txn<'_> {
     /// chunk record no longer lists.
     pub fn queue_deletion(&mut self, server_id: u64, chunk_id: u64) {
         let key = pair_key(server_id, chunk_id);
-        self.batch.put_cf(self.store.cf(CF_DELETIONS), key, []);
+        self.command.put(CF_DELETIONS, key, Vec::new());
     }
 
     /// Removes a replica from a server's deletion queue (it has been handed to the server).
     pub fn dequeue_deletion(&mut self, server_id: u64, chunk_id: u64) {
         let key = pair_key(server_id, chunk_id);
-        self.batch.delete_cf(self.store.cf(CF_DELETIONS), key);
+        self.command.delete(CF_DELETIONS, key);
     }
 
     /// Writes a chunkserver's persisted identity.
     pub fn put_server(&mut self, server_id: u64, server: &ServerIdentity) {
         let value = ServerRecord::from(server).encode_to_vec();
-        self.batch
-            .put_cf(self.store.cf(CF_SERVERS), id_key(server_id), value);
+        self.command.put(CF_SERVERS, id_key(server_id), value);
     }
 
     /// Records the writer lease of file `ino`.
     pub fn put_lease(&mut self, ino: u64, lease: &GrantedLease) {
         let value = LeaseRecord::from(lease).encode_to_vec();
-        self.batch
-            .put_cf(self.store.cf(CF_LEASES), id_key(ino), value);
+        self.command.put(CF_LEASES, id_key(ino), value);
     }
 
     /// Forgets the writer lease of file `ino`.
     pub fn delete_lease(&mut self, ino: u64) {
-        self.batch.delete_cf(self.store.cf(CF_LEASES), id_key(ino));
+        self.command.delete(CF_LEASES, id_key(ino));
     }
 
     /// Records the advisory locks of file `ino` (none: forgets them).
     pub fn put_locks(&mut self, ino: u64, locks: &[HeldLock]) {
-        let cf = self.store.cf(CF_LOCKS);
         if locks.is_empty() {
-            self.batch.delete_cf(cf, id_key(ino));
+            self.command.delete(CF_LOCKS, id_key(ino));
         } else {
             let value = LockRecords::from(locks).encode_to_vec();
-            self.batch.put_cf(cf, id_key(ino), value);
+            self.command.put(CF_LOCKS, id_key(ino), value);
         }
     }
 
@@ -355,30 +387,34 @@ impl Txn<'_> {
     }
 
     fn apply(mut self, sync: WalSync) -> Result<()> {
-        for (ino, cached) in std::mem::take(&mut self.inodes) {
-            let cf = self.store.cf(CF_INODES);
+        // In key order, so that the same mutation gives the same command byte for byte.
+        let mut inodes: Vec<_> = std::mem::take(&mut self.inodes).into_iter().collect();
+        inodes.sort_unstable_by_key(|(ino, _)| *ino);
+        for (ino, cached) in inodes {
             match cached.value {
                 _ if !cached.dirty => {}
                 Some(inode) => {
                     let value = InodeRecord::from(&inode).encode_to_vec();
-                    self.batch.put_cf(cf, id_key(ino), value);
+                    self.command.put(CF_INODES, id_key(ino), value);
                 }
-                None => self.batch.delete_cf(cf, id_key(ino)),
+                None => self.command.delete(CF_INODES, id_key(ino)),
             }
         }
-        for (key, cached) in std::mem::take(&mut self.counters) {
+        let mut counters: Vec<_> = std::mem::take(&mut self.counters).into_iter().collect();
+        counters.sort_unstable_by_key(|(key, _)| *key);
+        for (key, cached) in counters {
             if cached.dirty {
-                self.batch
-                    .put_cf(self.store.cf(CF_META), key, cached.value.to_be_bytes());
+                self.command.put(CF_META, key, cached.value.to_be_bytes());
             }
         }
-        let batch = std::mem::take(&mut self.batch);
-        if batch.is_empty() {
+        let mut command = std::mem::take(&mut self.command);
+        if command.is_empty() {
             return Ok(());
         }
-        match sync {
-            WalSync::Now => self.store.write(batch),
-            WalSync::Later => self.store.write_with(batch, false),
-        }
+        command.sync = match sync {
+            WalSync::Now => self.store.policy() != SyncPolicy::Never,
+            WalSync::Later => false,
+        };
+        self.commit.commit(command)
     }
 }
