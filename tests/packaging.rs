@@ -181,8 +181,9 @@ impl HelperMount {
             .expect("run umount")
     }
 
-    /// The top mount on the mount point: (file system type, per-mount options, super options).
-    fn entry(&self) -> Option<(String, String, String)> {
+    /// The top mount on the mount point: (file system type, per-mount options, super options,
+    /// source).
+    fn entry(&self) -> Option<(String, String, String, String)> {
         mount_entry(&self.mnt)
     }
 
@@ -253,8 +254,8 @@ impl Drop for HelperMount {
 }
 
 /// The top mount on `path` in /proc/self/mountinfo (the last one listed): (file system type,
-/// per-mount options, super options).
-fn mount_entry(path: &Path) -> Option<(String, String, String)> {
+/// per-mount options, super options, source).
+fn mount_entry(path: &Path) -> Option<(String, String, String, String)> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
     let want = path.to_string_lossy();
     mountinfo.lines().rev().find_map(|line| {
@@ -267,6 +268,7 @@ fn mount_entry(path: &Path) -> Option<(String, String, String)> {
             fields.get(sep + 1)?.to_string(),
             fields[5].to_string(),
             fields.get(sep + 3)?.to_string(),
+            fields.get(sep + 2)?.to_string(),
         ))
     })
 }
@@ -434,7 +436,7 @@ fn mount_t_dfs_mounts_the_cluster_and_umount_unmounts_it() {
         "allow_other",
     ]);
     assert_success("mount -t dfs", &out);
-    let (fstype, _, super_options) = m.entry().expect("a mount on the mount point");
+    let (fstype, _, super_options, _) = m.entry().expect("a mount on the mount point");
     assert_eq!(fstype, "fuse.dfs");
     assert!(
         super_options.split(',').any(|o| o == "allow_other"),
@@ -484,7 +486,7 @@ fn mount_o_ro_reads_and_refuses_writes_with_erofs() {
         "ro,allow_other",
     ]);
     assert_success("mount -o ro", &out);
-    let (fstype, options, _) = m.entry().expect("a mount on the mount point");
+    let (fstype, options, _, _) = m.entry().expect("a mount on the mount point");
     assert_eq!(fstype, "fuse.dfs");
     assert!(
         options.split(',').any(|o| o == "ro"),
@@ -523,12 +525,13 @@ fn an_fstab_line_mounts_by_its_mount_point() {
     let m = HelperMount::new();
     let dir = m.path().display().to_string();
     let fstab = m.dir.path().join("fstab");
+    // A list of masters (the second one never answers: the first leads).
+    let masters = format!("{},127.0.0.1:1", cluster.master_addr());
     fs::write(
         &fstab,
         format!(
             "# an alternative fstab for the test\n\
-             {}  {dir}  dfs  _netdev,allow_other,attr_ttl_ms=500,x-systemd.requires=x.service  0  0\n",
-            cluster.master_addr()
+             {masters}  {dir}  dfs  _netdev,allow_other,attr_ttl_ms=500,x-systemd.requires=x.service  0  0\n"
         ),
     )
     .expect("write fstab");
@@ -536,7 +539,9 @@ fn an_fstab_line_mounts_by_its_mount_point() {
 
     let out = m.mount(&["-T", &fstab, &dir]);
     assert_success("mount -T FSTAB DIR", &out);
-    assert_eq!(m.entry().expect("mounted").0, "fuse.dfs");
+    let (fstype, _, _, source) = m.entry().expect("mounted");
+    assert_eq!(fstype, "fuse.dfs");
+    assert_eq!(source, masters, "the whole list is the mount's source");
     let daemons = m.daemons();
     assert_eq!(daemons.len(), 1);
     let cmdline = fs::read(format!("/proc/{}/cmdline", daemons[0])).expect("cmdline");
@@ -563,7 +568,7 @@ fn an_fstab_line_mounts_by_its_mount_point() {
     assert_eq!(fs::read(m.join("f")).expect("read"), b"from fstab\n");
 
     // `mount -a` over the same fstab knows the line is mounted (the mount's source is the
-    // master's address) and starts nothing.
+    // masters' list) and starts nothing.
     let out = m.mount(&["-a", "-T", &fstab]);
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert_eq!(m.daemons(), daemons);

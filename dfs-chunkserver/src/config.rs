@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// Default listen address of the data service.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9500";
-/// Default address of the master.
+/// Default address of the masters.
 pub const DEFAULT_MASTER: &str = "127.0.0.1:9400";
 
 /// Settings of one chunkserver.
@@ -31,7 +31,9 @@ pub struct Config {
     #[arg(long, env = "DFS_CHUNKSERVER_DATA_DIR")]
     pub data_dir: PathBuf,
 
-    /// Address of the master (`host:port` or `http://host:port`).
+    /// Addresses of the masters, separated by commas (`host:port` or `http://host:port`
+    /// each). Registration and heartbeats go to their leader; list them all so that the
+    /// server still finds a leader while some masters are down.
     #[arg(long, env = "DFS_MASTER", default_value = DEFAULT_MASTER)]
     pub master: String,
 

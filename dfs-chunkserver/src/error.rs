@@ -37,10 +37,10 @@ pub enum Error {
         /// What it reported (or `Unavailable` when it could not be reached).
         cause: FsError,
     },
-    /// The master could not be reached or refused a request.
+    /// No master could be reached, or the leader refused a request.
     #[error("master {addr}: {cause}")]
     Master {
-        /// Address of the master.
+        /// Addresses of the masters, as configured.
         addr: String,
         /// What went wrong.
         cause: FsError,

@@ -2,7 +2,7 @@
 //! registering, and the heartbeat loop.
 //!
 //! * Registration names this server's address, rack and storage uuid (so a restarted server
-//!   gets its old identity back) and is retried with backoff while the master is down.
+//!   gets its old identity back) and is retried with backoff while no master answers.
 //! * Every interval a heartbeat reports capacity, free space and replica count. The first
 //!   heartbeat after registering, and then every `full_report_every`-th, carries a full block
 //!   report: every replica with its version and length.
@@ -12,13 +12,17 @@
 //!   replicas found by the scrubber), and its reply may command copies from other servers,
 //!   which the [`Copier`] runs in the background.
 //!
-//! An unreachable master is never fatal: the server keeps serving reads and writes and keeps
-//! trying, logging the outage once rather than on every attempt.
+//! Every call goes to the leader of the group of masters (`--master a,b,c`) through
+//! [`MasterGroup`]: a member that is not the leader names it and the call goes there at once,
+//! within the same heartbeat. An unreachable master is never fatal: the server keeps serving
+//! reads and writes and keeps trying, logging the outage once rather than on every attempt.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dfs_proto::FsError;
+use dfs_proto::masters::{self, MasterGroup};
 use dfs_proto::pb::registry_client::RegistryClient;
 use dfs_proto::pb::{
     ChunkReplicaReport, ClusterConfig, Empty, HeartbeatRequest, RegisterChunkserverRequest,
@@ -41,29 +45,55 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// While the master stays unreachable, log every this many failed attempts.
 const LOG_EVERY_FAILURES: u32 = 20;
 
-/// A client of the master's `Registry` service (all a chunkserver asks the master) with the
-/// configured timeouts.
+/// A client of the masters' `Registry` service (all a chunkserver asks them), following their
+/// leader, with the configured timeouts.
 #[derive(Debug, Clone)]
 pub struct Master {
-    addr: String,
-    client: RegistryClient<Channel>,
+    /// The masters as configured, for messages.
+    list: String,
+    group: Arc<MasterGroup>,
+    /// The bound on one call, following the leader included.
+    rpc_timeout: Duration,
 }
 
 impl Master {
-    /// A client of the master at `addr` (`host:port` or a URI). Connects on first use; every
-    /// call fails after `rpc_timeout` instead of hanging on a master that does not answer.
-    pub fn new(addr: &str, rpc_timeout: Duration) -> Result<Master> {
-        let channel = endpoint(addr, rpc_timeout)
-            .map_err(|e| Error::Config(format!("bad master address {addr:?}: {e}")))?
-            .timeout(rpc_timeout)
-            .connect_lazy();
-        let client = RegistryClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_SIZE)
-            .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    /// A client of the masters in `list` (`host:port` or URIs, separated by commas).
+    /// Connects on first use; every call fails after `rpc_timeout` instead of hanging on
+    /// masters that do not answer.
+    pub fn new(list: &str, rpc_timeout: Duration) -> Result<Master> {
+        let connect = Box::new(move |addr: &str| {
+            endpoint(addr, masters::connect_timeout(rpc_timeout))
+                .map(|endpoint| endpoint.timeout(rpc_timeout).connect_lazy())
+                .map_err(|e| e.to_string())
+        });
+        let group = MasterGroup::new(list, connect)
+            .map_err(|e| Error::Config(format!("bad master address {list:?}: {e}")))?;
         Ok(Master {
-            addr: addr.to_string(),
-            client,
+            list: list.to_string(),
+            group: Arc::new(group),
+            rpc_timeout,
         })
+    }
+
+    /// The master believed to lead (`host:port`).
+    pub fn leader_addr(&self) -> String {
+        self.group.leader_addr()
+    }
+
+    /// Sends a `Registry` call built by `rpc` to the leader, following it for up to the RPC
+    /// timeout (see [`MasterGroup::call`]).
+    async fn call<T, F, Fut>(&self, rpc: F) -> Result<T, FsError>
+    where
+        F: Fn(RegistryClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.group
+            .call(self.rpc_timeout, |channel| {
+                rpc(RegistryClient::new(channel)
+                    .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                    .max_encoding_message_size(MAX_MESSAGE_SIZE))
+            })
+            .await
     }
 
     /// The cluster's chunk and block sizes, retried until the master answers. `None` if
@@ -72,24 +102,16 @@ impl Master {
         retry(
             "get the cluster configuration from the master",
             shutdown,
-            || {
-                let mut client = self.client.clone();
-                async move {
-                    client
-                        .get_cluster_config(Empty {})
-                        .await
-                        .map(tonic::Response::into_inner)
-                }
-            },
+            || self.call(|mut client| async move { client.get_cluster_config(Empty {}).await }),
         )
         .await
         .ok()
     }
 
-    fn error(&self, status: &tonic::Status) -> Error {
+    fn error(&self, cause: FsError) -> Error {
         Error::Master {
-            addr: self.addr.clone(),
-            cause: FsError::from_status(status),
+            addr: self.list.clone(),
+            cause,
         }
     }
 }
@@ -162,12 +184,14 @@ impl Heartbeater {
         let server_id = retry("register with the master", shutdown, || async move {
             let request = registration_request(store, registration)
                 .await
-                .map_err(|e| tonic::Status::internal(e.to_string()))?;
-            let mut client = master.client.clone();
-            client
-                .register_chunkserver(request)
+                .map_err(|e| FsError::Io(e.to_string()))?;
+            master
+                .call(|mut client| {
+                    let request = request.clone();
+                    async move { client.register_chunkserver(request).await }
+                })
                 .await
-                .map(|r| r.into_inner().server_id)
+                .map(|reply| reply.server_id)
         })
         .await
         .ok()?;
@@ -238,12 +262,18 @@ impl Heartbeater {
             failed_copies: outcomes.failed.clone(),
             active_transfers: self.store.active_transfers(),
         };
-        let mut client = self.master.client.clone();
-        let reply = match client.heartbeat(request).await {
-            Ok(reply) => reply.into_inner(),
-            Err(status) => {
+        let sent = self
+            .master
+            .call(|mut client| {
+                let request = request.clone();
+                async move { client.heartbeat(request).await }
+            })
+            .await;
+        let reply = match sent {
+            Ok(reply) => reply,
+            Err(cause) => {
                 self.reports.restore(outcomes);
-                return Err(self.master.error(&status));
+                return Err(self.master.error(cause));
             }
         };
         self.beats_until_full = if full_report {
@@ -311,35 +341,30 @@ async fn registration_request(
 /// Calls `attempt` until it succeeds, with exponential backoff, logging the first failure
 /// and then every [`LOG_EVERY_FAILURES`]-th. `Err` carries the last failure if shutdown came
 /// first.
-async fn retry<T, F, Fut>(
-    what: &str,
-    shutdown: &mut Shutdown,
-    mut attempt: F,
-) -> Result<T, tonic::Status>
+async fn retry<T, F, Fut>(what: &str, shutdown: &mut Shutdown, mut attempt: F) -> Result<T, FsError>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, tonic::Status>>,
+    Fut: Future<Output = Result<T, FsError>>,
 {
     let mut delay = INITIAL_BACKOFF;
     let mut failures = 0u32;
     loop {
-        let status = match attempt().await {
+        let err = match attempt().await {
             Ok(value) => {
                 if failures > 0 {
                     info!(failures, "{what}: succeeded after retrying");
                 }
                 return Ok(value);
             }
-            Err(status) => status,
+            Err(err) => err,
         };
         if failures % LOG_EVERY_FAILURES == 0 {
-            warn!(error = %FsError::from_status(&status), failures = failures + 1,
-                "could not {what}; retrying");
+            warn!(error = %err, failures = failures + 1, "could not {what}; retrying");
         }
         failures += 1;
         tokio::select! {
             _ = sleep(delay) => {}
-            _ = shutdown.wait() => return Err(status),
+            _ = shutdown.wait() => return Err(err),
         }
         delay = (delay * 2).min(MAX_BACKOFF);
     }

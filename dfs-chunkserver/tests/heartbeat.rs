@@ -1,12 +1,14 @@
-//! `run` against a fake master in this process: the chunkserver registers before it writes
+//! `run` against fake masters in this process: the chunkserver registers before it writes
 //! its address file, sends full block reports on schedule, deletes what the master names,
-//! registers again when asked, and stops on shutdown.
+//! registers again when asked, stops on shutdown, and follows the leader a member that is not
+//! the leader names.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dfs_chunkserver::{ChunkStore, Config, StoreOptions};
+use dfs_proto::masters::not_leader;
 use dfs_proto::pb::registry_server::{Registry, RegistryServer};
 use dfs_proto::pb::*;
 use tempfile::TempDir;
@@ -27,6 +29,23 @@ struct State {
     delete_next: Vec<u64>,
     /// Answer the next heartbeat with `reregister`.
     reregister_next: bool,
+    /// As a member that is not the leader: refuse calls, naming this leader.
+    refuse: Refuse,
+    /// Calls refused.
+    refused: usize,
+}
+
+/// Which calls a fake master refuses as a member that is not the leader.
+#[derive(Default)]
+enum Refuse {
+    /// None: it leads.
+    #[default]
+    Nothing,
+    /// Every call, naming the leader.
+    Everything(String),
+    /// Heartbeats only (it lost the leadership after the server registered), naming the
+    /// leader.
+    Heartbeats(String),
 }
 
 /// A master serving only the `Registry` service: all a chunkserver calls.
@@ -46,6 +65,30 @@ impl FakeMaster {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+
+    /// The refusal of a call, if this master refuses it.
+    fn refusal(&self, heartbeat: bool) -> Result<(), Status> {
+        let mut state = self.state();
+        let leader = match &state.refuse {
+            Refuse::Everything(leader) => leader.clone(),
+            Refuse::Heartbeats(leader) if heartbeat => leader.clone(),
+            _ => return Ok(()),
+        };
+        state.refused += 1;
+        Err(not_leader(Some(&leader)))
+    }
+
+    /// Serves this master on a loopback port; answers its address.
+    async fn serve(&self) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(RegistryServer::new(self.clone()))
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        addr
+    }
 }
 
 #[tonic::async_trait]
@@ -54,6 +97,7 @@ impl Registry for FakeMaster {
         &self,
         _: Request<Empty>,
     ) -> Result<Response<ClusterConfig>, Status> {
+        self.refusal(false)?;
         Ok(Response::new(ClusterConfig {
             chunk_size: CHUNK,
             block_size: BLOCK,
@@ -64,6 +108,7 @@ impl Registry for FakeMaster {
         &self,
         request: Request<RegisterChunkserverRequest>,
     ) -> Result<Response<RegisterChunkserverReply>, Status> {
+        self.refusal(false)?;
         let mut state = self.state();
         state.registrations.push(request.into_inner());
         Ok(Response::new(RegisterChunkserverReply {
@@ -74,6 +119,7 @@ impl Registry for FakeMaster {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatReply>, Status> {
+        self.refusal(true)?;
         let mut state = self.state();
         state.heartbeats.push(request.into_inner());
         let reply = HeartbeatReply {
@@ -98,13 +144,7 @@ fn replica_exists(data_dir: &Path, chunk_id: u64) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_reports_deletes_and_reregisters() {
     let master = FakeMaster::default();
-    let master_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let master_addr = master_listener.local_addr().unwrap().to_string();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(RegistryServer::new(master.clone()))
-            .serve_with_incoming(TcpListenerStream::new(master_listener)),
-    );
+    let master_addr = master.serve().await;
 
     // Two replicas on disk before the server starts.
     let dir = TempDir::new().unwrap();
@@ -210,4 +250,62 @@ async fn registers_reports_deletes_and_reregisters() {
         .await
         .expect("run stopped");
     result.unwrap().unwrap();
+}
+
+/// Starts a chunkserver with an empty store under `dir` on masters `list`, heartbeating every
+/// `interval_ms`; answers the sender that stops it.
+async fn start_chunkserver(dir: &Path, list: &str, interval_ms: u64) -> oneshot::Sender<()> {
+    let mut config = Config::new(dir.join("data"));
+    config.master = list.to_string();
+    config.heartbeat_interval_ms = interval_ms;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(dfs_chunkserver::run(config, listener, async {
+        let _ = stopped.await;
+    }));
+    stop
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_follows_the_leader_a_member_names() {
+    let leader = FakeMaster::default();
+    let leader_addr = leader.serve().await;
+    let follower = FakeMaster::default();
+    follower.state().refuse = Refuse::Everything(leader_addr.clone());
+    let follower_addr = follower.serve().await;
+
+    // Only the follower is configured: the leader is learned from its refusal.
+    let dir = TempDir::new().unwrap();
+    let _stop = start_chunkserver(dir.path(), &follower_addr, 30).await;
+    leader
+        .wait_for("a registration and heartbeats at the leader", |s| {
+            s.registrations.len() == 1 && s.heartbeats.len() >= 3
+        })
+        .await;
+    // Refused once (the cluster configuration), then every call went to the leader.
+    assert_eq!(follower.state().refused, 1);
+    assert!(follower.state().registrations.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_heartbeat_goes_to_the_leader_at_once() {
+    let old_leader = FakeMaster::default();
+    let old_leader_addr = old_leader.serve().await;
+    let new_leader = FakeMaster::default();
+    let new_leader_addr = new_leader.serve().await;
+    old_leader.state().refuse = Refuse::Heartbeats(new_leader_addr.clone());
+
+    // Registered at the old leader; its first heartbeat is refused there. With an hour between
+    // heartbeats, the new leader only hears one if the refused heartbeat went on to it.
+    let dir = TempDir::new().unwrap();
+    let list = format!("{old_leader_addr},{new_leader_addr}");
+    let _stop = start_chunkserver(dir.path(), &list, 3_600_000).await;
+    new_leader
+        .wait_for("the first heartbeat at the new leader", |s| {
+            s.heartbeats.len() == 1
+        })
+        .await;
+    assert_eq!(old_leader.state().registrations.len(), 1);
+    assert_eq!(old_leader.state().refused, 1);
+    assert!(new_leader.state().heartbeats[0].full_report);
 }

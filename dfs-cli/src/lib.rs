@@ -9,7 +9,9 @@
 //!   chunks; `dfs info PATH` — a file's chunks, versions, replicas and their health;
 //!   `dfs fsck [PATH]` — replication health of a subtree ([`fsck`]); exits 1 if a chunk is
 //!   damaged; `dfs decommission SERVER` — start draining a server (by id or address);
-//!   `dfs backup DEST` — a consistent copy of the metadata, on the master's machine.
+//!   `dfs backup DEST` — a consistent copy of the metadata, on the master's machine;
+//!   `dfs masters` — the group of masters, and adding, removing or handing over the
+//!   leadership ([`masters`]).
 //!
 //! Paths are absolute from the filesystem's root, not from a mount (a relative path is taken
 //! from the root too). Reports print one `key: value` per line for the summary, so scripts
@@ -18,6 +20,7 @@
 pub mod files;
 pub mod format;
 pub mod fsck;
+pub mod masters;
 pub mod transfer;
 
 use std::fmt::Write as _;
@@ -25,7 +28,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dfs_client::Client;
+use dfs_client::{Client, MasterClient};
 use dfs_proto::FsError;
 use dfs_proto::pb::{self, ServerState};
 
@@ -37,7 +40,8 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, clap::Parser)]
 #[command(name = "dfs", version, about = "Use and administer a dfs cluster")]
 pub struct Cli {
-    /// Address of the master (`host:port` or `http://host:port`).
+    /// Addresses of the masters, separated by commas (`host:port` or `http://host:port`
+    /// each); calls go to their leader.
     #[arg(
         long,
         env = "DFS_MASTER",
@@ -156,6 +160,12 @@ pub enum Command {
         /// A directory on the master's machine that does not exist yet.
         dest: String,
     },
+    /// The group of masters: each member's role, term and log; or change the group.
+    Masters {
+        /// What to change (nothing: list the members).
+        #[command(subcommand)]
+        action: Option<masters::MastersCommand>,
+    },
 }
 
 /// What made an admin command fail: the master could not be reached, or refused.
@@ -248,6 +258,13 @@ pub fn quote(name: &str) -> String {
 /// Runs one command; returns the process exit code. File commands report their failures on
 /// standard error as they go; an admin command's failure is its error.
 pub async fn run(cli: Cli) -> Result<u8, Error> {
+    if let Command::Masters { action } = cli.command {
+        // Not through `Client::connect`, which needs a leader: any member lists the group.
+        let master = MasterClient::new(&cli.master, RPC_TIMEOUT)?;
+        let text = masters::run(&master, action).await?;
+        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        return Ok(0);
+    }
     let mut config = dfs_client::Config::new(cli.master.clone());
     config.rpc_timeout_ms = RPC_TIMEOUT.as_millis() as u64;
     let client = Client::connect(&config).await?;

@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use dfs_proto::chunk::ChunkLayout;
 use dfs_proto::pb;
@@ -138,28 +137,20 @@ fn check_name(name: &[u8]) -> Result<(), FsError> {
 }
 
 impl Client {
-    /// Connects to the master and fetches the cluster configuration, retrying for up to the
-    /// RPC timeout: a mount whose master is unreachable fails here instead of serving EIO.
+    /// Connects to the masters and fetches the cluster configuration from their leader,
+    /// retrying for up to the RPC timeout: a mount whose masters are unreachable fails here
+    /// instead of serving EIO.
     pub async fn connect(config: &Config) -> Result<Client, Error> {
         let timeout = config.rpc_timeout();
-        let master = MasterClient::new(&config.master_uri(), timeout)
-            .map_err(|e| Error::Config(e.to_string()))?;
-        let deadline = Instant::now() + timeout;
-        let cluster = loop {
-            match master.cluster_config().await {
-                Ok(cluster) => break cluster,
-                Err(err) if Instant::now() >= deadline => {
-                    return Err(Error::MasterUnreachable {
-                        addr: config.master.clone(),
-                        source: err,
-                    });
-                }
-                Err(err) => {
-                    tracing::debug!(error = %err, "master not reachable yet, retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-            }
-        };
+        let master =
+            MasterClient::new(&config.master, timeout).map_err(|e| Error::Config(e.to_string()))?;
+        let cluster = master
+            .cluster_config()
+            .await
+            .map_err(|source| Error::MasterUnreachable {
+                addr: config.master.clone(),
+                source,
+            })?;
         let block_size = u64::from(cluster.block_size);
         if cluster.chunk_size == 0 || block_size == 0 || cluster.chunk_size % block_size != 0 {
             return Err(Error::Config(format!(

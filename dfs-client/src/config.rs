@@ -1,4 +1,4 @@
-//! Configuration of a client: which master to talk to, and the knobs that trade consistency or
+//! Configuration of a client: which masters to talk to, and the knobs that trade consistency or
 //! memory for speed (write buffers, block cache, read-ahead, leases).
 //!
 //! Every option is a command-line flag with an environment variable (a `clap::Args` group that
@@ -33,7 +33,9 @@ pub const DEFAULT_CLIENT_READ_AHEAD_BYTES: u64 = 16 << 20;
 /// Options of a client.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Address of the master: `host:port` or `http://host:port`.
+    /// Addresses of the masters, separated by commas: `host:port` (or `http://host:port`)
+    /// each. One is enough to find the others' leader; list them all so that the client
+    /// still finds a leader while some masters are down.
     #[arg(long, env = "DFS_MASTER", default_value = "127.0.0.1:9400")]
     pub master: String,
 
@@ -94,7 +96,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// A configuration with every default, for tests and embedding.
+    /// A configuration with every default and the masters in `master` (a list as `--master`
+    /// takes it), for tests and embedding.
     pub fn new(master: impl Into<String>) -> Config {
         Config {
             master: master.into(),
@@ -107,11 +110,6 @@ impl Config {
             cache_writes: true,
             client_read_ahead_bytes: DEFAULT_CLIENT_READ_AHEAD_BYTES,
         }
-    }
-
-    /// The master address as a URI tonic accepts (`http://` added when no scheme is given).
-    pub fn master_uri(&self) -> String {
-        endpoint_uri(&self.master)
     }
 
     /// Deadline of every RPC.

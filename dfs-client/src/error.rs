@@ -15,11 +15,11 @@ pub enum Error {
     /// The configuration cannot work (e.g. an unparsable master address).
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// The master did not answer when connecting; a client that cannot reach it would only
+    /// No master answered when connecting; a client that cannot reach them would only
     /// produce EIO later, so it refuses to start.
     #[error("master {addr} unreachable: {source}")]
     MasterUnreachable {
-        /// The configured master address.
+        /// The configured master addresses.
         addr: String,
         /// The last error of the connection attempts.
         source: FsError,

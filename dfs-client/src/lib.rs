@@ -37,9 +37,10 @@
 //!   renewal, and the recovery of a file whose previous writer died.
 //! * `fresh` and `marks` — what the master just answered, kept for the next question about
 //!   the same file, and relatime atime marks sent in batches.
-//! * [`MasterClient`] and `chunkio` — the wire: metadata RPCs to the master, streaming chunk
-//!   reads and chain-replicated writes to chunkservers, on lazily (re)connecting channels with
-//!   timeouts, so a dead server means EIO within the timeout, never a hang.
+//! * [`MasterClient`] and `chunkio` — the wire: metadata RPCs to the leader of the masters,
+//!   streaming chunk reads and chain-replicated writes to chunkservers, on lazily
+//!   (re)connecting channels with timeouts, so a dead server means EIO within the timeout,
+//!   never a hang.
 //! * [`config`] — the client's options; [`Error`] — the crate's one error type.
 //!
 //! Consistency is close-to-open, as NFS: closing a file commits its writes to the master, and

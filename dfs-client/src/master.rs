@@ -1,23 +1,40 @@
-//! [`MasterClient`]: every RPC a client makes to the master — metadata for the data path,
-//! and the admin calls of the `dfs` command — over one lazily connecting channel.
+//! [`MasterClient`]: every RPC a client makes to the masters — metadata for the data path,
+//! and the admin calls of the `dfs` command — sent to the leader of the group of masters.
 //!
-//! The channel connects on first use and reconnects by itself, so while the master is down
-//! every call fails within the RPC timeout (as [`FsError::Unavailable`], i.e. EIO) and a
-//! client works again as soon as the master is back, without being restarted.
+//! The client holds one lazily connecting channel per master (see
+//! [`dfs_proto::masters::MasterGroup`]) and sends every call through one retry path that
+//! follows the leader: a member that is not the leader names it, a master that is down is
+//! skipped for the next. While no master answers, every call fails within the RPC timeout (as
+//! [`FsError::Unavailable`], i.e. EIO) and a client works again as soon as a leader is back,
+//! without being restarted.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dfs_proto::FsError;
+use dfs_proto::masters::{self, MasterGroup};
 use dfs_proto::pb::{
     self, admin_client::AdminClient, files_client::FilesClient, locks_client::LocksClient,
     namespace_client::NamespaceClient, xattrs_client::XattrsClient,
 };
 use tonic::transport::{Channel, Endpoint};
+use tonic::{Response, Status};
 
-/// Builds a lazily connecting channel with the client's timeouts: a connect timeout, a
-/// per-request timeout and HTTP/2 keepalives (so a dead peer is noticed on an idle channel).
-pub fn lazy_channel(uri: &str, timeout: Duration) -> Result<Channel, FsError> {
-    let endpoint = Endpoint::from_shared(uri.to_string())
+use crate::config::endpoint_uri;
+
+mod admin;
+mod locks;
+mod xattrs;
+
+/// Largest message accepted from a master: chunk maps of huge files and directory pages can
+/// exceed tonic's 4 MiB default.
+const MAX_MESSAGE_SIZE: usize = 64 << 20;
+
+/// An endpoint with the client's timeouts: a connect timeout, a per-request timeout and HTTP/2
+/// keepalives (so a dead peer is noticed on an idle channel).
+fn endpoint(uri: &str, timeout: Duration) -> Result<Endpoint, FsError> {
+    Ok(Endpoint::from_shared(uri.to_string())
         .map_err(|err| FsError::Invalid(format!("bad address {uri}: {err}")))?
         .connect_timeout(timeout)
         .timeout(timeout)
@@ -26,20 +43,60 @@ pub fn lazy_channel(uri: &str, timeout: Duration) -> Result<Channel, FsError> {
         .keep_alive_timeout(timeout)
         .keep_alive_while_idle(true)
         .initial_stream_window_size(4u32 << 20)
-        .initial_connection_window_size(16u32 << 20);
-    Ok(endpoint.connect_lazy())
+        .initial_connection_window_size(16u32 << 20))
 }
 
-/// A cheap, cloneable handle on the master's services a client calls: one generated client
-/// per service (`Namespace`, `Files`, `Xattrs`, `Locks`, `Admin`), all over one channel.
+/// Builds a lazily connecting channel with the client's timeouts.
+pub fn lazy_channel(uri: &str, timeout: Duration) -> Result<Channel, FsError> {
+    Ok(endpoint(uri, timeout)?.connect_lazy())
+}
+
+/// A lazily connecting channel to the master at `addr` (`host:port`): the client's timeouts,
+/// but a short connect timeout, so a master whose host is down leaves time to try the others.
+fn master_channel(addr: &str, timeout: Duration) -> Result<Channel, FsError> {
+    Ok(endpoint(&endpoint_uri(addr), timeout)?
+        .connect_timeout(masters::connect_timeout(timeout))
+        .connect_lazy())
+}
+
+/// A generated client of one of the masters' services, made from a channel to a master.
+trait Service {
+    fn on(channel: Channel) -> Self;
+}
+
+/// Implements [`Service`] for generated clients, each accepting [`MAX_MESSAGE_SIZE`].
+macro_rules! services {
+    ($($client:ident),*) => {$(
+        impl Service for $client<Channel> {
+            fn on(channel: Channel) -> Self {
+                $client::new(channel).max_decoding_message_size(MAX_MESSAGE_SIZE)
+            }
+        }
+    )*};
+}
+services!(
+    NamespaceClient,
+    FilesClient,
+    XattrsClient,
+    LocksClient,
+    AdminClient
+);
+
+type Namespace = NamespaceClient<Channel>;
+type Files = FilesClient<Channel>;
+type Xattrs = XattrsClient<Channel>;
+type Locks = LocksClient<Channel>;
+type Admin = AdminClient<Channel>;
+
+/// A cheap, cloneable handle on the masters' services a client calls (`Namespace`, `Files`,
+/// `Xattrs`, `Locks`, `Admin`), following the leader of the group.
 #[derive(Debug, Clone)]
 pub struct MasterClient {
-    namespace: NamespaceClient<Channel>,
-    files: FilesClient<Channel>,
-    xattrs: XattrsClient<Channel>,
-    locks: LocksClient<Channel>,
-    admin: AdminClient<Channel>,
-    /// The client's RPC timeout, also the bound on retrying an allocation the master defers.
+    /// The masters and which one leads, shared by every clone so that one call that finds a
+    /// new leader moves them all.
+    group: Arc<MasterGroup>,
+    /// The bound on one call, retries included; also the bound on retrying an allocation the
+    /// master defers.
     timeout: Duration,
 }
 
@@ -50,52 +107,45 @@ fn attr_of(reply: pb::AttrReply) -> Result<pb::Attr, FsError> {
         .ok_or_else(|| FsError::Io("master replied without attributes".into()))
 }
 
-/// Converts a tonic result into the shared error vocabulary.
-fn answer<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Result<T, FsError> {
-    result
-        .map(tonic::Response::into_inner)
-        .map_err(|status| FsError::from_status(&status))
-}
-
 impl MasterClient {
-    /// A client for the master at `uri` (`http://host:port`); does not connect yet.
-    pub fn new(uri: &str, timeout: Duration) -> Result<MasterClient, FsError> {
-        let channel = lazy_channel(uri, timeout)?;
-        // Chunk maps of huge files and directory pages can exceed tonic's 4 MiB default.
-        let max = 64 << 20;
+    /// A client of the masters in `list` (`host:port` or `http://host:port`, separated by
+    /// commas); connects to none yet.
+    pub fn new(list: &str, timeout: Duration) -> Result<MasterClient, FsError> {
+        let connect = Box::new(move |addr: &str| {
+            master_channel(addr, timeout).map_err(|err| err.to_string())
+        });
+        let group = MasterGroup::new(list, connect).map_err(FsError::Invalid)?;
         Ok(MasterClient {
-            namespace: NamespaceClient::new(channel.clone()).max_decoding_message_size(max),
-            files: FilesClient::new(channel.clone()).max_decoding_message_size(max),
-            xattrs: XattrsClient::new(channel.clone()).max_decoding_message_size(max),
-            locks: LocksClient::new(channel.clone()).max_decoding_message_size(max),
-            admin: AdminClient::new(channel).max_decoding_message_size(max),
+            group: Arc::new(group),
             timeout,
         })
     }
 
-    fn namespace(&self) -> NamespaceClient<Channel> {
-        self.namespace.clone()
+    /// The master believed to lead (`host:port`): the one the next call goes to first.
+    pub fn leader_addr(&self) -> String {
+        self.group.leader_addr()
     }
 
-    fn files(&self) -> FilesClient<Channel> {
-        self.files.clone()
-    }
-
-    fn xattrs(&self) -> XattrsClient<Channel> {
-        self.xattrs.clone()
-    }
-
-    fn locks(&self) -> LocksClient<Channel> {
-        self.locks.clone()
-    }
-
-    fn admin(&self) -> AdminClient<Channel> {
-        self.admin.clone()
+    /// Sends `req` with `rpc` on service `S` of the leader, following it (see
+    /// [`MasterGroup::call`]) for up to the RPC timeout.
+    async fn call<S, Req, T, F, Fut>(&self, req: Req, rpc: F) -> Result<T, FsError>
+    where
+        S: Service,
+        Req: Clone,
+        F: Fn(S, Req) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        self.group
+            .call(self.timeout, |channel| rpc(S::on(channel), req.clone()))
+            .await
     }
 
     /// The cluster's chunk size, block size and replication.
     pub async fn cluster_config(&self) -> Result<pb::ClusterConfig, FsError> {
-        answer(self.namespace().get_cluster_config(pb::Empty {}).await)
+        self.call(pb::Empty {}, |mut s: Namespace, r| async move {
+            s.get_cluster_config(r).await
+        })
+        .await
     }
 
     /// The inode named `name` in directory `parent`.
@@ -105,7 +155,10 @@ impl MasterClient {
             name: name.to_vec(),
             open_ahead: false,
         };
-        attr_of(answer(self.namespace().lookup(req).await)?)
+        attr_of(
+            self.call(req, |mut s: Namespace, r| async move { s.lookup(r).await })
+                .await?,
+        )
     }
 
     /// Looks `name` up in `parent` for an open that may follow: a small regular file comes
@@ -120,30 +173,46 @@ impl MasterClient {
             name: name.to_vec(),
             open_ahead: true,
         };
-        let mut reply = answer(self.namespace().lookup(req).await)?;
+        let mut reply = self
+            .call(req, |mut s: Namespace, r| async move { s.lookup(r).await })
+            .await?;
         let chunk_map = reply.chunk_map.take();
         Ok((attr_of(reply)?, chunk_map))
     }
 
     /// Attributes of an inode.
     pub async fn get_attr(&self, ino: u64) -> Result<pb::Attr, FsError> {
-        attr_of(answer(
-            self.namespace().get_attr(pb::GetAttrRequest { ino }).await,
-        )?)
+        attr_of(
+            self.call(
+                pb::GetAttrRequest { ino },
+                |mut s: Namespace, r| async move { s.get_attr(r).await },
+            )
+            .await?,
+        )
     }
 
     /// Changes attributes; absent fields of `req` are left alone.
     pub async fn set_attr(&self, req: pb::SetAttrRequest) -> Result<pb::Attr, FsError> {
-        attr_of(answer(self.namespace().set_attr(req).await)?)
+        attr_of(
+            self.call(
+                req,
+                |mut s: Namespace, r| async move { s.set_attr(r).await },
+            )
+            .await?,
+        )
     }
 
-    /// Creates a node of any kind.
     /// Creates a node; answers its attributes and the parent's after the change.
     pub async fn make_node(
         &self,
         req: pb::MakeNodeRequest,
     ) -> Result<(pb::Attr, Vec<pb::Attr>), FsError> {
-        let mut reply = answer(self.namespace().make_node(req).await)?;
+        let mut reply = self
+            .call(
+                req,
+                |mut s: Namespace, r| async move { s.make_node(r).await },
+            )
+            .await?;
         let dirs = std::mem::take(&mut reply.changed_dirs);
         Ok((attr_of(reply)?, dirs))
     }
@@ -154,7 +223,9 @@ impl MasterClient {
             parent,
             name: name.to_vec(),
         };
-        answer(self.namespace().unlink(req).await).map(|changed| changed.dirs)
+        self.call(req, |mut s: Namespace, r| async move { s.unlink(r).await })
+            .await
+            .map(|changed| changed.dirs)
     }
 
     /// Removes an empty directory; answers the parent's attributes after the change.
@@ -163,13 +234,17 @@ impl MasterClient {
             parent,
             name: name.to_vec(),
         };
-        answer(self.namespace().rmdir(req).await).map(|changed| changed.dirs)
+        self.call(req, |mut s: Namespace, r| async move { s.rmdir(r).await })
+            .await
+            .map(|changed| changed.dirs)
     }
 
     /// Renames an entry (`flags` as for `renameat2`); answers the attributes of the one or
     /// two parents after the change.
     pub async fn rename(&self, req: pb::RenameRequest) -> Result<Vec<pb::Attr>, FsError> {
-        answer(self.namespace().rename(req).await).map(|changed| changed.dirs)
+        self.call(req, |mut s: Namespace, r| async move { s.rename(r).await })
+            .await
+            .map(|changed| changed.dirs)
     }
 
     /// Adds a hard link to `ino`; answers its attributes and the new parent's after the
@@ -185,18 +260,21 @@ impl MasterClient {
             new_parent,
             new_name: new_name.to_vec(),
         };
-        let mut reply = answer(self.namespace().link(req).await)?;
+        let mut reply = self
+            .call(req, |mut s: Namespace, r| async move { s.link(r).await })
+            .await?;
         let dirs = std::mem::take(&mut reply.changed_dirs);
         Ok((attr_of(reply)?, dirs))
     }
 
     /// The target of a symlink.
     pub async fn read_link(&self, ino: u64) -> Result<Vec<u8>, FsError> {
-        let reply = answer(
-            self.namespace()
-                .read_link(pb::ReadLinkRequest { ino })
-                .await,
-        )?;
+        let reply = self
+            .call(
+                pb::ReadLinkRequest { ino },
+                |mut s: Namespace, r| async move { s.read_link(r).await },
+            )
+            .await?;
         Ok(reply.target)
     }
 
@@ -215,12 +293,19 @@ impl MasterClient {
             limit,
             open,
         };
-        answer(self.namespace().read_dir(req).await)
+        self.call(
+            req,
+            |mut s: Namespace, r| async move { s.read_dir(r).await },
+        )
+        .await
     }
 
     /// Capacity and usage of the cluster.
     pub async fn stat_fs(&self) -> Result<pb::StatFsReply, FsError> {
-        answer(self.namespace().stat_fs(pb::Empty {}).await)
+        self.call(pb::Empty {}, |mut s: Namespace, r| async move {
+            s.stat_fs(r).await
+        })
+        .await
     }
 
     /// Allocated chunks of a file from `first_index` on (`count` 0 = all), and its size.
@@ -235,7 +320,8 @@ impl MasterClient {
             first_index,
             count,
         };
-        answer(self.files().get_chunks(req).await)
+        self.call(req, |mut s: Files, r| async move { s.get_chunks(r).await })
+            .await
     }
 
     /// The chunk at `index` of a file, allocated with fresh replicas if it does not exist.
@@ -247,7 +333,13 @@ impl MasterClient {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             let req = pb::AllocateChunkRequest { ino, index };
-            match answer(self.files().allocate_chunk(req).await) {
+            match self
+                .call(
+                    req,
+                    |mut s: Files, r| async move { s.allocate_chunk(r).await },
+                )
+                .await
+            {
                 Err(FsError::Unavailable(why)) if tokio::time::Instant::now() < deadline => {
                     tracing::debug!(ino, index, %why, "allocation deferred, retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -259,12 +351,22 @@ impl MasterClient {
 
     /// Records written chunk lengths and the file's new size; returns the new attributes.
     pub async fn commit_write(&self, req: pb::CommitWriteRequest) -> Result<pb::Attr, FsError> {
-        attr_of(answer(self.files().commit_write(req).await)?)
+        attr_of(
+            self.call(
+                req,
+                |mut s: Files, r| async move { s.commit_write(r).await },
+            )
+            .await?,
+        )
     }
 
     /// Makes every metadata change the master acknowledged so far durable on its disk.
     pub async fn sync_metadata(&self) -> Result<(), FsError> {
-        answer(self.namespace().sync_metadata(pb::Empty {}).await).map(|_| ())
+        self.call(pb::Empty {}, |mut s: Namespace, r| async move {
+            s.sync_metadata(r).await
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Asks for the writer lease of `ino` for `holder` (`EBUSY` while another holds it).
@@ -273,7 +375,11 @@ impl MasterClient {
             ino,
             holder: holder.to_string(),
         };
-        answer(self.files().acquire_lease(req).await)
+        self.call(
+            req,
+            |mut s: Files, r| async move { s.acquire_lease(r).await },
+        )
+        .await
     }
 
     /// Extends `holder`'s lease of `ino` (`ESTALE` if it was lost).
@@ -282,7 +388,8 @@ impl MasterClient {
             ino,
             holder: holder.to_string(),
         };
-        answer(self.files().renew_lease(req).await)
+        self.call(req, |mut s: Files, r| async move { s.renew_lease(r).await })
+            .await
     }
 
     /// Gives up `holder`'s lease of `ino`.
@@ -291,7 +398,12 @@ impl MasterClient {
             ino,
             holder: holder.to_string(),
         };
-        answer(self.files().release_lease(req).await).map(drop)
+        self.call(
+            req,
+            |mut s: Files, r| async move { s.release_lease(r).await },
+        )
+        .await
+        .map(drop)
     }
 
     /// The chunk at `index` of a file for writing under `holder`'s lease: allocated if
@@ -344,7 +456,12 @@ impl MasterClient {
         let (ino, index) = (req.ino, req.index);
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
-            match answer(self.files().lease_chunk(req.clone()).await) {
+            match self
+                .call(req.clone(), |mut s: Files, r| async move {
+                    s.lease_chunk(r).await
+                })
+                .await
+            {
                 Err(FsError::Unavailable(why)) if tokio::time::Instant::now() < deadline => {
                     tracing::debug!(ino, index, %why, "allocation deferred, retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -375,7 +492,11 @@ impl MasterClient {
             failed,
             holder: holder.unwrap_or_default().to_string(),
         };
-        answer(self.files().replace_replicas(req).await)
+        self.call(
+            req,
+            |mut s: Files, r| async move { s.replace_replicas(r).await },
+        )
+        .await
     }
 
     /// Tells the master that a replica is corrupt or stale.
@@ -383,48 +504,11 @@ impl MasterClient {
         &self,
         req: pb::ReportBadReplicaRequest,
     ) -> Result<(), FsError> {
-        answer(self.files().report_bad_replica(req).await).map(drop)
-    }
-
-    /// The value of extended attribute `name` of `ino`.
-    pub async fn get_xattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>, FsError> {
-        let req = pb::XattrRequest {
-            ino,
-            name: name.to_vec(),
-        };
-        Ok(answer(self.xattrs().get_xattr(req).await)?.value)
-    }
-
-    /// Sets extended attribute `name` of `ino`.
-    pub async fn set_xattr(
-        &self,
-        ino: u64,
-        name: &[u8],
-        value: &[u8],
-        mode: pb::XattrMode,
-    ) -> Result<(), FsError> {
-        let req = pb::SetXattrRequest {
-            ino,
-            name: name.to_vec(),
-            value: value.to_vec(),
-            mode: mode.into(),
-        };
-        answer(self.xattrs().set_xattr(req).await).map(drop)
-    }
-
-    /// The names of the extended attributes of `ino`.
-    pub async fn list_xattrs(&self, ino: u64) -> Result<Vec<Vec<u8>>, FsError> {
-        let req = pb::GetAttrRequest { ino };
-        Ok(answer(self.xattrs().list_xattrs(req).await)?.names)
-    }
-
-    /// Removes extended attribute `name` of `ino`.
-    pub async fn remove_xattr(&self, ino: u64, name: &[u8]) -> Result<(), FsError> {
-        let req = pb::XattrRequest {
-            ino,
-            name: name.to_vec(),
-        };
-        answer(self.xattrs().remove_xattr(req).await).map(drop)
+        self.call(req, |mut s: Files, r| async move {
+            s.report_bad_replica(r).await
+        })
+        .await
+        .map(drop)
     }
 
     // --- small-file fast path ---
@@ -443,13 +527,19 @@ impl MasterClient {
             read,
             lease_holder: lease_holder.unwrap_or_default().to_string(),
         };
-        answer(self.files().open_file(req).await)
+        self.call(req, |mut s: Files, r| async move { s.open_file(r).await })
+            .await
     }
 
     /// Applies read accesses this mount marked itself (see `crate::marks`).
     pub async fn mark_access(&self, marks: Vec<pb::AccessMark>) -> Result<(), FsError> {
         let req = pb::MarkAccessRequest { marks };
-        answer(self.namespace().mark_access(req).await).map(|_| ())
+        self.call(
+            req,
+            |mut s: Namespace, r| async move { s.mark_access(r).await },
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Creates (or finds, without `exclusive`) a regular file; with `lease_holder`, its writer
@@ -465,90 +555,7 @@ impl MasterClient {
             // A writer places chunk 0 in the same call (no allocation at the first flush).
             place_first_chunk: lease_holder.is_some(),
         };
-        answer(self.files().create_file(req).await)
-    }
-}
-
-// advisory locks (see `crate::locks`).
-impl MasterClient {
-    /// Takes, changes or drops a lock; the reply says whether another owner's lock is in
-    /// the way.
-    pub async fn set_lock(&self, req: pb::LockRequest) -> Result<pb::LockReply, FsError> {
-        answer(self.locks().set_lock(req).await)
-    }
-
-    /// Whether a lock could be taken, and if not, which lock is in the way.
-    pub async fn test_lock(&self, req: pb::LockRequest) -> Result<pb::LockReply, FsError> {
-        answer(self.locks().test_lock(req).await)
-    }
-
-    /// Drops every lock of `owner` in `session` on `ino`.
-    pub async fn release_lock_owner(
-        &self,
-        session: &str,
-        ino: u64,
-        owner: u64,
-    ) -> Result<(), FsError> {
-        let req = pb::LockOwnerRequest {
-            session: session.to_string(),
-            ino,
-            owner,
-        };
-        answer(self.locks().release_lock_owner(req).await).map(drop)
-    }
-
-    /// Keeps `session` (and its locks) alive for another time-to-live.
-    pub async fn renew_lock_session(&self, session: &str) -> Result<pb::LockSessionReply, FsError> {
-        let req = pb::LockSessionRequest {
-            session: session.to_string(),
-        };
-        answer(self.locks().renew_lock_session(req).await)
-    }
-
-    /// Ends `session`, dropping its locks.
-    pub async fn end_lock_session(&self, session: &str) -> Result<(), FsError> {
-        let req = pb::LockSessionRequest {
-            session: session.to_string(),
-        };
-        answer(self.locks().end_lock_session(req).await).map(drop)
-    }
-
-    /// Every chunkserver with its state and capacity, and the cluster's replication health.
-    pub async fn cluster_status(&self) -> Result<pb::ClusterStatusReply, FsError> {
-        answer(self.admin().cluster_status(pb::Empty {}).await)
-    }
-
-    /// A file's chunks, versions and replicas, by path from the root.
-    pub async fn file_info(&self, path: &str) -> Result<pb::FileInfoReply, FsError> {
-        let req = pb::PathRequest {
-            path: path.to_string(),
-        };
-        answer(self.admin().file_info(req).await)
-    }
-
-    /// The replication health of the files directly in directory `path` (or of file
-    /// `path`), and the subdirectories to check next.
-    pub async fn fsck(&self, path: &str) -> Result<pb::FsckReply, FsError> {
-        let req = pb::PathRequest {
-            path: path.to_string(),
-        };
-        answer(self.admin().fsck(req).await)
-    }
-
-    /// Starts draining chunkserver `server` (its id or address).
-    pub async fn decommission(&self, server: &str) -> Result<pb::ServerStatus, FsError> {
-        let req = pb::DecommissionRequest {
-            server: server.to_string(),
-        };
-        answer(self.admin().decommission(req).await)
-    }
-
-    /// Has the master write a consistent copy of its metadata to `dest`, a directory on the
-    /// master's machine that does not exist yet.
-    pub async fn backup(&self, dest: &str) -> Result<pb::BackupReply, FsError> {
-        let req = pb::BackupRequest {
-            dest: dest.to_string(),
-        };
-        answer(self.admin().backup(req).await)
+        self.call(req, |mut s: Files, r| async move { s.create_file(r).await })
+            .await
     }
 }

@@ -44,14 +44,14 @@ pub use crate::config::Config;
 pub use crate::error::{Error, Result};
 use crate::fs::DfsFs;
 
-/// The fuser session options of a mount: of type `fuse.dfs` with the master's address as its
+/// The fuser session options of a mount: of type `fuse.dfs` with the masters' addresses as its
 /// source (as `host:/export` for NFS, so `mount -a` recognises an fstab line as mounted),
 /// permission bits checked by the kernel,
 /// unmounted by `fusermount3` when the daemon dies (even by `kill -9`), several request loops.
 fn session_config(config: &Config) -> fuser::Config {
     let mut session = fuser::Config::default();
     session.mount_options = vec![
-        MountOption::FSName(config.client.master.clone()),
+        MountOption::FSName(fsname(&config.client.master)),
         MountOption::Subtype("dfs".into()),
         MountOption::DefaultPermissions,
         MountOption::AutoUnmount,
@@ -69,6 +69,15 @@ fn session_config(config: &Config) -> fuser::Config {
     session.n_threads = Some(config.fuse_threads.max(1));
     session.clone_fd = true;
     session
+}
+
+/// The source of the mount, `--master` as given, escaped for the `-o fsname=` option fuser
+/// hands to `fusermount3` (the session always mounts through it, for `auto_unmount`).
+/// fusermount3 splits its options at commas, which also separate the masters of a list, and
+/// takes a backslash as escaping the next character; escaped, the whole list reaches the
+/// kernel as the source, and `/proc/self/mountinfo`, `mount -a` and `df` show it as given.
+fn fsname(masters: &str) -> String {
+    masters.replace('\\', "\\\\").replace(',', "\\,")
 }
 
 /// Mounts the cluster at the configured mount point and serves it until `shutdown` completes
@@ -212,4 +221,16 @@ fn serve(
     let result = session.run();
     tracing::info!("FUSE session ended");
     let _ = done.send(result);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_of_masters_stays_one_fsname() {
+        assert_eq!(fsname("10.0.0.1:9400"), "10.0.0.1:9400");
+        assert_eq!(fsname("a:1,b:2,c:3"), r"a:1\,b:2\,c:3");
+        assert_eq!(fsname(r"odd\name:1"), r"odd\\name:1");
+    }
 }

@@ -150,6 +150,12 @@ impl FsError {
         }
     }
 
+    /// Whether `status` is an answer of a dfs server (it names its errno), as opposed to a
+    /// status the transport made up on the caller's side.
+    pub fn carries_errno(status: &Status) -> bool {
+        status.metadata().contains_key(ERRNO_KEY)
+    }
+
     /// Recovers the error a server sent. Statuses that carry no `dfs-errno` come from the
     /// transport (connection refused, deadline exceeded) and mean the peer is unavailable.
     pub fn from_status(status: &Status) -> FsError {

@@ -7,11 +7,19 @@
 //! it was given (`--master a,b,c`, [`parse_list`]), sends to the one it believes leads, and on a
 //! refusal or a connection failure moves to the hinted leader or to the next address, waiting
 //! [`Backoff`] between full rounds so an election in progress is not hammered.
+//!
+//! [`MasterGroup`] is that caller: the mounts, the `dfs` command and the chunkservers all send
+//! their master calls through its one retry path ([`MasterGroup::call`]), each with the
+//! generated client of the service it needs.
 
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use tonic::Status;
+use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
 
 use crate::FsError;
 
@@ -49,15 +57,49 @@ pub fn is_not_leader(status: &Status) -> bool {
     status.code() == tonic::Code::Unavailable && status.message().contains(NOT_LEADER)
 }
 
+/// What a caller does after a master failed a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failover {
+    /// Not the leader: ask the leader it named, or the next master if it named none.
+    NotLeader(Option<String>),
+    /// No answer from the master (connection refused or reset, timeout): the call may not
+    /// have reached it; ask the next one.
+    Unreachable,
+    /// The master's own answer (ENOENT, EEXIST, its own `Unavailable`...): the caller's.
+    Answer,
+}
+
+/// How to treat a failed call. A master's answers carry their errno on the wire (see
+/// [`FsError::from_status`]); a status without one was made by the transport on this side.
+/// Transport statuses that are not about reaching the peer (a message too large to decode, a
+/// service the peer does not serve) are answers too: another master would fail them alike.
+pub fn failover(status: &Status) -> Failover {
+    if is_not_leader(status) {
+        return Failover::NotLeader(leader_hint(status));
+    }
+    if FsError::carries_errno(status) {
+        return Failover::Answer;
+    }
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
+            Failover::Unreachable
+        }
+        _ => Failover::Answer,
+    }
+}
+
+/// The connect timeout of a channel to a master: short next to the call's budget, so a master
+/// whose host is down (a connect that is never refused) leaves time to try the others.
+pub fn connect_timeout(rpc_timeout: Duration) -> Duration {
+    rpc_timeout.min(Duration::from_secs(2))
+}
+
 /// Parses a list of master addresses, `host:port` separated by commas (spaces allowed), as
 /// `--master` and `DFS_MASTER` take it. Duplicates are dropped; an empty list is an error.
 pub fn parse_list(list: &str) -> Result<Vec<String>, String> {
     let mut addrs: Vec<String> = Vec::new();
     for addr in list.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-        let addr = addr
-            .strip_prefix("http://")
-            .unwrap_or(addr)
-            .trim_end_matches('/');
+        let addr = normalize(addr);
         if !addr.contains(':') {
             return Err(format!("master address {addr:?} has no port (host:port)"));
         }
@@ -69,6 +111,13 @@ pub fn parse_list(list: &str) -> Result<Vec<String>, String> {
         return Err("no master address given".to_owned());
     }
     Ok(addrs)
+}
+
+/// An address as lists hold it: `host:port`, without the `http://` a URI form adds.
+fn normalize(addr: &str) -> &str {
+    addr.strip_prefix("http://")
+        .unwrap_or(addr)
+        .trim_end_matches('/')
 }
 
 /// Exponential backoff with full jitter between rounds of tries: a caller that has found no
@@ -130,6 +179,195 @@ impl Backoff {
     }
 }
 
+/// Opens a lazily connecting channel to the master at `host:port` (with the caller's
+/// timeouts and window sizes), or says why the address is unusable.
+pub type Connect = Box<dyn Fn(&str) -> Result<Channel, String> + Send + Sync>;
+
+/// A group of masters as one caller sees it: a lazily connected channel to each and the one it
+/// believes leads. Shared by every task of the caller (behind an `Arc`), so that one call that
+/// finds the new leader moves all the others there.
+pub struct MasterGroup {
+    /// A std mutex: held only to read or move the belief, never across an await.
+    members: Mutex<Members>,
+    connect: Connect,
+}
+
+/// The masters known and the belief about them.
+struct Members {
+    /// Every master known: those given, then leaders that refusals named.
+    addrs: Vec<String>,
+    channels: Vec<Channel>,
+    /// Index of the master believed to lead: every call goes there first.
+    leader: usize,
+    /// Index of the last master that answered, to log a change of leader once.
+    answered: Option<usize>,
+}
+
+impl std::fmt::Debug for MasterGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let members = self.members();
+        f.debug_struct("MasterGroup")
+            .field("addrs", &members.addrs)
+            .field("leader", &members.addrs[members.leader])
+            .finish()
+    }
+}
+
+impl MasterGroup {
+    /// A group of the masters in `list` (as [`parse_list`] takes it), each reached through
+    /// `connect`; connects to none yet. The first one is believed to lead until a call learns
+    /// otherwise.
+    pub fn new(list: &str, connect: Connect) -> Result<MasterGroup, String> {
+        let addrs = parse_list(list)?;
+        let channels = addrs
+            .iter()
+            .map(|addr| connect(addr))
+            .collect::<Result<Vec<_>, _>>()?;
+        let members = Members {
+            addrs,
+            channels,
+            leader: 0,
+            answered: None,
+        };
+        Ok(MasterGroup {
+            members: Mutex::new(members),
+            connect,
+        })
+    }
+
+    /// The master believed to lead (`host:port`): the one the next call goes to first.
+    pub fn leader_addr(&self) -> String {
+        let members = self.members();
+        members.addrs[members.leader].clone()
+    }
+
+    /// Every master known, in the order they are tried: those given, then those that
+    /// refusals named.
+    pub fn addrs(&self) -> Vec<String> {
+        self.members().addrs.clone()
+    }
+
+    /// Sends a call, built by `rpc` from a master's channel, to the leader, following it
+    /// through refusals and failures for up to `timeout` in all.
+    ///
+    /// A refusal by a member that is not the leader goes to the leader it names (added to the
+    /// group if it was not in it) or to the next master; a master that cannot be reached is
+    /// skipped for the next; after a round of tries without an answer the call waits
+    /// [`Backoff`] and goes round again. The first answer of a master, success or error, is
+    /// the call's; past `timeout` it fails with [`FsError::Unavailable`].
+    pub async fn call<T, F, Fut>(&self, timeout: Duration, mut rpc: F) -> Result<T, FsError>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let deadline = Instant::now() + timeout;
+        let mut backoff = Backoff::for_masters();
+        let mut tries = 0usize;
+        loop {
+            let (index, addr, channel) = self.current();
+            let status = match tokio::time::timeout_at(deadline, rpc(channel)).await {
+                Ok(Ok(reply)) => {
+                    self.answered(index);
+                    return Ok(reply.into_inner());
+                }
+                Ok(Err(status)) => status,
+                Err(_) => Status::deadline_exceeded("no answer within the call's timeout"),
+            };
+            match failover(&status) {
+                Failover::Answer => {
+                    self.answered(index);
+                    return Err(FsError::from_status(&status));
+                }
+                Failover::NotLeader(Some(leader)) => self.follow(index, &leader),
+                Failover::NotLeader(None) | Failover::Unreachable => {
+                    tracing::debug!(master = %addr, error = %status.message(),
+                        "master did not serve the call; trying the next");
+                    self.skip(index);
+                }
+            }
+            tries += 1;
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(FsError::Unavailable(format!(
+                    "no master answered within {} ms (last tried {addr}: {})",
+                    timeout.as_millis(),
+                    status.message()
+                )));
+            }
+            if tries >= self.members().addrs.len() {
+                tries = 0;
+                tokio::time::sleep_until((now + backoff.next_delay()).min(deadline)).await;
+            }
+        }
+    }
+
+    fn members(&self) -> std::sync::MutexGuard<'_, Members> {
+        self.members.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The master believed to lead: its index, address and channel.
+    fn current(&self) -> (usize, String, Channel) {
+        let members = self.members();
+        let index = members.leader;
+        (
+            index,
+            members.addrs[index].clone(),
+            members.channels[index].clone(),
+        )
+    }
+
+    /// Master `index` answered: it leads. Logs the change when another master answered
+    /// before.
+    fn answered(&self, index: usize) {
+        let mut members = self.members();
+        members.leader = index;
+        if let Some(previous) = members.answered.replace(index)
+            && previous != index
+        {
+            tracing::info!(leader = %members.addrs[index], previous = %members.addrs[previous],
+                "another master leads now; following it");
+        }
+    }
+
+    /// Master `tried` refused and named `leader`: the next call goes there.
+    fn follow(&self, tried: usize, leader: &str) {
+        let leader = normalize(leader);
+        let mut members = self.members();
+        let index = match members.addrs.iter().position(|a| a == leader) {
+            Some(index) => index,
+            None => match (self.connect)(leader) {
+                Ok(channel) => {
+                    tracing::info!(master = %leader,
+                        "a master named a leader that is not in the list; adding it");
+                    members.addrs.push(leader.to_owned());
+                    members.channels.push(channel);
+                    members.addrs.len() - 1
+                }
+                Err(why) => {
+                    tracing::warn!(master = %leader, %why, "a master named an unusable leader");
+                    drop(members);
+                    return self.skip(tried);
+                }
+            },
+        };
+        if index == tried {
+            // A member that names itself while refusing is between terms: try the others.
+            drop(members);
+            return self.skip(tried);
+        }
+        members.leader = index;
+    }
+
+    /// Master `tried` did not serve the call: the next call goes to the master after it,
+    /// unless another call already moved on.
+    fn skip(&self, tried: usize) {
+        let mut members = self.members();
+        if members.leader == tried {
+            members.leader = (tried + 1) % members.addrs.len();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +387,31 @@ mod tests {
         assert!(is_not_leader(&unknown));
         assert_eq!(leader_hint(&unknown), None);
         assert!(!is_not_leader(&Status::unavailable("connection refused")));
+    }
+
+    #[test]
+    fn refusals_failures_and_answers_are_told_apart() {
+        assert_eq!(
+            failover(&not_leader(Some("b:2"))),
+            Failover::NotLeader(Some("b:2".into()))
+        );
+        assert_eq!(failover(&not_leader(None)), Failover::NotLeader(None));
+        assert_eq!(
+            failover(&Status::unavailable("tcp connect error")),
+            Failover::Unreachable
+        );
+        assert_eq!(
+            failover(&Status::cancelled("Timeout expired")),
+            Failover::Unreachable
+        );
+        // The master's own `Unavailable` (a deferred allocation) is its answer.
+        let deferred: Status = FsError::Unavailable("allocation deferred".into()).into();
+        assert_eq!(failover(&deferred), Failover::Answer);
+        assert_eq!(failover(&FsError::NotFound.into()), Failover::Answer);
+        assert_eq!(
+            failover(&Status::unimplemented("unknown service")),
+            Failover::Answer
+        );
     }
 
     #[test]
