@@ -198,7 +198,7 @@ fn caught_up(cluster: &Cluster, i: usize) -> bool {
 
 #[test]
 fn a_frozen_leader_is_deposed_and_steps_down_when_it_wakes() {
-    let mut cluster = three_masters(&[]);
+    let cluster = three_masters(&[]);
     let mount = cluster.mount();
     fs::write(mount.join("before"), b"before").unwrap();
     let old = cluster.leader();
@@ -262,7 +262,8 @@ fn make_node_at(cluster: &Cluster, i: usize, name: &str) -> tonic::Status {
         let request = pb::MakeNodeRequest {
             parent: dfs_proto::ROOT_INO,
             name: name.as_bytes().to_vec(),
-            mode: libc::S_IFREG | 0o644,
+            kind: pb::FileKind::Regular as i32,
+            perm: 0o644,
             ..Default::default()
         };
         client
@@ -391,7 +392,8 @@ fn a_master_left_alone_refuses_writes_with_a_clear_error() {
             let request = pb::MakeNodeRequest {
                 parent: dfs_proto::ROOT_INO,
                 name: b"alone".to_vec(),
-                mode: libc::S_IFREG | 0o644,
+                kind: pb::FileKind::Regular as i32,
+                perm: 0o644,
                 ..Default::default()
             };
             client
@@ -412,4 +414,100 @@ fn a_master_left_alone_refuses_writes_with_a_clear_error() {
     let mount = cluster.mount();
     fs::write(mount.join("back"), b"back").unwrap();
     assert_eq!(read_fresh(&mount.join("back")), b"back");
+}
+
+/// Sends `request` with request id `id` (as a client's retry would carry it) to master `i`.
+fn with_id<T>(id: &str, request: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(request);
+    request
+        .metadata_mut()
+        .insert(dfs_proto::masters::REQUEST_ID, id.parse().unwrap());
+    request
+}
+
+#[test]
+fn a_mutation_retried_across_a_leader_change_is_applied_once() {
+    let mut cluster = three_masters(&[]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let namespace = |addr: String| {
+        let uri = format!("http://{addr}");
+        runtime
+            .block_on(pb::namespace_client::NamespaceClient::connect(uri))
+            .unwrap()
+    };
+    let create = pb::MakeNodeRequest {
+        parent: dfs_proto::ROOT_INO,
+        name: b"made-once".to_vec(),
+        kind: pb::FileKind::Directory as i32,
+        perm: 0o755,
+        exclusive: true,
+        ..Default::default()
+    };
+    let rename = pb::RenameRequest {
+        parent: dfs_proto::ROOT_INO,
+        name: b"made-once".to_vec(),
+        new_parent: dfs_proto::ROOT_INO,
+        new_name: b"renamed-once".to_vec(),
+        ..Default::default()
+    };
+
+    // Both calls are applied by the first leader, whose replies are then lost with it.
+    let first = cluster.leader();
+    let mut leader = namespace(cluster.master_addr_at(first));
+    let made = runtime
+        .block_on(leader.make_node(with_id("cafe-1", create.clone())))
+        .unwrap()
+        .into_inner();
+    runtime
+        .block_on(leader.rename(with_id("cafe-2", rename.clone())))
+        .unwrap();
+    cluster.stop_master_at(first, libc::SIGKILL);
+
+    // The retries reach the new leader: answered as applied, not applied again.
+    let second = cluster.leader();
+    let mut leader = namespace(cluster.master_addr_at(second));
+    let again = runtime
+        .block_on(leader.make_node(with_id("cafe-1", create.clone())))
+        .expect("a retried create is not refused with EEXIST")
+        .into_inner();
+    assert_eq!(
+        again.attr.unwrap().ino,
+        made.attr.unwrap().ino,
+        "the same directory"
+    );
+    runtime
+        .block_on(leader.rename(with_id("cafe-2", rename.clone())))
+        .expect("a retried rename is not refused with ENOENT");
+    // The state is that of one create and one rename.
+    let lookup = |name: &[u8]| pb::LookupRequest {
+        parent: dfs_proto::ROOT_INO,
+        name: name.to_vec(),
+        ..Default::default()
+    };
+    let moved = runtime
+        .block_on(leader.lookup(lookup(b"renamed-once")))
+        .unwrap();
+    assert!(moved.into_inner().attr.is_some());
+    let gone = runtime
+        .block_on(leader.lookup(lookup(b"made-once")))
+        .unwrap_err();
+    assert_eq!(
+        dfs_proto::FsError::from_status(&gone),
+        dfs_proto::FsError::NotFound
+    );
+    // A new call (another id) for the same create is a new create, and the name is taken.
+    let renamed = pb::MakeNodeRequest {
+        name: b"renamed-once".to_vec(),
+        ..create
+    };
+    let taken = runtime
+        .block_on(leader.make_node(with_id("cafe-3", renamed)))
+        .unwrap_err();
+    assert_eq!(
+        dfs_proto::FsError::from_status(&taken),
+        dfs_proto::FsError::Exists
+    );
 }

@@ -98,6 +98,8 @@ pub struct MasterClient {
     /// The bound on one call, retries included; also the bound on retrying an allocation the
     /// master defers.
     timeout: Duration,
+    /// Names this client's calls.
+    requests: Arc<masters::RequestIds>,
 }
 
 /// Unwraps an `AttrReply`, which always carries an attribute on success.
@@ -118,6 +120,7 @@ impl MasterClient {
         Ok(MasterClient {
             group: Arc::new(group),
             timeout,
+            requests: Arc::new(masters::RequestIds::new()),
         })
     }
 
@@ -128,15 +131,25 @@ impl MasterClient {
 
     /// Sends `req` with `rpc` on service `S` of the leader, following it (see
     /// [`MasterGroup::call`]) for up to the RPC timeout.
+    ///
+    /// Every try carries the call's request id, the same on each, so that the group applies
+    /// a mutation retried after a failover once.
     async fn call<S, Req, T, F, Fut>(&self, req: Req, rpc: F) -> Result<T, FsError>
     where
         S: Service,
         Req: Clone,
-        F: Fn(S, Req) -> Fut,
+        F: Fn(S, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
+        let id = self.requests.next();
         self.group
-            .call(self.timeout, |channel| rpc(S::on(channel), req.clone()))
+            .call(self.timeout, |channel| {
+                let mut request = tonic::Request::new(req.clone());
+                request
+                    .metadata_mut()
+                    .insert(masters::REQUEST_ID, id.clone());
+                rpc(S::on(channel), request)
+            })
             .await
     }
 

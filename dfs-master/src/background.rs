@@ -1,5 +1,5 @@
 //! The leader's background work: the periodic replication check (re-replication, balancing,
-//! garbage collection of replicas).
+//! garbage collection of replicas), and forgetting the request ids of old mutations.
 //!
 //! The leader ([`crate::raft::node`]) starts it when it takes office and stops it when it
 //! leaves. (The log sync runs on every member, see [`crate::raft::node`].) Like the service handlers, they read the clock and draw placement seeds
@@ -26,11 +26,14 @@ impl Background {
     /// Starts the replication check every `check_every`.
     pub fn start(master: &Arc<Master>, check_every: Duration) -> Background {
         let (stop, stopped) = watch::channel(false);
-        let tasks = vec![tokio::spawn(replication_loop(
-            Arc::clone(master),
-            check_every,
-            stopped,
-        ))];
+        let tasks = vec![
+            tokio::spawn(replication_loop(
+                Arc::clone(master),
+                check_every,
+                stopped.clone(),
+            )),
+            tokio::spawn(forget_loop(Arc::clone(master), stopped)),
+        ];
         Background { stop, tasks }
     }
 
@@ -51,6 +54,31 @@ async fn replication_loop(master: Arc<Master>, every: Duration, stop: watch::Rec
     let always = |_: &Master| true;
     let what = "replication check";
     periodically(master, every, stop, what, always, check, false).await;
+}
+
+/// How long the request id of an applied mutation is remembered: far longer than any client
+/// retries a call (its RPC timeout).
+const REMEMBER_REQUESTS: Duration = Duration::from_secs(600);
+
+/// Forgets request ids older than [`REMEMBER_REQUESTS`], once a minute.
+async fn forget_loop(master: Arc<Master>, stop: watch::Receiver<bool>) {
+    let forget = |m: &Master| {
+        let cutoff = dfs_proto::time::unix_millis()
+            .saturating_sub(u64::try_from(REMEMBER_REQUESTS.as_millis()).unwrap_or(u64::MAX));
+        m.writer().forget_replies_before(cutoff).map(drop)
+    };
+    let always = |_: &Master| true;
+    let every = Duration::from_secs(60);
+    periodically(
+        master,
+        every,
+        stop,
+        "forgetting old request ids",
+        always,
+        forget,
+        false,
+    )
+    .await;
 }
 
 /// Every `every`, runs `op` on a blocking thread if `due` says there is work, until `stop`

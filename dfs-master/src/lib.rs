@@ -101,7 +101,7 @@ pub async fn run(
     // Metadata calls are small request/response pairs: without TCP_NODELAY, Nagle's
     // algorithm would hold replies back for tens of milliseconds.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let served = service::router(&mut Server::builder(), &node)
+    let served = service::router(Server::builder(), &node)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     node.shutdown().await;

@@ -26,6 +26,46 @@ use crate::FsError;
 /// Metadata key of a refusal that names the leader (`host:port`).
 pub const LEADER_HINT: &str = "dfs-leader";
 
+/// Metadata key of a call's request id: the same on every retry of one call, so that the
+/// group applies a retried mutation once (see dfs-master's `service::request_id`).
+pub const REQUEST_ID: &str = "dfs-request-id";
+
+/// Names a caller's calls for [`REQUEST_ID`]: a random prefix for the caller (so that two
+/// callers, or one restarted, never reuse an id) and a counter.
+#[derive(Debug)]
+pub struct RequestIds {
+    prefix: u64,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl RequestIds {
+    /// Ids with a fresh random prefix.
+    pub fn new() -> RequestIds {
+        use std::hash::{BuildHasher, RandomState};
+        // std's hasher keys are drawn from the OS's random source.
+        let prefix =
+            RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
+        RequestIds {
+            prefix,
+            next: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    /// The id of the next call, as metadata.
+    pub fn next(&self) -> tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{:016x}-{n:x}", self.prefix)
+            .parse()
+            .expect("hex digits are valid metadata")
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        RequestIds::new()
+    }
+}
+
 /// The message of a refusal by a master that is not the leader.
 pub const NOT_LEADER: &str = "not the leader";
 
@@ -201,6 +241,21 @@ struct Members {
     leader: usize,
     /// Index of the last master that answered, to log a change of leader once.
     answered: Option<usize>,
+    /// When each master last left a call unanswered (a frozen or cut-off leader): for
+    /// [`SUSPECT_FOR`] after that, a refusal naming it as the leader is not followed, since
+    /// the others name it only until they have elected another.
+    silent_since: Vec<Option<Instant>>,
+}
+
+/// How long a master that left a call unanswered is not taken for the leader on hearsay.
+const SUSPECT_FOR: Duration = Duration::from_secs(5);
+
+/// How long one try at one master of several may take before the call moves on to the
+/// next: a quarter of the call's timeout, at least two seconds. A master that does not answer
+/// within that (frozen, or cut off after accepting the connection) must not hold the call
+/// until its whole timeout is gone while another master could serve it.
+fn try_timeout(timeout: Duration) -> Duration {
+    (timeout / 4).max(Duration::from_secs(2)).min(timeout)
 }
 
 impl std::fmt::Debug for MasterGroup {
@@ -224,6 +279,7 @@ impl MasterGroup {
             .map(|addr| connect(addr))
             .collect::<Result<Vec<_>, _>>()?;
         let members = Members {
+            silent_since: vec![None; addrs.len()],
             addrs,
             channels,
             leader: 0,
@@ -265,13 +321,20 @@ impl MasterGroup {
         let mut tries = 0usize;
         loop {
             let (index, addr, channel) = self.current();
-            let status = match tokio::time::timeout_at(deadline, rpc(channel)).await {
+            let try_deadline = match self.members().addrs.len() {
+                1 => deadline,
+                _ => (Instant::now() + try_timeout(timeout)).min(deadline),
+            };
+            let status = match tokio::time::timeout_at(try_deadline, rpc(channel)).await {
                 Ok(Ok(reply)) => {
                     self.answered(index);
                     return Ok(reply.into_inner());
                 }
                 Ok(Err(status)) => status,
-                Err(_) => Status::deadline_exceeded("no answer within the call's timeout"),
+                Err(_) => {
+                    self.members().silent_since[index] = Some(Instant::now());
+                    Status::deadline_exceeded("no answer within the time for one try")
+                }
             };
             match failover(&status) {
                 Failover::Answer => {
@@ -321,6 +384,7 @@ impl MasterGroup {
     fn answered(&self, index: usize) {
         let mut members = self.members();
         members.leader = index;
+        members.silent_since[index] = None;
         if let Some(previous) = members.answered.replace(index)
             && previous != index
         {
@@ -341,6 +405,7 @@ impl MasterGroup {
                         "a master named a leader that is not in the list; adding it");
                     members.addrs.push(leader.to_owned());
                     members.channels.push(channel);
+                    members.silent_since.push(None);
                     members.addrs.len() - 1
                 }
                 Err(why) => {
@@ -350,8 +415,11 @@ impl MasterGroup {
                 }
             },
         };
-        if index == tried {
-            // A member that names itself while refusing is between terms: try the others.
+        let silent = members.silent_since[index].is_some_and(|t| t.elapsed() < SUSPECT_FOR);
+        if index == tried || silent {
+            // A member that names itself while refusing is between terms; one that names a
+            // leader which just left a call unanswered has not heard of the next election
+            // yet: try the others.
             drop(members);
             return self.skip(tried);
         }

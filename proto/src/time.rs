@@ -42,6 +42,13 @@ pub fn now() -> Timestamp {
     SystemTime::now().into()
 }
 
+/// Milliseconds since the Unix epoch, now (0 if the clock is before it).
+pub fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// How stale atime may grow before a read marks it even though it is newer than mtime and
 /// ctime (Linux's `relatime` rule).
 pub const ATIME_REFRESH: Duration = Duration::from_secs(24 * 60 * 60);

@@ -40,7 +40,16 @@ impl files_server::Files for FilesService {
     ) -> Result<Response<pb::CreateFileReply>, Status> {
         let req = request.into_inner();
         let (now, clock) = (time::now(), Instant::now());
-        self.calls.write(move |m| m.create_file(&req, now, clock))
+        // A retry of an applied exclusive create finds the file it made (and takes its
+        // lease again, as the same holder).
+        let mut again = req.clone();
+        if let Some(node) = again.node.as_mut() {
+            node.exclusive = false;
+        }
+        self.calls.write_once(
+            move |m| m.create_file(&req, now, clock),
+            move |m| m.create_file(&again, now, clock),
+        )
     }
 
     async fn get_chunks(

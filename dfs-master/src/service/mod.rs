@@ -28,6 +28,7 @@ pub mod locks;
 pub mod namespace;
 pub mod raft;
 pub mod registry;
+pub mod request_id;
 pub mod xattrs;
 
 use std::hash::{BuildHasher, RandomState};
@@ -49,13 +50,17 @@ use crate::error::{Error, Result};
 use crate::master::Master;
 use crate::raft::node::Node;
 
+/// The layers every call passes through: its request id made available to the handler.
+pub type Layers = tower_layer::Stack<request_id::RequestIdLayer, tower_layer::Identity>;
+
 /// Every master service over `node`, added to `server`: what [`run`](crate::run) serves.
-pub fn router(server: &mut Server, node: &Arc<Node>) -> Router {
+pub fn router(server: Server, node: &Arc<Node>) -> Router<Layers> {
     let calls = Calls::new(Arc::clone(node));
     // Snapshots travel in pieces of a few MiB, above tonic's default message limit.
     let raft = RaftServer::new(raft::RaftService::new(node.raft().clone()))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
+    let mut server = server.layer(request_id::RequestIdLayer);
     server
         .add_service(raft)
         .add_service(NamespaceServer::new(namespace::NamespaceService::new(
@@ -124,6 +129,40 @@ impl Calls {
     pub fn write<T>(&self, op: impl FnOnce(&Master) -> Result<T>) -> Result<Response<T>, Status> {
         let master = self.node.leader()?;
         Ok(Response::new(op(&master)?))
+    }
+
+    /// Runs a mutation `op` that must not be applied twice (creates, removals, renames,
+    /// links) as [`Calls::write`] does, once per request id: a retry of a call that was
+    /// applied (its reply lost in a failover) is answered by `replay`, from the state, instead
+    /// (see [`Writer::once`](crate::store::Writer::once)). Calls without a request id run `op`.
+    pub fn write_once<T: prost::Message + Default>(
+        &self,
+        op: impl FnOnce(&Master) -> Result<T>,
+        replay: impl FnOnce(&Master) -> Result<T>,
+    ) -> Result<Response<T>, Status> {
+        let master = self.node.leader()?;
+        let reply = match request_id::current() {
+            Some(id) => {
+                let now_ms = dfs_proto::time::unix_millis();
+                let encode = |reply: &T| reply.encode_to_vec();
+                let decode = |bytes: &[u8]| {
+                    T::decode(bytes).map_err(|e| Error::Corrupt {
+                        cf: crate::store::CF_REPLIES,
+                        detail: e.to_string(),
+                    })
+                };
+                let writer = master.writer();
+                writer.once(
+                    &id,
+                    now_ms,
+                    || op(&master),
+                    (encode, decode),
+                    || replay(&master),
+                )?
+            }
+            None => op(&master)?,
+        };
+        Ok(Response::new(reply))
     }
 
     /// Runs `op`, which may take long (a walk of the whole namespace, a heartbeat reconciling a

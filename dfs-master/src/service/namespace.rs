@@ -11,6 +11,8 @@ use dfs_proto::time;
 use tonic::{Request, Response, Status};
 
 use crate::convert;
+use crate::error::Result;
+use crate::master::Master;
 use crate::service::Calls;
 
 /// The `Namespace` service of a master.
@@ -69,11 +71,16 @@ impl namespace_server::Namespace for NamespaceService {
     ) -> Result<Response<pb::AttrReply>, Status> {
         let req = request.into_inner();
         let now = time::now();
-        self.calls.write(move |m| {
-            let attr = m.namespace().make_node(&req, now)?;
-            let dirs = m.namespace().changed_dirs(&[req.parent])?;
-            Ok(convert::attr_in_dirs(attr, dirs))
-        })
+        let (parent, name) = (req.parent, req.name.clone());
+        self.calls.write_once(
+            move |m| {
+                let attr = m.namespace().make_node(&req, now)?;
+                let dirs = m.namespace().changed_dirs(&[req.parent])?;
+                Ok(convert::attr_in_dirs(attr, dirs))
+            },
+            // A retry of an applied create answers what the name holds.
+            move |m| named(m, parent, &name),
+        )
     }
 
     async fn unlink(
@@ -82,11 +89,15 @@ impl namespace_server::Namespace for NamespaceService {
     ) -> Result<Response<pb::ChangedDirs>, Status> {
         let req = request.into_inner();
         let now = time::now();
-        self.calls.write(move |m| {
-            m.namespace().unlink(req.parent, &req.name, now)?;
-            let dirs = m.namespace().changed_dirs(&[req.parent])?;
-            Ok(convert::changed_dirs(dirs))
-        })
+        let parent = req.parent;
+        self.calls.write_once(
+            move |m| {
+                m.namespace().unlink(req.parent, &req.name, now)?;
+                let dirs = m.namespace().changed_dirs(&[req.parent])?;
+                Ok(convert::changed_dirs(dirs))
+            },
+            move |m| changed(m, &[parent]),
+        )
     }
 
     async fn rmdir(
@@ -95,11 +106,15 @@ impl namespace_server::Namespace for NamespaceService {
     ) -> Result<Response<pb::ChangedDirs>, Status> {
         let req = request.into_inner();
         let now = time::now();
-        self.calls.write(move |m| {
-            m.namespace().rmdir(req.parent, &req.name, now)?;
-            let dirs = m.namespace().changed_dirs(&[req.parent])?;
-            Ok(convert::changed_dirs(dirs))
-        })
+        let parent = req.parent;
+        self.calls.write_once(
+            move |m| {
+                m.namespace().rmdir(req.parent, &req.name, now)?;
+                let dirs = m.namespace().changed_dirs(&[req.parent])?;
+                Ok(convert::changed_dirs(dirs))
+            },
+            move |m| changed(m, &[parent]),
+        )
     }
 
     async fn rename(
@@ -108,12 +123,16 @@ impl namespace_server::Namespace for NamespaceService {
     ) -> Result<Response<pb::ChangedDirs>, Status> {
         let r = request.into_inner();
         let now = time::now();
-        self.calls.write(move |m| {
-            let ns = m.namespace();
-            ns.rename(r.parent, &r.name, r.new_parent, &r.new_name, r.flags, now)?;
-            let dirs = ns.changed_dirs(&[r.parent, r.new_parent])?;
-            Ok(convert::changed_dirs(dirs))
-        })
+        let dirs = [r.parent, r.new_parent];
+        self.calls.write_once(
+            move |m| {
+                let ns = m.namespace();
+                ns.rename(r.parent, &r.name, r.new_parent, &r.new_name, r.flags, now)?;
+                let dirs = ns.changed_dirs(&[r.parent, r.new_parent])?;
+                Ok(convert::changed_dirs(dirs))
+            },
+            move |m| changed(m, &dirs),
+        )
     }
 
     async fn link(
@@ -122,12 +141,16 @@ impl namespace_server::Namespace for NamespaceService {
     ) -> Result<Response<pb::AttrReply>, Status> {
         let req = request.into_inner();
         let now = time::now();
-        self.calls.write(move |m| {
-            let ns = m.namespace();
-            let attr = ns.link(req.ino, req.new_parent, &req.new_name, now)?;
-            let dirs = ns.changed_dirs(&[req.new_parent])?;
-            Ok(convert::attr_in_dirs(attr, dirs))
-        })
+        let (parent, name) = (req.new_parent, req.new_name.clone());
+        self.calls.write_once(
+            move |m| {
+                let ns = m.namespace();
+                let attr = ns.link(req.ino, req.new_parent, &req.new_name, now)?;
+                let dirs = ns.changed_dirs(&[req.new_parent])?;
+                Ok(convert::attr_in_dirs(attr, dirs))
+            },
+            move |m| named(m, parent, &name),
+        )
     }
 
     async fn read_link(
@@ -172,4 +195,17 @@ impl namespace_server::Namespace for NamespaceService {
     ) -> Result<Response<pb::Empty>, Status> {
         self.calls.write(|m| m.sync_metadata().map(convert::done))
     }
+}
+
+/// The answer to a create or link whose first try was applied: the node `name` in `parent`
+/// names now, and the directory.
+fn named(m: &Master, parent: u64, name: &[u8]) -> Result<pb::AttrReply> {
+    let attr = m.namespace().lookup(parent, name)?;
+    let dirs = m.namespace().changed_dirs(&[parent])?;
+    Ok(convert::attr_in_dirs(attr, dirs))
+}
+
+/// The answer to a removal or rename whose first try was applied: the directories as they are.
+fn changed(m: &Master, dirs: &[u64]) -> Result<pb::ChangedDirs> {
+    Ok(convert::changed_dirs(m.namespace().changed_dirs(dirs)?))
 }

@@ -18,10 +18,12 @@
 //! | `leases` | ino u64 BE | [`LeaseRecord`] |
 //! | `xattrs` | ino u64 BE ‖ name bytes | value bytes |
 //! | `locks` | ino u64 BE | [`LockRecords`] (advisory locks) |
+//! | `replies` | request id | time ms u64 BE (applied mutations, for retries) |
+//! | `reply_times` | time ms u64 BE ‖ request id | empty |
 //! | `raft_log` | log index u64 BE | openraft entry (postcard) |
 //! | `raft_state` | `vote`, `committed`, `purged` | openraft's vote and log ids (postcard) |
 //!
-//! The first eleven are the metadata, the state the masters replicate ([`STATE_CFS`]); `meta`
+//! The first thirteen are the metadata, the state the masters replicate ([`STATE_CFS`]); `meta`
 //! also holds the position of the last log entry applied to it and the group's membership, so
 //! that both change in the same batch as the state. The last two are this member's own Raft
 //! log ([`crate::raft`]), which a snapshot leaves out.
@@ -85,6 +87,12 @@ pub const CF_XATTRS: &str = "xattrs";
 /// Column family of advisory locks: every lock held on one file.
 pub const CF_LOCKS: &str = "locks";
 
+/// Column family of the request ids of recently applied mutations (see
+/// [`crate::service::request_id`]): the time each was applied (ms, u64 BE).
+pub const CF_REPLIES: &str = "replies";
+/// Column family of the same request ids by age, to forget them: time (ms, u64 BE) ‖ id.
+pub const CF_REPLY_TIMES: &str = "reply_times";
+
 /// Column family of this member's Raft log entries.
 pub const CF_RAFT_LOG: &str = "raft_log";
 /// Column family of this member's Raft vote and log bounds.
@@ -92,7 +100,7 @@ pub const CF_RAFT_STATE: &str = "raft_state";
 
 /// The column families of the replicated metadata, in the order [`command::Op`] numbers them
 /// (append only: the numbers are in every Raft log).
-pub const STATE_CFS: [&str; 11] = [
+pub const STATE_CFS: [&str; 13] = [
     CF_INODES,
     CF_DENTRIES,
     CF_SYMLINKS,
@@ -104,6 +112,8 @@ pub const STATE_CFS: [&str; 11] = [
     CF_LEASES,
     CF_XATTRS,
     CF_LOCKS,
+    CF_REPLIES,
+    CF_REPLY_TIMES,
 ];
 
 /// The column families of this member's Raft log (see [`crate::raft`]).

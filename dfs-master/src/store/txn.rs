@@ -36,7 +36,7 @@ use crate::store::keys::{dentry_key, encode_dentry, id_key, pair_key};
 use crate::store::records::{ChunkRecord, InodeRecord, LeaseRecord, LockRecords, ServerRecord};
 use crate::store::{
     CF_CHUNK_IDS, CF_CHUNKS, CF_DELETIONS, CF_DENTRIES, CF_INODES, CF_LEASES, CF_LOCKS, CF_META,
-    CF_SERVERS, CF_SYMLINKS, CF_XATTRS, Store, SyncPolicy, meta,
+    CF_REPLIES, CF_REPLY_TIMES, CF_SERVERS, CF_SYMLINKS, CF_XATTRS, Store, SyncPolicy, meta,
 };
 
 /// Ids a raised reservation covers: one synced write per this many creates.
@@ -79,7 +79,12 @@ pub struct Writer {
     store: Arc<Store>,
     lock: Arc<Mutex<()>>,
     commit: Arc<dyn Commit>,
+    /// Replies of calls made [once](Writer::once), to be recorded with the next command.
+    replies: Arc<Mutex<PendingReplies>>,
 }
+
+/// Replies waiting to be recorded: `replies` key and value.
+type PendingReplies = Vec<(Vec<u8>, Vec<u8>)>;
 
 impl Writer {
     /// Wraps an open store whose mutations apply to it directly ([`Local`]).
@@ -94,6 +99,7 @@ impl Writer {
             store,
             lock: Arc::new(Mutex::new(())),
             commit,
+            replies: Arc::default(),
         }
     }
 
@@ -117,22 +123,106 @@ impl Writer {
         self.commit.sync()
     }
 
+    /// Takes the writer lock. A panic in another mutation leaves nothing half-applied (its
+    /// command was never committed), so a poisoned lock is safe to take over.
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        self.lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs the mutation `op` of the call named `request_id` at most once.
+    ///
+    /// Every command `op` commits also records `request_id` (stamped `now_ms`) in the same
+    /// atomic write, and the reply (`encode`d) follows with the next command committed. A
+    /// call whose id is recorded already is a retry of one that was applied and whose reply
+    /// was lost in a failover: it gets the recorded reply (`decode`d) or, if the leader that
+    /// applied it died before recording it, the answer of `replay`, which reads it off the
+    /// current state (the attributes of the name a create made, the directories a rename
+    /// changed) or repeats an idempotent form of the call. Either way `op` is not applied
+    /// again. The writer lock is held from the check through `op`, so two copies of a call
+    /// cannot both apply.
+    pub fn once<T>(
+        &self,
+        request_id: &[u8],
+        now_ms: u64,
+        op: impl FnOnce() -> Result<T>,
+        codec: (impl FnOnce(&T) -> Vec<u8>, impl FnOnce(&[u8]) -> Result<T>),
+        replay: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let (encode, decode) = codec;
+        let guard = self.lock();
+        let pending = self
+            .pending_replies()
+            .iter()
+            .find(|(key, _)| key == request_id)
+            .map(|(_, value)| value.clone());
+        let recorded = match pending {
+            Some(value) => Some(value),
+            None => self.store.raw(CF_REPLIES, request_id)?,
+        };
+        if let Some(recorded) = recorded {
+            drop(guard);
+            return match recorded.get(8..) {
+                Some(reply) if !reply.is_empty() => decode(reply),
+                _ => {
+                    tracing::debug!("a retried call was applied, its reply lost: replaying");
+                    replay()
+                }
+            };
+        }
+        let scope = RequestScope::enter(request_id, now_ms);
+        let result = op();
+        drop(scope);
+        if let Ok(reply) = &result
+            && self.store.raw(CF_REPLIES, request_id)?.is_some()
+        {
+            let mut value = now_ms.to_be_bytes().to_vec();
+            value.extend(encode(reply));
+            self.pending_replies().push((request_id.to_vec(), value));
+        }
+        result
+    }
+
+    fn pending_replies(&self) -> std::sync::MutexGuard<'_, PendingReplies> {
+        self.replies.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets the request ids recorded before `cutoff_ms`: a client retries a call only
+    /// within its RPC timeout. Answers how many it forgot.
+    pub fn forget_replies_before(&self, cutoff_ms: u64) -> Result<usize> {
+        let old = self
+            .store
+            .raw_range(CF_REPLY_TIMES, &[], Some(&cutoff_ms.to_be_bytes()))?;
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let mut command = Command::default();
+        for (key, value) in self.pending_replies().drain(..) {
+            command.put(CF_REPLIES, key, value);
+        }
+        for (key, _) in &old {
+            command.delete(CF_REPLY_TIMES, key.clone());
+            command.delete(CF_REPLIES, key.get(8..).unwrap_or_default().to_vec());
+        }
+        let _guard = self.lock();
+        self.commit.commit(command)?;
+        Ok(old.len())
+    }
+
     /// The store, for reads outside a transaction.
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// Starts a mutation, waiting for the one in progress (if any) to finish.
+    /// Starts a mutation, waiting for the one in progress (if any) to finish. Inside
+    /// [`Writer::once`] the lock is held already, by the whole call.
     pub fn begin(&self) -> Txn<'_> {
-        // A panic in another mutation leaves nothing half-applied (its batch was never
-        // written), so a poisoned lock is safe to take over.
-        let guard = self
-            .lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let guard = (!in_request()).then(|| self.lock());
         Txn {
             store: &self.store,
             commit: &*self.commit,
+            replies: &self.replies,
             _guard: guard,
             command: Command::default(),
             inodes: HashMap::new(),
@@ -148,7 +238,9 @@ impl Writer {
 pub struct Txn<'a> {
     store: &'a Store,
     commit: &'a dyn Commit,
-    _guard: MutexGuard<'a, ()>,
+    replies: &'a Mutex<PendingReplies>,
+    /// The writer lock, unless the request scope holds it.
+    _guard: Option<MutexGuard<'a, ()>>,
     command: Command,
     /// Inodes read or written by this transaction (`None` = absent or deleted).
     inodes: HashMap<u64, Cached<Option<Inode>>>,
@@ -415,6 +507,49 @@ impl Txn<'_> {
             WalSync::Now => self.store.policy() != SyncPolicy::Never,
             WalSync::Later => false,
         };
+        let pending = std::mem::take(&mut *self.replies.lock().unwrap_or_else(|p| p.into_inner()));
+        for (key, value) in pending {
+            command.put(CF_REPLIES, key, value);
+        }
+        if let Some((request_id, now_ms)) = RequestScope::current() {
+            let stamp = now_ms.to_be_bytes();
+            command.put(CF_REPLIES, request_id.clone(), stamp);
+            let mut by_time = stamp.to_vec();
+            by_time.extend_from_slice(&request_id);
+            command.put(CF_REPLY_TIMES, by_time, Vec::new());
+        }
         self.commit.commit(command)
+    }
+}
+
+thread_local! {
+    /// The request id (and its time) of the call this thread runs in [`Writer::once`], which
+    /// holds the writer lock for it.
+    static REQUEST: std::cell::RefCell<Option<(Vec<u8>, u64)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Whether this thread runs a call in [`Writer::once`] (which holds the writer lock).
+fn in_request() -> bool {
+    REQUEST.with(|r| r.borrow().is_some())
+}
+
+/// The request scope of this thread; left on drop, also when the mutation fails or panics.
+struct RequestScope;
+
+impl RequestScope {
+    fn enter(request_id: &[u8], now_ms: u64) -> RequestScope {
+        REQUEST.with(|r| *r.borrow_mut() = Some((request_id.to_vec(), now_ms)));
+        RequestScope
+    }
+
+    fn current() -> Option<(Vec<u8>, u64)> {
+        REQUEST.with(|r| r.borrow().clone())
+    }
+}
+
+impl Drop for RequestScope {
+    fn drop(&mut self) {
+        REQUEST.with(|r| *r.borrow_mut() = None);
     }
 }

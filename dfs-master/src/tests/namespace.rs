@@ -366,3 +366,46 @@ fn statfs_counts_inodes() {
     );
     assert_eq!((stat.live_servers, stat.total_bytes), (0, 0));
 }
+
+#[test]
+fn a_call_retried_with_its_request_id_is_answered_without_applying_it_again() {
+    let fx = Fixture::new();
+    let writer = fx.master.writer();
+    let mkdir = pb::MakeNodeRequest {
+        parent: ROOT_INO,
+        name: b"d".to_vec(),
+        kind: FileKind::Directory as i32,
+        perm: 0o755,
+        exclusive: true,
+        ..Default::default()
+    };
+    let once = |id: &[u8], at_ms| {
+        let replay = || fx.ns().lookup(ROOT_INO, b"d");
+        let codec = (
+            |attr: &pb::Attr| attr.ino.to_be_bytes().to_vec(),
+            |bytes: &[u8]| {
+                fx.ns()
+                    .getattr(u64::from_be_bytes(bytes.try_into().unwrap()))
+            },
+        );
+        writer.once(
+            id,
+            at_ms,
+            || fx.ns().make_node(&mkdir, ts(1)),
+            codec,
+            replay,
+        )
+    };
+    let first = once(b"client-7", 1_000).unwrap();
+    // The retry is answered from the state: the same directory, no EEXIST, no second create.
+    assert_eq!(once(b"client-7", 1_500).unwrap(), first);
+    assert_eq!(fx.ns().inode_count().unwrap(), 2);
+    // Another id is another call.
+    assert_eq!(fs_err(once(b"client-8", 1_500)), FsError::Exists);
+    // A call that failed recorded nothing: its retry runs again.
+    assert_eq!(fs_err(once(b"client-8", 1_600)), FsError::Exists);
+
+    // Old ids are forgotten, newer ones kept.
+    assert_eq!(writer.forget_replies_before(1_001).unwrap(), 1);
+    assert_eq!(fs_err(once(b"client-7", 2_000)), FsError::Exists);
+}
