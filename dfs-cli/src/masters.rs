@@ -35,10 +35,27 @@ pub enum MastersCommand {
     },
 }
 
+/// The leader's view of the group if `reply` came from another member that knows the leader:
+/// only the leader knows how far each member's log is. Falls back to `reply`.
+async fn from_the_leader(master: &MasterClient, reply: pb::MastersReply) -> pb::MastersReply {
+    let leader = reply
+        .members
+        .iter()
+        .find(|m| m.id == reply.leader_id && m.id != reply.answered_by);
+    let Some(leader) = leader else { return reply };
+    let Ok(client) = MasterClient::new(&leader.addr, master.timeout()) else {
+        return reply;
+    };
+    client.masters().await.unwrap_or(reply)
+}
+
 /// Runs `dfs masters [ACTION]`: its report.
 pub async fn run(master: &MasterClient, action: Option<MastersCommand>) -> Result<String, Error> {
     let (headline, reply) = match action {
-        None => (String::new(), master.masters().await?),
+        None => (
+            String::new(),
+            from_the_leader(master, master.masters().await?).await,
+        ),
         Some(MastersCommand::Add { addr, id }) => {
             let reply = master.add_master(&addr, id).await?;
             let added = reply.members.iter().find(|m| m.addr == addr);

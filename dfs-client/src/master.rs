@@ -124,6 +124,11 @@ impl MasterClient {
         })
     }
 
+    /// The bound on one call, retries included.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The master believed to lead (`host:port`): the one the next call goes to first.
     pub fn leader_addr(&self) -> String {
         self.group.leader_addr()

@@ -126,6 +126,31 @@ impl Cluster {
         })
     }
 
+    /// Whether master `i` answers a metadata read (only a leader in office does).
+    pub fn serves(&self, i: usize) -> bool {
+        let uri = format!("http://{}", self.master_addr_at(i));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        runtime.block_on(async move {
+            let ask = async {
+                let channel = tonic::transport::Endpoint::from_shared(uri)
+                    .ok()?
+                    .connect()
+                    .await
+                    .ok()?;
+                let mut namespace = dfs_proto::pb::namespace_client::NamespaceClient::new(channel);
+                namespace
+                    .get_cluster_config(dfs_proto::pb::Empty {})
+                    .await
+                    .ok()
+            };
+            let reply = tokio::time::timeout(std::time::Duration::from_secs(1), ask).await;
+            reply.ok().flatten().is_some()
+        })
+    }
+
     /// The index of the chunkserver listening at `addr`.
     pub fn chunkserver_index(&self, addr: &str) -> usize {
         self.chunkservers

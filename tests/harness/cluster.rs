@@ -242,8 +242,11 @@ impl Cluster {
                     let me = status.answered_by;
                     let leads = status.leader_id == me
                         && status.members.iter().any(|m| m.id == me && m.role == 1);
-                    if leads {
-                        return usize::try_from(me - 1).expect("node ids start at 1");
+                    let i = usize::try_from(me - 1).expect("node ids start at 1");
+                    // Elected, and serving: it has taken office (applied the log, built its
+                    // metadata service).
+                    if leads && self.serves(i) {
+                        return i;
                     }
                 }
             }
