@@ -5,7 +5,9 @@
 //! the leader's heartbeats) and votes, one for snapshot pieces, so a large snapshot in flight
 //! never holds up the heartbeats that keep a leader in office.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use dfs_proto::pb::RaftMessage;
 use dfs_proto::pb::raft_client::RaftClient;
@@ -28,8 +30,34 @@ use crate::raft::{NodeId, TypeConfig};
 /// little; openraft backs off from an unreachable peer on its own.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// When each other member last answered this one (for `dfs masters`). Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Contacts(Arc<Mutex<HashMap<NodeId, Instant>>>);
+
+impl Contacts {
+    /// How long ago member `id` last answered, if it ever did.
+    pub fn since(&self, id: NodeId) -> Option<Duration> {
+        let contacts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        contacts.get(&id).map(Instant::elapsed)
+    }
+
+    fn heard_from(&self, id: NodeId) {
+        let mut contacts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        contacts.insert(id, Instant::now());
+    }
+}
+
 /// Makes the connections to the other members.
-pub struct Network;
+pub struct Network {
+    contacts: Contacts,
+}
+
+impl Network {
+    /// Connections that record when each member answers in `contacts`.
+    pub fn new(contacts: Contacts) -> Network {
+        Network { contacts }
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
@@ -39,6 +67,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             messages: channel(&node.addr),
             snapshots: channel(&node.addr),
+            contacts: self.contacts.clone(),
         }
     }
 }
@@ -67,6 +96,7 @@ pub struct Peer {
     target: NodeId,
     messages: Option<Channel>,
     snapshots: Option<Channel>,
+    contacts: Contacts,
 }
 
 /// The error a call to a peer failed with, before openraft's typing.
@@ -130,9 +160,11 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let call = |mut c: RaftClient<Channel>, r| async move { c.append_entries(r).await };
-        Peer::call(&self.messages, &rpc, option.hard_ttl(), call)
-            .await
-            .map_err(|e| self.rpc_error(e))
+        let reply = Peer::call(&self.messages, &rpc, option.hard_ttl(), call).await;
+        if reply.is_ok() {
+            self.contacts.heard_from(self.target);
+        }
+        reply.map_err(|e| self.rpc_error(e))
     }
 
     async fn install_snapshot(

@@ -40,7 +40,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::master::{self, Master};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::Network;
+use crate::raft::network::{Contacts, Network};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Raft};
 use crate::store::Store;
@@ -69,6 +69,8 @@ pub struct Node {
     /// A leadership transfer is under way: the lease loop sends no heartbeats.
     transferring: AtomicBool,
     stopping: AtomicBool,
+    /// When each other member last answered (while this one leads).
+    contacts: Contacts,
     /// The log sync loop, awaited at shutdown (it holds the store).
     sync_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -123,12 +125,14 @@ impl Node {
                  this master alone; add the others with `dfs masters add`"
             );
         }
+        let contacts = Contacts::default();
         let raft = {
             let (log, machine) = (
                 LogStore::new(Arc::clone(&store)),
                 StateMachine::new(Arc::clone(&store)),
             );
-            let start = Raft::new(id, Arc::new(raft_config), Network, log, machine);
+            let network = Network::new(contacts.clone());
+            let start = Raft::new(id, Arc::new(raft_config), network, log, machine);
             runtime
                 .spawn(start)
                 .await?
@@ -164,6 +168,7 @@ impl Node {
             transferring: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             sync_task: Mutex::new(None),
+            contacts,
         });
         node.raft_handle.spawn(Arc::clone(&node).watch_leadership());
         node.raft_handle
@@ -500,6 +505,10 @@ impl Node {
                     status.term = metrics.current_term;
                     status.last_log_index = matched;
                     status.lag = leader_last.saturating_sub(matched);
+                    status.last_contact_ms = self
+                        .contacts
+                        .since(*id)
+                        .map(|since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
                 } else {
                     status.role = if *id == leader_id {
                         pb::MasterRole::Leader
