@@ -51,9 +51,7 @@ impl Background {
 /// [`crate::cluster::replication`]).
 async fn replication_loop(master: Arc<Master>, every: Duration, stop: watch::Receiver<bool>) {
     let check = |m: &Master| m.check_replication(Instant::now(), placement_seed());
-    let always = |_: &Master| true;
-    let what = "replication check";
-    periodically(master, every, stop, what, always, check, false).await;
+    periodically(master, every, stop, "replication check", check).await;
 }
 
 /// How long the request id of an applied mutation is remembered: far longer than any client
@@ -67,31 +65,18 @@ async fn forget_loop(master: Arc<Master>, stop: watch::Receiver<bool>) {
             .saturating_sub(u64::try_from(REMEMBER_REQUESTS.as_millis()).unwrap_or(u64::MAX));
         m.writer().forget_replies_before(cutoff).map(drop)
     };
-    let always = |_: &Master| true;
     let every = Duration::from_secs(60);
-    periodically(
-        master,
-        every,
-        stop,
-        "forgetting old request ids",
-        always,
-        forget,
-        false,
-    )
-    .await;
+    periodically(master, every, stop, "forgetting old request ids", forget).await;
 }
 
-/// Every `every`, runs `op` on a blocking thread if `due` says there is work, until `stop`
-/// turns true; with `at_stop`, once more after that. A run in progress always finishes
-/// first.
+/// Every `every`, runs `op` on a blocking thread, until `stop` turns true. A run in progress
+/// always finishes first.
 async fn periodically(
     master: Arc<Master>,
     every: Duration,
     mut stop: watch::Receiver<bool>,
     what: &'static str,
-    due: fn(&Master) -> bool,
     op: fn(&Master) -> Result<()>,
-    at_stop: bool,
 ) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -100,19 +85,14 @@ async fn periodically(
             _ = ticker.tick() => false,
             _ = stop.wait_for(|&stopped| stopped) => true,
         };
-        if stopped && !at_stop {
-            return;
-        }
-        if due(&master) {
-            let master = Arc::clone(&master);
-            match tokio::task::spawn_blocking(move || op(&master)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::warn!(error = %err, "{what} failed"),
-                Err(err) => tracing::warn!(error = %err, "{what} panicked"),
-            }
-        }
         if stopped {
             return;
+        }
+        let master = Arc::clone(&master);
+        match tokio::task::spawn_blocking(move || op(&master)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "{what} failed"),
+            Err(err) => tracing::warn!(error = %err, "{what} panicked"),
         }
     }
 }

@@ -9,7 +9,9 @@
 //! * [`network`] — the gRPC client of the `Raft` service of the other members.
 //! * [`node`] — this master's membership in the group: starting Raft, proposing commands,
 //!   following leadership (the metadata logic, a [`Master`](crate::Master), lives only on the
-//!   leader), and the answers of `dfs masters`.
+//!   leader).
+//! * [`membership`] — `dfs masters`: the group's status, adding and removing members,
+//!   handing the leadership over.
 //!
 //! The leader runs a mutation against its own store under the single writer lock, which
 //! yields a [`Command`] (the key writes it decided, see [`crate::store::command`]); the
@@ -24,6 +26,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod log_store;
+pub mod membership;
 pub mod network;
 pub mod node;
 pub mod state_machine;
