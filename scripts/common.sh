@@ -70,6 +70,15 @@ DFS_MASTER_PORT=${DFS_MASTER_PORT:-9400}
 DFS_CHUNKSERVER_BASE_PORT=${DFS_CHUNKSERVER_BASE_PORT:-9500}
 DFS_CHUNKSERVERS=${DFS_CHUNKSERVERS:-3}
 
+# The port of master $1 (1, 2, ...).
+master_port() { echo $((DFS_MASTER_PORT + $1 - 1)); }
+# The masters' addresses, separated by commas, as clients and chunkservers take them.
+master_addrs() {
+  local i addrs=
+  for i in $(seq "$DFS_MASTERS"); do addrs+="127.0.0.1:$(master_port "$i"),"; done
+  echo "${addrs%,}"
+}
+
 # Whether the process in pid file $1 is alive.
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
