@@ -3,7 +3,6 @@
 //! a failover, nothing acknowledged is lost, a frozen leader is deposed for good, a member that
 //! fell behind catches up, and a master cut off from the others refuses writes.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,7 +14,8 @@ use std::time::Duration;
 
 use dfs_proto::pb;
 use dfs_tests::{
-    Cluster, ClusterOptions, assert_success, errno, pseudo_random_bytes, read_fresh, sh, wait_until,
+    Acknowledged, Cluster, ClusterOptions, assert_success, check_acknowledged, pseudo_random_bytes,
+    read_fresh, sh, wait_until,
 };
 
 /// Three masters and three chunkservers. Mounts and chunkservers wait out an election: their
@@ -58,10 +58,6 @@ fn source_tarball(dir: &Path) -> (PathBuf, PathBuf) {
     (tarball, reference)
 }
 
-/// What a writer was told succeeded, by file name: the bytes it must hold, or `None` if it
-/// must be gone.
-type Acknowledged = BTreeMap<String, Option<Vec<u8>>>;
-
 /// Creates, fsyncs, renames and unlinks files in `dir` until `stop`, recording every operation
 /// that returned success. An operation that failed is not recorded (and fails the test: no
 /// application may see an error from a failover).
@@ -89,24 +85,6 @@ fn churn(dir: &Path, stop: &AtomicBool) -> Acknowledged {
         i += 1;
     }
     acknowledged
-}
-
-/// Checks every acknowledged operation against `dir` as another mount sees it.
-fn check_acknowledged(dir: &Path, acknowledged: &Acknowledged) {
-    for (name, expected) in acknowledged {
-        let path = dir.join(name);
-        match expected {
-            Some(bytes) => assert!(
-                read_fresh(&path) == *bytes,
-                "{name}: acknowledged bytes differ or are missing"
-            ),
-            None => assert_eq!(
-                fs::metadata(&path).map_err(|e| errno(&e)).err(),
-                Some(libc::ENOENT),
-                "{name} was acknowledged as gone"
-            ),
-        }
-    }
 }
 
 #[test]
@@ -172,28 +150,10 @@ fn killing_the_leader_during_tar_costs_applications_nothing() {
     wait_until(
         Duration::from_secs(30),
         "the restarted master catches up",
-        || caught_up(&cluster, leader),
+        || cluster.caught_up(leader),
     );
     drop(reader);
     drop(writer);
-}
-
-/// Whether member `i` has applied everything the leader has.
-fn caught_up(cluster: &Cluster, i: usize) -> bool {
-    let leader = cluster.leader();
-    let (Some(lead), Some(member)) = (cluster.masters_status(leader), cluster.masters_status(i))
-    else {
-        return false;
-    };
-    let applied = |reply: &pb::MastersReply| {
-        let me = reply.answered_by;
-        reply
-            .members
-            .iter()
-            .find(|m| m.id == me)
-            .map_or(0, |m| m.applied_index)
-    };
-    applied(&member) >= applied(&lead) && member.leader_id == lead.answered_by
 }
 
 #[test]
@@ -244,7 +204,7 @@ fn a_frozen_leader_is_deposed_and_steps_down_when_it_wakes() {
         Some(cluster.master_addr_at(new).as_str())
     );
     wait_until(Duration::from_secs(10), "the old leader catches up", || {
-        caught_up(&cluster, old)
+        cluster.caught_up(old)
     });
 }
 
@@ -289,7 +249,7 @@ fn a_follower_that_missed_compacted_entries_catches_up_by_snapshot() {
     }
     cluster.restart_master_at(follower);
     wait_until(Duration::from_secs(30), "the follower catches up", || {
-        caught_up(&cluster, follower)
+        cluster.caught_up(follower)
     });
     let log = cluster.logs();
     assert!(

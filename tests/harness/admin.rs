@@ -151,6 +151,16 @@ impl Cluster {
         })
     }
 
+    /// Whether master `i` follows the leader and has applied everything the leader has.
+    pub fn caught_up(&self, i: usize) -> bool {
+        let leader = self.leader();
+        let (Some(lead), Some(member)) = (self.masters_status(leader), self.masters_status(i))
+        else {
+            return false;
+        };
+        applied_index(&member) >= applied_index(&lead) && member.leader_id == lead.answered_by
+    }
+
     /// The index of the chunkserver listening at `addr`.
     pub fn chunkserver_index(&self, addr: &str) -> usize {
         self.chunkservers
@@ -169,4 +179,14 @@ impl Cluster {
             .map(|dir| dir.path().join(&name))
             .find(|path| path.exists())
     }
+}
+
+/// The log index a master has applied, as it reports itself in `reply`.
+fn applied_index(reply: &dfs_proto::pb::MastersReply) -> u64 {
+    let me = reply.answered_by;
+    reply
+        .members
+        .iter()
+        .find(|m| m.id == me)
+        .map_or(0, |m| m.applied_index)
 }

@@ -3,7 +3,7 @@
 //! result is seen (where a write-back filesystem reports a failed write).
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, IntoRawFd};
 use std::path::Path;
 
@@ -21,8 +21,17 @@ pub fn drop_page_cache(path: &Path) {
 
 /// The file's bytes as the daemon serves them now (not the kernel's cached pages).
 pub fn read_fresh(path: &Path) -> Vec<u8> {
-    drop_page_cache(path);
-    std::fs::read(path).unwrap_or_else(|err| panic!("read {path:?}: {err}"))
+    try_read_fresh(path).unwrap_or_else(|err| panic!("read {path:?}: {err}"))
+}
+
+/// [`read_fresh`] for a test that reports a failed open or read itself (with its own context)
+/// instead of failing on the spot.
+pub fn try_read_fresh(path: &Path) -> io::Result<Vec<u8>> {
+    let mut file = File::open(path)?;
+    drop_pages(&file);
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Closes `file` and returns what `close(2)` said (dropping a `File` ignores it).

@@ -16,9 +16,11 @@
 //! `cargo build --release --bins` must have run first (`scripts/test` does).
 //!
 //! One module per concern: `cluster` (the servers' life cycle), `local` (the in-process
-//! cluster), `admin` (the `dfs` CLI, chunk
-//! maps and replica files), `mount` (FUSE mounts), `process` (spawning, readiness, signals),
-//! `shell` (commands and errnos), `files` (page-cache drops and checked closes), `data` (reproducible test data) and `wait` (hang detectors).
+//! cluster), `admin` (the `dfs` CLI, chunk maps, replica files and the masters' status),
+//! `mount` (FUSE mounts), `process` (spawning, readiness, signals), `shell` (commands and
+//! errnos), `files` (page-cache drops and checked closes), `data` (reproducible test data),
+//! `model` (what applications were told succeeded, checked against a mount) and `wait` (hang
+//! detectors).
 //! Tests import everything from the crate root (`dfs_tests::…`), re-exported below; a new helper
 //! goes into the module of its concern.
 
@@ -27,6 +29,7 @@ mod cluster;
 mod data;
 mod files;
 mod local;
+mod model;
 mod mount;
 mod process;
 mod shell;
@@ -35,8 +38,9 @@ mod wait;
 pub use admin::report_value;
 pub use cluster::{Cluster, ClusterOptions};
 pub use data::{XorShift, pseudo_random_bytes, sha256_file};
-pub use files::{close, drop_page_cache, drop_pages, read_fresh};
+pub use files::{close, drop_page_cache, drop_pages, read_fresh, try_read_fresh};
 pub use local::LocalCluster;
+pub use model::{Acknowledged, check_acknowledged, differences};
 pub use mount::{Mount, is_mounted};
 pub use process::binary;
 pub use shell::{assert_success, errno, expect_errno, output_text, repo_path, sh, sh_output};
