@@ -7,7 +7,11 @@
 //! worker was told it holds. It records every operation that returned success in a model
 //! (file name → bytes, or gone). No operation may fail: mounts wait out a failover (their RPC
 //! timeout is well above an election), and the nemesis never takes down a majority of the
-//! masters nor more than one chunkserver (replication 3 needs two replicas to write).
+//! masters nor more than one chunkserver. It also faults a chunkserver only once every chunk
+//! is fully replicated again: with replication 3 and `--min-replication` 2 the cluster
+//! tolerates one chunkserver failure at a time, and a chunk written while one server was down
+//! has two replicas until re-replication restores the third; losing another before that leaves
+//! it one, below the minimum, and a write to it fails with ENOSPC as documented.
 //!
 //! The run is reproducible from its seed: `DFS_NEMESIS_SEED` (else one from the clock, printed
 //! at the start and on failure) fixes the faults and each worker's operations, though not their
@@ -25,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dfs_tests::{
     Acknowledged, Cluster, ClusterOptions, XorShift, close, differences, pseudo_random_bytes,
-    try_read_fresh, wait_until,
+    report_value, try_read_fresh, wait_until,
 };
 
 /// Chunks of 1 MiB, so that the larger files cross chunk boundaries.
@@ -580,7 +584,7 @@ impl Nemesis<'_> {
         if !master_down {
             kinds.extend([(Kind::KillMaster, 3), (Kind::FreezeMaster, 2)]);
         }
-        if !chunkserver_down {
+        if !chunkserver_down && self.fully_replicated() {
             kinds.extend([(Kind::KillChunkserver, 2), (Kind::FreezeChunkserver, 2)]);
         }
         if kinds.is_empty() {
@@ -622,6 +626,19 @@ impl Nemesis<'_> {
             heal_in.as_secs_f64()
         ));
         self.faults.push((Instant::now() + heal_in, fault));
+    }
+
+    /// Whether no chunk lacks a replica (`dfs status`), so that the cluster tolerates a
+    /// chunkserver failure again.
+    fn fully_replicated(&self) -> bool {
+        let status = self.cluster.dfs(&["status"]);
+        let missing = report_value(&status, "under-replicated") + report_value(&status, "missing");
+        if missing > 0 {
+            self.log(format!(
+                "{missing} chunks lack a replica: no chunkserver fault until they are copied"
+            ));
+        }
+        missing == 0
     }
 
     /// The master to hit: the leader two times in three, else another.
