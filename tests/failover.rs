@@ -229,7 +229,7 @@ fn make_node_at(cluster: &Cluster, i: usize, name: &str) -> tonic::Status {
         client
             .make_node(request)
             .await
-            .expect_err("a follower refuses mutations")
+            .expect_err("the master refuses the mutation")
     })
 }
 
@@ -339,29 +339,7 @@ fn a_master_left_alone_refuses_writes_with_a_clear_error() {
     for &i in &others {
         cluster.stop_master_at(i, libc::SIGKILL);
     }
-    let refusal = {
-        let uri = format!("http://{}", cluster.master_addr_at(leader));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let mut client = pb::namespace_client::NamespaceClient::connect(uri)
-                .await
-                .unwrap();
-            let request = pb::MakeNodeRequest {
-                parent: dfs_proto::ROOT_INO,
-                name: b"alone".to_vec(),
-                kind: pb::FileKind::Regular as i32,
-                perm: 0o644,
-                ..Default::default()
-            };
-            client
-                .make_node(request)
-                .await
-                .expect_err("no majority, no write")
-        })
-    };
+    let refusal = make_node_at(&cluster, leader, "alone");
     assert_eq!(refusal.code(), tonic::Code::Unavailable, "{refusal:?}");
     assert!(
         refusal.message().contains("no majority") || refusal.message().contains("not the leader"),

@@ -106,28 +106,27 @@ impl Cluster {
     /// What master `i` says of its group (`Admin.Masters`), or `None` if it does not answer
     /// within a second.
     pub fn masters_status(&self, i: usize) -> Option<dfs_proto::pb::MastersReply> {
-        let uri = format!("http://{}", self.master_addr_at(i));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        runtime.block_on(async move {
-            let ask = async {
-                let channel = tonic::transport::Endpoint::from_shared(uri)
-                    .ok()?
-                    .connect()
-                    .await
-                    .ok()?;
-                let mut admin = dfs_proto::pb::admin_client::AdminClient::new(channel);
-                admin.masters(dfs_proto::pb::Empty {}).await.ok()
-            };
-            let reply = tokio::time::timeout(std::time::Duration::from_secs(1), ask).await;
-            reply.ok().flatten().map(tonic::Response::into_inner)
+        self.ask_master(i, |channel| async move {
+            let mut admin = dfs_proto::pb::admin_client::AdminClient::new(channel);
+            admin.masters(dfs_proto::pb::Empty {}).await
         })
     }
 
     /// Whether master `i` answers a metadata read (only a leader in office does).
     pub fn serves(&self, i: usize) -> bool {
+        self.ask_master(i, |channel| async move {
+            let mut namespace = dfs_proto::pb::namespace_client::NamespaceClient::new(channel);
+            namespace.get_cluster_config(dfs_proto::pb::Empty {}).await
+        })
+        .is_some()
+    }
+
+    /// The answer of master `i` to `call`, or `None` if it fails or takes over a second.
+    fn ask_master<T, F, Fut>(&self, i: usize, call: F) -> Option<T>
+    where
+        F: FnOnce(tonic::transport::Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         let uri = format!("http://{}", self.master_addr_at(i));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -135,19 +134,11 @@ impl Cluster {
             .expect("tokio runtime");
         runtime.block_on(async move {
             let ask = async {
-                let channel = tonic::transport::Endpoint::from_shared(uri)
-                    .ok()?
-                    .connect()
-                    .await
-                    .ok()?;
-                let mut namespace = dfs_proto::pb::namespace_client::NamespaceClient::new(channel);
-                namespace
-                    .get_cluster_config(dfs_proto::pb::Empty {})
-                    .await
-                    .ok()
+                let endpoint = tonic::transport::Endpoint::from_shared(uri).ok()?;
+                call(endpoint.connect().await.ok()?).await.ok()
             };
             let reply = tokio::time::timeout(std::time::Duration::from_secs(1), ask).await;
-            reply.ok().flatten().is_some()
+            reply.ok().flatten().map(tonic::Response::into_inner)
         })
     }
 
