@@ -94,11 +94,15 @@ impl Node {
     /// listens; members reach it at `--advertise`, or there.
     pub async fn start(config: &Config, local_addr: SocketAddr) -> Result<Arc<Node>> {
         config.validate()?;
+        let began = Instant::now();
         let opened = {
             let config = config.clone();
             tokio::task::spawn_blocking(move || master::open_store(&config)).await??
         };
         let store = Arc::new(opened);
+        // How long start-up takes, by phase: opening RocksDB replays its log after a crash,
+        // and openraft reads its log and re-applies committed entries.
+        let opened_ms = began.elapsed().as_millis();
         let id = config.node_id;
         let addr = config
             .advertise
@@ -177,7 +181,8 @@ impl Node {
             .spawn(Arc::clone(&node).confirm_leadership_loop());
         let sync_task = node.main_handle.spawn(Arc::clone(&node).log_sync_loop());
         *node.sync_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(sync_task);
-        tracing::info!(node_id = id, %addr, "master joined its group");
+        let started_ms = began.elapsed().as_millis();
+        tracing::info!(node_id = id, %addr, opened_ms, started_ms, "master joined its group");
         Ok(node)
     }
 
