@@ -250,21 +250,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| storage_error(StorageIOError::write_state_machine, e))?
     }
 
-    /// The last snapshot; after a restart (snapshots are kept in memory only) a new one,
-    /// since the metadata itself is durable and a member may need it.
+    /// The last snapshot built or installed (kept in memory only). None after a restart:
+    /// openraft then builds one at start-up if its log has been compacted, the only case in
+    /// which a member can need one, so a master whose log is whole starts without copying its
+    /// metadata.
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let current = self
             .current
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        match current {
-            Some((meta, bytes)) => Ok(Some(Snapshot {
-                meta,
-                snapshot: Box::new(Cursor::new(bytes)),
-            })),
-            None => self.build_snapshot().await.map(Some),
-        }
+        Ok(current.map(|(meta, bytes)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
+        }))
     }
 }
 
