@@ -173,9 +173,10 @@ impl Writer {
         }
         let scope = RequestScope::enter(request_id, now_ms);
         let result = op();
-        drop(scope);
+        // Whether `op` committed anything (and with it the id): only then is there a reply
+        // worth recording.
         if let Ok(reply) = &result
-            && self.store.raw(CF_REPLIES, request_id)?.is_some()
+            && scope.leave()
         {
             let mut value = now_ms.to_be_bytes().to_vec();
             value.extend(encode(reply));
@@ -511,22 +512,33 @@ impl Txn<'_> {
         for (key, value) in pending {
             command.put(CF_REPLIES, key, value);
         }
-        if let Some((request_id, now_ms)) = RequestScope::current() {
+        let request = RequestScope::current();
+        if let Some((request_id, now_ms)) = &request {
             let stamp = now_ms.to_be_bytes();
             command.put(CF_REPLIES, request_id.clone(), stamp);
             let mut by_time = stamp.to_vec();
-            by_time.extend_from_slice(&request_id);
+            by_time.extend_from_slice(request_id);
             command.put(CF_REPLY_TIMES, by_time, Vec::new());
         }
-        self.commit.commit(command)
+        self.commit.commit(command)?;
+        if request.is_some() {
+            RequestScope::committed();
+        }
+        Ok(())
     }
 }
 
+/// The call a thread runs in [`Writer::once`]: its request id, its time, and whether a
+/// command recording it has been committed.
+struct Request {
+    id: Vec<u8>,
+    now_ms: u64,
+    committed: bool,
+}
+
 thread_local! {
-    /// The request id (and its time) of the call this thread runs in [`Writer::once`], which
-    /// holds the writer lock for it.
-    static REQUEST: std::cell::RefCell<Option<(Vec<u8>, u64)>> =
-        const { std::cell::RefCell::new(None) };
+    /// The call this thread runs in [`Writer::once`], which holds the writer lock for it.
+    static REQUEST: std::cell::RefCell<Option<Request>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Whether this thread runs a call in [`Writer::once`] (which holds the writer lock).
@@ -539,12 +551,34 @@ struct RequestScope;
 
 impl RequestScope {
     fn enter(request_id: &[u8], now_ms: u64) -> RequestScope {
-        REQUEST.with(|r| *r.borrow_mut() = Some((request_id.to_vec(), now_ms)));
+        let request = Request {
+            id: request_id.to_vec(),
+            now_ms,
+            committed: false,
+        };
+        REQUEST.with(|r| *r.borrow_mut() = Some(request));
         RequestScope
     }
 
+    /// The id and time of the call in progress.
     fn current() -> Option<(Vec<u8>, u64)> {
-        REQUEST.with(|r| r.borrow().clone())
+        REQUEST.with(|r| r.borrow().as_ref().map(|r| (r.id.clone(), r.now_ms)))
+    }
+
+    /// A command recording the call has been committed.
+    fn committed() {
+        REQUEST.with(|r| {
+            if let Some(request) = r.borrow_mut().as_mut() {
+                request.committed = true;
+            }
+        });
+    }
+
+    /// Leaves the scope; answers whether a command recording the call was committed.
+    fn leave(self) -> bool {
+        REQUEST
+            .with(|r| r.borrow_mut().take())
+            .is_some_and(|r| r.committed)
     }
 }
 
