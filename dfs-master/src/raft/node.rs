@@ -228,7 +228,8 @@ impl Node {
     /// The metadata logic, if this member leads and is ready to serve a mutation; otherwise
     /// the refusal to send, naming the leader if one is known.
     pub fn leader(&self) -> Result<Arc<Master>> {
-        if self.uncertain.swap(false, Ordering::AcqRel) {
+        // A load first: the swap, a write, is only needed in the rare case.
+        if self.uncertain.load(Ordering::Acquire) && self.uncertain.swap(false, Ordering::AcqRel) {
             tracing::warn!(
                 "a proposal's outcome is unknown: rebuilding the leadership from the store"
             );
