@@ -26,11 +26,6 @@ pub fn current() -> Option<Vec<u8>> {
     CURRENT.try_with(Clone::clone).ok().flatten()
 }
 
-/// Runs `f` as if serving a call named `id` (tests of the deduplication).
-pub async fn scope<F: std::future::Future>(id: Option<Vec<u8>>, f: F) -> F::Output {
-    CURRENT.scope(id, f).await
-}
-
 /// Serves every call with its request id in [`current`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestIdLayer;
