@@ -7,6 +7,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use dfs_proto::http::HttpConfig;
+
 /// Default listen address of the data service.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9500";
 /// Default address of the masters.
@@ -102,6 +104,10 @@ pub struct Config {
     /// for it.
     #[arg(long, env = "DFS_CHUNKSERVER_ADDR_FILE")]
     pub addr_file: Option<PathBuf>,
+
+    /// The HTTP address, serving `/metrics`.
+    #[command(flatten)]
+    pub http: HttpConfig,
 }
 
 impl Config {
@@ -122,6 +128,7 @@ impl Config {
             scrub_bytes_per_sec: 8 << 20,
             max_copies: 4,
             addr_file: None,
+            http: HttpConfig::default(),
         }
     }
 

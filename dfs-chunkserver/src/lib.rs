@@ -38,6 +38,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use dfs_proto::pb::ClusterConfig;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::task;
 use tokio_stream::StreamExt;
@@ -65,6 +66,22 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let mut stop = Shutdown::new(shutdown);
+    let registry = Arc::new(Registry::default());
+    if let Some(http) = config
+        .http
+        .bind()
+        .await
+        .map_err(|e| Error::io("serve HTTP", e))?
+    {
+        let mut http_stop = stop.clone();
+        let router = dfs_proto::http::metrics_router(Arc::clone(&registry));
+        tokio::spawn(async move {
+            let stopped = async move { http_stop.wait().await };
+            if let Err(err) = dfs_proto::http::serve(http, router, stopped).await {
+                warn!(error = %err, "HTTP service failed");
+            }
+        });
+    }
     let bound = listener
         .local_addr()
         .map_err(|e| Error::io("read the bound address", e))?;

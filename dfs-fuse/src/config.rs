@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use dfs_proto::http::HttpConfig;
 
 /// Options of the `dfs-fuse` daemon.
 #[derive(Debug, Clone, Args)]
@@ -58,6 +59,10 @@ pub struct Config {
     /// Log every FUSE request and reply (the `fuser` crate's debug log).
     #[arg(long, env = "DFS_DEBUG_FUSE")]
     pub debug_fuse: bool,
+
+    /// The HTTP address, serving `/metrics`.
+    #[command(flatten)]
+    pub http: HttpConfig,
 }
 
 impl Config {
@@ -74,6 +79,7 @@ impl Config {
             read_only: false,
             fuse_threads: 4,
             debug_fuse: false,
+            http: HttpConfig::default(),
         }
     }
 

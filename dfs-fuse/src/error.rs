@@ -19,6 +19,9 @@ pub enum Error {
         /// The underlying error from fuser / the kernel.
         source: std::io::Error,
     },
+    /// The HTTP address (`--http-listen`) could not be served.
+    #[error("{0}")]
+    Http(std::io::Error),
 }
 
 /// The errno a FUSE reply carries for a failed filesystem operation.

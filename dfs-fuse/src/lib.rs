@@ -33,9 +33,10 @@ pub mod readdir;
 pub mod xattr;
 
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use fuser::{MountOption, Session, SessionACL};
+use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 
 use dfs_client::Client;
@@ -90,6 +91,33 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let client = Client::connect(&config.client).await?;
+    let registry = Arc::new(Registry::default());
+    let http = config.http.bind().await.map_err(Error::Http)?;
+    let (http_stop, http_stopped) = oneshot::channel::<()>();
+    let http_server = http.map(|listener| {
+        let router = dfs_proto::http::metrics_router(Arc::clone(&registry));
+        tokio::spawn(dfs_proto::http::serve(listener, router, async move {
+            let _ = http_stopped.await;
+        }))
+    });
+    let served = mount_and_serve(&config, client, shutdown).await;
+    let _ = http_stop.send(());
+    if let Some(http_server) = http_server {
+        match http_server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "HTTP service failed"),
+            Err(err) => tracing::warn!(error = %err, "HTTP service panicked"),
+        }
+    }
+    served
+}
+
+/// Mounts with `client` and serves the session until `shutdown` or an unmount from outside.
+async fn mount_and_serve(
+    config: &Config,
+    client: Client,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let mountpoint = config.mountpoint().clone();
     let mount_error = |source| Error::Mount {
         mountpoint: mountpoint.display().to_string(),
@@ -102,7 +130,7 @@ pub async fn run(
         config.entry_ttl(),
     );
     let notifier = fs.notifier_slot();
-    let options = session_config(&config);
+    let options = session_config(config);
 
     // The session blocks a thread: mount + handshake, then the request loops until unmount.
     let (mounted_tx, mounted_rx) = oneshot::channel();

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use dfs_proto::chunk::ChunkLayout;
+use dfs_proto::http::HttpConfig;
 use dfs_proto::{DEFAULT_BLOCK_SIZE, DEFAULT_CHUNK_SIZE};
 
 use crate::error::{Error, Result};
@@ -181,6 +182,10 @@ pub struct Config {
     /// and a member that needs them receives the snapshot instead.
     #[arg(long, env = "DFS_MASTER_SNAPSHOT_ENTRIES", default_value_t = DEFAULT_SNAPSHOT_ENTRIES)]
     pub snapshot_entries: u64,
+
+    /// The HTTP address: metrics, the JSON API and the web dashboard.
+    #[command(flatten)]
+    pub http: HttpConfig,
 }
 
 impl Config {
@@ -212,6 +217,7 @@ impl Config {
             join: false,
             election_timeout_ms: DEFAULT_ELECTION_TIMEOUT_MS,
             snapshot_entries: DEFAULT_SNAPSHOT_ENTRIES,
+            http: HttpConfig::default(),
         }
     }
 

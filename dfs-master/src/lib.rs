@@ -29,6 +29,7 @@
 //! * [`convert`] — every translation between the wire contract and the master's own types.
 //! * [`service`] — the six thin tonic services (`Namespace`, `Files`, `Xattrs`, `Locks`,
 //!   `Registry`, `Admin`), one file each, all on one listener.
+//! * [`http`] — the HTTP service on `--http-listen`: metrics, the JSON API, the dashboard.
 //! * [`background`] — the leader's periodic replication check.
 //! * [`config`] and [`error`] — settings (clap options) and the crate's error type.
 //!
@@ -48,6 +49,7 @@ pub mod cluster;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod http;
 pub mod locks;
 pub mod master;
 pub mod namespace;
@@ -61,9 +63,11 @@ mod tests;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -90,6 +94,8 @@ pub async fn run(
     let local_addr = listener.local_addr()?;
     let addr_file = config.addr_file.clone();
     let data_dir = config.data_dir.clone();
+    let http_listener = config.http.bind().await?;
+    let registry = Arc::new(Registry::default());
     let node = Node::start(&config, local_addr).await?;
     if !config.join && node.alone().await {
         node.wait_leading(Duration::from_secs(30)).await?;
@@ -101,21 +107,34 @@ pub async fn run(
     // Metadata calls are small request/response pairs: without TCP_NODELAY, Nagle's
     // algorithm would hold replies back for tens of milliseconds.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let shutdown = shutdown.shared();
+    let http_server = http_listener.map(|listener| {
+        let state = http::HttpState {
+            node: Arc::clone(&node),
+        };
+        tokio::spawn(dfs_proto::http::serve(
+            listener,
+            http::router(state, registry),
+            shutdown.clone(),
+        ))
+    });
     let served = service::router(Server::builder(), &node)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
+    if let Some(http_server) = http_server {
+        match http_server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "HTTP service failed"),
+            Err(err) => tracing::warn!(error = %err, "HTTP service panicked"),
+        }
+    }
     node.shutdown().await;
     served?;
     tracing::info!("master stopped");
     Ok(())
 }
 
-/// Writes `addr` to `path` through a temporary file and a rename, so a reader never sees a
-/// partial line.
+/// Writes `addr` to `path` atomically (see [`dfs_proto::http::write_addr_file`]).
 fn write_addr_file(path: &Path, addr: SocketAddr) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    std::fs::write(&tmp, addr.to_string())?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    Ok(dfs_proto::http::write_addr_file(path, addr)?)
 }

@@ -11,12 +11,15 @@
 //! * [`time`] — conversions between wire timestamps and `SystemTime`.
 //! * [`masters`] — lists of masters and following their leader: the refusal a non-leader
 //!   sends, its hint, the backoff between tries.
+//! * [`http`] — the HTTP address every process serves (`/metrics`, and on a master its API
+//!   and dashboard).
 //! * [`process`] — logging setup and the shutdown signal every dfs binary shares.
 //! * [`attrs`] — which fields of a `setattr` change an inode's attributes, and how.
 
 pub mod attrs;
 pub mod chunk;
 pub mod error;
+pub mod http;
 pub mod masters;
 pub mod process;
 pub mod time;

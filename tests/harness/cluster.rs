@@ -115,6 +115,22 @@ impl Cluster {
         }
     }
 
+    /// `host:port` of master `i`'s HTTP service (metrics, API, dashboard), while it runs.
+    pub fn master_http_at(&self, i: usize) -> String {
+        let server = self.masters[i]
+            .as_ref()
+            .unwrap_or_else(|| panic!("master {i} is down"));
+        server.http.clone()
+    }
+
+    /// `host:port` of chunkserver `i`'s HTTP service (metrics), while it runs.
+    pub fn chunkserver_http_at(&self, i: usize) -> String {
+        let server = self.chunkservers[i]
+            .as_ref()
+            .unwrap_or_else(|| panic!("chunkserver {i} is down"));
+        server.http.clone()
+    }
+
     /// The temporary directory holding every server's data and logs.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -18,7 +18,7 @@
 //! One module per concern: `cluster` (the servers' life cycle), `local` (the in-process
 //! cluster), `admin` (the `dfs` CLI, chunk maps, replica files and the masters' status),
 //! `mount` (FUSE mounts), `process` (spawning, readiness, signals), `shell` (commands and
-//! errnos), `files` (page-cache drops and checked closes), `data` (reproducible test data),
+//! errnos), `files` (page-cache drops and checked closes), `http` (requests to the HTTP services), `data` (reproducible test data),
 //! `model` (what applications were told succeeded, checked against a mount) and `wait` (hang
 //! detectors).
 //! Tests import everything from the crate root (`dfs_tests::…`), re-exported below; a new helper
@@ -28,6 +28,7 @@ mod admin;
 mod cluster;
 mod data;
 mod files;
+mod http;
 mod local;
 mod model;
 mod mount;
@@ -39,6 +40,7 @@ pub use admin::report_value;
 pub use cluster::{Cluster, ClusterOptions};
 pub use data::{XorShift, pseudo_random_bytes, sha256_file};
 pub use files::{close, drop_page_cache, drop_pages, read_fresh, try_read_fresh};
+pub use http::{HttpReply, http_get, http_request};
 pub use local::LocalCluster;
 pub use model::{Acknowledged, check_acknowledged, differences};
 pub use mount::{Mount, is_mounted};

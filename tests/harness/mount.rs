@@ -19,6 +19,7 @@ pub struct Mount {
     child: Child,
     path: PathBuf,
     log: PathBuf,
+    http_file: PathBuf,
     _dir: TempDir,
 }
 
@@ -31,6 +32,7 @@ impl Mount {
         let path = dir.path().join("mnt");
         fs::create_dir(&path).expect("create mount point");
         let log = unique_log(cluster.dir(), "fuse");
+        let http_file = dir.path().join("fuse.http");
         let mut cmd = Command::new(binary("dfs-fuse"));
         cmd.arg("--master")
             .arg(cluster.master_addr())
@@ -38,12 +40,15 @@ impl Mount {
             .arg(&path)
             .arg("--rpc-timeout-ms")
             .arg(cluster.options.rpc_timeout_ms.to_string())
+            .args(["--http-listen", "127.0.0.1:0", "--http-addr-file"])
+            .arg(&http_file)
             .args(extra_args);
         let child = spawn_logged(cmd, &log);
         let mut mount = Mount {
             child,
             path,
             log,
+            http_file,
             _dir: dir,
         };
         mount.wait_mounted();
@@ -66,6 +71,12 @@ impl Mount {
             );
             thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// `host:port` of the mount's HTTP service (`/metrics`).
+    pub fn http(&self) -> String {
+        let addr = fs::read_to_string(&self.http_file).expect("the mount wrote its HTTP address");
+        addr.trim().to_string()
     }
 
     /// The mount point.

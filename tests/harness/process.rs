@@ -15,6 +15,8 @@ pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) struct Server {
     pub(crate) child: Child,
     pub(crate) addr: String,
+    /// `host:port` of its HTTP service (`/metrics`; on a master also the API and dashboard).
+    pub(crate) http: String,
 }
 
 impl Server {
@@ -46,10 +48,14 @@ pub fn binary(name: &str) -> PathBuf {
 
 pub(crate) fn spawn_server(dir: &Path, bin: &str, name: &str, args: &[String]) -> Server {
     let addr_file = dir.join(format!("{name}.addr"));
+    let http_file = dir.join(format!("{name}.http"));
     let _ = fs::remove_file(&addr_file);
+    let _ = fs::remove_file(&http_file);
     let log = unique_log(dir, name);
     let mut cmd = Command::new(binary(bin));
     cmd.args(args).arg("--addr-file").arg(&addr_file);
+    cmd.args(["--http-listen", "127.0.0.1:0", "--http-addr-file"])
+        .arg(&http_file);
     let mut child = spawn_logged(cmd, &log);
     let deadline = Instant::now() + READY_TIMEOUT;
     let addr = loop {
@@ -73,7 +79,18 @@ pub(crate) fn spawn_server(dir: &Path, bin: &str, name: &str, args: &[String]) -
         }
         thread::sleep(Duration::from_millis(20));
     };
-    Server { child, addr }
+    // Written when the HTTP port is bound, before the server is ready.
+    let http = fs::read_to_string(&http_file).unwrap_or_else(|e| {
+        panic!(
+            "{bin} wrote no HTTP address to {}: {e}",
+            http_file.display()
+        )
+    });
+    Server {
+        child,
+        addr,
+        http: http.trim().to_string(),
+    }
 }
 
 pub(crate) fn spawn_logged(mut cmd: Command, log: &Path) -> Child {
