@@ -30,6 +30,7 @@
 //! * [`service`] — the six thin tonic services (`Namespace`, `Files`, `Xattrs`, `Locks`,
 //!   `Registry`, `Admin`), one file each, all on one listener.
 //! * [`http`] — the HTTP service on `--http-listen`: metrics, the JSON API, the dashboard.
+//! * [`metrics`] — what `/metrics` exposes, and the running totals the dashboard samples.
 //! * [`background`] — the leader's periodic replication check.
 //! * [`config`] and [`error`] — settings (clap options) and the crate's error type.
 //!
@@ -52,6 +53,7 @@ pub mod error;
 pub mod http;
 pub mod locks;
 pub mod master;
+pub mod metrics;
 pub mod namespace;
 pub mod raft;
 pub mod service;
@@ -72,6 +74,7 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+use crate::metrics::MasterMetrics;
 use crate::raft::node::Node;
 
 pub use crate::config::Config;
@@ -95,7 +98,9 @@ pub async fn run(
     let addr_file = config.addr_file.clone();
     let data_dir = config.data_dir.clone();
     let http_listener = config.http.bind().await?;
-    let registry = Arc::new(Registry::default());
+    let mut registry = Registry::default();
+    let metrics = Arc::new(MasterMetrics::new(&mut registry));
+    let registry = Arc::new(registry);
     let node = Node::start(&config, local_addr).await?;
     if !config.join && node.alone().await {
         node.wait_leading(Duration::from_secs(30)).await?;
@@ -109,9 +114,7 @@ pub async fn run(
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let shutdown = shutdown.shared();
     let http_server = http_listener.map(|listener| {
-        let state = http::HttpState {
-            node: Arc::clone(&node),
-        };
+        let state = http::HttpState::new(Arc::clone(&node), metrics, http::API_RPC_TIMEOUT);
         tokio::spawn(dfs_proto::http::serve(
             listener,
             http::router(state, registry),

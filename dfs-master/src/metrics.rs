@@ -1,0 +1,170 @@
+//! The master's metrics: what `/metrics` exposes to Prometheus, and the running totals the
+//! dashboard's history samples (so the dashboard needs no Prometheus).
+//!
+//! One [`MasterMetrics`] per master process, registered in that process's own registry.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Upper bounds, in seconds, of the call latency buckets: 100 µs to about 13 s.
+pub const LATENCY_BUCKETS: [f64; 18] = [
+    0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+    10.0, 15.0, 20.0,
+];
+
+/// Labels of a call: its gRPC method (`Namespace/Lookup`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    /// `Service/Method`.
+    pub method: String,
+}
+
+/// Every metric the master keeps; a cheap handle to share (`Arc`).
+#[derive(Debug)]
+pub struct MasterMetrics {
+    calls: Family<MethodLabels, Counter>,
+    errors: Family<MethodLabels, Counter>,
+    latency: Family<MethodLabels, Histogram>,
+    activity: Activity,
+}
+
+/// Running totals over all calls, for the dashboard's history.
+#[derive(Debug, Default)]
+struct Activity {
+    calls: AtomicU64,
+    errors: AtomicU64,
+    /// Calls per latency bucket (not cumulative), the last one past every bound.
+    latency: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+}
+
+/// A reading of the running totals: the difference of two readings is the activity between
+/// them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActivityTotals {
+    /// Calls answered since the master started.
+    pub calls: u64,
+    /// Calls answered with an error.
+    pub errors: u64,
+    /// Calls per latency bucket: `latency[i]` took at most `LATENCY_BUCKETS[i]` (and more
+    /// than the bound before); the last entry took longer than every bound.
+    pub latency: Vec<u64>,
+    /// Bytes the chunkservers have served to readers (from their heartbeats).
+    pub bytes_read: u64,
+    /// Bytes the chunkservers have stored from writers (from their heartbeats).
+    pub bytes_written: u64,
+}
+
+impl MasterMetrics {
+    /// The master's metrics, registered in `registry` under the `dfs_master` prefix.
+    pub fn new(registry: &mut Registry) -> MasterMetrics {
+        let metrics = MasterMetrics {
+            calls: Family::default(),
+            errors: Family::default(),
+            latency: Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS)),
+            activity: Activity::default(),
+        };
+        let registry = registry.sub_registry_with_prefix("dfs_master");
+        registry.register(
+            "rpc_calls",
+            "gRPC calls answered, by method",
+            metrics.calls.clone(),
+        );
+        registry.register(
+            "rpc_errors",
+            "gRPC calls answered with an error, by method",
+            metrics.errors.clone(),
+        );
+        registry.register(
+            "rpc_latency_seconds",
+            "Time to answer a gRPC call, by method",
+            metrics.latency.clone(),
+        );
+        metrics
+    }
+
+    /// Records one answered call of `method` that took `elapsed`.
+    pub fn record_call(&self, method: &str, elapsed: Duration, ok: bool) {
+        let labels = MethodLabels {
+            method: method.to_owned(),
+        };
+        self.calls.get_or_create(&labels).inc();
+        let secs = elapsed.as_secs_f64();
+        self.latency.get_or_create(&labels).observe(secs);
+        let activity = &self.activity;
+        activity.calls.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.errors.get_or_create(&labels).inc();
+            activity.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|bound| secs <= *bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        activity.latency[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds data moved by the chunkservers since their last report.
+    pub fn record_data(&self, bytes_read: u64, bytes_written: u64) {
+        let activity = &self.activity;
+        activity.bytes_read.fetch_add(bytes_read, Ordering::Relaxed);
+        activity
+            .bytes_written
+            .fetch_add(bytes_written, Ordering::Relaxed);
+    }
+
+    /// The running totals now.
+    pub fn totals(&self) -> ActivityTotals {
+        let activity = &self.activity;
+        ActivityTotals {
+            calls: activity.calls.load(Ordering::Relaxed),
+            errors: activity.errors.load(Ordering::Relaxed),
+            latency: activity
+                .latency
+                .iter()
+                .map(|count| count.load(Ordering::Relaxed))
+                .collect(),
+            bytes_read: activity.bytes_read.load(Ordering::Relaxed),
+            bytes_written: activity.bytes_written.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_are_counted_by_method_and_in_the_totals() {
+        let mut registry = Registry::default();
+        let metrics = MasterMetrics::new(&mut registry);
+        metrics.record_call("Namespace/Lookup", Duration::from_micros(150), true);
+        metrics.record_call("Namespace/Lookup", Duration::from_millis(3), false);
+        metrics.record_call("Files/Open", Duration::from_secs(60), true);
+        metrics.record_data(10, 30);
+
+        let totals = metrics.totals();
+        assert_eq!((totals.calls, totals.errors), (3, 1));
+        assert_eq!(totals.latency[1], 1, "150 µs falls in the 200 µs bucket");
+        assert_eq!(totals.latency[5], 1, "3 ms falls in the 5 ms bucket");
+        assert_eq!(
+            totals.latency[LATENCY_BUCKETS.len()],
+            1,
+            "60 s is past every bound"
+        );
+        assert_eq!((totals.bytes_read, totals.bytes_written), (10, 30));
+
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains(r#"dfs_master_rpc_calls_total{method="Namespace/Lookup"} 2"#));
+        assert!(text.contains(r#"dfs_master_rpc_errors_total{method="Namespace/Lookup"} 1"#));
+        assert!(text.contains(r#"dfs_master_rpc_latency_seconds_count{method="Files/Open"} 1"#));
+    }
+}
