@@ -329,9 +329,9 @@ pub struct ClusterStatus {
     pub servers: ServerCounts,
     /// Capacity of the live chunkservers.
     pub capacity: Capacity,
-    /// Files in the namespace.
-    pub files: u64,
-    /// Chunks of those files.
+    /// Inodes in the namespace: files, directories, symlinks, … (the root included).
+    pub inodes: u64,
+    /// Chunks of the files.
     pub chunks: u64,
     /// The replication factor.
     pub replication: u32,
@@ -369,7 +369,7 @@ impl ClusterStatus {
         ClusterStatus {
             servers,
             capacity,
-            files: status.files,
+            inodes: status.files,
             chunks: status.chunks,
             replication: status.replication,
             under_replicated: status.under_replicated,
