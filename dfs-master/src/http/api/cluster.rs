@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use dfs_client::MasterClient;
 use dfs_proto::FsError;
@@ -52,8 +52,9 @@ pub async fn servers(State(state): State<HttpState>) -> ApiResult<Json<Vec<Serve
     responses((status = 200, body = Server), (status = 404, body = ErrorBody)))]
 pub async fn decommission(
     State(state): State<HttpState>,
-    Path(address): Path<String>,
+    address: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<Server>> {
+    let Path(address) = address?;
     let server = state
         .client()
         .await?
