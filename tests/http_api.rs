@@ -4,11 +4,15 @@
 //! status and JSON body (and nothing changed by a refused request).
 
 use std::fs;
+use std::io::Write;
+use std::net::TcpStream;
 use std::process::Command;
 use std::thread;
+use std::time::Duration;
 
 use dfs_tests::{
     Cluster, ClusterOptions, HttpReply, http_get, http_request, pseudo_random_bytes, sha256_file,
+    wait_until,
 };
 
 /// Asserts that `reply` is the JSON error `status`/`code`.
@@ -517,7 +521,7 @@ fn every_refused_request_answers_its_status_in_json_and_changes_nothing() {
 }
 
 #[test]
-fn a_full_cluster_refuses_an_upload_with_507_and_keeps_serving() {
+fn failed_and_abandoned_uploads_leave_no_lease_held() {
     let cluster = Cluster::start(ClusterOptions {
         chunk_size: 1 << 20,
         capacity_bytes: Some(4 << 20),
@@ -550,5 +554,24 @@ fn a_full_cluster_refuses_an_upload_with_507_and_keeps_serving() {
         status["capacity"]["total_bytes"],
         3 * (4u64 << 20),
         "{status}"
+    );
+
+    // An upload whose client goes away mid-body: the master releases the file, so a mount
+    // opens it for writing without waiting out a lease.
+    let mut upload = TcpStream::connect(&api).unwrap();
+    let head =
+        "PUT /api/v1/files/abandoned.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\n\r\n";
+    upload.write_all(head.as_bytes()).unwrap();
+    upload.write_all(&[7u8; 64 << 10]).unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "the upload to create its file",
+        || http_get(&api, "/api/v1/stat/abandoned.bin").status == 200,
+    );
+    drop(upload);
+    fs::write(mount.join("abandoned.bin"), b"").unwrap();
+    assert_eq!(
+        http_get(&api, "/api/v1/stat/abandoned.bin").json()["size"],
+        0
     );
 }
