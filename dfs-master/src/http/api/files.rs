@@ -66,8 +66,8 @@ pub async fn download(
     let (file, size, requested) = open_for_download(client, &path, &headers).await?;
     let (start, end) = match requested {
         Requested::Part { start, end } => (start, end + 1),
-        Requested::Whole => (0, size),
-        Requested::Unsatisfiable => unreachable!("refused by open_for_download"),
+        // An unsatisfiable range was refused by `open_for_download`.
+        Requested::Whole | Requested::Unsatisfiable => (0, size),
     };
     let body = Body::from_stream(read_stream(file, start, end));
     Ok(content_response(requested, size, body))
