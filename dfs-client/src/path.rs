@@ -12,7 +12,7 @@ use bytes::Bytes;
 use dfs_proto::{FsError, ROOT_INO};
 
 use crate::attr::{Attr, FileKind, OpenFlags};
-use crate::client::{Caller, Client, DirEntry};
+use crate::client::{Caller, Client, DirEntry, DirPage};
 
 /// Most symbolic links followed while resolving one path, as Linux's `MAXSYMLINKS`.
 const MAX_SYMLINKS: u32 = 40;
@@ -64,15 +64,12 @@ impl Client {
 
     /// The entries of directory `path` in name order, without `.` and `..`.
     pub async fn list_path(&self, path: &str) -> Result<Vec<DirEntry>, FsError> {
-        let dir = self.resolve(path.as_bytes(), true).await?;
-        if dir.kind != FileKind::Directory {
-            return Err(FsError::NotDir);
-        }
+        let dir = self.resolve_dir(path).await?;
         let mut entries: Vec<DirEntry> = Vec::new();
         loop {
             let after = entries.last().map_or(&[][..], |e| e.name.as_slice());
             let page = self
-                .read_dir(dir.ino, after, LIST_PAGE_ENTRIES, entries.is_empty())
+                .read_dir(dir, after, LIST_PAGE_ENTRIES, entries.is_empty())
                 .await?;
             // A page that adds nothing while claiming more would loop forever.
             let more = page.more && !page.entries.is_empty();
@@ -81,6 +78,19 @@ impl Client {
                 return Ok(entries);
             }
         }
+    }
+
+    /// One page of directory `path`'s listing: up to `limit` entries after the name `after`
+    /// (empty: from the start), for callers that page through a large directory themselves
+    /// (an HTTP listing) instead of holding all of it.
+    pub async fn list_page_path(
+        &self,
+        path: &str,
+        after: &[u8],
+        limit: u32,
+    ) -> Result<DirPage, FsError> {
+        let dir = self.resolve_dir(path).await?;
+        self.read_dir(dir, after, limit, after.is_empty()).await
     }
 
     /// Creates directory `path` with permission bits `mode`; its parent must exist.
@@ -102,8 +112,26 @@ impl Client {
     /// Creates regular file `path` (or truncates it if it exists) with permission bits `mode`
     /// and opens it for writing, holding its writer lease until it is closed.
     pub async fn create_path(&self, path: &str, mode: u32) -> Result<File, FsError> {
+        self.create_path_with(path, mode, false).await
+    }
+
+    /// Creates regular file `path` with permission bits `mode`, failing with `EEXIST` if the
+    /// name exists (`O_EXCL`), and opens it for writing as [`create_path`](Client::create_path).
+    pub async fn create_new_path(&self, path: &str, mode: u32) -> Result<File, FsError> {
+        self.create_path_with(path, mode, true).await
+    }
+
+    async fn create_path_with(
+        &self,
+        path: &str,
+        mode: u32,
+        exclusive: bool,
+    ) -> Result<File, FsError> {
         let (parent, name) = self.parent_of(path).await?;
-        let flags = OpenFlags::WRITE_TRUNCATE;
+        let flags = OpenFlags {
+            exclusive,
+            ..OpenFlags::WRITE_TRUNCATE
+        };
         let (attr, _) = self
             .create(this_process(), parent, name, mode, NO_UMASK, flags)
             .await?;
@@ -152,6 +180,15 @@ impl Client {
             return Err(FsError::Invalid(format!("{path} is not a symbolic link")));
         }
         self.readlink(attr.ino).await
+    }
+
+    /// The inode of directory `path` (following a symlink at its end).
+    async fn resolve_dir(&self, path: &str) -> Result<u64, FsError> {
+        let dir = self.resolve(path.as_bytes(), true).await?;
+        if dir.kind != FileKind::Directory {
+            return Err(FsError::NotDir);
+        }
+        Ok(dir.ino)
     }
 
     /// The inode of the directory holding `path`'s last name, and that name.

@@ -11,16 +11,15 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use dfs_client::Client;
 use prometheus_client::registry::Registry;
-use serde::Serialize;
 use tokio::sync::OnceCell;
 
 use crate::metrics::MasterMetrics;
 use crate::raft::node::Node;
+
+pub mod api;
 
 /// How long a call of the HTTP service's client may take, failovers included (a mount's
 /// default).
@@ -76,28 +75,9 @@ impl HttpState {
 
 /// The whole HTTP service of a master: metrics from `registry`, the API, the dashboard.
 pub fn router(state: HttpState, registry: Arc<Registry>) -> Router {
-    let api = Router::new().route("/health", get(health));
+    let api = api::router();
     Router::new()
         .nest("/api/v1", api)
         .with_state(state)
         .merge(dfs_proto::http::metrics_router(registry))
-}
-
-/// The answer of `GET /api/v1/health`: this master is up and knows its place in the group.
-#[derive(Debug, Serialize)]
-pub struct Health {
-    /// Always `"ok"`: an answer at all means the process serves.
-    pub status: &'static str,
-    /// This member's node id.
-    pub node_id: u64,
-    /// Whether this member leads its group and serves metadata calls.
-    pub leader: bool,
-}
-
-async fn health(State(state): State<HttpState>) -> Json<Health> {
-    Json(Health {
-        status: "ok",
-        node_id: state.node.id(),
-        leader: state.node.leader().is_ok(),
-    })
 }
