@@ -80,9 +80,16 @@ fn cards(status: &pb::ClusterStatusReply) -> Markup {
                 h3 { "Chunkservers" }
                 p.big { span #servers-active { (count(ServerState::Active)) } " active" }
                 p {
-                    span.state.stale { (count(ServerState::Stale)) " stale" } " · "
-                    span.state.dead { (count(ServerState::Dead)) " dead" } " · "
-                    span.state.draining { (count(ServerState::Draining)) " draining" }
+                    @for (i, (state, word)) in [
+                        (ServerState::Stale, "stale"),
+                        (ServerState::Dead, "dead"),
+                        (ServerState::Draining, "draining"),
+                    ].into_iter().enumerate() {
+                        @if i > 0 { " · " }
+                        @let n = count(state);
+                        // Only a state some server is in stands out.
+                        span.state.(word)[n > 0] #{ "servers-" (word) } { (n) " " (word) }
+                    }
                 }
             }
             div.card #capacity-card {
@@ -130,7 +137,12 @@ fn masters(group: &pb::MastersReply, this: u64) -> Markup {
                         td { (m.addr) }
                         td { @if role == "leader" { "★ " } (role) }
                         td { (m.lag) }
-                        td { (m.last_contact_ms.map_or("—".to_owned(), format::heartbeat_age)) }
+                        td {
+                            @match m.last_contact_ms {
+                                Some(ms) if m.id != group.leader_id => (format::heartbeat_age(ms)),
+                                _ => "—",
+                            }
+                        }
                         td { @if m.id == this { "this page" } }
                     }
                 }

@@ -151,7 +151,8 @@ function short(value, bytes) {
   const units = bytes ? ["B", "KiB", "MiB", "GiB", "TiB"] : ["", "k", "M", "G", "T"];
   let unit = 0;
   while (Math.abs(value) >= base && unit + 1 < units.length) { value /= base; unit += 1; }
-  const text = value >= 100 || Number.isInteger(value) ? value.toFixed(0) : value.toFixed(1);
+  const digits = Number.isInteger(value) || value >= 100 ? 0 : value >= 1 ? 1 : 2;
+  const text = value.toFixed(digits);
   return text + (units[unit] ? " " + units[unit] : "");
 }
 
