@@ -12,6 +12,8 @@
 //!   `dfs backup DEST` — a consistent copy of the metadata, on the master's machine;
 //!   `dfs masters` — the group of masters, and adding, removing or handing over the
 //!   leadership ([`masters`]).
+//! * `dfs stats --http ADDR`: a live view of a mount, a master or a chunkserver, one line per
+//!   second, from its `/metrics` ([`stats`]).
 //!
 //! Paths are absolute from the filesystem's root, not from a mount (a relative path is taken
 //! from the root too). Reports print one `key: value` per line for the summary, so scripts
@@ -21,6 +23,7 @@ pub mod files;
 pub mod format;
 pub mod fsck;
 pub mod masters;
+pub mod stats;
 pub mod transfer;
 
 use std::fmt::Write as _;
@@ -166,6 +169,20 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<masters::MastersCommand>,
     },
+    /// A live view of a mount, a master or a chunkserver: operations, throughput, latency
+    /// percentiles (and a mount's cache hit rate) per second, from its HTTP metrics.
+    Stats {
+        /// The process's HTTP address (`--http-listen`; `dfs-up` writes each to
+        /// `run/NAME.http` in its state directory).
+        #[arg(long, env = "DFS_HTTP")]
+        http: String,
+        /// Seconds between two lines.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Lines to print before exiting (default: until interrupted).
+        #[arg(long)]
+        count: Option<u64>,
+    },
 }
 
 /// What made an admin command fail: the master could not be reached, or refused.
@@ -177,6 +194,9 @@ pub enum Error {
     /// The master (or a chunkserver) refused or failed the request.
     #[error("{0}")]
     Master(#[from] FsError),
+    /// `dfs stats` could not read the process's metrics.
+    #[error("{0}")]
+    Stats(#[from] stats::StatsError),
 }
 
 /// The failures of a file command so far, reported on standard error as they happen, in
@@ -258,6 +278,21 @@ pub fn quote(name: &str) -> String {
 /// Runs one command; returns the process exit code. File commands report their failures on
 /// standard error as they go; an admin command's failure is its error.
 pub async fn run(cli: Cli) -> Result<u8, Error> {
+    if let Command::Stats {
+        http,
+        interval,
+        count,
+    } = cli.command
+    {
+        // Needs no master: the metrics come from the process itself.
+        let options = stats::StatsOptions {
+            addr: http,
+            interval: Duration::from_secs_f64(interval.clamp(0.1, 3600.0)),
+            count,
+        };
+        stats::run(&options, &mut std::io::stdout().lock()).await?;
+        return Ok(0);
+    }
     if let Command::Masters { action } = cli.command {
         // Not through `Client::connect`, which needs a leader: any member lists the group.
         let master = MasterClient::new(&cli.master, RPC_TIMEOUT)?;

@@ -5,6 +5,7 @@
 //! leader (the member that answered is marked); changes go to the leader.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use dfs_client::MasterClient;
 use dfs_proto::pb::{self, MasterRole};
@@ -49,13 +50,43 @@ async fn from_the_leader(master: &MasterClient, reply: pb::MastersReply) -> pb::
     client.masters().await.unwrap_or(reply)
 }
 
+/// Fills in each other member's applied index, which only that member knows (the leader
+/// knows how far each log matches its own, not how far each member has applied it): asks every
+/// member at once, each within a short timeout. A member that does not answer keeps 0, which
+/// the table shows as unknown.
+async fn with_applied_indexes(
+    master: &MasterClient,
+    mut reply: pb::MastersReply,
+) -> pb::MastersReply {
+    let timeout = master.timeout().min(Duration::from_secs(2));
+    let asks = reply
+        .members
+        .iter()
+        .filter(|m| m.id != reply.answered_by)
+        .map(|m| async move {
+            let client = MasterClient::new(&m.addr, timeout).ok()?;
+            let own = client.masters().await.ok()?;
+            let row = own
+                .members
+                .into_iter()
+                .find(|row| row.id == own.answered_by)?;
+            Some((row.id, row.applied_index))
+        });
+    for (id, applied) in futures::future::join_all(asks).await.into_iter().flatten() {
+        if let Some(member) = reply.members.iter_mut().find(|m| m.id == id) {
+            member.applied_index = applied;
+        }
+    }
+    reply
+}
+
 /// Runs `dfs masters [ACTION]`: its report.
 pub async fn run(master: &MasterClient, action: Option<MastersCommand>) -> Result<String, Error> {
     let (headline, reply) = match action {
-        None => (
-            String::new(),
-            from_the_leader(master, master.masters().await?).await,
-        ),
+        None => {
+            let reply = from_the_leader(master, master.masters().await?).await;
+            (String::new(), with_applied_indexes(master, reply).await)
+        }
         Some(MastersCommand::Add { addr, id }) => {
             let reply = master.add_master(&addr, id).await?;
             let added = reply.members.iter().find(|m| m.addr == addr);
@@ -124,6 +155,11 @@ pub fn format_masters(reply: &pb::MastersReply) -> String {
             Some(ms) => format!("{ms}ms"),
             None => "-".to_string(),
         };
+        // Only the member itself knows how far it has applied its log.
+        let applied = match m.applied_index {
+            0 if m.id != reply.answered_by => "-".to_string(),
+            index => index.to_string(),
+        };
         let _ = writeln!(
             out,
             "{leads}{answered}  {:>4}  {:<22} {:<9} {:<5} {:>6} {:>10} {:>10} {:>8} {:>12}",
@@ -133,7 +169,7 @@ pub fn format_masters(reply: &pb::MastersReply) -> String {
             if m.voter { "yes" } else { "no" },
             m.term,
             m.last_log_index,
-            m.applied_index,
+            applied,
             m.lag,
             contact,
         );
@@ -255,11 +291,19 @@ mod tests {
             answered_by: 3,
             leader_id: 0,
             term: 9,
-            members: vec![member(3, MasterRole::Candidate, true, 0)],
+            members: vec![
+                member(3, MasterRole::Candidate, true, 0),
+                pb::MasterStatus {
+                    applied_index: 0,
+                    ..member(1, MasterRole::Follower, true, 0)
+                },
+            ],
         };
         let text = format_masters(&reply);
         assert!(text.contains("leader: none elected\n"), "{text}");
         assert!(text.lines().nth(5).unwrap().starts_with(" >  "), "{text}");
         assert!(text.contains(" candidate "), "{text}");
+        let unknown = text.lines().nth(6).unwrap();
+        assert_eq!(unknown.split_whitespace().nth(6), Some("-"), "{text}");
     }
 }
