@@ -39,6 +39,8 @@ pub const DEFAULT_METADATA_SYNC_INTERVAL_MS: u64 = 50;
 /// Default lower bound of the election timeout: failover well within three seconds, while a
 /// busy machine's pauses of a few hundred milliseconds do not depose a healthy leader.
 pub const DEFAULT_ELECTION_TIMEOUT_MS: u64 = 750;
+/// Default milliseconds between two samples of the dashboard's history.
+pub const DEFAULT_HISTORY_INTERVAL_MS: u64 = 10_000;
 /// Default log entries between metadata snapshots.
 pub const DEFAULT_SNAPSHOT_ENTRIES: u64 = 20_000;
 
@@ -183,6 +185,12 @@ pub struct Config {
     #[arg(long, env = "DFS_MASTER_SNAPSHOT_ENTRIES", default_value_t = DEFAULT_SNAPSHOT_ENTRIES)]
     pub snapshot_entries: u64,
 
+    /// Milliseconds between two samples of this master's activity (calls, errors, latency,
+    /// data moved) for the dashboard's charts; the last hour of samples is kept in memory.
+    #[arg(long, env = "DFS_MASTER_HISTORY_INTERVAL_MS", default_value_t = DEFAULT_HISTORY_INTERVAL_MS,
+        value_parser = clap::value_parser!(u64).range(10..))]
+    pub history_interval_ms: u64,
+
     /// The HTTP address: metrics, the JSON API and the web dashboard.
     #[command(flatten)]
     pub http: HttpConfig,
@@ -217,6 +225,7 @@ impl Config {
             join: false,
             election_timeout_ms: DEFAULT_ELECTION_TIMEOUT_MS,
             snapshot_entries: DEFAULT_SNAPSHOT_ENTRIES,
+            history_interval_ms: DEFAULT_HISTORY_INTERVAL_MS,
             http: HttpConfig::default(),
         }
     }
@@ -344,6 +353,11 @@ impl Config {
     /// Longest time a deferred mutation waits for the WAL sync.
     pub fn metadata_sync_interval(&self) -> Duration {
         Duration::from_millis(self.metadata_sync_interval_ms.max(1))
+    }
+
+    /// Time between two samples of the dashboard's history.
+    pub fn history_interval(&self) -> Duration {
+        Duration::from_millis(self.history_interval_ms)
     }
 
     /// Time between replication checks.

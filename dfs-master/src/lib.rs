@@ -114,7 +114,10 @@ pub async fn run(
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let shutdown = shutdown.shared();
     let http_server = http_listener.map(|listener| {
-        let state = http::HttpState::new(Arc::clone(&node), metrics, http::API_RPC_TIMEOUT);
+        let history = Arc::new(http::history::History::new(config.history_interval()));
+        tokio::spawn(Arc::clone(&history).sample(Arc::clone(&metrics), shutdown.clone()));
+        let state =
+            http::HttpState::new(Arc::clone(&node), metrics, history, http::API_RPC_TIMEOUT);
         tokio::spawn(dfs_proto::http::serve(
             listener,
             http::router(state, registry),

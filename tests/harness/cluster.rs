@@ -123,6 +123,14 @@ impl Cluster {
         server.http.clone()
     }
 
+    /// `host:port` of chunkserver `i`'s data service, as the master lists it, while it runs.
+    pub fn chunkserver_addr_at(&self, i: usize) -> String {
+        let server = self.chunkservers[i]
+            .as_ref()
+            .unwrap_or_else(|| panic!("chunkserver {i} is down"));
+        server.addr.clone()
+    }
+
     /// `host:port` of chunkserver `i`'s HTTP service (metrics), while it runs.
     pub fn chunkserver_http_at(&self, i: usize) -> String {
         let server = self.chunkservers[i]

@@ -66,11 +66,35 @@ pub fn http_request(
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).unwrap();
     stream.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"));
+    let raw = read_reply(&mut stream).unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"));
     parse_reply(&raw)
+}
+
+/// Reads one reply: up to its `Content-Length` when it has one (some servers, such as
+/// WebDriver's, keep the connection open despite `Connection: close`), else to the end.
+fn read_reply(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+            let length = head
+                .split("\r\n")
+                .filter_map(|line| line.split_once(':'))
+                .find(|(name, _)| name.trim() == "content-length")
+                .and_then(|(_, value)| value.trim().parse::<usize>().ok());
+            if let Some(length) = length {
+                if raw.len() >= split + 4 + length {
+                    return Ok(raw);
+                }
+            }
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(raw);
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
 }
 
 fn parse_reply(raw: &[u8]) -> HttpReply {

@@ -18,13 +18,14 @@
 //! One module per concern: `cluster` (the servers' life cycle), `local` (the in-process
 //! cluster), `admin` (the `dfs` CLI, chunk maps, replica files and the masters' status),
 //! `mount` (FUSE mounts), `process` (spawning, readiness, signals), `shell` (commands and
-//! errnos), `files` (page-cache drops and checked closes), `http` (requests to the HTTP services), `data` (reproducible test data),
+//! errnos), `files` (page-cache drops and checked closes), `http` (requests to the HTTP services), `browser` (headless Chromium over WebDriver), `data` (reproducible test data),
 //! `model` (what applications were told succeeded, checked against a mount) and `wait` (hang
 //! detectors).
 //! Tests import everything from the crate root (`dfs_tests::…`), re-exported below; a new helper
 //! goes into the module of its concern.
 
 mod admin;
+mod browser;
 mod cluster;
 mod data;
 mod files;
@@ -37,6 +38,7 @@ mod shell;
 mod wait;
 
 pub use admin::report_value;
+pub use browser::{Browser, Element, artifacts_dir};
 pub use cluster::{Cluster, ClusterOptions};
 pub use data::{XorShift, pseudo_random_bytes, sha256_file};
 pub use files::{close, drop_page_cache, drop_pages, read_fresh, try_read_fresh};

@@ -6,9 +6,16 @@
 //! to whichever master leads, with the same leases and consistency as a mount. So a
 //! follower's page is as current as the leader's, and a failover is retried as a mount
 //! retries it.
+//!
+//! * [`api`] — the JSON API under `/api/v1`, and its OpenAPI document.
+//! * [`history`] — this master's activity over the last hour, for the dashboard's charts.
+//! * [`dashboard`] — the server-rendered pages and their static script and style sheet.
+
+pub mod api;
+pub mod dashboard;
+pub mod history;
 
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use axum::Router;
@@ -16,10 +23,9 @@ use dfs_client::Client;
 use prometheus_client::registry::Registry;
 use tokio::sync::OnceCell;
 
+use crate::http::history::History;
 use crate::metrics::MasterMetrics;
 use crate::raft::node::Node;
-
-pub mod api;
 
 /// How long a call of the HTTP service's client may take, failovers included (a mount's
 /// default).
@@ -32,6 +38,8 @@ pub struct HttpState {
     pub node: Arc<Node>,
     /// This master's metrics.
     pub metrics: Arc<MasterMetrics>,
+    /// This master's sampled activity (see [`history`]).
+    pub history: Arc<History>,
     /// The client of the cluster, connected on first use (see [`HttpState::client`]).
     client: Arc<OnceCell<Client>>,
     /// Options of that client; its master list is the group's, read when it connects.
@@ -40,12 +48,18 @@ pub struct HttpState {
 
 impl HttpState {
     /// The state of `node`'s HTTP service; `rpc_timeout` bounds each call its client makes.
-    pub fn new(node: Arc<Node>, metrics: Arc<MasterMetrics>, rpc_timeout: Duration) -> HttpState {
+    pub fn new(
+        node: Arc<Node>,
+        metrics: Arc<MasterMetrics>,
+        history: Arc<History>,
+        rpc_timeout: Duration,
+    ) -> HttpState {
         let mut client_config = dfs_client::Config::new(String::new());
         client_config.rpc_timeout_ms = u64::try_from(rpc_timeout.as_millis()).unwrap_or(u64::MAX);
         HttpState {
             node,
             metrics,
+            history,
             client: Arc::new(OnceCell::new()),
             client_config: Arc::new(client_config),
         }
@@ -75,9 +89,10 @@ impl HttpState {
 
 /// The whole HTTP service of a master: metrics from `registry`, the API, the dashboard.
 pub fn router(state: HttpState, registry: Arc<Registry>) -> Router {
-    let api = api::router();
+    let api = api::router().route("/history", axum::routing::get(history::get_history));
     Router::new()
         .nest("/api/v1", api)
+        .merge(dashboard::router())
         .with_state(state)
         .merge(dfs_proto::http::metrics_router(registry))
 }
