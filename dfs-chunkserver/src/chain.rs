@@ -48,6 +48,7 @@ use tonic::Status;
 
 use self::local::{LocalPlan, LocalReplica};
 use crate::error::{Error, Result};
+use crate::metrics::ChunkserverMetrics;
 use crate::net::Peers;
 use crate::store::ChunkStore;
 
@@ -88,6 +89,7 @@ pub struct ChainWriter {
     store: ChunkStore,
     peers: Peers,
     timeouts: ChainTimeouts,
+    metrics: ChunkserverMetrics,
 }
 
 /// Why the loop moving data from upstream to the consumers stopped early.
@@ -105,7 +107,13 @@ impl ChainWriter {
             store,
             peers: Peers::new(timeouts.rpc),
             timeouts,
+            metrics: ChunkserverMetrics::default(),
         }
+    }
+
+    /// Counts the bytes each stream writes to the local replica in `metrics`.
+    pub fn count_in(&mut self, metrics: ChunkserverMetrics) {
+        self.metrics = metrics;
     }
 
     /// Runs one write stream to its end: a header, then data. Returns the reply for the
@@ -242,7 +250,9 @@ impl ChainWriter {
             if let Some(downstream) = downstream.as_deref_mut() {
                 downstream.send(piece.clone()).await.map_err(Stop::Failed)?;
             }
+            let len = local::data_len(&piece);
             local.write(piece).await.map_err(|_| Stop::LocalGone)?;
+            self.metrics.written(len);
         }
         Ok(())
     }

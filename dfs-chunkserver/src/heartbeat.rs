@@ -33,6 +33,7 @@ use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
 use crate::error::{Error, Result};
+use crate::metrics::ChunkserverMetrics;
 use crate::net::{MAX_MESSAGE_SIZE, endpoint};
 use crate::repair::{Copier, RepairReports};
 use crate::shutdown::Shutdown;
@@ -151,6 +152,8 @@ pub struct Heartbeater {
     beats_until_full: u32,
     /// Consecutive failed heartbeats, to log an outage once.
     failures: u32,
+    /// Where the bytes read and written since start come from, for the master.
+    metrics: ChunkserverMetrics,
 }
 
 impl Heartbeater {
@@ -173,7 +176,15 @@ impl Heartbeater {
             server_id: 0,
             beats_until_full: 0,
             failures: 0,
+            metrics: ChunkserverMetrics::default(),
         }
+    }
+
+    /// Reports the byte totals of `metrics` with every heartbeat (the master's view of the
+    /// cluster's throughput).
+    pub fn with_metrics(mut self, metrics: ChunkserverMetrics) -> Heartbeater {
+        self.metrics = metrics;
+        self
     }
 
     /// Registers with the master, retrying with backoff until it answers. Returns the
@@ -250,6 +261,7 @@ impl Heartbeater {
         })
         .await??;
         let outcomes = self.reports.take();
+        let (bytes_read_total, bytes_written_total) = self.metrics.data_totals();
         let request = HeartbeatRequest {
             server_id: self.server_id,
             capacity_bytes: usage.capacity_bytes,
@@ -261,6 +273,8 @@ impl Heartbeater {
             corrupt_chunks: outcomes.corrupt.iter().copied().collect(),
             failed_copies: outcomes.failed.clone(),
             active_transfers: self.store.active_transfers(),
+            bytes_read_total,
+            bytes_written_total,
         };
         let sent = self
             .master

@@ -15,6 +15,8 @@
 //! * [`repair`] — copying replicas from other chunkservers on the master's command
 //!   (re-replication), and the repair outcomes heartbeats report.
 //! * [`scrub`] — the background scrubber that re-verifies replicas at a bounded rate.
+//! * [`metrics`] — what `/metrics` exposes: bytes moved, request durations, corruption
+//!   found, scrub progress and disk usage.
 //! * [`net`] — transport settings shared by the server and its clients, and the pool of
 //!   connections to other chunkservers.
 //! * [`config`] and [`error`] — the command-line options and the crate's one error type.
@@ -26,6 +28,7 @@ pub mod chain;
 pub mod config;
 pub mod error;
 pub mod heartbeat;
+pub mod metrics;
 pub mod net;
 pub mod repair;
 pub mod scrub;
@@ -35,7 +38,7 @@ pub mod store;
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use dfs_proto::pb::ClusterConfig;
 use prometheus_client::registry::Registry;
@@ -51,6 +54,7 @@ pub use crate::error::{Error, Result};
 pub use crate::store::{ChunkStore, StoreOptions};
 
 use crate::heartbeat::{HeartbeatSchedule, Heartbeater, Master, Registration};
+use crate::metrics::ChunkserverMetrics;
 use crate::net::{CONNECTION_WINDOW, Peers, STREAM_WINDOW};
 use crate::repair::{Copier, RepairReports};
 use crate::service::ChunkserverService;
@@ -66,7 +70,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let mut stop = Shutdown::new(shutdown);
-    let registry = Arc::new(Registry::default());
+    let mut registry = Registry::default();
+    // The store opens once the master has sent the cluster's layout; its gauges wait for it.
+    let opened = Arc::new(OnceLock::new());
+    let metrics = ChunkserverMetrics::new(&mut registry, Arc::clone(&opened));
+    let registry = Arc::new(registry);
     if let Some(http) = config
         .http
         .bind()
@@ -104,14 +112,16 @@ pub async fn run(
     let store = task::spawn_blocking(move || ChunkStore::open(data_dir, options)).await??;
     info!(data_dir = %config.data_dir.display(), storage_uuid = %store.storage_uuid(),
         replicas = store.list().len(), block_size = options.block_size, "store opened");
+    let _ = opened.set(store.clone());
 
     let timeouts = ChainTimeouts {
         rpc: config.rpc_timeout(),
         idle: config.write_idle_timeout(),
     };
     let reports = RepairReports::default();
-    let service =
-        ChunkserverService::new(store.clone(), timeouts).with_repair_reports(reports.clone());
+    let service = ChunkserverService::new(store.clone(), timeouts)
+        .with_repair_reports(reports.clone())
+        .with_metrics(metrics.clone());
     let mut server_stop = stop.clone();
     let mut server = tokio::spawn(serve_service(service, listener, async move {
         server_stop.wait().await
@@ -132,14 +142,17 @@ pub async fn run(
         peers,
         config.max_copies as usize,
         reports.clone(),
+        metrics.clone(),
     );
     tokio::spawn(scrub::run(
         store.clone(),
         reports.clone(),
         config.scrub_bytes_per_sec,
+        metrics.clone(),
         stop.clone(),
     ));
-    let mut heartbeater = Heartbeater::new(master, store, registration, schedule, copier, reports);
+    let mut heartbeater = Heartbeater::new(master, store, registration, schedule, copier, reports)
+        .with_metrics(metrics);
     let addr_file = config.addr_file.clone();
     let heartbeats = async move {
         if heartbeater.register(&mut stop).await.is_none() {

@@ -16,6 +16,7 @@ use tokio::task;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
+use crate::metrics::ChunkserverMetrics;
 use crate::net::Peers;
 use crate::store::ChunkStore;
 
@@ -78,21 +79,25 @@ pub struct Copier {
     peers: Arc<Peers>,
     slots: Arc<Semaphore>,
     reports: RepairReports,
+    metrics: ChunkserverMetrics,
 }
 
 impl Copier {
-    /// A copier into `store` running at most `max_copies` copies at once.
+    /// A copier into `store` running at most `max_copies` copies at once, counting the bytes
+    /// it writes in `metrics`.
     pub fn new(
         store: ChunkStore,
         peers: Arc<Peers>,
         max_copies: usize,
         reports: RepairReports,
+        metrics: ChunkserverMetrics,
     ) -> Copier {
         Copier {
             store,
             peers,
             slots: Arc::new(Semaphore::new(max_copies.max(1))),
             reports,
+            metrics,
         }
     }
 
@@ -158,6 +163,7 @@ impl Copier {
             let len = piece.data.len() as u64;
             let w = Arc::clone(&writer);
             task::spawn_blocking(move || w.write(offset, &piece.data)).await??;
+            self.metrics.written(len);
             offset += len;
         }
         task::spawn_blocking(move || writer.commit(true)).await?

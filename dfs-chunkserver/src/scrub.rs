@@ -15,6 +15,7 @@ use tokio::time::sleep;
 use tracing::{debug, warn};
 
 use crate::error::Error;
+use crate::metrics::ChunkserverMetrics;
 use crate::repair::RepairReports;
 use crate::shutdown::Shutdown;
 use crate::store::ChunkStore;
@@ -29,11 +30,13 @@ const MIN_CHARGE: u64 = 256 << 10;
 /// not spin.
 const PASS_PAUSE: Duration = Duration::from_secs(1);
 
-/// Scrubs `store` until shutdown, verifying at most `bytes_per_sec` (0 disables scrubbing).
+/// Scrubs `store` until shutdown, verifying at most `bytes_per_sec` (0 disables scrubbing),
+/// and counts its progress and the corruption it finds in `metrics`.
 pub async fn run(
     store: ChunkStore,
     reports: RepairReports,
     bytes_per_sec: u64,
+    metrics: ChunkserverMetrics,
     mut shutdown: Shutdown,
 ) {
     if bytes_per_sec == 0 {
@@ -65,6 +68,7 @@ pub async fn run(
                     Ok(Err(Error::Fs(FsError::Corrupt(detail)))) => {
                         warn!(chunk = %format!("{:016x}", replica.chunk_id), %detail,
                             "scrubber found a corrupt replica");
+                        metrics.checksum_failure();
                         reports.corrupt(replica.chunk_id);
                         reported.insert(replica.chunk_id);
                         break;
@@ -74,6 +78,7 @@ pub async fn run(
                 }
                 offset += len;
                 verified += len;
+                metrics.scrubbed(len);
                 let charged = len.max(MIN_CHARGE);
                 let pace = Duration::from_secs_f64(charged as f64 / bytes_per_sec as f64);
                 tokio::select! {
@@ -82,6 +87,7 @@ pub async fn run(
                 }
             }
         }
+        metrics.scrub_pass();
         debug!(verified, "scrub pass done");
     }
 }

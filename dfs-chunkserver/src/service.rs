@@ -24,6 +24,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::chain::{ChainTimeouts, ChainWriter};
 use crate::error::{Error, Result};
+use crate::metrics::{ChunkserverMetrics, Op};
 use crate::net::MAX_MESSAGE_SIZE;
 use crate::repair::RepairReports;
 use crate::store::ChunkStore;
@@ -41,6 +42,7 @@ pub struct ChunkserverService {
     store: ChunkStore,
     chain: ChainWriter,
     reports: RepairReports,
+    metrics: ChunkserverMetrics,
 }
 
 impl ChunkserverService {
@@ -50,7 +52,16 @@ impl ChunkserverService {
             chain: ChainWriter::new(store.clone(), timeouts),
             store,
             reports: RepairReports::default(),
+            metrics: ChunkserverMetrics::default(),
         }
+    }
+
+    /// Counts reads, writes and their durations (and the local bytes of chain writes) in
+    /// `metrics`.
+    pub fn with_metrics(mut self, metrics: ChunkserverMetrics) -> ChunkserverService {
+        self.chain.count_in(metrics.clone());
+        self.metrics = metrics;
+        self
     }
 
     /// Reports corrupt replicas found by reads to `reports` (which heartbeats send on).
@@ -78,6 +89,7 @@ impl Chunkserver for ChunkserverService {
         request: Request<Streaming<WriteChunkRequest>>,
     ) -> Result<Response<WriteChunkReply>, Status> {
         let _transfer = self.store.begin_transfer();
+        let _timer = self.metrics.start(Op::Write);
         let reply = self.chain.write(request.into_inner()).await?;
         Ok(Response::new(reply))
     }
@@ -95,13 +107,13 @@ impl Chunkserver for ChunkserverService {
             length,
         } = request.into_inner();
         // Held by the task streaming the reply, so the read counts until its last piece.
-        let transfer = self.store.begin_transfer();
+        let transfer = (self.store.begin_transfer(), self.metrics.start(Op::Read));
         let end = offset.saturating_add(length);
         // The first piece is read before answering, so a missing, stale or corrupt replica
         // fails the call itself rather than arriving as a stream item.
         let first_end = end.min((offset / READ_PIECE + 1) * READ_PIECE);
         let first = read_piece(&self.store, chunk_id, version, offset, first_end).await;
-        let first = self.reports.note_read(chunk_id, first)?;
+        let first = self.reports.note_read(chunk_id, first, &self.metrics)?;
         let first_pos = offset + first.len() as u64;
         if first_pos == end || first_pos < first_end {
             // All there is (a small read, or the replica ended): no streaming task needed. The
@@ -116,6 +128,7 @@ impl Chunkserver for ChunkserverService {
         let (tx, rx) = mpsc::channel(READ_AHEAD);
         let store = self.store.clone();
         let reports = self.reports.clone();
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
             let _transfer = transfer;
             let mut pos = offset + first.len() as u64;
@@ -127,7 +140,7 @@ impl Chunkserver for ChunkserverService {
             while full && pos < end {
                 let piece_end = end.min(pos + READ_PIECE);
                 let piece = read_piece(&store, chunk_id, version, pos, piece_end).await;
-                let piece = reports.note_read(chunk_id, piece);
+                let piece = reports.note_read(chunk_id, piece, &metrics);
                 let reply = piece.map(|data| {
                     pos += data.len() as u64;
                     full = pos == piece_end;
@@ -146,6 +159,7 @@ impl Chunkserver for ChunkserverService {
         &self,
         request: Request<StatReplicaRequest>,
     ) -> Result<Response<StatReplicaReply>, Status> {
+        let _timer = self.metrics.start(Op::Stat);
         let chunk_id = request.into_inner().chunk_id;
         let replica = self.store.replica(chunk_id).ok_or(FsError::NotFound)?;
         Ok(Response::new(StatReplicaReply {
@@ -180,10 +194,21 @@ async fn read_piece(
 }
 
 impl RepairReports {
-    /// Passes a read result through, noting the replica if the read found it corrupt.
-    fn note_read(&self, chunk_id: u64, read: Result<Bytes>) -> Result<Bytes> {
-        if let Err(Error::Fs(dfs_proto::FsError::Corrupt(_))) = &read {
-            self.corrupt(chunk_id);
+    /// Passes a read result through, counting the bytes read, and noting the replica if the
+    /// read found it corrupt.
+    fn note_read(
+        &self,
+        chunk_id: u64,
+        read: Result<Bytes>,
+        metrics: &ChunkserverMetrics,
+    ) -> Result<Bytes> {
+        match &read {
+            Ok(data) => metrics.read(data.len() as u64),
+            Err(Error::Fs(dfs_proto::FsError::Corrupt(_))) => {
+                metrics.checksum_failure();
+                self.corrupt(chunk_id);
+            }
+            Err(_) => {}
         }
         read
     }

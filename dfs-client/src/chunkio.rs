@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use dfs_proto::FsError;
@@ -21,6 +21,7 @@ use tonic::transport::Channel;
 
 use crate::config::endpoint_uri;
 use crate::master::lazy_channel;
+use crate::metrics::{ChunkOp, ClientMetrics};
 
 /// Largest data message of a write stream: big enough to amortise per-message costs, small
 /// enough to pipeline along the chain.
@@ -41,6 +42,8 @@ pub struct ChainFailure {
 pub struct ChunkIo {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     timeout: Duration,
+    /// Where every call's duration is recorded.
+    metrics: ClientMetrics,
 }
 
 /// What a chunk write stream asks the chain to do besides storing data.
@@ -53,11 +56,13 @@ pub struct WriteFlags {
 }
 
 impl ChunkIo {
-    /// An empty pool whose calls fail after `timeout`.
-    pub fn new(timeout: Duration) -> ChunkIo {
+    /// An empty pool whose calls fail after `timeout`, recording their durations in
+    /// `metrics`.
+    pub fn new(timeout: Duration, metrics: ClientMetrics) -> ChunkIo {
         ChunkIo {
             channels: Arc::default(),
             timeout,
+            metrics,
         }
     }
 
@@ -137,7 +142,11 @@ impl ChunkIo {
         };
         let mut client = self.client(&first.addr).map_err(|e| failure(e, None))?;
         let call = client.write_chunk(tokio_stream::iter(messages));
-        let reply = match tokio::time::timeout(self.timeout, call).await {
+        let started = Instant::now();
+        let answered = tokio::time::timeout(self.timeout, call).await;
+        self.metrics
+            .chunkserver_call(ChunkOp::Write, started.elapsed());
+        let reply = match answered {
             Ok(Ok(reply)) => reply.into_inner(),
             Ok(Err(status)) => {
                 let named = dfs_proto::error::failed_replica(&status);
@@ -186,7 +195,11 @@ impl ChunkIo {
     ) -> Result<pb::StatReplicaReply, FsError> {
         let mut client = self.client(addr)?;
         let call = client.stat_replica(pb::StatReplicaRequest { chunk_id });
-        self.deadline(call).await
+        let started = Instant::now();
+        let answered = self.deadline(call).await;
+        self.metrics
+            .chunkserver_call(ChunkOp::Stat, started.elapsed());
+        answered
     }
 
     /// Reads up to `len` bytes at `offset` of `chunk` from the replica at `addr`. The result
@@ -217,7 +230,11 @@ impl ChunkIo {
             }
             Ok::<_, tonic::Status>(concat(pieces, len))
         };
-        match tokio::time::timeout(self.timeout, read).await {
+        let started = Instant::now();
+        let answered = tokio::time::timeout(self.timeout, read).await;
+        self.metrics
+            .chunkserver_call(ChunkOp::Read, started.elapsed());
+        match answered {
             Ok(result) => result.map_err(|status| FsError::from_status(&status)),
             Err(_) => Err(FsError::Unavailable(format!("read from {addr} timed out"))),
         }

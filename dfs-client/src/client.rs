@@ -31,6 +31,7 @@ use crate::inode::OpenInode;
 use crate::lease::MountLeases;
 use crate::marks::AccessMarks;
 use crate::master::MasterClient;
+use crate::metrics::ClientMetrics;
 use crate::writebuf::WriteBudget;
 
 mod dirs;
@@ -142,8 +143,10 @@ impl Client {
     /// instead of serving EIO.
     pub async fn connect(config: &Config) -> Result<Client, Error> {
         let timeout = config.rpc_timeout();
-        let master =
-            MasterClient::new(&config.master, timeout).map_err(|e| Error::Config(e.to_string()))?;
+        let metrics = ClientMetrics::default();
+        let master = MasterClient::new(&config.master, timeout)
+            .map_err(|e| Error::Config(e.to_string()))?
+            .with_metrics(metrics.clone());
         let cluster = master
             .cluster_config()
             .await
@@ -165,7 +168,7 @@ impl Client {
         );
         let io = DataPath {
             master,
-            chunks: ChunkIo::new(timeout),
+            chunks: ChunkIo::new(timeout, metrics),
             layout: ChunkLayout::new(cluster.chunk_size, block_size),
             write_budget: WriteBudget::new(config.write_back_bytes()),
             cache: BlockCache::new(config.cache_bytes()),
@@ -232,6 +235,11 @@ impl Client {
         self.io().cache.stats()
     }
 
+    /// The durations this client records (see [`crate::metrics`]).
+    pub fn metrics(&self) -> &ClientMetrics {
+        self.io().master.metrics()
+    }
+
     /// Bytes written through this client and not yet sent to chunkservers (write-back).
     pub fn write_back_bytes(&self) -> usize {
         self.io().write_budget.used()
@@ -295,7 +303,10 @@ mod tests {
         let io = DataPath {
             master: MasterClient::new("http://127.0.0.1:1", std::time::Duration::from_millis(100))
                 .unwrap(),
-            chunks: ChunkIo::new(std::time::Duration::from_millis(100)),
+            chunks: ChunkIo::new(
+                std::time::Duration::from_millis(100),
+                ClientMetrics::default(),
+            ),
             layout: ChunkLayout::new(64 << 20, 64 << 10),
             cache: BlockCache::new(1 << 20),
             write_budget: WriteBudget::new(4 << 20),

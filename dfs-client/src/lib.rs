@@ -41,6 +41,8 @@
 //!   streaming chunk reads and chain-replicated writes to chunkservers, on lazily
 //!   (re)connecting channels with timeouts, so a dead server means EIO within the timeout,
 //!   never a hang.
+//! * [`metrics`] — call durations and cache figures, which the embedding program exposes in
+//!   its own registry ([`Client::register_metrics`]).
 //! * [`config`] — the client's options; [`Error`] — the crate's one error type.
 //!
 //! Consistency is close-to-open, as NFS: closing a file commits its writes to the master, and
@@ -60,6 +62,7 @@ mod inode;
 mod lease;
 mod marks;
 mod master;
+pub mod metrics;
 mod path;
 mod prealloc;
 mod read;

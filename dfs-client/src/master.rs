@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dfs_proto::FsError;
 use dfs_proto::masters::{self, MasterGroup};
@@ -22,6 +22,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Response, Status};
 
 use crate::config::endpoint_uri;
+use crate::metrics::ClientMetrics;
 
 mod admin;
 mod locks;
@@ -100,6 +101,8 @@ pub struct MasterClient {
     timeout: Duration,
     /// Names this client's calls.
     requests: Arc<masters::RequestIds>,
+    /// Where every call's duration is recorded.
+    metrics: ClientMetrics,
 }
 
 /// Unwraps an `AttrReply`, which always carries an attribute on success.
@@ -121,7 +124,19 @@ impl MasterClient {
             group: Arc::new(group),
             timeout,
             requests: Arc::new(masters::RequestIds::new()),
+            metrics: ClientMetrics::default(),
         })
+    }
+
+    /// This client, recording the duration of every call in `metrics`.
+    pub fn with_metrics(mut self, metrics: ClientMetrics) -> MasterClient {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Where this client records its calls.
+    pub fn metrics(&self) -> &ClientMetrics {
+        &self.metrics
     }
 
     /// The bound on one call, retries included.
@@ -135,11 +150,17 @@ impl MasterClient {
     }
 
     /// Sends `req` with `rpc` on service `S` of the leader, following it (see
-    /// [`MasterGroup::call`]) for up to the RPC timeout.
+    /// [`MasterGroup::call`]) for up to the RPC timeout; the time it took is recorded under
+    /// `method` (`Service/Method`, as the master counts it).
     ///
     /// Every try carries the call's request id, the same on each, so that the group applies
     /// a mutation retried after a failover once.
-    async fn call<S, Req, T, F, Fut>(&self, req: Req, rpc: F) -> Result<T, FsError>
+    async fn call<S, Req, T, F, Fut>(
+        &self,
+        method: &'static str,
+        req: Req,
+        rpc: F,
+    ) -> Result<T, FsError>
     where
         S: Service,
         Req: Clone,
@@ -147,7 +168,9 @@ impl MasterClient {
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let id = self.requests.next();
-        self.group
+        let started = Instant::now();
+        let answered = self
+            .group
             .call(self.timeout, |channel| {
                 let mut request = tonic::Request::new(req.clone());
                 request
@@ -155,14 +178,18 @@ impl MasterClient {
                     .insert(masters::REQUEST_ID, id.clone());
                 rpc(S::on(channel), request)
             })
-            .await
+            .await;
+        self.metrics.master_call(method, started.elapsed());
+        answered
     }
 
     /// The cluster's chunk size, block size and replication.
     pub async fn cluster_config(&self) -> Result<pb::ClusterConfig, FsError> {
-        self.call(pb::Empty {}, |mut s: Namespace, r| async move {
-            s.get_cluster_config(r).await
-        })
+        self.call(
+            "Namespace/GetClusterConfig",
+            pb::Empty {},
+            |mut s: Namespace, r| async move { s.get_cluster_config(r).await },
+        )
         .await
     }
 
@@ -174,8 +201,10 @@ impl MasterClient {
             open_ahead: false,
         };
         attr_of(
-            self.call(req, |mut s: Namespace, r| async move { s.lookup(r).await })
-                .await?,
+            self.call("Namespace/Lookup", req, |mut s: Namespace, r| async move {
+                s.lookup(r).await
+            })
+            .await?,
         )
     }
 
@@ -192,7 +221,9 @@ impl MasterClient {
             open_ahead: true,
         };
         let mut reply = self
-            .call(req, |mut s: Namespace, r| async move { s.lookup(r).await })
+            .call("Namespace/Lookup", req, |mut s: Namespace, r| async move {
+                s.lookup(r).await
+            })
             .await?;
         let chunk_map = reply.chunk_map.take();
         Ok((attr_of(reply)?, chunk_map))
@@ -202,6 +233,7 @@ impl MasterClient {
     pub async fn get_attr(&self, ino: u64) -> Result<pb::Attr, FsError> {
         attr_of(
             self.call(
+                "Namespace/GetAttr",
                 pb::GetAttrRequest { ino },
                 |mut s: Namespace, r| async move { s.get_attr(r).await },
             )
@@ -212,10 +244,9 @@ impl MasterClient {
     /// Changes attributes; absent fields of `req` are left alone.
     pub async fn set_attr(&self, req: pb::SetAttrRequest) -> Result<pb::Attr, FsError> {
         attr_of(
-            self.call(
-                req,
-                |mut s: Namespace, r| async move { s.set_attr(r).await },
-            )
+            self.call("Namespace/SetAttr", req, |mut s: Namespace, r| async move {
+                s.set_attr(r).await
+            })
             .await?,
         )
     }
@@ -227,6 +258,7 @@ impl MasterClient {
     ) -> Result<(pb::Attr, Vec<pb::Attr>), FsError> {
         let mut reply = self
             .call(
+                "Namespace/MakeNode",
                 req,
                 |mut s: Namespace, r| async move { s.make_node(r).await },
             )
@@ -241,9 +273,11 @@ impl MasterClient {
             parent,
             name: name.to_vec(),
         };
-        self.call(req, |mut s: Namespace, r| async move { s.unlink(r).await })
-            .await
-            .map(|changed| changed.dirs)
+        self.call("Namespace/Unlink", req, |mut s: Namespace, r| async move {
+            s.unlink(r).await
+        })
+        .await
+        .map(|changed| changed.dirs)
     }
 
     /// Removes an empty directory; answers the parent's attributes after the change.
@@ -252,17 +286,21 @@ impl MasterClient {
             parent,
             name: name.to_vec(),
         };
-        self.call(req, |mut s: Namespace, r| async move { s.rmdir(r).await })
-            .await
-            .map(|changed| changed.dirs)
+        self.call("Namespace/Rmdir", req, |mut s: Namespace, r| async move {
+            s.rmdir(r).await
+        })
+        .await
+        .map(|changed| changed.dirs)
     }
 
     /// Renames an entry (`flags` as for `renameat2`); answers the attributes of the one or
     /// two parents after the change.
     pub async fn rename(&self, req: pb::RenameRequest) -> Result<Vec<pb::Attr>, FsError> {
-        self.call(req, |mut s: Namespace, r| async move { s.rename(r).await })
-            .await
-            .map(|changed| changed.dirs)
+        self.call("Namespace/Rename", req, |mut s: Namespace, r| async move {
+            s.rename(r).await
+        })
+        .await
+        .map(|changed| changed.dirs)
     }
 
     /// Adds a hard link to `ino`; answers its attributes and the new parent's after the
@@ -279,7 +317,9 @@ impl MasterClient {
             new_name: new_name.to_vec(),
         };
         let mut reply = self
-            .call(req, |mut s: Namespace, r| async move { s.link(r).await })
+            .call("Namespace/Link", req, |mut s: Namespace, r| async move {
+                s.link(r).await
+            })
             .await?;
         let dirs = std::mem::take(&mut reply.changed_dirs);
         Ok((attr_of(reply)?, dirs))
@@ -289,6 +329,7 @@ impl MasterClient {
     pub async fn read_link(&self, ino: u64) -> Result<Vec<u8>, FsError> {
         let reply = self
             .call(
+                "Namespace/ReadLink",
                 pb::ReadLinkRequest { ino },
                 |mut s: Namespace, r| async move { s.read_link(r).await },
             )
@@ -311,18 +352,19 @@ impl MasterClient {
             limit,
             open,
         };
-        self.call(
-            req,
-            |mut s: Namespace, r| async move { s.read_dir(r).await },
-        )
+        self.call("Namespace/ReadDir", req, |mut s: Namespace, r| async move {
+            s.read_dir(r).await
+        })
         .await
     }
 
     /// Capacity and usage of the cluster.
     pub async fn stat_fs(&self) -> Result<pb::StatFsReply, FsError> {
-        self.call(pb::Empty {}, |mut s: Namespace, r| async move {
-            s.stat_fs(r).await
-        })
+        self.call(
+            "Namespace/StatFs",
+            pb::Empty {},
+            |mut s: Namespace, r| async move { s.stat_fs(r).await },
+        )
         .await
     }
 
@@ -338,8 +380,10 @@ impl MasterClient {
             first_index,
             count,
         };
-        self.call(req, |mut s: Files, r| async move { s.get_chunks(r).await })
-            .await
+        self.call("Files/GetChunks", req, |mut s: Files, r| async move {
+            s.get_chunks(r).await
+        })
+        .await
     }
 
     /// The chunk at `index` of a file, allocated with fresh replicas if it does not exist.
@@ -352,10 +396,9 @@ impl MasterClient {
         loop {
             let req = pb::AllocateChunkRequest { ino, index };
             match self
-                .call(
-                    req,
-                    |mut s: Files, r| async move { s.allocate_chunk(r).await },
-                )
+                .call("Files/AllocateChunk", req, |mut s: Files, r| async move {
+                    s.allocate_chunk(r).await
+                })
                 .await
             {
                 Err(FsError::Unavailable(why)) if tokio::time::Instant::now() < deadline => {
@@ -370,19 +413,20 @@ impl MasterClient {
     /// Records written chunk lengths and the file's new size; returns the new attributes.
     pub async fn commit_write(&self, req: pb::CommitWriteRequest) -> Result<pb::Attr, FsError> {
         attr_of(
-            self.call(
-                req,
-                |mut s: Files, r| async move { s.commit_write(r).await },
-            )
+            self.call("Files/CommitWrite", req, |mut s: Files, r| async move {
+                s.commit_write(r).await
+            })
             .await?,
         )
     }
 
     /// Makes every metadata change the master acknowledged so far durable on its disk.
     pub async fn sync_metadata(&self) -> Result<(), FsError> {
-        self.call(pb::Empty {}, |mut s: Namespace, r| async move {
-            s.sync_metadata(r).await
-        })
+        self.call(
+            "Namespace/SyncMetadata",
+            pb::Empty {},
+            |mut s: Namespace, r| async move { s.sync_metadata(r).await },
+        )
         .await
         .map(|_| ())
     }
@@ -393,10 +437,9 @@ impl MasterClient {
             ino,
             holder: holder.to_string(),
         };
-        self.call(
-            req,
-            |mut s: Files, r| async move { s.acquire_lease(r).await },
-        )
+        self.call("Files/AcquireLease", req, |mut s: Files, r| async move {
+            s.acquire_lease(r).await
+        })
         .await
     }
 
@@ -406,8 +449,10 @@ impl MasterClient {
             ino,
             holder: holder.to_string(),
         };
-        self.call(req, |mut s: Files, r| async move { s.renew_lease(r).await })
-            .await
+        self.call("Files/RenewLease", req, |mut s: Files, r| async move {
+            s.renew_lease(r).await
+        })
+        .await
     }
 
     /// Gives up `holder`'s lease of `ino`.
@@ -416,10 +461,9 @@ impl MasterClient {
             ino,
             holder: holder.to_string(),
         };
-        self.call(
-            req,
-            |mut s: Files, r| async move { s.release_lease(r).await },
-        )
+        self.call("Files/ReleaseLease", req, |mut s: Files, r| async move {
+            s.release_lease(r).await
+        })
         .await
         .map(drop)
     }
@@ -475,9 +519,11 @@ impl MasterClient {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             match self
-                .call(req.clone(), |mut s: Files, r| async move {
-                    s.lease_chunk(r).await
-                })
+                .call(
+                    "Files/LeaseChunk",
+                    req.clone(),
+                    |mut s: Files, r| async move { s.lease_chunk(r).await },
+                )
                 .await
             {
                 Err(FsError::Unavailable(why)) if tokio::time::Instant::now() < deadline => {
@@ -510,10 +556,9 @@ impl MasterClient {
             failed,
             holder: holder.unwrap_or_default().to_string(),
         };
-        self.call(
-            req,
-            |mut s: Files, r| async move { s.replace_replicas(r).await },
-        )
+        self.call("Files/ReplaceReplicas", req, |mut s: Files, r| async move {
+            s.replace_replicas(r).await
+        })
         .await
     }
 
@@ -522,9 +567,11 @@ impl MasterClient {
         &self,
         req: pb::ReportBadReplicaRequest,
     ) -> Result<(), FsError> {
-        self.call(req, |mut s: Files, r| async move {
-            s.report_bad_replica(r).await
-        })
+        self.call(
+            "Files/ReportBadReplica",
+            req,
+            |mut s: Files, r| async move { s.report_bad_replica(r).await },
+        )
         .await
         .map(drop)
     }
@@ -545,14 +592,17 @@ impl MasterClient {
             read,
             lease_holder: lease_holder.unwrap_or_default().to_string(),
         };
-        self.call(req, |mut s: Files, r| async move { s.open_file(r).await })
-            .await
+        self.call("Files/OpenFile", req, |mut s: Files, r| async move {
+            s.open_file(r).await
+        })
+        .await
     }
 
     /// Applies read accesses this mount marked itself (see `crate::marks`).
     pub async fn mark_access(&self, marks: Vec<pb::AccessMark>) -> Result<(), FsError> {
         let req = pb::MarkAccessRequest { marks };
         self.call(
+            "Namespace/MarkAccess",
             req,
             |mut s: Namespace, r| async move { s.mark_access(r).await },
         )
@@ -573,7 +623,9 @@ impl MasterClient {
             // A writer places chunk 0 in the same call (no allocation at the first flush).
             place_first_chunk: lease_holder.is_some(),
         };
-        self.call(req, |mut s: Files, r| async move { s.create_file(r).await })
-            .await
+        self.call("Files/CreateFile", req, |mut s: Files, r| async move {
+            s.create_file(r).await
+        })
+        .await
     }
 }

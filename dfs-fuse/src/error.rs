@@ -24,9 +24,12 @@ pub enum Error {
     Http(std::io::Error),
 }
 
-/// The errno a FUSE reply carries for a failed filesystem operation.
+/// The errno a FUSE reply carries for a failed filesystem operation; noted on the request
+/// being served, for `dfs_fuse_errors_total` (see [`crate::metrics`]).
 pub fn errno(err: &FsError) -> fuser::Errno {
-    fuser::Errno::from_i32(err.errno())
+    let errno = err.errno();
+    crate::metrics::note_error(errno);
+    fuser::Errno::from_i32(errno)
 }
 
 /// Result of a mount operation.

@@ -17,6 +17,8 @@
 //! (open, create, read, write, flush, release), `dirs` (listings), `xattrs` (extended
 //! attributes), `session` (what `init` negotiates) and `reply` (running an operation on the
 //! runtime and answering the kernel). Advisory locks are handled here, in `crate::locks`.
+//! Each method first makes its request the one being served ([`FuseMetrics::dispatch`]), so
+//! that it is counted and timed until its reply wherever that is sent.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -34,6 +36,7 @@ use fuser::{
 use tokio::runtime::Handle;
 
 use crate::locks::{LockRange, MountLocks};
+use crate::metrics::{FuseMetrics, FuseOp};
 use crate::readdir::DirHandles;
 
 mod dirs;
@@ -68,6 +71,8 @@ pub struct DfsFs {
     locks: Arc<MountLocks>,
     /// Open directory listings, by handle.
     dirs: Arc<DirHandles>,
+    /// Every request counted and timed (see [`crate::metrics`]).
+    metrics: FuseMetrics,
 }
 
 impl DfsFs {
@@ -82,7 +87,14 @@ impl DfsFs {
             notifier: Arc::default(),
             locks,
             dirs: Arc::default(),
+            metrics: FuseMetrics::default(),
         }
+    }
+
+    /// Counts and times every request in `metrics`.
+    pub fn with_metrics(mut self, metrics: FuseMetrics) -> DfsFs {
+        self.metrics = metrics;
+        self
     }
 
     /// Where the session's notifier goes once the session is created.
@@ -107,10 +119,12 @@ impl Filesystem for DfsFs {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _request = self.metrics.dispatch(FuseOp::Lookup);
         self.look_up(parent, name_of(name), req.pid(), reply);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _request = self.metrics.dispatch(FuseOp::Getattr);
         self.get_attr(ino, reply);
     }
 
@@ -132,10 +146,12 @@ impl Filesystem for DfsFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Setattr);
         self.set_attr(ino, mode, uid, gid, size, atime, mtime, reply);
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let _request = self.metrics.dispatch(FuseOp::Readlink);
         self.read_link(ino, reply);
     }
 
@@ -149,6 +165,7 @@ impl Filesystem for DfsFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Mknod);
         let (caller, name, kind) = (caller(req), name_of(name), FileKind::from_mode(mode));
         self.make_node(caller, parent, name, kind, mode, umask, rdev, vec![], reply);
     }
@@ -162,15 +179,18 @@ impl Filesystem for DfsFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Mkdir);
         let (caller, name, kind) = (caller(req), name_of(name), FileKind::Directory);
         self.make_node(caller, parent, name, kind, mode, umask, 0, vec![], reply);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _request = self.metrics.dispatch(FuseOp::Unlink);
         self.remove_file(parent, name_of(name), reply);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _request = self.metrics.dispatch(FuseOp::Rmdir);
         self.remove_dir(parent, name_of(name), reply);
     }
 
@@ -182,6 +202,7 @@ impl Filesystem for DfsFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Symlink);
         let (caller, name, kind) = (caller(req), name_of(link_name), FileKind::Symlink);
         let target = target.as_os_str().as_bytes().to_vec();
         self.make_node(caller, parent, name, kind, 0o777, 0, 0, target, reply);
@@ -197,6 +218,7 @@ impl Filesystem for DfsFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Rename);
         let (name, newname) = (name_of(name), name_of(newname));
         self.rename_entry(parent, name, newparent, newname, flags.bits(), reply);
     }
@@ -209,10 +231,12 @@ impl Filesystem for DfsFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Link);
         self.hard_link(ino, newparent, name_of(newname), reply);
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _request = self.metrics.dispatch(FuseOp::Open);
         self.open_file(ino, flags, req.pid(), reply);
     }
 
@@ -227,6 +251,7 @@ impl Filesystem for DfsFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Read);
         self.read_file(ino, offset, size, reply);
     }
 
@@ -242,6 +267,7 @@ impl Filesystem for DfsFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Write);
         self.write_file(ino, offset, data, reply);
     }
 
@@ -253,6 +279,7 @@ impl Filesystem for DfsFs {
         lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Flush);
         self.flush_file(ino, lock_owner, reply);
     }
 
@@ -266,6 +293,7 @@ impl Filesystem for DfsFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Release);
         self.release_file(ino, fh, reply);
     }
 
@@ -277,10 +305,12 @@ impl Filesystem for DfsFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Fsync);
         self.reply_empty(reply, |client| async move { client.fsync(ino.0).await });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _request = self.metrics.dispatch(FuseOp::Opendir);
         self.open_dir(ino, reply);
     }
 
@@ -292,6 +322,7 @@ impl Filesystem for DfsFs {
         offset: u64,
         reply: ReplyDirectory,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Readdir);
         self.list_dir(fh, offset, reply);
     }
 
@@ -303,6 +334,7 @@ impl Filesystem for DfsFs {
         offset: u64,
         reply: ReplyDirectoryPlus,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Readdirplus);
         self.list_dir_plus(fh, offset, reply);
     }
 
@@ -314,6 +346,7 @@ impl Filesystem for DfsFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Releasedir);
         self.release_dir(fh);
         reply.ok();
     }
@@ -326,14 +359,17 @@ impl Filesystem for DfsFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Fsyncdir);
         self.reply_empty(reply, |client| async move { client.fsyncdir().await });
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let _request = self.metrics.dispatch(FuseOp::Statfs);
         self.stat_fs(reply);
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        let _request = self.metrics.dispatch(FuseOp::Access);
         self.reply_empty(reply, |client| async move { client.access(ino.0).await });
     }
 
@@ -347,6 +383,7 @@ impl Filesystem for DfsFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Create);
         let (caller, name) = (caller(req), name_of(name));
         self.create_file(caller, parent, name, mode, umask, flags, reply);
     }
@@ -363,18 +400,22 @@ impl Filesystem for DfsFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Setxattr);
         self.set_xattr(ino, name_of(name), value.to_vec(), flags, reply);
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let _request = self.metrics.dispatch(FuseOp::Getxattr);
         self.get_xattr(ino, name_of(name), size, reply);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let _request = self.metrics.dispatch(FuseOp::Listxattr);
         self.list_xattrs(ino, size, reply);
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _request = self.metrics.dispatch(FuseOp::Removexattr);
         self.remove_xattr(ino, name_of(name), reply);
     }
 
@@ -388,6 +429,7 @@ impl Filesystem for DfsFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Fallocate);
         self.reply_empty(reply, |client| async move {
             client.fallocate(ino.0, offset, length, mode).await
         });
@@ -407,9 +449,10 @@ impl Filesystem for DfsFs {
         pid: u32,
         reply: ReplyLock,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Getlk);
         let range = LockRange::new(ino.0, fh.0, lock_owner.0, (start, end), typ, pid);
         let locks = self.locks.clone();
-        self.runtime.spawn(async move {
+        self.spawn(|_| async move {
             match locks.test(&range).await {
                 Ok(Some(held)) => reply.locked(held.start, held.end, held.typ, held.pid),
                 Ok(None) => reply.locked(start, end, libc::F_UNLCK, 0),
@@ -431,6 +474,7 @@ impl Filesystem for DfsFs {
         sleep: bool,
         reply: ReplyEmpty,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Setlk);
         let range = LockRange::new(ino.0, fh.0, lock_owner.0, (start, end), typ, pid);
         // A blocking request stops waiting when the calling thread has a signal to handle.
         let (caller, locks) = (sleep.then(|| req.pid()), self.locks.clone());
@@ -448,6 +492,7 @@ impl Filesystem for DfsFs {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
+        let _request = self.metrics.dispatch(FuseOp::Ioctl);
         // No ioctls (e.g. the TCGETS of an isatty() check): "not a terminal", quietly.
         reply.error(Errno::ENOTTY);
     }

@@ -9,6 +9,8 @@
 //! * [`locks`] — advisory locks (`fcntl`, `flock`) held through the master under the
 //!   kernel's lock owners, so every mount honours them; released at close, and by the master
 //!   when a mount dies.
+//! * [`metrics`] — what `/metrics` exposes of the kernel's requests (with the client
+//!   library's own metrics beside them).
 //! * [`readdir`] — directory handles: listing snapshots, and the offset cookies the kernel
 //!   hands back to continue a listing.
 //! * [`xattr`] — which extended attribute namespaces are stored, and what the kernel is told
@@ -29,6 +31,7 @@ pub mod config;
 pub mod error;
 pub mod fs;
 pub mod locks;
+pub mod metrics;
 pub mod readdir;
 pub mod xattr;
 
@@ -44,6 +47,7 @@ use dfs_client::Client;
 pub use crate::config::Config;
 pub use crate::error::{Error, Result};
 use crate::fs::DfsFs;
+use crate::metrics::FuseMetrics;
 
 /// The fuser session options of a mount: of type `fuse.dfs` with the masters' addresses as its
 /// source (as `host:/export` for NFS, so `mount -a` recognises an fstab line as mounted),
@@ -91,7 +95,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let client = Client::connect(&config.client).await?;
-    let registry = Arc::new(Registry::default());
+    let mut registry = Registry::default();
+    let metrics = FuseMetrics::new(&mut registry);
+    client.register_metrics(&mut registry);
+    let registry = Arc::new(registry);
     let http = config.http.bind().await.map_err(Error::Http)?;
     let (http_stop, http_stopped) = oneshot::channel::<()>();
     let http_server = http.map(|listener| {
@@ -100,7 +107,7 @@ pub async fn run(
             let _ = http_stopped.await;
         }))
     });
-    let served = mount_and_serve(&config, client, shutdown).await;
+    let served = mount_and_serve(&config, client, metrics, shutdown).await;
     let _ = http_stop.send(());
     if let Some(http_server) = http_server {
         match http_server.await {
@@ -116,6 +123,7 @@ pub async fn run(
 async fn mount_and_serve(
     config: &Config,
     client: Client,
+    metrics: FuseMetrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let mountpoint = config.mountpoint().clone();
@@ -128,7 +136,8 @@ async fn mount_and_serve(
         tokio::runtime::Handle::current(),
         config.attr_ttl(),
         config.entry_ttl(),
-    );
+    )
+    .with_metrics(metrics);
     let notifier = fs.notifier_slot();
     let options = session_config(config);
 

@@ -75,6 +75,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::metrics::MasterMetrics;
+use crate::metrics::gauges::MasterGauges;
 use crate::raft::node::Node;
 
 pub use crate::config::Config;
@@ -100,8 +101,11 @@ pub async fn run(
     let http_listener = config.http.bind().await?;
     let mut registry = Registry::default();
     let metrics = Arc::new(MasterMetrics::new(&mut registry));
+    let node = Node::start(&config, local_addr, Arc::clone(&metrics)).await?;
+    registry
+        .sub_registry_with_prefix("dfs_master")
+        .register_collector(Box::new(MasterGauges::new(Arc::clone(&node))));
     let registry = Arc::new(registry);
-    let node = Node::start(&config, local_addr).await?;
     if !config.join && node.alone().await {
         node.wait_leading(Duration::from_secs(30)).await?;
     }
@@ -114,6 +118,7 @@ pub async fn run(
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let shutdown = shutdown.shared();
     let http_server = http_listener.map(|listener| {
+        let metrics = Arc::clone(&metrics);
         let history = Arc::new(http::history::History::new(config.history_interval()));
         tokio::spawn(Arc::clone(&history).sample(Arc::clone(&metrics), shutdown.clone()));
         let state =
@@ -124,7 +129,7 @@ pub async fn run(
             shutdown.clone(),
         ))
     });
-    let served = service::router(Server::builder(), &node)
+    let served = service::router(Server::builder(), &node, metrics)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     if let Some(http_server) = http_server {

@@ -114,6 +114,12 @@ pub struct LockTable {
 }
 
 impl LockTable {
+    /// Advisory locks held now, over every file (a gauge of `/metrics`).
+    pub fn count(&self) -> usize {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.files.values().map(Vec::len).sum()
+    }
+
     /// Loads the recorded locks; every session holding one counts as renewed at `now`, and
     /// sessions live `ttl` without a renewal.
     pub fn open(writer: Writer, ttl: Duration, now: Instant) -> Result<LockTable> {

@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::convert;
 use crate::error::{Error, Result};
 use crate::locks::LockTable;
+use crate::metrics::MasterMetrics;
 use crate::namespace::Namespace;
 use crate::store::txn::Writer;
 use crate::store::{Store, meta};
@@ -77,14 +78,21 @@ impl Master {
     pub fn open(config: &Config, now: Timestamp) -> Result<Master> {
         config.validate()?;
         let store = Arc::new(open_store(config)?);
-        Master::lead(config, Writer::new(store), now)
+        let metrics = Arc::new(MasterMetrics::unregistered());
+        Master::lead(config, Writer::new(store), now, metrics)
     }
 
     /// The metadata logic of a leader over `writer`'s store, whose commits go to the group.
     /// A new cluster gets the configured chunk layout and a root directory stamped `now`; an
     /// existing one keeps the layout it was created with. Leases and lock sessions found in
-    /// the store are honoured for a full time-to-live from now, as after a restart.
-    pub fn lead(config: &Config, writer: Writer, now: Timestamp) -> Result<Master> {
+    /// the store are honoured for a full time-to-live from now, as after a restart. The data
+    /// chunkservers report moving is counted in `metrics`.
+    pub fn lead(
+        config: &Config,
+        writer: Writer,
+        now: Timestamp,
+        metrics: Arc<MasterMetrics>,
+    ) -> Result<Master> {
         writer.skip_reserved_ids()?;
         let layout = settle_layout(&writer, config.layout())?;
         let namespace = Namespace::new(writer.clone(), layout);
@@ -95,7 +103,8 @@ impl Master {
         // now on.
         let started = Instant::now();
         let leases = Leases::open(writer.clone(), config.lease_ttl(), started)?;
-        let registry = Registry::open(writer.clone(), config.registry_timeouts(), started)?;
+        let registry =
+            Registry::open(writer.clone(), config.registry_timeouts(), started, metrics)?;
         // Lock sessions live as long as leases: both mean "this mount is alive".
         let locks = LockTable::open(writer.clone(), config.lease_ttl(), started)?;
         let policy = PlacementPolicy {

@@ -2,6 +2,15 @@
 //! dashboard's history samples (so the dashboard needs no Prometheus).
 //!
 //! One [`MasterMetrics`] per master process, registered in that process's own registry.
+//! It holds what is counted as it happens: calls (by the [`service::metrics`] layer), the
+//! cluster's data throughput (from chunkserver heartbeats, see
+//! [`crate::cluster::throughput`]) and changes of leader (by the member's leadership
+//! watcher). What is a state rather than an event (inodes, chunk health, servers, the Raft
+//! log) is read when Prometheus scrapes, by [`gauges`].
+//!
+//! [`service::metrics`]: crate::service::metrics
+
+pub mod gauges;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -31,6 +40,9 @@ pub struct MasterMetrics {
     calls: Family<MethodLabels, Counter>,
     errors: Family<MethodLabels, Counter>,
     latency: Family<MethodLabels, Histogram>,
+    cluster_read_bytes: Counter,
+    cluster_written_bytes: Counter,
+    leader_changes: Counter,
     activity: Activity,
 }
 
@@ -69,6 +81,9 @@ impl MasterMetrics {
             calls: Family::default(),
             errors: Family::default(),
             latency: Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS)),
+            cluster_read_bytes: Counter::default(),
+            cluster_written_bytes: Counter::default(),
+            leader_changes: Counter::default(),
             activity: Activity::default(),
         };
         let registry = registry.sub_registry_with_prefix("dfs_master");
@@ -87,7 +102,36 @@ impl MasterMetrics {
             "Time to answer a gRPC call, by method",
             metrics.latency.clone(),
         );
+        registry.register(
+            "cluster_read_bytes",
+            "Bytes the chunkservers served to readers, as their heartbeats to this master \
+             reported while it led",
+            metrics.cluster_read_bytes.clone(),
+        );
+        registry.register(
+            "cluster_written_bytes",
+            "Bytes the chunkservers stored as replicas (writes, chain writes, copies), as \
+             their heartbeats to this master reported while it led",
+            metrics.cluster_written_bytes.clone(),
+        );
+        registry.register(
+            "raft_leader_changes",
+            "Changes of the group's leader this member observed (an election won by another \
+             member than the last known leader)",
+            metrics.leader_changes.clone(),
+        );
         metrics
+    }
+
+    /// Metrics that no registry exposes: for a master without a process around it (the
+    /// metadata logic's tests), which records as usual and is never scraped.
+    pub fn unregistered() -> MasterMetrics {
+        MasterMetrics::new(&mut Registry::default())
+    }
+
+    /// Records that the group's leader changed (as this member observed it).
+    pub fn record_leader_change(&self) {
+        self.leader_changes.inc();
     }
 
     /// Records one answered call of `method` that took `elapsed`.
@@ -113,6 +157,8 @@ impl MasterMetrics {
 
     /// Adds data moved by the chunkservers since their last report.
     pub fn record_data(&self, bytes_read: u64, bytes_written: u64) {
+        self.cluster_read_bytes.inc_by(bytes_read);
+        self.cluster_written_bytes.inc_by(bytes_written);
         let activity = &self.activity;
         activity.bytes_read.fetch_add(bytes_read, Ordering::Relaxed);
         activity
@@ -166,5 +212,7 @@ mod tests {
         assert!(text.contains(r#"dfs_master_rpc_calls_total{method="Namespace/Lookup"} 2"#));
         assert!(text.contains(r#"dfs_master_rpc_errors_total{method="Namespace/Lookup"} 1"#));
         assert!(text.contains(r#"dfs_master_rpc_latency_seconds_count{method="Files/Open"} 1"#));
+        assert!(text.contains("dfs_master_cluster_read_bytes_total 10"));
+        assert!(text.contains("dfs_master_cluster_written_bytes_total 30"));
     }
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
@@ -67,21 +67,41 @@ impl HttpConfig {
     }
 }
 
-/// The `/metrics` route: `registry` encoded in the OpenMetrics text format on every scrape.
+/// The content type of the Prometheus text format 0.0.4, for scrapers and tools (such as
+/// `promtool check metrics`) that ask for it rather than for OpenMetrics.
+pub const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The `/metrics` route: `registry` encoded on every scrape in the OpenMetrics text format,
+/// or in the Prometheus text format 0.0.4 when the `Accept` header asks for `text/plain`
+/// and not for OpenMetrics.
 pub fn metrics_router(registry: Arc<Registry>) -> Router {
     Router::new().route(
         "/metrics",
-        get(move || {
+        get(move |headers: HeaderMap| {
             let registry = registry.clone();
-            async move { encode_metrics(&registry) }
+            async move { encode_metrics(&registry, wants_prometheus_text(&headers)) }
         }),
     )
 }
 
+/// Whether a scraper's `Accept` asks for the Prometheus text format rather than OpenMetrics.
+fn wants_prometheus_text(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    accept.contains("text/plain") && !accept.contains("application/openmetrics-text")
+}
+
 /// One scrape of `registry`.
-fn encode_metrics(registry: &Registry) -> Response {
+fn encode_metrics(registry: &Registry, prometheus_text: bool) -> Response {
     let mut text = String::new();
     match prometheus_client::encoding::text::encode(&mut text, registry) {
+        Ok(()) if prometheus_text => (
+            [(header::CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE)],
+            to_prometheus_text(&text),
+        )
+            .into_response(),
         Ok(()) => ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], text).into_response(),
         Err(err) => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -89,6 +109,45 @@ fn encode_metrics(registry: &Registry) -> Response {
         )
             .into_response(),
     }
+}
+
+/// Rewrites an OpenMetrics exposition (as prometheus-client writes it) in the Prometheus
+/// text format 0.0.4. The samples are the same; what differs is the metadata: a counter
+/// family is named after its `_total` samples, `unknown` is `untyped`, and there are no
+/// `# UNIT` or `# EOF` lines.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    // A family's HELP line waits for its TYPE line, which says whether it is a counter.
+    let mut help: Option<(&str, &str)> = None;
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            if let Some((name, text)) = help.take() {
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            help = Some((name, text));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "unknown" => (name.to_owned(), "untyped"),
+                kind => (name.to_owned(), kind),
+            };
+            if let Some((_, text)) = help.take() {
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests end.
@@ -167,6 +226,19 @@ mod tests {
         let config = HttpConfig::on(taken.local_addr().unwrap().to_string());
         let err = config.bind().await.unwrap_err();
         assert!(err.to_string().contains("cannot bind HTTP"), "{err}");
+    }
+
+    #[test]
+    fn the_prometheus_text_format_names_counters_after_their_samples() {
+        let openmetrics = "# HELP dfs_requests Requests seen.\n# TYPE dfs_requests counter\n\
+            dfs_requests_total 3\n# HELP dfs_size_bytes Size.\n# TYPE dfs_size_bytes gauge\n\
+            # UNIT dfs_size_bytes bytes\ndfs_size_bytes 7\n# EOF\n";
+        assert_eq!(
+            to_prometheus_text(openmetrics),
+            "# HELP dfs_requests_total Requests seen.\n# TYPE dfs_requests_total counter\n\
+             dfs_requests_total 3\n# HELP dfs_size_bytes Size.\n# TYPE dfs_size_bytes gauge\n\
+             dfs_size_bytes 7\n"
+        );
     }
 
     /// A plain HTTP/1.1 GET over a socket: the whole reply, headers and body.

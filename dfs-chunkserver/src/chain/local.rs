@@ -309,7 +309,7 @@ fn apply(writer: &ReplicaWriter, pos: &mut u64, piece: &Piece) -> Result<()> {
 }
 
 /// Data bytes of a piece.
-fn data_len(piece: &Piece) -> u64 {
+pub(super) fn data_len(piece: &Piece) -> u64 {
     match piece {
         Piece::Data(data) => data.len() as u64,
         Piece::Ranges(WriteRanges { ranges }) => ranges.iter().map(|r| r.data.len() as u64).sum(),

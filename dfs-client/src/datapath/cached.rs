@@ -268,7 +268,7 @@ mod tests {
     fn offline() -> DataPath {
         DataPath {
             master: MasterClient::new("http://127.0.0.1:1", Duration::from_millis(100)).unwrap(),
-            chunks: ChunkIo::new(Duration::from_millis(100)),
+            chunks: ChunkIo::new(Duration::from_millis(100), Default::default()),
             layout: ChunkLayout::new(100, 10),
             cache: BlockCache::new(1000),
             write_budget: WriteBudget::new(1000),

@@ -9,9 +9,11 @@ use super::{Admin, MasterClient};
 impl MasterClient {
     /// Every chunkserver with its state and capacity, and the cluster's replication health.
     pub async fn cluster_status(&self) -> Result<pb::ClusterStatusReply, FsError> {
-        self.call(pb::Empty {}, |mut s: Admin, r| async move {
-            s.cluster_status(r).await
-        })
+        self.call(
+            "Admin/ClusterStatus",
+            pb::Empty {},
+            |mut s: Admin, r| async move { s.cluster_status(r).await },
+        )
         .await
     }
 
@@ -20,8 +22,10 @@ impl MasterClient {
         let req = pb::PathRequest {
             path: path.to_string(),
         };
-        self.call(req, |mut s: Admin, r| async move { s.file_info(r).await })
-            .await
+        self.call("Admin/FileInfo", req, |mut s: Admin, r| async move {
+            s.file_info(r).await
+        })
+        .await
     }
 
     /// The replication health of the files directly in directory `path` (or of file
@@ -30,8 +34,10 @@ impl MasterClient {
         let req = pb::PathRequest {
             path: path.to_string(),
         };
-        self.call(req, |mut s: Admin, r| async move { s.fsck(r).await })
-            .await
+        self.call("Admin/Fsck", req, |mut s: Admin, r| async move {
+            s.fsck(r).await
+        })
+        .await
     }
 
     /// Starts draining chunkserver `server` (its id or address).
@@ -39,10 +45,9 @@ impl MasterClient {
         let req = pb::DecommissionRequest {
             server: server.to_string(),
         };
-        self.call(
-            req,
-            |mut s: Admin, r| async move { s.decommission(r).await },
-        )
+        self.call("Admin/Decommission", req, |mut s: Admin, r| async move {
+            s.decommission(r).await
+        })
         .await
     }
 
@@ -52,14 +57,17 @@ impl MasterClient {
         let req = pb::BackupRequest {
             dest: dest.to_string(),
         };
-        self.call(req, |mut s: Admin, r| async move { s.backup(r).await })
-            .await
+        self.call("Admin/Backup", req, |mut s: Admin, r| async move {
+            s.backup(r).await
+        })
+        .await
     }
 
     /// The group of masters: every member, its role and how far its log is, as the member
     /// that answers sees it (any member answers, leader or not).
     pub async fn masters(&self) -> Result<pb::MastersReply, FsError> {
         self.call(
+            "Admin/Masters",
             pb::Empty {},
             |mut s: Admin, r| async move { s.masters(r).await },
         )
@@ -72,27 +80,27 @@ impl MasterClient {
             addr: addr.to_string(),
             id,
         };
-        self.call(req, |mut s: Admin, r| async move { s.add_master(r).await })
-            .await
+        self.call("Admin/AddMaster", req, |mut s: Admin, r| async move {
+            s.add_master(r).await
+        })
+        .await
     }
 
     /// Removes master `id` from the group.
     pub async fn remove_master(&self, id: u64) -> Result<pb::MastersReply, FsError> {
         let req = pb::MasterIdRequest { id };
-        self.call(
-            req,
-            |mut s: Admin, r| async move { s.remove_master(r).await },
-        )
+        self.call("Admin/RemoveMaster", req, |mut s: Admin, r| async move {
+            s.remove_master(r).await
+        })
         .await
     }
 
     /// Hands the leadership to master `id`, a voter.
     pub async fn transfer_leader(&self, id: u64) -> Result<pb::MastersReply, FsError> {
         let req = pb::MasterIdRequest { id };
-        self.call(
-            req,
-            |mut s: Admin, r| async move { s.transfer_leader(r).await },
-        )
+        self.call("Admin/TransferLeader", req, |mut s: Admin, r| async move {
+            s.transfer_leader(r).await
+        })
         .await
     }
 }

@@ -10,14 +10,18 @@ impl MasterClient {
     /// Takes, changes or drops a lock; the reply says whether another owner's lock is in
     /// the way.
     pub async fn set_lock(&self, req: pb::LockRequest) -> Result<pb::LockReply, FsError> {
-        self.call(req, |mut s: Locks, r| async move { s.set_lock(r).await })
-            .await
+        self.call("Locks/SetLock", req, |mut s: Locks, r| async move {
+            s.set_lock(r).await
+        })
+        .await
     }
 
     /// Whether a lock could be taken, and if not, which lock is in the way.
     pub async fn test_lock(&self, req: pb::LockRequest) -> Result<pb::LockReply, FsError> {
-        self.call(req, |mut s: Locks, r| async move { s.test_lock(r).await })
-            .await
+        self.call("Locks/TestLock", req, |mut s: Locks, r| async move {
+            s.test_lock(r).await
+        })
+        .await
     }
 
     /// Drops every lock of `owner` in `session` on `ino`.
@@ -32,9 +36,11 @@ impl MasterClient {
             ino,
             owner,
         };
-        self.call(req, |mut s: Locks, r| async move {
-            s.release_lock_owner(r).await
-        })
+        self.call(
+            "Locks/ReleaseLockOwner",
+            req,
+            |mut s: Locks, r| async move { s.release_lock_owner(r).await },
+        )
         .await
         .map(drop)
     }
@@ -44,9 +50,11 @@ impl MasterClient {
         let req = pb::LockSessionRequest {
             session: session.to_string(),
         };
-        self.call(req, |mut s: Locks, r| async move {
-            s.renew_lock_session(r).await
-        })
+        self.call(
+            "Locks/RenewLockSession",
+            req,
+            |mut s: Locks, r| async move { s.renew_lock_session(r).await },
+        )
         .await
     }
 
@@ -55,10 +63,9 @@ impl MasterClient {
         let req = pb::LockSessionRequest {
             session: session.to_string(),
         };
-        self.call(
-            req,
-            |mut s: Locks, r| async move { s.end_lock_session(r).await },
-        )
+        self.call("Locks/EndLockSession", req, |mut s: Locks, r| async move {
+            s.end_lock_session(r).await
+        })
         .await
         .map(drop)
     }

@@ -13,7 +13,9 @@ impl MasterClient {
             name: name.to_vec(),
         };
         Ok(self
-            .call(req, |mut s: Xattrs, r| async move { s.get_xattr(r).await })
+            .call("Xattrs/GetXattr", req, |mut s: Xattrs, r| async move {
+                s.get_xattr(r).await
+            })
             .await?
             .value)
     }
@@ -32,19 +34,20 @@ impl MasterClient {
             value: value.to_vec(),
             mode: mode.into(),
         };
-        self.call(req, |mut s: Xattrs, r| async move { s.set_xattr(r).await })
-            .await
-            .map(drop)
+        self.call("Xattrs/SetXattr", req, |mut s: Xattrs, r| async move {
+            s.set_xattr(r).await
+        })
+        .await
+        .map(drop)
     }
 
     /// The names of the extended attributes of `ino`.
     pub async fn list_xattrs(&self, ino: u64) -> Result<Vec<Vec<u8>>, FsError> {
         let req = pb::GetAttrRequest { ino };
         Ok(self
-            .call(
-                req,
-                |mut s: Xattrs, r| async move { s.list_xattrs(r).await },
-            )
+            .call("Xattrs/ListXattrs", req, |mut s: Xattrs, r| async move {
+                s.list_xattrs(r).await
+            })
             .await?
             .names)
     }
@@ -55,10 +58,9 @@ impl MasterClient {
             ino,
             name: name.to_vec(),
         };
-        self.call(
-            req,
-            |mut s: Xattrs, r| async move { s.remove_xattr(r).await },
-        )
+        self.call("Xattrs/RemoveXattr", req, |mut s: Xattrs, r| async move {
+            s.remove_xattr(r).await
+        })
         .await
         .map(drop)
     }

@@ -15,6 +15,7 @@ use dfs_client::{Caller, Opened};
 use super::{DfsFs, GENERATION};
 use crate::attr::file_attr;
 use crate::error::errno;
+use crate::metrics;
 
 /// Makes the kernel drop its cached attributes of `ino`, so the next `stat` or read past the
 /// cached size asks again. Needed at an open that found the file changed by another mount:
@@ -111,12 +112,16 @@ impl DfsFs {
     pub(super) fn read_file(&self, ino: INodeNo, offset: u64, size: u32, reply: ReplyData) {
         let _runtime = self.runtime.enter();
         if let Some(data) = self.client.read_now(ino.0, offset, size) {
+            metrics::note_bytes(data.len());
             reply.data(&data);
             return;
         }
         self.spawn(|client| async move {
             match client.read(ino.0, offset, size).await {
-                Ok(data) => reply.data(&data),
+                Ok(data) => {
+                    metrics::note_bytes(data.len());
+                    reply.data(&data)
+                }
                 Err(err) => reply.error(errno(&err)),
             }
         });
@@ -131,14 +136,20 @@ impl DfsFs {
             self.client.try_write(ino.0, offset, data)
         };
         match fast {
-            Some(Ok(written)) => return reply.written(written),
+            Some(Ok(written)) => {
+                metrics::note_bytes(written as usize);
+                return reply.written(written);
+            }
             Some(Err(err)) => return reply.error(errno(&err)),
             None => {}
         }
         let data = data.to_vec();
         self.spawn(|client| async move {
             match client.write(ino.0, offset, &data).await {
-                Ok(written) => reply.written(written),
+                Ok(written) => {
+                    metrics::note_bytes(written as usize);
+                    reply.written(written)
+                }
                 Err(err) => reply.error(errno(&err)),
             }
         });

@@ -12,6 +12,7 @@ use dfs_client::{Attr, Caller, Client};
 
 use crate::attr::file_attr;
 use crate::error::errno;
+use crate::metrics;
 
 pub(super) fn caller(req: &Request) -> Caller {
     Caller {
@@ -26,12 +27,16 @@ pub(super) fn name_of(name: &OsStr) -> Vec<u8> {
 }
 
 impl DfsFs {
-    /// Runs the task `op` builds from a clone of the client on the runtime.
+    /// Runs the task `op` builds from a clone of the client on the runtime, serving the
+    /// request dispatched on this thread (it is recorded when the task ends, after its reply).
+    /// Every task of a request is spawned here.
     pub(super) fn spawn<Fut>(&self, op: impl FnOnce(Client) -> Fut)
     where
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.runtime.spawn(op(self.client.clone()));
+        let request = metrics::take_dispatching();
+        self.runtime
+            .spawn(metrics::serving(request, op(self.client.clone())));
     }
 
     /// Runs an operation that answers with a new or found entry.
@@ -41,7 +46,7 @@ impl DfsFs {
     {
         let (attr_ttl, entry_ttl) = (self.attr_ttl, self.entry_ttl);
         let op = op(self.client.clone());
-        self.runtime.spawn(async move {
+        self.spawn(|_| async move {
             match op.await {
                 Ok(attr) => {
                     let attr = file_attr(&attr);
@@ -58,7 +63,7 @@ impl DfsFs {
         Fut: Future<Output = Result<(), FsError>> + Send + 'static,
     {
         let op = op(self.client.clone());
-        self.runtime.spawn(async move {
+        self.spawn(|_| async move {
             match op.await {
                 Ok(()) => reply.ok(),
                 Err(err) => reply.error(errno(&err)),
@@ -73,7 +78,7 @@ impl DfsFs {
     {
         let ttl = self.attr_ttl;
         let op = op(self.client.clone());
-        self.runtime.spawn(async move {
+        self.spawn(|_| async move {
             match op.await {
                 Ok(attr) => reply.attr(&ttl, &file_attr(&attr)),
                 Err(err) => reply.error(errno(&err)),

@@ -72,6 +72,11 @@ pub struct Leases {
 }
 
 impl Leases {
+    /// Leases recorded now: held, or expired and not yet taken over (a gauge of `/metrics`).
+    pub fn count(&self) -> usize {
+        self.table().len()
+    }
+
     /// Loads the recorded leases; each counts as renewed at `now`.
     pub fn open(writer: Writer, ttl: Duration, now: Instant) -> Result<Leases> {
         let table = writer

@@ -22,14 +22,16 @@
 //! an operator decommissions it (persisted, so a master restart keeps draining it).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dfs_proto::pb;
 
 use crate::chunks::placement::Candidate;
+use crate::cluster::throughput::DataTotals;
 use crate::cluster::witness::VersionWitness;
 use crate::error::Result;
+use crate::metrics::MasterMetrics;
 use crate::namespace::invalid;
 use crate::store::meta;
 use crate::store::txn::Writer;
@@ -88,6 +90,9 @@ struct Server {
     active_transfers: u32,
     /// When the last heartbeat (or registration) arrived; `None` since the master started.
     last_heartbeat: Option<Instant>,
+    /// Bytes read and written as of its last heartbeat (see [`crate::cluster::throughput`]);
+    /// `None` until this master has heard from it.
+    data: Option<DataTotals>,
 }
 
 /// Capacity summed over live chunkservers, for `statfs`.
@@ -155,11 +160,19 @@ pub struct Registry {
     /// Chunk versions some replica is known to hold: no replica of a live chunk is deleted
     /// before its current version is (see [`crate::cluster::witness`]).
     witness: VersionWitness,
+    /// Where the bytes the servers report moving are counted.
+    metrics: Arc<MasterMetrics>,
 }
 
 impl Registry {
     /// Loads the registered servers from the store; none counts as live until it heartbeats.
-    pub fn open(writer: Writer, timeouts: RegistryTimeouts, started: Instant) -> Result<Registry> {
+    /// The bytes servers report moving are counted in `metrics`.
+    pub fn open(
+        writer: Writer,
+        timeouts: RegistryTimeouts,
+        started: Instant,
+        metrics: Arc<MasterMetrics>,
+    ) -> Result<Registry> {
         let servers = writer
             .store()
             .servers()?
@@ -171,6 +184,7 @@ impl Registry {
                     free_bytes: 0,
                     active_transfers: 0,
                     last_heartbeat: None,
+                    data: None,
                 };
                 (id, server)
             })
@@ -184,6 +198,7 @@ impl Registry {
             witness: VersionWitness::default(),
             started,
             servers: Mutex::new(servers),
+            metrics,
         })
     }
 
@@ -235,6 +250,8 @@ impl Registry {
             free_bytes: req.free_bytes,
             active_transfers: 0,
             last_heartbeat: Some(now),
+            // A server registers as it starts, before it has moved any data.
+            data: Some(DataTotals::default()),
         };
         self.servers().insert(server_id, server);
         tracing::info!(server_id, addr = %req.addr, uuid = %req.storage_uuid, "chunkserver registered");
@@ -256,6 +273,12 @@ impl Registry {
             server.free_bytes = req.free_bytes;
             server.active_transfers = req.active_transfers;
             server.last_heartbeat = Some(now);
+            let reported = DataTotals {
+                read: req.bytes_read_total,
+                written: req.bytes_written_total,
+            };
+            let moved = DataTotals::delta(server.data.replace(reported), reported);
+            self.metrics.record_data(moved.read, moved.written);
         }
 
         for replica in &req.chunks {

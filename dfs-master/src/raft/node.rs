@@ -38,6 +38,7 @@ use crate::background::Background;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::master::{self, Master};
+use crate::metrics::MasterMetrics;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{Contacts, Network};
 use crate::raft::state_machine::StateMachine;
@@ -72,6 +73,9 @@ pub struct Node {
     pub(super) contacts: Contacts,
     /// The log sync loop, awaited at shutdown (it holds the store).
     sync_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// This process's metrics: changes of leader, and what each leadership's [`Master`]
+    /// counts.
+    metrics: Arc<MasterMetrics>,
 }
 
 /// Whether this member leads, and its metadata logic if it does.
@@ -91,8 +95,13 @@ enum Leadership {
 impl Node {
     /// Opens the store in `config.data_dir`, starts openraft, forms the group on first start
     /// (unless `--join`), and starts following leadership. `local_addr` is where this master
-    /// listens; members reach it at `--advertise`, or there.
-    pub async fn start(config: &Config, local_addr: SocketAddr) -> Result<Arc<Node>> {
+    /// listens; members reach it at `--advertise`, or there. Leader changes, and what each
+    /// leadership counts, go to `metrics`.
+    pub async fn start(
+        config: &Config,
+        local_addr: SocketAddr,
+        metrics: Arc<MasterMetrics>,
+    ) -> Result<Arc<Node>> {
         config.validate()?;
         let began = Instant::now();
         let opened = {
@@ -175,6 +184,7 @@ impl Node {
             stopping: AtomicBool::new(false),
             sync_task: Mutex::new(None),
             contacts,
+            metrics,
         });
         node.raft_handle.spawn(Arc::clone(&node).watch_leadership());
         node.raft_handle
@@ -194,6 +204,20 @@ impl Node {
     /// The openraft handle (for the `Raft` service).
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// This member's store: its applied state, whoever leads.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The metadata logic if this member leads and serves, without any of the checks of
+    /// [`Node::leader`] (and without their side effects): for reporting, never for serving.
+    pub fn serving(&self) -> Option<Arc<Master>> {
+        match &*self.lock_leadership() {
+            Leadership::Leading { master, .. } => Some(Arc::clone(master)),
+            _ => None,
+        }
     }
 
     /// Whether this member is the only voter of its group (a group of one, which elects
@@ -330,11 +354,18 @@ impl Node {
         // office (or gave it up after a proposal of unknown outcome) tries again while openraft
         // still says this member leads.
         let every = Duration::from_millis((self.config.election_timeout_ms / 5).max(10));
+        // The last leader seen, for counting changes of leader; a spell without one is not a
+        // change, a different leader after it is.
+        let mut last_leader = None;
         loop {
             let (state, leader, term) = {
                 let m = metrics.borrow_and_update();
                 (m.state, m.current_leader, m.vote.leader_id().term)
             };
+            if leader.is_some() && leader != last_leader {
+                last_leader = leader;
+                self.metrics.record_leader_change();
+            }
             self.follow(state, leader, term);
             let changed = tokio::time::timeout(every, metrics.changed()).await;
             if matches!(changed, Ok(Err(_))) || self.stopping.load(Ordering::Acquire) {
@@ -405,7 +436,8 @@ impl Node {
                     uncertain: Arc::clone(&self.uncertain),
                 });
                 let writer = Writer::with_commit(Arc::clone(&self.store), proposer);
-                Master::lead(&self.config, writer, time::now()).map(Arc::new)
+                let metrics = Arc::clone(&self.metrics);
+                Master::lead(&self.config, writer, time::now(), metrics).map(Arc::new)
             }
             Some(Err(err)) => Err(Error::Raft(err.to_string())),
             None => Err(Error::Raft("leadership not confirmed in time".into())),

@@ -8,6 +8,9 @@
 //! * [`admin`] — `Admin`: the `dfs` command.
 //! * [`raft`] — `Raft`: the other masters of the group.
 //!
+//! Every call passes two tower layers: [`request_id`] (a retried mutation is applied once)
+//! and [`metrics`] (every call timed and counted by method).
+//!
 //! All serve one [`Node`] on one listener ([`router`]). Only the leader's node has a
 //! [`Master`]; on any other member a call is refused with the leader's address
 //! ([`dfs_proto::masters::not_leader`]), but for `Raft` and the group's status. A handler only unwraps its
@@ -25,6 +28,7 @@
 pub mod admin;
 pub mod files;
 pub mod locks;
+pub mod metrics;
 pub mod namespace;
 pub mod raft;
 pub mod registry;
@@ -48,19 +52,27 @@ use tonic::{Response, Status};
 
 use crate::error::{Error, Result};
 use crate::master::Master;
+use crate::metrics::MasterMetrics;
 use crate::raft::node::Node;
 
-/// The layers every call passes through: its request id made available to the handler.
-pub type Layers = tower_layer::Stack<request_id::RequestIdLayer, tower_layer::Identity>;
+/// The layers every call passes through: its request id made available to the handler, and
+/// the call timed and counted.
+pub type Layers = tower_layer::Stack<
+    metrics::MetricsLayer,
+    tower_layer::Stack<request_id::RequestIdLayer, tower_layer::Identity>,
+>;
 
-/// Every master service over `node`, added to `server`: what [`run`](crate::run) serves.
-pub fn router(server: Server, node: &Arc<Node>) -> Router<Layers> {
+/// Every master service over `node`, added to `server`, each call counted in `metrics`: what
+/// [`run`](crate::run) serves.
+pub fn router(server: Server, node: &Arc<Node>, metrics: Arc<MasterMetrics>) -> Router<Layers> {
     let calls = Calls::new(Arc::clone(node));
     // Snapshots travel in pieces of a few MiB, above tonic's default message limit.
     let raft = RaftServer::new(raft::RaftService::new(node.raft().clone()))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
-    let mut server = server.layer(request_id::RequestIdLayer);
+    let mut server = server
+        .layer(request_id::RequestIdLayer)
+        .layer(metrics::MetricsLayer::new(metrics));
     server
         .add_service(raft)
         .add_service(NamespaceServer::new(namespace::NamespaceService::new(
