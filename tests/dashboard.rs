@@ -180,7 +180,6 @@ fn a_file_detail_page_lists_its_chunks_and_replicas() {
 }
 
 #[test]
-#[ignore = "needs the files API"]
 fn an_upload_through_the_page_shows_its_progress_and_reads_back_through_a_mount() {
     let cluster = cluster(1 << 20);
     let mount = cluster.mount();
@@ -219,7 +218,6 @@ fn an_upload_through_the_page_shows_its_progress_and_reads_back_through_a_mount(
 }
 
 #[test]
-#[ignore = "needs the files API"]
 fn deleting_from_the_page_asks_first() {
     let cluster = cluster(1 << 20);
     let mount = cluster.mount();
