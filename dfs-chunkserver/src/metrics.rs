@@ -15,6 +15,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use dfs_proto::http::DURATION_BUCKETS;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -25,13 +26,6 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::store::ChunkStore;
-
-/// Upper bounds, in seconds, of the request duration buckets: 100 µs to 20 s (a chain write
-/// of a whole chunk to three servers, synced, takes seconds).
-pub const DURATION_BUCKETS: [f64; 16] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 20.0,
-];
 
 /// A request of the data service, as the `op` label names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

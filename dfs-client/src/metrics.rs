@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use dfs_proto::http::DURATION_BUCKETS;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -21,13 +22,6 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::Client;
-
-/// Upper bounds, in seconds, of the call duration buckets: 100 µs to 20 s (a call follows a
-/// new leader for up to the RPC timeout).
-pub const DURATION_BUCKETS: [f64; 16] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 20.0,
-];
 
 /// A kind of call to a chunkserver, as the `op` label names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,6 +23,14 @@ use tokio::net::TcpListener;
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// Upper bounds, in seconds, of the duration histograms of the data path and of calls between
+/// processes: 100 µs (a cached metadata call) to 20 s (a chain write of a whole chunk, or a
+/// call that follows a new leader for up to the RPC timeout).
+pub const DURATION_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 20.0,
+];
+
 /// Where a process serves HTTP. Absent, it serves none: HTTP is opt-in, like any open port.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct HttpConfig {
