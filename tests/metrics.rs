@@ -231,7 +231,7 @@ fn counters_move_with_a_known_workload() {
     assert!(
         value(
             &master_text,
-            r#"dfs_master_rpc_errors_total{method="Namespace/Lookup"}"#
+            r#"dfs_master_rpc_errors_total{method="Namespace/Lookup",code="NotFound"}"#
         ) >= 1.0
     );
     assert_eq!(value(&master_text, "dfs_master_raft_is_leader"), 1.0);

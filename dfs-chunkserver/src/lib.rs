@@ -73,14 +73,18 @@ pub async fn run(
     let mut registry = Registry::default();
     // The store opens once the master has sent the cluster's layout; its gauges wait for it.
     let opened = Arc::new(OnceLock::new());
-    let metrics = ChunkserverMetrics::new(&mut registry, Arc::clone(&opened));
-    let registry = Arc::new(registry);
-    if let Some(http) = config
+    let http = config
         .http
         .bind()
         .await
-        .map_err(|e| Error::io("serve HTTP", e))?
-    {
+        .map_err(|e| Error::io("serve HTTP", e))?;
+    let metrics = if http.is_some() {
+        ChunkserverMetrics::new(&mut registry, Arc::clone(&opened))
+    } else {
+        ChunkserverMetrics::untimed()
+    };
+    let registry = Arc::new(registry);
+    if let Some(http) = http {
         let mut http_stop = stop.clone();
         let router = dfs_proto::http::metrics_router(Arc::clone(&registry));
         tokio::spawn(async move {

@@ -10,7 +10,8 @@
 //! Prometheus scrapes ([`StoreGauges`]).
 //!
 //! The byte totals also go to the master with every heartbeat, which turns them into the
-//! cluster's throughput.
+//! cluster's throughput; so a chunkserver that serves no HTTP still counts, but times no
+//! request ([`ChunkserverMetrics::untimed`]).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -71,6 +72,8 @@ pub struct ChunkserverMetrics {
     checksum_failures: Counter,
     scrubbed_bytes: Counter,
     scrub_passes: Counter,
+    /// Whether requests are timed.
+    timed: bool,
 }
 
 impl Default for ChunkserverMetrics {
@@ -94,6 +97,7 @@ impl Default for ChunkserverMetrics {
             checksum_failures: Counter::default(),
             scrubbed_bytes: Counter::default(),
             scrub_passes: Counter::default(),
+            timed: true,
         }
     }
 }
@@ -143,6 +147,15 @@ impl ChunkserverMetrics {
         metrics
     }
 
+    /// Metrics for a chunkserver nobody scrapes: the counters its heartbeats carry, and no
+    /// request timing.
+    pub fn untimed() -> ChunkserverMetrics {
+        ChunkserverMetrics {
+            timed: false,
+            ..ChunkserverMetrics::default()
+        }
+    }
+
     /// Starts timing a request of `op`; it is recorded when the returned guard drops.
     pub fn start(&self, op: Op) -> Timer {
         match op {
@@ -155,8 +168,9 @@ impl ChunkserverMetrics {
             Op::Stat => {}
         }
         Timer {
-            histogram: self.by_op[op as usize].clone(),
-            started: Instant::now(),
+            timing: self
+                .timed
+                .then(|| (self.by_op[op as usize].clone(), Instant::now())),
         }
     }
 
@@ -195,13 +209,15 @@ impl ChunkserverMetrics {
 /// a streamed read ends in the task sending it).
 #[derive(Debug)]
 pub struct Timer {
-    histogram: Histogram,
-    started: Instant,
+    /// Where the duration goes, and when the request started; `None` when untimed.
+    timing: Option<(Histogram, Instant)>,
 }
 
 impl Drop for Timer {
     fn drop(&mut self) {
-        self.histogram.observe(self.started.elapsed().as_secs_f64());
+        if let Some((histogram, started)) = &self.timing {
+            histogram.observe(started.elapsed().as_secs_f64());
+        }
     }
 }
 
@@ -279,5 +295,14 @@ mod tests {
             !text.contains("dfs_chunkserver_disk_used_bytes"),
             "no store yet"
         );
+    }
+
+    #[test]
+    fn untimed_metrics_still_count_the_bytes_heartbeats_carry() {
+        let metrics = ChunkserverMetrics::untimed();
+        let timer = metrics.start(Op::Write);
+        assert!(timer.timing.is_none());
+        metrics.written(300);
+        assert_eq!(metrics.data_totals(), (0, 300));
     }
 }

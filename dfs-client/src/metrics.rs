@@ -2,13 +2,15 @@
 //! masters and chunkservers take, and its caches (hits, misses, bytes cached, write-back
 //! bytes waiting to be sent).
 //!
-//! No registry is global: a [`Client`](crate::Client) always records into its own
-//! [`ClientMetrics`] (a cheap shared handle; recording is an observation in a histogram
-//! found without allocating), and the program that embeds it exposes them by calling
-//! [`Client::register_metrics`](crate::Client::register_metrics) with its registry. A client
-//! nobody registers still records, unseen. The cache figures are read from the client when
+//! No registry is global: a [`Client`](crate::Client) has its own [`ClientMetrics`] (a cheap
+//! shared handle), and the program that embeds it exposes them by calling
+//! [`Client::register_metrics`](crate::Client::register_metrics) with its registry. Only
+//! then does the client record: one that nobody can read (the `dfs` command, a mount that
+//! serves no HTTP) pays nothing for them. The cache figures are read from the client when
 //! Prometheus scrapes ([`CacheGauges`]), never updated on the read path for metrics' sake.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dfs_proto::http::DURATION_BUCKETS;
@@ -66,6 +68,8 @@ pub struct ClientMetrics {
     chunkserver_calls: Family<OpLabels, Histogram>,
     /// The histogram of each [`ChunkOp`] (by discriminant), taken from the family once.
     by_op: [Histogram; 3],
+    /// Whether a registry exposes these metrics; until one does, nothing is recorded.
+    recording: Arc<AtomicBool>,
 }
 
 fn histogram() -> Histogram {
@@ -86,6 +90,7 @@ impl Default for ClientMetrics {
             master_calls,
             chunkserver_calls,
             by_op,
+            recording: Arc::default(),
         }
     }
 }
@@ -94,6 +99,9 @@ impl ClientMetrics {
     /// Records a call of the masters' `method` (`Service/Method`) that took `elapsed`,
     /// retries and leader changes included.
     pub fn master_call(&self, method: &'static str, elapsed: Duration) {
+        if !self.recording.load(Ordering::Relaxed) {
+            return;
+        }
         self.master_calls
             .get_or_create(&MethodLabels { method })
             .observe(elapsed.as_secs_f64());
@@ -101,11 +109,16 @@ impl ClientMetrics {
 
     /// Records a call to a chunkserver that took `elapsed`.
     pub fn chunkserver_call(&self, op: ChunkOp, elapsed: Duration) {
+        if !self.recording.load(Ordering::Relaxed) {
+            return;
+        }
         self.by_op[op as usize].observe(elapsed.as_secs_f64());
     }
 
-    /// Registers the durations in `registry` under the `dfs_client` prefix.
+    /// Registers the durations in `registry` under the `dfs_client` prefix, and starts
+    /// recording them.
     fn register(&self, registry: &mut Registry) {
+        self.recording.store(true, Ordering::Relaxed);
         registry.register(
             "master_call_duration_seconds",
             "Time of a call to the masters, by method, retries and leader changes included",
@@ -174,8 +187,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_are_recorded_by_method_and_by_operation() {
+    fn durations_are_recorded_by_method_and_by_operation_once_registered() {
         let metrics = ClientMetrics::default();
+        // Before registration nothing is recorded: the counts below are of one call each.
+        metrics.master_call("Namespace/Lookup", Duration::from_millis(2));
+        metrics.chunkserver_call(ChunkOp::Read, Duration::from_millis(5));
         let mut registry = Registry::default();
         metrics.register(registry.sub_registry_with_prefix("dfs_client"));
         metrics.master_call("Namespace/Lookup", Duration::from_millis(2));

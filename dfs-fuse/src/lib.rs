@@ -95,11 +95,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let client = Client::connect(&config.client).await?;
-    let mut registry = Registry::default();
-    let metrics = FuseMetrics::new(&mut registry);
-    client.register_metrics(&mut registry);
-    let registry = Arc::new(registry);
     let http = config.http.bind().await.map_err(Error::Http)?;
+    // Metrics are recorded only where something can read them.
+    let mut registry = Registry::default();
+    let metrics = if http.is_some() {
+        client.register_metrics(&mut registry);
+        FuseMetrics::new(&mut registry)
+    } else {
+        FuseMetrics::off()
+    };
+    let registry = Arc::new(registry);
     let (http_stop, http_stopped) = oneshot::channel::<()>();
     let http_server = http.map(|listener| {
         let router = dfs_proto::http::metrics_router(Arc::clone(&registry));

@@ -16,6 +16,7 @@
 //!
 //! Counting costs a few atomic additions per request: the counters and histograms of every
 //! operation are created up front, indexed by [`FuseOp`]; only an error looks its labels up.
+//! A mount that serves no HTTP counts nothing ([`FuseMetrics::off`]).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -81,7 +82,8 @@ struct OpLabels {
 /// The mount's request metrics; a cheap shared handle.
 #[derive(Debug, Clone)]
 pub struct FuseMetrics {
-    inner: Arc<Inner>,
+    /// `None` when nothing is recorded.
+    inner: Option<Arc<Inner>>,
 }
 
 #[derive(Debug)]
@@ -152,22 +154,28 @@ impl FuseMetrics {
             inner.written_bytes.clone(),
         );
         FuseMetrics {
-            inner: Arc::new(inner),
+            inner: Some(Arc::new(inner)),
         }
+    }
+
+    /// Metrics that record nothing, for a mount nobody can scrape: no request then pays for
+    /// its timing.
+    pub fn off() -> FuseMetrics {
+        FuseMetrics { inner: None }
     }
 
     /// Starts a request of `op` on this thread; see the module documentation. The returned
     /// guard ends the dispatch: it records the request unless a task took it over.
     #[must_use = "the request is recorded when the guard drops"]
     pub fn dispatch(&self, op: FuseOp) -> Dispatch {
-        let request = Request {
-            metrics: Arc::clone(&self.inner),
+        let request = self.inner.as_ref().map(|inner| Request {
+            metrics: Arc::clone(inner),
             op,
             started: Instant::now(),
             errno: None,
             bytes: 0,
-        };
-        DISPATCHING.with(|current| *current.borrow_mut() = Some(request));
+        });
+        DISPATCHING.with(|current| *current.borrow_mut() = request);
         Dispatch { _private: () }
     }
 }
@@ -370,6 +378,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("dfs_fuse_written_bytes_total 10"));
+    }
+
+    #[test]
+    fn metrics_turned_off_give_no_request_to_note_on() {
+        let metrics = FuseMetrics::off();
+        let _dispatch = metrics.dispatch(FuseOp::Read);
+        note_bytes(4096);
+        assert!(take_dispatching().is_none());
     }
 
     #[test]

@@ -129,7 +129,9 @@ pub async fn run(
             shutdown.clone(),
         ))
     });
-    let served = service::router(Server::builder(), &node, metrics)
+    // Calls are timed only where something can read the figures: over HTTP.
+    let call_metrics = http_server.is_some().then_some(metrics);
+    let served = service::router(Server::builder(), &node, call_metrics)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     if let Some(http_server) = http_server {

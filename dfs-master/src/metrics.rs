@@ -20,6 +20,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use tonic::Code;
 
 /// Upper bounds, in seconds, of the call latency buckets: 100 µs to about 13 s.
 pub const LATENCY_BUCKETS: [f64; 18] = [
@@ -34,11 +35,20 @@ pub struct MethodLabels {
     pub method: String,
 }
 
+/// Labels of a call answered with an error: its method and its gRPC code (`NotFound`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// `Service/Method`.
+    pub method: String,
+    /// The code's name, as gRPC spells it.
+    pub code: &'static str,
+}
+
 /// Every metric the master keeps; a cheap handle to share (`Arc`).
 #[derive(Debug)]
 pub struct MasterMetrics {
     calls: Family<MethodLabels, Counter>,
-    errors: Family<MethodLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
     latency: Family<MethodLabels, Histogram>,
     cluster_read_bytes: Counter,
     cluster_written_bytes: Counter,
@@ -63,7 +73,8 @@ struct Activity {
 pub struct ActivityTotals {
     /// Calls answered since the master started.
     pub calls: u64,
-    /// Calls answered with an error.
+    /// Calls the master failed to serve (see [`is_failure`]); answers such as "no such
+    /// file" are not counted.
     pub errors: u64,
     /// Calls per latency bucket: `latency[i]` took at most `LATENCY_BUCKETS[i]` (and more
     /// than the bound before); the last entry took longer than every bound.
@@ -94,7 +105,9 @@ impl MasterMetrics {
         );
         registry.register(
             "rpc_errors",
-            "gRPC calls answered with an error, by method",
+            "gRPC calls answered with an error, by method and code (NotFound and \
+             AlreadyExists are answers applications expect; Unavailable, Internal, Unknown, \
+             DataLoss, DeadlineExceeded and ResourceExhausted are failures)",
             metrics.errors.clone(),
         );
         registry.register(
@@ -134,8 +147,8 @@ impl MasterMetrics {
         self.leader_changes.inc();
     }
 
-    /// Records one answered call of `method` that took `elapsed`.
-    pub fn record_call(&self, method: &str, elapsed: Duration, ok: bool) {
+    /// Records one answered call of `method` that took `elapsed`, answered with `code`.
+    pub fn record_call(&self, method: &str, elapsed: Duration, code: Code) {
         let labels = MethodLabels {
             method: method.to_owned(),
         };
@@ -144,8 +157,14 @@ impl MasterMetrics {
         self.latency.get_or_create(&labels).observe(secs);
         let activity = &self.activity;
         activity.calls.fetch_add(1, Ordering::Relaxed);
-        if !ok {
+        if code != Code::Ok {
+            let labels = ErrorLabels {
+                method: labels.method,
+                code: code_name(code),
+            };
             self.errors.get_or_create(&labels).inc();
+        }
+        if is_failure(code) {
             activity.errors.fetch_add(1, Ordering::Relaxed);
         }
         let bucket = LATENCY_BUCKETS
@@ -183,6 +202,45 @@ impl MasterMetrics {
     }
 }
 
+/// Whether a reply with `code` means the master failed to serve the call (the group had no
+/// leader, a disk failed, a deadline passed, space ran out), rather than answering it: a
+/// lookup of a missing name (`NotFound`) or a create of an existing one is how applications
+/// work, and an error rate that counted them would alarm on every `tar -x`.
+pub fn is_failure(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::Internal
+            | Code::Unknown
+            | Code::DataLoss
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+    )
+}
+
+/// The name of `code` as gRPC spells it (`NotFound`), for the `code` label.
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "Ok",
+        Code::Cancelled => "Cancelled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,13 +249,17 @@ mod tests {
     fn calls_are_counted_by_method_and_in_the_totals() {
         let mut registry = Registry::default();
         let metrics = MasterMetrics::new(&mut registry);
-        metrics.record_call("Namespace/Lookup", Duration::from_micros(150), true);
-        metrics.record_call("Namespace/Lookup", Duration::from_millis(3), false);
-        metrics.record_call("Files/Open", Duration::from_secs(60), true);
+        metrics.record_call("Namespace/Lookup", Duration::from_micros(150), Code::Ok);
+        metrics.record_call("Namespace/Lookup", Duration::from_millis(3), Code::NotFound);
+        metrics.record_call("Files/Open", Duration::from_secs(60), Code::Unavailable);
         metrics.record_data(10, 30);
 
         let totals = metrics.totals();
-        assert_eq!((totals.calls, totals.errors), (3, 1));
+        assert_eq!(
+            (totals.calls, totals.errors),
+            (3, 1),
+            "a missing name is an answer; an unavailable group is a failure"
+        );
         assert_eq!(totals.latency[1], 1, "150 µs falls in the 200 µs bucket");
         assert_eq!(totals.latency[5], 1, "3 ms falls in the 5 ms bucket");
         assert_eq!(
@@ -210,7 +272,14 @@ mod tests {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains(r#"dfs_master_rpc_calls_total{method="Namespace/Lookup"} 2"#));
-        assert!(text.contains(r#"dfs_master_rpc_errors_total{method="Namespace/Lookup"} 1"#));
+        assert!(text.contains(
+            r#"dfs_master_rpc_errors_total{method="Namespace/Lookup",code="NotFound"} 1"#
+        ));
+        assert!(
+            text.contains(
+                r#"dfs_master_rpc_errors_total{method="Files/Open",code="Unavailable"} 1"#
+            )
+        );
         assert!(text.contains(r#"dfs_master_rpc_latency_seconds_count{method="Files/Open"} 1"#));
         assert!(text.contains("dfs_master_cluster_read_bytes_total 10"));
         assert!(text.contains("dfs_master_cluster_written_bytes_total 30"));

@@ -1,6 +1,6 @@
 //! Times every gRPC call the master answers and counts it in [`MasterMetrics`]: by method
-//! (`Namespace/Lookup`, from the request's path), and as an error when the reply carries a
-//! `grpc-status` other than 0.
+//! (`Namespace/Lookup`, from the request's path), and by the code of its `grpc-status` when
+//! that is not 0.
 //!
 //! A tower layer on the server ([`MetricsLayer`]), so that no handler needs to know. tonic
 //! sends an error as a trailers-only reply, with the status in the response headers, which is
@@ -13,17 +13,19 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use tonic::Code;
+
 use crate::metrics::MasterMetrics;
 
-/// Records every call in the master's metrics.
+/// Records every call in the master's metrics, if it has any to record into.
 #[derive(Debug, Clone)]
 pub struct MetricsLayer {
-    metrics: Arc<MasterMetrics>,
+    metrics: Option<Arc<MasterMetrics>>,
 }
 
 impl MetricsLayer {
-    /// A layer counting calls in `metrics`.
-    pub fn new(metrics: Arc<MasterMetrics>) -> MetricsLayer {
+    /// A layer counting calls in `metrics`; with `None`, calls pass through untouched.
+    pub fn new(metrics: Option<Arc<MasterMetrics>>) -> MetricsLayer {
         MetricsLayer { metrics }
     }
 }
@@ -34,7 +36,7 @@ impl<S> tower_layer::Layer<S> for MetricsLayer {
     fn layer(&self, inner: S) -> MetricsService<S> {
         MetricsService {
             inner,
-            metrics: Arc::clone(&self.metrics),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -43,7 +45,7 @@ impl<S> tower_layer::Layer<S> for MetricsLayer {
 #[derive(Debug, Clone)]
 pub struct MetricsService<S> {
     inner: S,
-    metrics: Arc<MasterMetrics>,
+    metrics: Option<Arc<MasterMetrics>>,
 }
 
 impl<S, B, R> tower_service::Service<http::Request<B>> for MetricsService<S>
@@ -59,14 +61,14 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = method_of(request.uri().path());
+        let call = self.metrics.as_ref().map(|metrics| Call {
+            metrics: Arc::clone(metrics),
+            method: method_of(request.uri().path()),
+            started: Instant::now(),
+        });
         Timed {
             inner: self.inner.call(request),
-            call: Some(Call {
-                metrics: Arc::clone(&self.metrics),
-                method,
-                started: Instant::now(),
-            }),
+            call,
         }
     }
 }
@@ -97,21 +99,21 @@ where
         let this = self.project();
         let output = std::task::ready!(this.inner.poll(cx));
         if let Some(call) = this.call.take() {
-            let ok = output.as_ref().is_ok_and(answered_ok);
+            let code = output.as_ref().map_or(Code::Unknown, answered_code);
             call.metrics
-                .record_call(&call.method, call.started.elapsed(), ok);
+                .record_call(&call.method, call.started.elapsed(), code);
         }
         Poll::Ready(output)
     }
 }
 
-/// Whether a reply's headers say the call succeeded: no `grpc-status` (it comes in the
-/// trailers of a successful reply), or status 0.
-fn answered_ok<R>(response: &http::Response<R>) -> bool {
+/// The code a reply's headers give: `Ok` without a `grpc-status` (it comes in the trailers
+/// of a successful reply).
+fn answered_code<R>(response: &http::Response<R>) -> Code {
     response
         .headers()
         .get("grpc-status")
-        .is_none_or(|status| status.as_bytes() == b"0")
+        .map_or(Code::Ok, |status| Code::from_bytes(status.as_bytes()))
 }
 
 /// `Service/Method` of a gRPC path (`/dfs.Namespace/Lookup` → `Namespace/Lookup`): the
@@ -189,13 +191,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn every_call_is_counted_by_method_and_a_non_zero_status_is_an_error() {
+    async fn every_call_is_counted_by_method_and_a_non_zero_status_by_its_code() {
         let mut registry = Registry::default();
         let metrics = Arc::new(MasterMetrics::new(&mut registry));
-        let layer = MetricsLayer::new(Arc::clone(&metrics));
+        let layer = MetricsLayer::new(Some(Arc::clone(&metrics)));
         let mut plain = layer.layer(answering(None));
         let mut zero = layer.layer(answering(Some("0")));
         let mut not_found = layer.layer(answering(Some("5")));
+        let mut unavailable = layer.layer(answering(Some("14")));
 
         plain.call(request("/dfs.Namespace/Lookup")).await.unwrap();
         zero.call(request("/dfs.Namespace/Lookup")).await.unwrap();
@@ -204,14 +207,32 @@ mod tests {
             .await
             .unwrap();
         plain.call(request("/dfs.Files/Open")).await.unwrap();
+        unavailable.call(request("/dfs.Files/Open")).await.unwrap();
 
         let totals = metrics.totals();
-        assert_eq!((totals.calls, totals.errors), (4, 1));
+        assert_eq!(
+            (totals.calls, totals.errors),
+            (5, 1),
+            "only Unavailable is a failure"
+        );
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains(r#"dfs_master_rpc_calls_total{method="Namespace/Lookup"} 3"#));
-        assert!(text.contains(r#"dfs_master_rpc_errors_total{method="Namespace/Lookup"} 1"#));
-        assert!(text.contains(r#"dfs_master_rpc_calls_total{method="Files/Open"} 1"#));
-        assert!(!text.contains(r#"dfs_master_rpc_errors_total{method="Files/Open"}"#));
+        assert!(text.contains(
+            r#"dfs_master_rpc_errors_total{method="Namespace/Lookup",code="NotFound"} 1"#
+        ));
+        assert!(text.contains(r#"dfs_master_rpc_calls_total{method="Files/Open"} 2"#));
+        assert!(
+            text.contains(
+                r#"dfs_master_rpc_errors_total{method="Files/Open",code="Unavailable"} 1"#
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn without_metrics_calls_pass_through_uncounted() {
+        let mut plain = MetricsLayer::new(None).layer(answering(Some("5")));
+        let reply = plain.call(request("/dfs.Namespace/Lookup")).await.unwrap();
+        assert_eq!(reply.headers()["grpc-status"], "5");
     }
 }

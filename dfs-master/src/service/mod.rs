@@ -62,9 +62,13 @@ pub type Layers = tower_layer::Stack<
     tower_layer::Stack<request_id::RequestIdLayer, tower_layer::Identity>,
 >;
 
-/// Every master service over `node`, added to `server`, each call counted in `metrics`: what
-/// [`run`](crate::run) serves.
-pub fn router(server: Server, node: &Arc<Node>, metrics: Arc<MasterMetrics>) -> Router<Layers> {
+/// Every master service over `node`, added to `server`, each call counted in `metrics` (if
+/// any): what [`run`](crate::run) serves.
+pub fn router(
+    server: Server,
+    node: &Arc<Node>,
+    metrics: Option<Arc<MasterMetrics>>,
+) -> Router<Layers> {
     let calls = Calls::new(Arc::clone(node));
     // Snapshots travel in pieces of a few MiB, above tonic's default message limit.
     let raft = RaftServer::new(raft::RaftService::new(node.raft().clone()))
