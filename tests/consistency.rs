@@ -207,6 +207,34 @@ fn a_second_writing_mount_gets_ebusy_after_its_wait_until_the_first_closes() {
 }
 
 #[test]
+fn a_file_reopened_right_after_its_close_keeps_its_lease_until_its_last_close() {
+    let cluster = cluster(60_000);
+    let a = cluster.mount();
+    let b = cluster.mount_with(&["--lease-wait-ms", "300"]);
+    let path = a.join("f");
+    // The close queues the lease's release for a few milliseconds; the open right after it
+    // takes the lease back (or, if the release went out already, asks for it again).
+    fs::write(&path, b"one").unwrap();
+    let mut again = OpenOptions::new().append(true).open(&path).unwrap();
+    // Well past the release window, the lease is still this mount's: no release undid it.
+    std::thread::sleep(Duration::from_millis(200));
+    let in_b = b.join("f");
+    let err = within(Duration::from_secs(30), move || {
+        OpenOptions::new().append(true).open(in_b)
+    })
+    .unwrap_err();
+    assert_eq!(errno(&err), libc::EBUSY, "{err}");
+    again.write_all(b", two").unwrap();
+    drop(again);
+    // The last close gives it up.
+    let c = cluster.mount();
+    let mut from_c = OpenOptions::new().append(true).open(c.join("f")).unwrap();
+    from_c.write_all(b", three").unwrap();
+    drop(from_c);
+    assert_eq!(fs::read(&path).unwrap(), b"one, two, three");
+}
+
+#[test]
 fn when_the_writing_mount_dies_the_next_writer_recovers_one_consistent_length() {
     let cluster = cluster(2_000);
     let mut a = cluster.mount_with(&["--write-buffer-bytes", &CHUNK.to_string()]);

@@ -5,6 +5,13 @@
 //! mount shares it; the lease is released when the file's last handle closes. While another
 //! mount holds it, asking is retried for `--lease-wait-ms` and then fails with `EBUSY`.
 //!
+//! Releases are sent in batches: a release waits [`RELEASE_BATCH_WINDOW`] for others, and
+//! one call (one commit in the group of masters) gives them all up. Writing many small files
+//! would otherwise cost a replicated commit per file for the release alone. The delay is
+//! invisible to this mount (an open of a file whose release still waits takes it back without
+//! asking the master again) and to readers (the data was committed at the close); another
+//! mount that wants to write the file waits for it as for any held lease.
+//!
 //! One background task renews every held lease a few times per time-to-live. A lease the
 //! master no longer grants (this mount was cut off longer than the time-to-live and another
 //! writer took over) is dropped from the table with an error in the log; the chunk versions
@@ -46,6 +53,9 @@ const BUSY_RETRY: Duration = Duration::from_millis(100);
 /// Renewal interval until the master has told its time-to-live.
 const DEFAULT_RENEW_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long a release waits for others to go to the master with it.
+pub const RELEASE_BATCH_WINDOW: Duration = Duration::from_millis(10);
+
 /// The leases of one mount.
 #[derive(Debug)]
 pub struct MountLeases {
@@ -60,10 +70,14 @@ struct State {
     held: HashSet<u64>,
     renew_interval: Option<Duration>,
     renewer_running: bool,
+    /// Leases given up here and not yet sent to the master, which still counts them as held.
+    queued: Vec<u64>,
+    /// Whether a task is sending the queued releases.
+    releaser_running: bool,
     /// Releases on their way to the master, woken when answered. A release that reaches
     /// the master after a new grant of the same file to this mount would undo that grant.
     releasing: HashMap<u64, Arc<tokio::sync::Notify>>,
-    /// Releases started so far, and the number of the last one of each file (recent ones).
+    /// Releases sent so far, and the number of the last one of each file (recent ones).
     releases: u64,
     last_release: HashMap<u64, u64>,
     /// `last_release` forgot the releases up to this number.
@@ -139,7 +153,10 @@ impl MountLeases {
         let deadline = tokio::time::Instant::now() + self.wait;
         let mark = self.mark();
         let (ino, mut reply, value) = until_not_busy(deadline, ask).await?;
-        if self.released_since(&mark, ino) {
+        // A release still queued never reached the master: the grant just answered is the
+        // lease this mount kept all along.
+        let taken_back = self.take_back_queued(ino);
+        if !taken_back && self.released_since(&mark, ino) {
             // A last close here was giving the lease up while the master granted it anew:
             // arriving after the grant, that release undid it. Let it land, then ask again.
             self.wait_released(ino).await;
@@ -168,49 +185,87 @@ impl MountLeases {
         self.state().held.contains(&ino)
     }
 
-    /// Releases the lease of `ino` if this mount holds it.
-    pub async fn release(&self, master: &MasterClient, ino: u64) -> Result<(), FsError> {
-        self.release_unless(master, ino, || false).await
+    /// Releases the lease of `ino` if this mount holds it (in the next batch).
+    pub fn release(self: &Arc<Self>, master: &MasterClient, ino: u64) {
+        self.release_unless(master, ino, || false)
     }
 
     /// Releases the lease of `ino` if this mount holds it and `in_use` (asked under the
-    /// table's lock, so no open can slip between the question and the release) says no.
-    pub async fn release_unless(
-        &self,
+    /// table's lock, so no open can slip between the question and the release) says no. The
+    /// release goes with the next batch; a failure is logged (the lease then expires).
+    pub fn release_unless(
+        self: &Arc<Self>,
         master: &MasterClient,
         ino: u64,
         in_use: impl FnOnce() -> bool,
-    ) -> Result<(), FsError> {
-        let answered = {
+    ) {
+        let start_releaser = {
             let mut state = self.state();
             if in_use() || !state.held.remove(&ino) {
-                return Ok(());
+                return;
             }
+            state.queued.push(ino);
+            !std::mem::replace(&mut state.releaser_running, true)
+        };
+        if start_releaser {
+            tokio::spawn(send_releases(Arc::clone(self), master.clone()));
+        }
+    }
+
+    /// Takes the queued releases as one batch on its way: each numbered, and marked as
+    /// on its way until answered. Empty when nothing is queued (the sender then stops).
+    fn take_batch(&self) -> Vec<(u64, Arc<tokio::sync::Notify>)> {
+        let mut state = self.state();
+        let queued = std::mem::take(&mut state.queued);
+        if queued.is_empty() {
+            state.releaser_running = false;
+        }
+        let mut batch = Vec::with_capacity(queued.len());
+        for ino in queued {
             state.releases += 1;
             let number = state.releases;
             state.last_release.insert(ino, number);
-            if state.last_release.len() > REMEMBERED_RELEASES {
-                let keep_after = number - (REMEMBERED_RELEASES / 2) as u64;
-                state.last_release.retain(|_, n| *n > keep_after);
-                state.forgotten = keep_after;
-            }
             let answered = Arc::new(tokio::sync::Notify::new());
             state.releasing.insert(ino, answered.clone());
-            answered
-        };
-        let result = master.release_lease(ino, &self.holder).await;
+            batch.push((ino, answered));
+        }
+        if state.last_release.len() > REMEMBERED_RELEASES {
+            let keep_after = state.releases - (REMEMBERED_RELEASES / 2) as u64;
+            state.last_release.retain(|_, n| *n > keep_after);
+            state.forgotten = keep_after;
+        }
+        batch
+    }
+
+    /// Notes that the releases of `batch` were answered, and wakes whoever waits for them.
+    fn batch_answered(&self, batch: Vec<(u64, Arc<tokio::sync::Notify>)>) {
         {
             let mut state = self.state();
-            if state
-                .releasing
-                .get(&ino)
-                .is_some_and(|n| Arc::ptr_eq(n, &answered))
-            {
-                state.releasing.remove(&ino);
+            for (ino, answered) in &batch {
+                if state
+                    .releasing
+                    .get(ino)
+                    .is_some_and(|n| Arc::ptr_eq(n, answered))
+                {
+                    state.releasing.remove(ino);
+                }
             }
         }
-        answered.notify_waiters();
-        result
+        for (_, answered) in batch {
+            answered.notify_waiters();
+        }
+    }
+
+    /// Takes back the lease of `ino` if its release is still queued; whether it was.
+    fn take_back_queued(&self, ino: u64) -> bool {
+        let mut state = self.state();
+        match state.queued.iter().position(|&queued| queued == ino) {
+            Some(at) => {
+                state.queued.swap_remove(at);
+                true
+            }
+            None => false,
+        }
     }
 
     /// What is known now of releases, to tell later whether one of a file may have
@@ -256,13 +311,19 @@ impl MountLeases {
         }
     }
 
-    /// Releases every lease (the filesystem is being unmounted).
+    /// Releases every lease, queued releases included (the filesystem is being unmounted).
     pub async fn release_all(&self, master: &MasterClient) {
-        let held: Vec<u64> = self.state().held.drain().collect();
-        for ino in held {
-            if let Err(err) = master.release_lease(ino, &self.holder).await {
-                tracing::warn!(ino, error = %err, "lease release at unmount failed");
-            }
+        let inos: Vec<u64> = {
+            let mut state = self.state();
+            let held: Vec<u64> = state.held.drain().collect();
+            state.queued.extend(held);
+            std::mem::take(&mut state.queued)
+        };
+        if inos.is_empty() {
+            return;
+        }
+        if let Err(err) = master.release_leases(&inos, &self.holder).await {
+            tracing::warn!(leases = inos.len(), error = %err, "lease release at unmount failed");
         }
     }
 }
@@ -281,6 +342,24 @@ where
             }
             result => return result,
         }
+    }
+}
+
+/// Sends the queued releases of `leases`, a batch per [`RELEASE_BATCH_WINDOW`], until none
+/// is left.
+async fn send_releases(leases: Arc<MountLeases>, master: MasterClient) {
+    loop {
+        tokio::time::sleep(RELEASE_BATCH_WINDOW).await;
+        let batch = leases.take_batch();
+        if batch.is_empty() {
+            return;
+        }
+        let inos: Vec<u64> = batch.iter().map(|(ino, _)| *ino).collect();
+        if let Err(err) = master.release_leases(&inos, &leases.holder).await {
+            tracing::warn!(leases = inos.len(), error = %err,
+                "lease release failed; the leases expire by themselves");
+        }
+        leases.batch_answered(batch);
     }
 }
 

@@ -455,14 +455,14 @@ impl MasterClient {
         .await
     }
 
-    /// Gives up `holder`'s lease of `ino`.
-    pub async fn release_lease(&self, ino: u64, holder: &str) -> Result<(), FsError> {
-        let req = pb::LeaseRequest {
-            ino,
+    /// Gives up `holder`'s leases of `inos`, in one call.
+    pub async fn release_leases(&self, inos: &[u64], holder: &str) -> Result<(), FsError> {
+        let req = pb::ReleaseLeasesRequest {
             holder: holder.to_string(),
+            inos: inos.to_vec(),
         };
-        self.call("Files/ReleaseLease", req, |mut s: Files, r| async move {
-            s.release_lease(r).await
+        self.call("Files/ReleaseLeases", req, |mut s: Files, r| async move {
+            s.release_leases(r).await
         })
         .await
         .map(drop)

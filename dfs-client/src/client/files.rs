@@ -185,7 +185,7 @@ impl Client {
             if acquired.recover {
                 // An existing file whose previous writer died holding the lease.
                 if let Err(err) = lease::recover(self.io(), attr.ino, leases.holder()).await {
-                    self.release_lease(attr.ino).await;
+                    self.release_lease(attr.ino);
                     return Err(err);
                 }
             }

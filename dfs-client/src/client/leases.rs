@@ -16,17 +16,15 @@ impl Client {
         let acquired = leases.acquire(self.master(), ino).await?;
         if acquired.recover {
             if let Err(err) = lease::recover(self.io(), ino, leases.holder()).await {
-                self.release_lease(ino).await;
+                self.release_lease(ino);
                 return Err(err);
             }
         }
         Ok(())
     }
 
-    pub(super) async fn release_lease(&self, ino: u64) {
-        if let Err(err) = self.shared.leases.release(self.master(), ino).await {
-            tracing::warn!(ino, error = %err, "lease release failed; it expires by itself");
-        }
+    pub(super) fn release_lease(&self, ino: u64) {
+        self.shared.leases.release(self.master(), ino);
     }
 
     /// Drops one handle of `ino`; with the last one goes the inode's state and its lease —
@@ -36,14 +34,9 @@ impl Client {
         if self.shared.inodes.close(ino) {
             self.shared.fresh.forget(ino);
             let inodes = &self.shared.inodes;
-            let released = self
-                .shared
+            self.shared
                 .leases
-                .release_unless(self.master(), ino, || inodes.get(ino).is_some())
-                .await;
-            if let Err(err) = released {
-                tracing::warn!(ino, error = %err, "lease release failed; it expires by itself");
-            }
+                .release_unless(self.master(), ino, || inodes.get(ino).is_some());
             let hidden = self
                 .shared
                 .hidden
@@ -80,7 +73,7 @@ impl Client {
             return Ok(reply);
         }
         if let Err(err) = lease::recover(self.io(), ino, leases.holder()).await {
-            self.release_lease(ino).await;
+            self.release_lease(ino);
             return Err(err);
         }
         let recovered = self.master().open_file(ino, false, None).await?;

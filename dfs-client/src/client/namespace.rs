@@ -98,7 +98,7 @@ impl Client {
             }
         };
         if borrowed {
-            self.release_lease(ino).await;
+            self.release_lease(ino);
         }
         Ok(self.present(&result?))
     }

@@ -189,15 +189,29 @@ impl Leases {
 
     /// Ends `holder`'s lease of `ino`; releasing a lease one does not hold is a no-op.
     pub fn release(&self, ino: u64, holder: &str) -> Result<()> {
+        self.release_many(&[ino], holder)
+    }
+
+    /// Ends `holder`'s leases of `inos` in one commit; those it does not hold are left alone.
+    pub fn release_many(&self, inos: &[u64], holder: &str) -> Result<()> {
         let mut table = self.table();
-        if table.get(&ino).is_none_or(|lease| lease.holder != holder) {
+        let held: Vec<u64> = inos
+            .iter()
+            .copied()
+            .filter(|ino| table.get(ino).is_some_and(|lease| lease.holder == holder))
+            .collect();
+        if held.is_empty() {
             return Ok(());
         }
         let mut txn = self.writer.begin();
-        txn.delete_lease(ino);
-        // Losing the release in a machine crash only makes the lease expire instead.
+        for &ino in &held {
+            txn.delete_lease(ino);
+        }
+        // Losing the release in a machine crash only makes the leases expire instead.
         txn.commit_unsynced()?;
-        table.remove(&ino);
+        for ino in held {
+            table.remove(&ino);
+        }
         Ok(())
     }
 

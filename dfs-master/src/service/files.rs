@@ -133,6 +133,18 @@ impl files_server::Files for FilesService {
             .write(move |m| m.leases().release(req.ino, &req.holder).map(convert::done))
     }
 
+    async fn release_leases(
+        &self,
+        request: Request<pb::ReleaseLeasesRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let req = request.into_inner();
+        self.calls.write(move |m| {
+            m.leases()
+                .release_many(&req.inos, &req.holder)
+                .map(convert::done)
+        })
+    }
+
     async fn lease_chunk(
         &self,
         request: Request<pb::LeaseChunkRequest>,

@@ -50,6 +50,26 @@ fn one_holder_at_a_time_until_the_lease_expires() {
 }
 
 #[test]
+fn a_batch_of_releases_frees_only_the_holders_leases() {
+    let fx = Fixture::new();
+    let (f, g, h) = (
+        fx.file(ROOT_INO, "f"),
+        fx.file(ROOT_INO, "g"),
+        fx.file(ROOT_INO, "h"),
+    );
+    let leases = fx.master.leases();
+    let now = Instant::now();
+    leases.acquire(f, "a", now).unwrap();
+    leases.acquire(g, "a", now).unwrap();
+    leases.acquire(h, "b", now).unwrap();
+    // h is b's and stays so; an inode a never held is ignored.
+    leases.release_many(&[f, g, h, 999], "a").unwrap();
+    assert!(!leases.acquire(f, "c", now).unwrap().recover);
+    assert!(!leases.acquire(g, "c", now).unwrap().recover);
+    assert_eq!(fs_err(leases.acquire(h, "c", now)), FsError::Busy);
+}
+
+#[test]
 fn only_regular_files_have_leases() {
     let fx = Fixture::new();
     let dir = fx.dir(ROOT_INO, "d");
