@@ -70,10 +70,9 @@ DFS_MASTER_PORT=${DFS_MASTER_PORT:-9400}
 DFS_CHUNKSERVER_BASE_PORT=${DFS_CHUNKSERVER_BASE_PORT:-9500}
 DFS_CHUNKSERVERS=${DFS_CHUNKSERVERS:-3}
 # HTTP (metrics; a master's API and dashboard): master i on DFS_HTTP_PORT+i-1, chunkserver i
-# on DFS_HTTP_PORT+10+i, the mount on DFS_HTTP_PORT+90. DFS_HTTP=off starts every process
-# without HTTP, and so without metrics.
+# on DFS_HTTP_PORT+10+i, the mount on DFS_HTTP_PORT+90. DFS_HTTP_PORT=off starts every
+# process without HTTP, and so without metrics.
 DFS_HTTP_PORT=${DFS_HTTP_PORT:-9600}
-DFS_HTTP=${DFS_HTTP:-on}
 
 # The port of master $1 (1, 2, ...).
 master_port() { echo $((DFS_MASTER_PORT + $1 - 1)); }
@@ -87,13 +86,13 @@ http_port() {
 }
 # The HTTP options of process $1: where it listens, and the file it writes the address to.
 http_args() {
-  [ "$DFS_HTTP" != off ] || return 0
+  [ "$DFS_HTTP_PORT" != off ] || return 0
   echo "--http-listen 127.0.0.1:$(http_port "$1") --http-addr-file $DFS_STATE_DIR/run/$1.http"
 }
 # The HTTP address process $1 wrote once it served, or "?" if it wrote none.
 http_addr() { cat "$DFS_STATE_DIR/run/$1.http" 2>/dev/null || echo "?"; }
 # ", http://ADDR/" for process $1, or nothing when it serves no HTTP: for progress lines.
-http_note() { [ "$DFS_HTTP" = off ] || echo ", http://$(http_addr "$1")/"; }
+http_note() { [ "$DFS_HTTP_PORT" = off ] || echo ", http://$(http_addr "$1")/"; }
 # The masters' addresses, separated by commas, as clients and chunkservers take them.
 master_addrs() {
   local i addrs=

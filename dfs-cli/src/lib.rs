@@ -14,11 +14,14 @@
 //!   leadership ([`masters`]).
 //! * `dfs stats --http ADDR`: a live view of a mount, a master or a chunkserver, one line per
 //!   second, from its `/metrics` ([`stats`]).
+//! * `dfs ca init DIR` and `dfs cert issue --role ROLE NAME`: the cluster's certificate
+//!   authority and the certificates of its masters, chunkservers and clients ([`certs`]).
 //!
 //! Paths are absolute from the filesystem's root, not from a mount (a relative path is taken
 //! from the root too). Reports print one `key: value` per line for the summary, so scripts
 //! (and the tests) can read them; [`mod@format`] lays out `ls -l` and `stat` as coreutils does.
 
+pub mod certs;
 pub mod files;
 pub mod format;
 pub mod fsck;
@@ -183,6 +186,57 @@ pub enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// The cluster's certificate authority.
+    Ca {
+        #[command(subcommand)]
+        action: CaCommand,
+    },
+    /// Certificates of masters, chunkservers and clients, signed by the cluster's CA.
+    Cert {
+        #[command(subcommand)]
+        action: CertCommand,
+    },
+}
+
+/// `dfs ca ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum CaCommand {
+    /// Make a new CA: DIR/ca.pem (give it to every process) and DIR/ca.key (keep it
+    /// private; it signs certificates). Nothing that exists is overwritten.
+    Init {
+        /// Directory of the CA (created if missing, readable by its owner only).
+        #[arg(env = "DFS_CA_DIR")]
+        dir: PathBuf,
+        /// Days the CA is valid.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+    },
+}
+
+/// `dfs cert ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum CertCommand {
+    /// Issue a certificate: OUT/NAME.pem and OUT/NAME.key, naming NAME and its role.
+    Issue {
+        /// What the holder may do: master, chunkserver or client.
+        #[arg(long)]
+        role: dfs_proto::tls::Role,
+        /// The holder's name (the certificate's common name, and the files' names).
+        name: String,
+        /// Directory of the CA (`dfs ca init`).
+        #[arg(long = "ca", env = "DFS_CA_DIR")]
+        ca_dir: PathBuf,
+        /// Where to write the certificate and key (default: the CA's directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A host name or IP address a master or chunkserver is reached at (repeat for
+        /// more; default: localhost and 127.0.0.1).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
 }
 
 /// What made an admin command fail: the master could not be reached, or refused.
@@ -197,6 +251,9 @@ pub enum Error {
     /// `dfs stats` could not read the process's metrics.
     #[error("{0}")]
     Stats(#[from] stats::StatsError),
+    /// `dfs ca` or `dfs cert` could not make what was asked.
+    #[error("{0}")]
+    Cert(#[from] certs::CertError),
 }
 
 /// The failures of a file command so far, reported on standard error as they happen, in
@@ -292,6 +349,52 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
         };
         stats::run(&options, &mut std::io::stdout().lock()).await?;
         return Ok(0);
+    }
+    match cli.command {
+        Command::Ca {
+            action: CaCommand::Init { dir, days },
+        } => {
+            let written = certs::init_ca(&dir, days)?;
+            println!(
+                "CA written: {} (trust it everywhere) and {} (keep it private); valid until {}",
+                written.cert.display(),
+                written.key.display(),
+                written.not_after.date()
+            );
+            return Ok(0);
+        }
+        Command::Cert {
+            action:
+                CertCommand::Issue {
+                    role,
+                    name,
+                    ca_dir,
+                    out,
+                    mut hosts,
+                    days,
+                },
+        } => {
+            if hosts.is_empty() && role.serves() {
+                hosts = vec!["localhost".into(), "127.0.0.1".into()];
+            }
+            let request = certs::IssueRequest {
+                role,
+                name,
+                hosts,
+                days,
+            };
+            let out = out.unwrap_or_else(|| ca_dir.clone());
+            let written = certs::issue(&ca_dir, &out, &request)?;
+            println!(
+                "{} certificate written: {} and {}; valid until {}",
+                request.role,
+                written.cert.display(),
+                written.key.display(),
+                written.not_after.date()
+            );
+            return Ok(0);
+        }
+        _ => {}
     }
     if let Command::Masters { action } = cli.command {
         // Not through `Client::connect`, which needs a leader: any member lists the group.

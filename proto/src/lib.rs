@@ -23,6 +23,7 @@ pub mod http;
 pub mod masters;
 pub mod process;
 pub mod time;
+pub mod tls;
 
 pub use error::FsError;
 
