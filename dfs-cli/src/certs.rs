@@ -75,12 +75,7 @@ pub struct Written {
 
 /// Makes a new CA in `dir` (created if missing): `ca.pem` and `ca.key`, valid for `days`.
 pub fn init_ca(dir: &Path, days: u32) -> Result<Written, CertError> {
-    let (cert_path, key_path) = (dir.join(CA_CERT), dir.join(CA_KEY));
-    for path in [&cert_path, &key_path] {
-        if path.exists() {
-            return Err(CertError::Exists(path.clone()));
-        }
-    }
+    let files = Files::new(dir.join(CA_CERT), dir.join(CA_KEY))?;
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -93,13 +88,7 @@ pub fn init_ca(dir: &Path, days: u32) -> Result<Written, CertError> {
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let not_after = validity(&mut params, days)?;
     let cert = params.self_signed(&key)?;
-    write_new(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
-    write_new(&cert_path, cert.pem().as_bytes(), 0o644)?;
-    Ok(Written {
-        cert: cert_path,
-        key: key_path,
-        not_after,
-    })
+    files.write(&cert, &key, not_after)
 }
 
 /// Issues a certificate for `request` with the CA in `ca_dir`, writing `NAME.pem` and
@@ -111,15 +100,10 @@ pub fn issue(ca_dir: &Path, out: &Path, request: &IssueRequest) -> Result<Writte
             "{name:?} cannot name a certificate (it becomes a file name: no '/', no leading '.')"
         )));
     }
-    let (cert_path, key_path) = (
+    let files = Files::new(
         out.join(format!("{name}.pem")),
         out.join(format!("{name}.key")),
-    );
-    for path in [&cert_path, &key_path] {
-        if path.exists() {
-            return Err(CertError::Exists(path.clone()));
-        }
-    }
+    )?;
     let issuer = load_ca(ca_dir)?;
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
@@ -151,13 +135,42 @@ pub fn issue(ca_dir: &Path, out: &Path, request: &IssueRequest) -> Result<Writte
     let not_after = validity(&mut params, request.days)?;
     let cert = params.signed_by(&key, &issuer)?;
     fs::create_dir_all(out).map_err(|source| io_error(out, source))?;
-    write_new(&key_path, key.serialize_pem().as_bytes(), 0o600)?;
-    write_new(&cert_path, cert.pem().as_bytes(), 0o644)?;
-    Ok(Written {
-        cert: cert_path,
-        key: key_path,
-        not_after,
-    })
+    files.write(&cert, &key, not_after)
+}
+
+/// Where a certificate and its key go: two files that must not exist yet.
+struct Files {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Files {
+    /// The pair, if neither exists (checked before any key is made, so a refusal costs
+    /// nothing; writing checks again).
+    fn new(cert: PathBuf, key: PathBuf) -> Result<Files, CertError> {
+        for path in [&cert, &key] {
+            if path.exists() {
+                return Err(CertError::Exists(path.clone()));
+            }
+        }
+        Ok(Files { cert, key })
+    }
+
+    /// Writes the key (private to its owner) and then the certificate.
+    fn write(
+        self,
+        cert: &rcgen::Certificate,
+        key: &KeyPair,
+        not_after: OffsetDateTime,
+    ) -> Result<Written, CertError> {
+        write_new(&self.key, key.serialize_pem().as_bytes(), 0o600)?;
+        write_new(&self.cert, cert.pem().as_bytes(), 0o644)?;
+        Ok(Written {
+            cert: self.cert,
+            key: self.key,
+            not_after,
+        })
+    }
 }
 
 /// The CA of `dir`, ready to sign.
