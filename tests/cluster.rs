@@ -396,7 +396,9 @@ fn put_and_get_copy_files_without_a_mount() {
     // Replacing it, and copying it out again.
     let shorter = &data[..1000];
     fs::write(&local, shorter).unwrap();
-    cluster.dfs(&["put", local.to_str().unwrap(), "in/copied"]);
+    // Right after the first put's process exited: it gave the file's lease up on its way out.
+    let out = cluster.dfs(&["put", local.to_str().unwrap(), "in/copied"]);
+    assert!(out.contains("1000 bytes"), "{out}");
     let back = cluster.dir().join("back.bin");
     cluster.dfs(&["get", "/in/copied", back.to_str().unwrap()]);
     assert_eq!(fs::read(&back).unwrap(), shorter);

@@ -16,6 +16,8 @@
 //! let file = client.open_path("/logs/today", OpenFlags::READ).await?;
 //! assert_eq!(&file.read(0, 6).await?[..], b"hello\n");
 //! file.close().await?;
+//! // Before the program exits: lease releases and atime marks go in batches.
+//! client.flush_all().await;
 //! # Ok(())
 //! # }
 //! ```

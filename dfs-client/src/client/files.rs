@@ -381,7 +381,10 @@ impl Client {
     }
 
     /// Flushes every open inode, gives up every lease and sends the pending atime marks (when
-    /// the filesystem goes away, possibly with files still open).
+    /// the filesystem goes away, possibly with files still open). A program must call it
+    /// before it exits: lease releases and atime marks wait a few milliseconds to go to the
+    /// masters in batches, and a release that never arrives holds the file from other
+    /// writers until its lease expires.
     pub async fn flush_all(&self) {
         for inode in self.shared.inodes.all() {
             if let Err(err) = inode.flush(self.io()).await {
