@@ -4,11 +4,18 @@
 //! handshake verified, whatever the peer claims in its requests.
 //!
 //! The cluster's certificate authority and the certificates it issues come from the `dfs`
-//! command (`dfs ca init`, `dfs cert issue`).
+//! command (`dfs ca init`, `dfs cert issue`). A process is given the CA's certificate and its
+//! own certificate and key ([`TlsOptions`]); [`Tls`] turns them into tonic's server and client
+//! configurations for mutual TLS (rustls): each side proves itself with a certificate of the
+//! cluster's CA, and a server reads the client's role from the certificate the handshake
+//! verified ([`peer_role`], [`require_role`]).
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use tonic::Status;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 use x509_parser::extensions::GeneralName;
 
 /// What a certificate's holder may do in the cluster.
@@ -104,6 +111,136 @@ pub fn role_of(der: &[u8]) -> Result<Role, RoleError> {
     first.parse().map_err(RoleError::Unusable)
 }
 
+/// Where a process finds its certificates. All three or none: without them it speaks
+/// plaintext.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsOptions {
+    /// The cluster CA's certificate (`ca.pem` of `dfs ca init`): every peer must present a
+    /// certificate it signed.
+    #[arg(long = "tls-ca", id = "tls_ca", env = "DFS_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
+    pub ca: Option<PathBuf>,
+    /// This process's certificate (`NAME.pem` of `dfs cert issue`).
+    #[arg(
+        long = "tls-cert",
+        id = "tls_cert",
+        env = "DFS_TLS_CERT",
+        requires = "tls_ca"
+    )]
+    pub cert: Option<PathBuf>,
+    /// This process's private key (`NAME.key`).
+    #[arg(
+        long = "tls-key",
+        id = "tls_key",
+        env = "DFS_TLS_KEY",
+        requires = "tls_ca"
+    )]
+    pub key: Option<PathBuf>,
+}
+
+/// Why the certificates given cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// Only some of the three files were given.
+    #[error("TLS needs --tls-ca, --tls-cert and --tls-key together")]
+    Incomplete,
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The certificate is not one of `dfs cert issue`'s.
+    #[error("{path}: {source}")]
+    Role { path: PathBuf, source: RoleError },
+    /// The certificate file holds no PEM certificate.
+    #[error("{0}: no PEM certificate in it")]
+    NotPem(PathBuf),
+}
+
+impl TlsOptions {
+    /// The certificates, read and checked; `None` when no TLS is configured.
+    pub fn load(&self) -> Result<Option<Tls>, TlsError> {
+        let (ca, cert, key) = match (&self.ca, &self.cert, &self.key) {
+            (None, None, None) => return Ok(None),
+            (Some(ca), Some(cert), Some(key)) => (ca, cert, key),
+            _ => return Err(TlsError::Incomplete),
+        };
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| TlsError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        let (ca_pem, cert_pem, key_pem) = (read(ca)?, read(cert)?, read(key)?);
+        let (_, pem) = x509_parser::pem::parse_x509_pem(&cert_pem)
+            .map_err(|_| TlsError::NotPem(cert.clone()))?;
+        let role = role_of(&pem.contents).map_err(|source| TlsError::Role {
+            path: cert.clone(),
+            source,
+        })?;
+        Ok(Some(Tls {
+            ca: Certificate::from_pem(ca_pem),
+            identity: Identity::from_pem(cert_pem, key_pem),
+            role,
+        }))
+    }
+}
+
+/// A process's certificates, loaded: what it trusts and how it proves itself.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    ca: Certificate,
+    identity: Identity,
+    role: Role,
+}
+
+impl Tls {
+    /// The role this process's own certificate names.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// A server that requires every client to present a certificate of the cluster's CA.
+    pub fn server(&self) -> ServerTlsConfig {
+        ServerTlsConfig::new()
+            .identity(self.identity.clone())
+            .client_ca_root(self.ca.clone())
+    }
+
+    /// A client that trusts only servers with a certificate of the cluster's CA, and proves
+    /// itself with its own. Connect with `https://`.
+    pub fn client(&self) -> ClientTlsConfig {
+        ClientTlsConfig::new()
+            .ca_certificate(self.ca.clone())
+            .identity(self.identity.clone())
+    }
+}
+
+/// The role the verified certificate of the peer of `request` names. A server without TLS
+/// has no certificate to read: that is `UNAUTHENTICATED`, as a certificate without a role.
+pub fn peer_role<T>(request: &tonic::Request<T>) -> Result<Role, Status> {
+    let certs = request
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+    role_of(leaf).map_err(|err| Status::unauthenticated(format!("client certificate: {err}")))
+}
+
+/// Refuses `request` (`PERMISSION_DENIED`) unless its peer's certificate names one of
+/// `allowed`: for a tonic interceptor in front of a service only some roles may call.
+pub fn require_role<T>(request: &tonic::Request<T>, allowed: &[Role]) -> Result<(), Status> {
+    let role = peer_role(request)?;
+    if allowed.contains(&role) {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(format!(
+            "a {role} certificate may not call this service"
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +261,179 @@ mod tests {
             Err(RoleError::Malformed(_))
         ));
         assert!(matches!(role_of(&[]), Err(RoleError::Malformed(_))));
+    }
+
+    /// A CA and the certificates it signs, in a directory, as `dfs ca init` and
+    /// `dfs cert issue` would make them.
+    struct Authority {
+        params: rcgen::CertificateParams,
+        key: rcgen::KeyPair,
+    }
+
+    impl Authority {
+        fn new(dir: &Path, name: &str) -> Authority {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let cert = params.self_signed(&key).unwrap();
+            std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+            Authority { params, key }
+        }
+
+        /// Options for a holder of `role` named `name`, trusting `trusted` (a CA's name).
+        fn issue(&self, dir: &Path, trusted: &str, role: Role, name: &str) -> TlsOptions {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+            params
+                .subject_alt_names
+                .push(rcgen::SanType::URI(role.urn().try_into().unwrap()));
+            let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            let (cert_path, key_path) = (
+                dir.join(format!("{name}.crt")),
+                dir.join(format!("{name}.key")),
+            );
+            std::fs::write(&cert_path, cert.pem()).unwrap();
+            std::fs::write(&key_path, key.serialize_pem()).unwrap();
+            TlsOptions {
+                ca: Some(dir.join(format!("{trusted}.pem"))),
+                cert: Some(cert_path),
+                key: Some(key_path),
+            }
+        }
+    }
+
+    /// Answers `AppendEntries` with the role of the caller's certificate.
+    struct EchoRole;
+
+    #[tonic::async_trait]
+    impl crate::pb::raft_server::Raft for EchoRole {
+        async fn append_entries(
+            &self,
+            request: tonic::Request<crate::pb::RaftMessage>,
+        ) -> Result<tonic::Response<crate::pb::RaftMessage>, Status> {
+            let role = peer_role(&request)?;
+            Ok(tonic::Response::new(crate::pb::RaftMessage {
+                payload: role.name().as_bytes().to_vec(),
+            }))
+        }
+        async fn vote(
+            &self,
+            _: tonic::Request<crate::pb::RaftMessage>,
+        ) -> Result<tonic::Response<crate::pb::RaftMessage>, Status> {
+            Err(Status::unimplemented("test"))
+        }
+        async fn install_snapshot(
+            &self,
+            _: tonic::Request<crate::pb::RaftMessage>,
+        ) -> Result<tonic::Response<crate::pb::RaftMessage>, Status> {
+            Err(Status::unimplemented("test"))
+        }
+        async fn start_election(
+            &self,
+            _: tonic::Request<crate::pb::StartElectionRequest>,
+        ) -> Result<tonic::Response<crate::pb::StartElectionReply>, Status> {
+            Err(Status::unimplemented("test"))
+        }
+    }
+
+    /// Calls `AppendEntries` at `addr` over `scheme`, with `tls` if any: the role the server
+    /// read, or the call's status.
+    async fn call(addr: &str, scheme: &str, tls: Option<&Tls>) -> Result<String, Status> {
+        let mut endpoint =
+            tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}")).unwrap();
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls.client()).unwrap();
+        }
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|err| Status::unavailable(format!("{err:?}")))?;
+        let mut client = crate::pb::raft_client::RaftClient::new(channel);
+        let reply = client
+            .append_entries(crate::pb::RaftMessage::default())
+            .await?;
+        Ok(String::from_utf8(reply.into_inner().payload).unwrap())
+    }
+
+    #[tokio::test]
+    async fn mutual_tls_admits_the_cluster_s_certificates_and_checks_their_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path();
+        let (ca, other) = (Authority::new(path, "ca"), Authority::new(path, "other"));
+        let server = ca
+            .issue(path, "ca", Role::Master, "server")
+            .load()
+            .unwrap()
+            .unwrap();
+        assert_eq!(server.role(), Role::Master);
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        // Only masters may call this service.
+        let service = crate::pb::raft_server::RaftServer::with_interceptor(EchoRole, |request| {
+            require_role(&request, &[Role::Master]).map(|()| request)
+        });
+        let serving = tokio::spawn(
+            tonic::transport::Server::builder()
+                .tls_config(server.server())
+                .unwrap()
+                .add_service(service)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+
+        let master = ca.issue(path, "ca", Role::Master, "m2").load().unwrap();
+        assert_eq!(
+            call(&addr, "https", master.as_ref()).await.unwrap(),
+            "master"
+        );
+
+        let client = ca.issue(path, "ca", Role::Client, "c").load().unwrap();
+        let refused = call(&addr, "https", client.as_ref()).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+        assert!(refused.message().contains("client certificate may not"));
+
+        // A certificate of another CA, presented to this cluster: the handshake fails.
+        let stranger = other.issue(path, "ca", Role::Master, "x").load().unwrap();
+        let refused = call(&addr, "https", stranger.as_ref()).await.unwrap_err();
+        assert!(format!("{refused:?}").contains("UnknownCA"), "{refused:?}");
+
+        // A server of another CA is not trusted by this cluster's members.
+        let trusting_other = ca.issue(path, "other", Role::Master, "y").load().unwrap();
+        let refused = call(&addr, "https", trusting_other.as_ref())
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{refused:?}").contains("UnknownIssuer"),
+            "{refused:?}"
+        );
+
+        // No TLS at all: no answer.
+        let refused = call(&addr, "http", None).await.unwrap_err();
+        assert!(refused.message().contains("transport error"), "{refused:?}");
+        serving.abort();
+    }
+
+    #[test]
+    fn certificates_are_all_or_nothing_and_must_name_a_role() {
+        assert!(TlsOptions::default().load().unwrap().is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Authority::new(dir.path(), "ca");
+        let mut options = ca.issue(dir.path(), "ca", Role::Client, "c");
+        options.key = None;
+        assert!(matches!(options.load(), Err(TlsError::Incomplete)));
+        // The CA's own certificate names no role.
+        let mut options = ca.issue(dir.path(), "ca", Role::Client, "d");
+        options.cert = Some(dir.path().join("ca.pem"));
+        assert!(matches!(
+            options.load(),
+            Err(TlsError::Role {
+                source: RoleError::Missing,
+                ..
+            })
+        ));
     }
 }
