@@ -2,7 +2,10 @@
 //! generated from `proto/` by protoc (`tests/python/wire_client.py`). It creates a directory,
 //! looks it up, lists it, gets `NOT_FOUND` and `ALREADY_EXISTS` with the errno in the
 //! `dfs-errno` metadata, and reads the cluster status; the `dfs` command then sees the
-//! directory it made.
+//! directory it made. It also sends hostile input: a request over the 4 MiB message limit
+//! (`OUT_OF_RANGE`, refused from its length prefix), bytes that are no protobuf message
+//! (`INTERNAL`), names no filesystem allows and a parent that does not exist, each with its
+//! errno; the root lists exactly what it did before.
 
 use std::process::Command;
 
@@ -41,7 +44,7 @@ fn a_python_grpc_client_speaks_the_masters_services() {
     let checks = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         checks.lines().filter(|l| l.starts_with("ok ")).count(),
-        9,
+        17,
         "{}",
         output_text(&out)
     );

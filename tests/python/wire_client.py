@@ -1,6 +1,8 @@
 """A client of the master's gRPC services that the project did not write: Python grpcio with
 stubs generated from proto/ by protoc. It drives Namespace and Admin calls against a running
-master and prints one line per check, `ok ...`, or exits non-zero with what differed.
+master, then sends it hostile input (an oversized message, bytes that are no message, names
+no filesystem allows, a parent that does not exist) and checks each refusal's status and that
+nothing changed. It prints one line per check, `ok ...`, or exits non-zero with what differed.
 
 usage: wire_client.py MASTER_ADDR STUB_DIR
 """
@@ -71,3 +73,33 @@ expect("existing name", (code, err), (grpc.StatusCode.ALREADY_EXISTS, errno.erro
 status = admin.ClusterStatus(types_pb2.Empty(), timeout=10)
 expect("servers", len(status.servers), 3)
 expect("active servers", {s.state for s in status.servers}, {admin_pb2.SERVER_STATE_ACTIVE})
+
+# Hostile input: each refusal is a clear status, and the master goes on serving, unchanged.
+code, _ = failure(lambda: namespace.Lookup(
+    namespace_pb2.LookupRequest(parent=ROOT, name=b"x" * (5 << 20)), timeout=10))
+expect("a 5 MiB request is refused before it is decoded", code, grpc.StatusCode.OUT_OF_RANGE)
+
+raw_lookup = channel.unary_unary("/dfs.Namespace/Lookup")
+code, _ = failure(lambda: raw_lookup(b"\xff\xff\xff\xff\xff", timeout=10))
+expect("bytes that are no message", code, grpc.StatusCode.INTERNAL)
+
+
+def make_dir(parent, name):
+    return lambda: namespace.MakeNode(namespace_pb2.MakeNodeRequest(
+        parent=parent, name=name, kind=types_pb2.FILE_KIND_DIRECTORY, perm=0o755,
+        exclusive=True), timeout=10)
+
+
+code, err = failure(make_dir(ROOT, b"n" * 256))
+expect("a 256-byte name", (code, err),
+       (grpc.StatusCode.INVALID_ARGUMENT, errno.errorcode[errno.ENAMETOOLONG]))
+for bad in (b"a/b", b"nul\0byte", b""):
+    code, err = failure(make_dir(ROOT, bad))
+    expect(f"the name {bad!r}", (code, err),
+           (grpc.StatusCode.INVALID_ARGUMENT, errno.errorcode[errno.EINVAL]))
+code, err = failure(make_dir(2**63, b"orphan"))
+expect("a parent that does not exist", (code, err),
+       (grpc.StatusCode.NOT_FOUND, errno.errorcode[errno.ENOENT]))
+
+listing = namespace.ReadDir(namespace_pb2.ReadDirRequest(ino=ROOT, limit=100, open=True), timeout=10)
+expect("the root after the refusals", [e.name for e in listing.entries], [b"from-python"])
