@@ -108,6 +108,11 @@ pub struct Config {
     /// The HTTP address, serving `/metrics`.
     #[command(flatten)]
     pub http: HttpConfig,
+
+    /// The cluster's CA and this chunkserver's certificate (role chunkserver): with them, its
+    /// connection to the masters is mutual TLS.
+    #[command(flatten)]
+    pub tls: dfs_proto::tls::TlsOptions,
 }
 
 impl Config {
@@ -129,6 +134,7 @@ impl Config {
             max_copies: 4,
             addr_file: None,
             http: HttpConfig::default(),
+            tls: dfs_proto::tls::TlsOptions::default(),
         }
     }
 

@@ -27,6 +27,7 @@ use dfs_proto::pb::registry_client::RegistryClient;
 use dfs_proto::pb::{
     ChunkReplicaReport, ClusterConfig, Empty, HeartbeatRequest, RegisterChunkserverRequest,
 };
+use dfs_proto::tls::Tls;
 use tokio::task;
 use tokio::time::{MissedTickBehavior, interval, sleep};
 use tonic::transport::Channel;
@@ -61,11 +62,21 @@ impl Master {
     /// A client of the masters in `list` (`host:port` or URIs, separated by commas).
     /// Connects on first use; every call fails after `rpc_timeout` instead of hanging on
     /// masters that do not answer.
-    pub fn new(list: &str, rpc_timeout: Duration) -> Result<Master> {
+    /// With `tls`, over mutual TLS.
+    pub fn new(list: &str, rpc_timeout: Duration, tls: Option<Tls>) -> Result<Master> {
         let connect = Box::new(move |addr: &str| {
-            endpoint(addr, masters::connect_timeout(rpc_timeout))
-                .map(|endpoint| endpoint.timeout(rpc_timeout).connect_lazy())
-                .map_err(|e| e.to_string())
+            let addr = match &tls {
+                Some(_) if !addr.contains("://") => format!("https://{addr}"),
+                _ => addr.to_string(),
+            };
+            let mut endpoint = endpoint(&addr, masters::connect_timeout(rpc_timeout))
+                .map_err(|e| e.to_string())?;
+            if let Some(tls) = &tls {
+                endpoint = endpoint
+                    .tls_config(tls.client())
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(endpoint.timeout(rpc_timeout).connect_lazy())
         });
         let group = MasterGroup::new(list, connect)
             .map_err(|e| Error::Config(format!("bad master address {list:?}: {e}")))?;

@@ -106,7 +106,11 @@ pub async fn run(
             the master will hand out an address other hosts cannot reach");
     }
 
-    let master = Master::new(&config.master, config.rpc_timeout())?;
+    let tls = config
+        .tls
+        .load()
+        .map_err(|err| Error::Config(err.to_string()))?;
+    let master = Master::new(&config.master, config.rpc_timeout(), tls)?;
     info!(master = %config.master, "asking the master for the cluster configuration");
     let Some(cluster) = master.cluster_config(&mut stop).await else {
         return Ok(());

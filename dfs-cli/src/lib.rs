@@ -56,6 +56,11 @@ pub struct Cli {
     )]
     pub master: String,
 
+    /// The cluster's CA and this client's certificate, when the masters require mutual TLS
+    /// (`DFS_TLS_CA`, `DFS_TLS_CERT`, `DFS_TLS_KEY`).
+    #[command(flatten)]
+    pub tls: dfs_proto::tls::TlsOptions,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -254,6 +259,9 @@ pub enum Error {
     /// `dfs ca` or `dfs cert` could not make what was asked.
     #[error("{0}")]
     Cert(#[from] certs::CertError),
+    /// The TLS certificates given cannot be used.
+    #[error("{0}")]
+    Tls(#[from] dfs_proto::tls::TlsError),
 }
 
 /// The failures of a file command so far, reported on standard error as they happen, in
@@ -398,13 +406,14 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
     }
     if let Command::Masters { action } = cli.command {
         // Not through `Client::connect`, which needs a leader: any member lists the group.
-        let master = MasterClient::new(&cli.master, RPC_TIMEOUT)?;
+        let master = MasterClient::with_tls(&cli.master, RPC_TIMEOUT, cli.tls.load()?)?;
         let text = masters::run(&master, action).await?;
         let _ = std::io::stdout().lock().write_all(text.as_bytes());
         return Ok(0);
     }
     let mut config = dfs_client::Config::new(cli.master.clone());
     config.rpc_timeout_ms = RPC_TIMEOUT.as_millis() as u64;
+    config.tls = cli.tls.clone();
     let client = Client::connect(&config).await?;
     let mut out = std::io::stdout().lock();
     let failures = match cli.command {

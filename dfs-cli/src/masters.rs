@@ -44,7 +44,7 @@ async fn from_the_leader(master: &MasterClient, reply: pb::MastersReply) -> pb::
         .iter()
         .find(|m| m.id == reply.leader_id && m.id != reply.answered_by);
     let Some(leader) = leader else { return reply };
-    let Ok(client) = MasterClient::new(&leader.addr, master.timeout()) else {
+    let Ok(client) = master.other(&leader.addr, master.timeout()) else {
         return reply;
     };
     client.masters().await.unwrap_or(reply)
@@ -64,7 +64,7 @@ async fn with_applied_indexes(
         .iter()
         .filter(|m| m.id != reply.answered_by)
         .map(|m| async move {
-            let client = MasterClient::new(&m.addr, timeout).ok()?;
+            let client = master.other(&m.addr, timeout).ok()?;
             let own = client.masters().await.ok()?;
             let row = own
                 .members

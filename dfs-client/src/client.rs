@@ -144,7 +144,8 @@ impl Client {
     pub async fn connect(config: &Config) -> Result<Client, Error> {
         let timeout = config.rpc_timeout();
         let metrics = ClientMetrics::default();
-        let master = MasterClient::new(&config.master, timeout)
+        let tls = config.tls.load()?;
+        let master = MasterClient::with_tls(&config.master, timeout, tls)
             .map_err(|e| Error::Config(e.to_string()))?
             .with_metrics(metrics.clone());
         let cluster = master

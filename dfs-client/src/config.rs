@@ -93,6 +93,10 @@ pub struct Config {
     /// background (0 disables it).
     #[arg(long, env = "DFS_CLIENT_READ_AHEAD_BYTES", default_value_t = DEFAULT_CLIENT_READ_AHEAD_BYTES)]
     pub client_read_ahead_bytes: u64,
+
+    /// The cluster's CA and this client's certificate, for mutual TLS with the masters.
+    #[command(flatten)]
+    pub tls: dfs_proto::tls::TlsOptions,
 }
 
 impl Config {
@@ -109,6 +113,7 @@ impl Config {
             cache_bytes: None,
             cache_writes: true,
             client_read_ahead_bytes: DEFAULT_CLIENT_READ_AHEAD_BYTES,
+            tls: dfs_proto::tls::TlsOptions::default(),
         }
     }
 

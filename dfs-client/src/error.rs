@@ -15,6 +15,9 @@ pub enum Error {
     /// The configuration cannot work (e.g. an unparsable master address).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The TLS certificates given cannot be used.
+    #[error(transparent)]
+    Tls(#[from] dfs_proto::tls::TlsError),
     /// No master answered when connecting; a client that cannot reach them would only
     /// produce EIO later, so it refuses to start.
     #[error("master {addr} unreachable: {source}")]
@@ -32,7 +35,7 @@ impl Error {
     pub fn errno(&self) -> i32 {
         match self {
             Error::Fs(err) => err.errno(),
-            Error::Config(_) | Error::MasterUnreachable { .. } => libc::EIO,
+            Error::Config(_) | Error::Tls(_) | Error::MasterUnreachable { .. } => libc::EIO,
         }
     }
 }

@@ -18,6 +18,7 @@ use dfs_proto::pb::{
     self, admin_client::AdminClient, files_client::FilesClient, locks_client::LocksClient,
     namespace_client::NamespaceClient, xattrs_client::XattrsClient,
 };
+use dfs_proto::tls::Tls;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Response, Status};
 
@@ -35,8 +36,16 @@ const MAX_MESSAGE_SIZE: usize = 64 << 20;
 /// An endpoint with the client's timeouts: a connect timeout, a per-request timeout and HTTP/2
 /// keepalives (so a dead peer is noticed on an idle channel).
 fn endpoint(uri: &str, timeout: Duration) -> Result<Endpoint, FsError> {
-    Ok(Endpoint::from_shared(uri.to_string())
-        .map_err(|err| FsError::Invalid(format!("bad address {uri}: {err}")))?
+    Ok(with_timeouts(
+        Endpoint::from_shared(uri.to_string())
+            .map_err(|err| FsError::Invalid(format!("bad address {uri}: {err}")))?,
+        timeout,
+    ))
+}
+
+/// `endpoint` with the client's timeouts, keep-alives and windows.
+fn with_timeouts(endpoint: Endpoint, timeout: Duration) -> Endpoint {
+    endpoint
         .connect_timeout(timeout)
         .timeout(timeout)
         .tcp_nodelay(true)
@@ -44,7 +53,7 @@ fn endpoint(uri: &str, timeout: Duration) -> Result<Endpoint, FsError> {
         .keep_alive_timeout(timeout)
         .keep_alive_while_idle(true)
         .initial_stream_window_size(4u32 << 20)
-        .initial_connection_window_size(16u32 << 20))
+        .initial_connection_window_size(16u32 << 20)
 }
 
 /// Builds a lazily connecting channel with the client's timeouts.
@@ -54,8 +63,17 @@ pub fn lazy_channel(uri: &str, timeout: Duration) -> Result<Channel, FsError> {
 
 /// A lazily connecting channel to the master at `addr` (`host:port`): the client's timeouts,
 /// but a short connect timeout, so a master whose host is down leaves time to try the others.
-fn master_channel(addr: &str, timeout: Duration) -> Result<Channel, FsError> {
-    Ok(endpoint(&endpoint_uri(addr), timeout)?
+/// With `tls`, over mutual TLS (`https`).
+fn master_channel(addr: &str, timeout: Duration, tls: Option<&Tls>) -> Result<Channel, FsError> {
+    let endpoint = match tls {
+        Some(_) => with_timeouts(
+            dfs_proto::tls::endpoint(addr, tls)
+                .map_err(|err| FsError::Invalid(format!("bad address {addr}: {err}")))?,
+            timeout,
+        ),
+        None => endpoint(&endpoint_uri(addr), timeout)?,
+    };
+    Ok(endpoint
         .connect_timeout(masters::connect_timeout(timeout))
         .connect_lazy())
 }
@@ -103,6 +121,8 @@ pub struct MasterClient {
     requests: Arc<masters::RequestIds>,
     /// Where every call's duration is recorded.
     metrics: ClientMetrics,
+    /// The certificates every connection presents and checks, if TLS is on.
+    tls: Option<Tls>,
 }
 
 /// Unwraps an `AttrReply`, which always carries an attribute on success.
@@ -116,16 +136,34 @@ impl MasterClient {
     /// A client of the masters in `list` (`host:port` or `http://host:port`, separated by
     /// commas); connects to none yet.
     pub fn new(list: &str, timeout: Duration) -> Result<MasterClient, FsError> {
-        let connect = Box::new(move |addr: &str| {
-            master_channel(addr, timeout).map_err(|err| err.to_string())
-        });
+        MasterClient::with_tls(list, timeout, None)
+    }
+
+    /// As [`MasterClient::new`], over mutual TLS with `tls` (if any).
+    pub fn with_tls(
+        list: &str,
+        timeout: Duration,
+        tls: Option<Tls>,
+    ) -> Result<MasterClient, FsError> {
+        let connect = {
+            let tls = tls.clone();
+            Box::new(move |addr: &str| {
+                master_channel(addr, timeout, tls.as_ref()).map_err(|err| err.to_string())
+            })
+        };
         let group = MasterGroup::new(list, connect).map_err(FsError::Invalid)?;
         Ok(MasterClient {
             group: Arc::new(group),
             timeout,
             requests: Arc::new(masters::RequestIds::new()),
             metrics: ClientMetrics::default(),
+            tls,
         })
+    }
+
+    /// A client of the masters in `list`, with this client's TLS (to ask one member alone).
+    pub fn other(&self, list: &str, timeout: Duration) -> Result<MasterClient, FsError> {
+        MasterClient::with_tls(list, timeout, self.tls.clone())
     }
 
     /// This client, recording the duration of every call in `metrics`.

@@ -194,6 +194,11 @@ pub struct Config {
     /// The HTTP address: metrics, the JSON API and the web dashboard.
     #[command(flatten)]
     pub http: HttpConfig,
+
+    /// The cluster's CA and this master's certificate (role master): with them, every gRPC
+    /// connection to and from this master is mutual TLS.
+    #[command(flatten)]
+    pub tls: dfs_proto::tls::TlsOptions,
 }
 
 impl Config {
@@ -227,6 +232,7 @@ impl Config {
             snapshot_entries: DEFAULT_SNAPSHOT_ENTRIES,
             history_interval_ms: DEFAULT_HISTORY_INTERVAL_MS,
             http: HttpConfig::default(),
+            tls: dfs_proto::tls::TlsOptions::default(),
         }
     }
 

@@ -101,7 +101,11 @@ pub async fn run(
     let http_listener = config.http.bind().await?;
     let mut registry = Registry::default();
     let metrics = Arc::new(MasterMetrics::new(&mut registry));
-    let node = Node::start(&config, local_addr, Arc::clone(&metrics)).await?;
+    let tls = config
+        .tls
+        .load()
+        .map_err(|err| Error::Config(err.to_string()))?;
+    let node = Node::start(&config, local_addr, Arc::clone(&metrics), tls.clone()).await?;
     registry
         .sub_registry_with_prefix("dfs_master")
         .register_collector(Box::new(MasterGauges::new(Arc::clone(&node))));
@@ -121,8 +125,13 @@ pub async fn run(
         let metrics = Arc::clone(&metrics);
         let history = Arc::new(http::history::History::new(config.history_interval()));
         tokio::spawn(Arc::clone(&history).sample(Arc::clone(&metrics), shutdown.clone()));
-        let state =
-            http::HttpState::new(Arc::clone(&node), metrics, history, http::API_RPC_TIMEOUT);
+        let state = http::HttpState::new(
+            Arc::clone(&node),
+            metrics,
+            history,
+            http::API_RPC_TIMEOUT,
+            config.tls.clone(),
+        );
         tokio::spawn(dfs_proto::http::serve(
             listener,
             http::router(state, registry),
@@ -131,7 +140,13 @@ pub async fn run(
     });
     // Calls are timed only where something can read the figures: over HTTP.
     let call_metrics = http_server.is_some().then_some(metrics);
-    let served = service::router(Server::builder(), &node, call_metrics)
+    let mut server = Server::builder();
+    if let Some(tls) = &tls {
+        server = server
+            .tls_config(tls.server())
+            .map_err(|err| Error::Config(format!("TLS: {err}")))?;
+    }
+    let served = service::router(server, &node, call_metrics)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     if let Some(http_server) = http_server {

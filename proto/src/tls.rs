@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use tonic::Status;
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 use x509_parser::extensions::GeneralName;
 
 /// What a certificate's holder may do in the cluster.
@@ -213,6 +213,21 @@ impl Tls {
         ClientTlsConfig::new()
             .ca_certificate(self.ca.clone())
             .identity(self.identity.clone())
+    }
+}
+
+/// An endpoint for the server at `addr` (`host:port`, or a URI kept as it is): over mutual
+/// TLS (`https`) with `tls`, plaintext (`http`) without.
+pub fn endpoint(addr: &str, tls: Option<&Tls>) -> Result<Endpoint, tonic::transport::Error> {
+    let uri = match (addr.contains("://"), tls) {
+        (true, _) => addr.to_string(),
+        (false, Some(_)) => format!("https://{addr}"),
+        (false, None) => format!("http://{addr}"),
+    };
+    let endpoint = Endpoint::from_shared(uri)?;
+    match tls {
+        Some(tls) => endpoint.tls_config(tls.client()),
+        None => Ok(endpoint),
     }
 }
 

@@ -22,6 +22,7 @@ impl Cluster {
     /// Panics if it fails (exit code 2); `fsck`'s exit code 1 (damage) is not a failure.
     pub fn dfs(&self, args: &[&str]) -> String {
         let out = Command::new(binary("dfs"))
+            .args(self.client_tls_args())
             .arg("--master")
             .arg(self.master_addr())
             .args(args)
@@ -127,14 +128,19 @@ impl Cluster {
         F: FnOnce(tonic::transport::Channel) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let uri = format!("http://{}", self.master_addr_at(i));
+        let addr = self.master_addr_at(i);
+        let tls = self.options.client_tls.as_ref().map(|tls| {
+            tls.load()
+                .expect("usable client certificates")
+                .expect("TLS")
+        });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("tokio runtime");
         runtime.block_on(async move {
             let ask = async {
-                let endpoint = tonic::transport::Endpoint::from_shared(uri).ok()?;
+                let endpoint = dfs_proto::tls::endpoint(&addr, tls.as_ref()).ok()?;
                 call(endpoint.connect().await.ok()?).await.ok()
             };
             let reply = tokio::time::timeout(std::time::Duration::from_secs(1), ask).await;

@@ -32,6 +32,9 @@ pub struct ClusterOptions {
     pub chunkserver_args: Vec<String>,
     /// Rack label of chunkserver `i` (none when the list is shorter).
     pub racks: Vec<String>,
+    /// The certificates the harness's own calls, the `dfs` command and mounts present, for
+    /// a cluster whose masters require mutual TLS (their own come in `master_args`).
+    pub client_tls: Option<dfs_proto::tls::TlsOptions>,
 }
 
 impl Default for ClusterOptions {
@@ -46,6 +49,7 @@ impl Default for ClusterOptions {
             master_args: Vec::new(),
             chunkserver_args: Vec::new(),
             racks: Vec::new(),
+            client_tls: None,
         }
     }
 }
@@ -137,6 +141,22 @@ impl Cluster {
             .as_ref()
             .unwrap_or_else(|| panic!("chunkserver {i} is down"));
         server.http.clone()
+    }
+
+    /// The `--tls-*` arguments of a client of this cluster (none without `client_tls`).
+    pub fn client_tls_args(&self) -> Vec<String> {
+        let Some(tls) = &self.options.client_tls else {
+            return Vec::new();
+        };
+        let path = |p: &Option<PathBuf>| p.as_ref().expect("all three files").display().to_string();
+        vec![
+            "--tls-ca".into(),
+            path(&tls.ca),
+            "--tls-cert".into(),
+            path(&tls.cert),
+            "--tls-key".into(),
+            path(&tls.key),
+        ]
     }
 
     /// The temporary directory holding every server's data and logs.

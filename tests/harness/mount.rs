@@ -42,6 +42,7 @@ impl Mount {
             .arg(cluster.options.rpc_timeout_ms.to_string())
             .args(["--http-listen", "127.0.0.1:0", "--http-addr-file"])
             .arg(&http_file)
+            .args(cluster.client_tls_args())
             .args(extra_args);
         let child = spawn_logged(cmd, &log);
         let mut mount = Mount {

@@ -47,15 +47,19 @@ pub struct HttpState {
 }
 
 impl HttpState {
-    /// The state of `node`'s HTTP service; `rpc_timeout` bounds each call its client makes.
+    /// The state of `node`'s HTTP service; `rpc_timeout` bounds each call its client makes,
+    /// which presents `tls`'s certificate if the group speaks TLS.
     pub fn new(
         node: Arc<Node>,
         metrics: Arc<MasterMetrics>,
         history: Arc<History>,
         rpc_timeout: Duration,
+        tls: dfs_proto::tls::TlsOptions,
     ) -> HttpState {
         let mut client_config = dfs_client::Config::new(String::new());
         client_config.rpc_timeout_ms = u64::try_from(rpc_timeout.as_millis()).unwrap_or(u64::MAX);
+        // The API reaches the group as the master itself, with its own certificate.
+        client_config.tls = tls;
         HttpState {
             node,
             metrics,

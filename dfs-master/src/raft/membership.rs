@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use dfs_proto::pb;
+use dfs_proto::tls::Tls;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState};
 
@@ -140,7 +141,7 @@ impl Node {
         let lease = Duration::from_millis(self.config.election_timeout_ms * 2 + 50);
         self.transferring.store(true, Ordering::Release);
         self.raft.runtime_config().heartbeat(false);
-        let asked = ask_to_elect(&target.addr, lease).await;
+        let asked = ask_to_elect(&target.addr, self.tls(), lease).await;
         let deadline = Instant::now() + lease * 3;
         let mut stepped_down = false;
         while asked.is_ok() && Instant::now() < deadline {
@@ -186,13 +187,13 @@ fn role_of(state: ServerState) -> pb::MasterRole {
 }
 
 /// Asks the master at `addr` to stand for election after `delay`.
-async fn ask_to_elect(addr: &str, delay: Duration) -> Result<()> {
+async fn ask_to_elect(addr: &str, tls: Option<&Tls>, delay: Duration) -> Result<()> {
     let unreachable = |e: &dyn std::fmt::Display| {
         Error::Raft(format!(
             "cannot reach master {addr} to hand it the leadership: {e}"
         ))
     };
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+    let endpoint = dfs_proto::tls::endpoint(addr, tls)
         .map_err(|e| unreachable(&e))?
         .connect_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(2));

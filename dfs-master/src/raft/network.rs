@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use dfs_proto::pb::RaftMessage;
 use dfs_proto::pb::raft_client::RaftClient;
+use dfs_proto::tls::Tls;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -22,7 +23,7 @@ use openraft::raft::{
 use openraft::{AnyError, BasicNode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::raft::{NodeId, TypeConfig};
 
@@ -50,12 +51,14 @@ impl Contacts {
 /// Makes the connections to the other members.
 pub struct Network {
     contacts: Contacts,
+    tls: Option<Tls>,
 }
 
 impl Network {
-    /// Connections that record when each member answers in `contacts`.
-    pub fn new(contacts: Contacts) -> Network {
-        Network { contacts }
+    /// Connections that record when each member answers in `contacts`, over mutual TLS with
+    /// `tls`.
+    pub fn new(contacts: Contacts, tls: Option<Tls>) -> Network {
+        Network { contacts, tls }
     }
 }
 
@@ -65,8 +68,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
         Peer {
             target,
-            messages: channel(&node.addr),
-            snapshots: channel(&node.addr),
+            messages: channel(&node.addr, self.tls.as_ref()),
+            snapshots: channel(&node.addr, self.tls.as_ref()),
             contacts: self.contacts.clone(),
         }
     }
@@ -74,9 +77,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
 /// A lazily connected channel to `addr`; `None` if the address is unusable (every call to the
 /// peer then fails as unreachable, and the log says why).
-fn channel(addr: &str) -> Option<Channel> {
-    let uri = format!("http://{addr}");
-    match Endpoint::from_shared(uri) {
+fn channel(addr: &str, tls: Option<&Tls>) -> Option<Channel> {
+    match dfs_proto::tls::endpoint(addr, tls) {
         Ok(endpoint) => Some(
             endpoint
                 .connect_timeout(CONNECT_TIMEOUT)

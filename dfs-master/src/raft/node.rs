@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dfs_proto::time;
+use dfs_proto::tls::Tls;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ServerState};
 use tokio::runtime::{Handle, Runtime};
@@ -76,6 +77,8 @@ pub struct Node {
     /// This process's metrics: changes of leader, and what each leadership's [`Master`]
     /// counts.
     metrics: Arc<MasterMetrics>,
+    /// The certificates of mutual TLS with the other members, if it is on.
+    tls: Option<Tls>,
 }
 
 /// Whether this member leads, and its metadata logic if it does.
@@ -101,6 +104,7 @@ impl Node {
         config: &Config,
         local_addr: SocketAddr,
         metrics: Arc<MasterMetrics>,
+        tls: Option<Tls>,
     ) -> Result<Arc<Node>> {
         config.validate()?;
         let began = Instant::now();
@@ -146,7 +150,7 @@ impl Node {
                 LogStore::new(Arc::clone(&store)),
                 StateMachine::new(Arc::clone(&store)),
             );
-            let network = Network::new(contacts.clone());
+            let network = Network::new(contacts.clone(), tls.clone());
             let start = Raft::new(id, Arc::new(raft_config), network, log, machine);
             runtime
                 .spawn(start)
@@ -185,6 +189,7 @@ impl Node {
             sync_task: Mutex::new(None),
             contacts,
             metrics,
+            tls,
         });
         node.raft_handle.spawn(Arc::clone(&node).watch_leadership());
         node.raft_handle
@@ -268,6 +273,11 @@ impl Node {
             Leadership::Leading { master, .. } => Ok(Arc::clone(master)),
             _ => Err(self.not_leader()),
         }
+    }
+
+    /// The certificates of mutual TLS with the other members (`None`: plaintext).
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
     }
 
     /// The metadata logic for a read: as [`Node::leader`], and only while the leadership is

@@ -98,7 +98,7 @@ impl admin_server::Admin for AdminService {
         let node = self.calls.node();
         node.leader()?;
         let id = match req.id {
-            0 => node_id_of(&req.addr).await?,
+            0 => node_id_of(&req.addr, node.tls()).await?,
             id => id,
         };
         node.add_member(id, req.addr).await?;
@@ -127,11 +127,11 @@ impl admin_server::Admin for AdminService {
 }
 
 /// The node id of the master at `addr`, as it answers `Masters` itself.
-async fn node_id_of(addr: &str) -> Result<u64, Status> {
+async fn node_id_of(addr: &str, tls: Option<&dfs_proto::tls::Tls>) -> Result<u64, Status> {
     let unreachable = |e: &dyn std::fmt::Display| {
         Status::unavailable(format!("cannot reach the master at {addr}: {e}"))
     };
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+    let endpoint = dfs_proto::tls::endpoint(addr, tls)
         .map_err(|e| Status::invalid_argument(format!("bad master address {addr:?}: {e}")))?
         .connect_timeout(std::time::Duration::from_secs(2))
         .timeout(std::time::Duration::from_secs(5));

@@ -46,6 +46,8 @@ use dfs_proto::pb::namespace_server::NamespaceServer;
 use dfs_proto::pb::raft_server::RaftServer;
 use dfs_proto::pb::registry_server::RegistryServer;
 use dfs_proto::pb::xattrs_server::XattrsServer;
+use dfs_proto::tls::{Role, require_role};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::Router;
 use tonic::{Response, Status};
@@ -70,10 +72,12 @@ pub fn router(
     metrics: Option<Arc<MasterMetrics>>,
 ) -> Router<Layers> {
     let calls = Calls::new(Arc::clone(node));
+    let tls = node.tls().is_some();
     // Snapshots travel in pieces of a few MiB, above tonic's default message limit.
     let raft = RaftServer::new(raft::RaftService::new(node.raft().clone()))
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
+    let raft = InterceptedService::new(raft, RoleCheck::new(tls, &[Role::Master]));
     let mut server = server
         .layer(request_id::RequestIdLayer)
         .layer(metrics::MetricsLayer::new(metrics));
@@ -85,10 +89,35 @@ pub fn router(
         .add_service(FilesServer::new(files::FilesService::new(calls.clone())))
         .add_service(XattrsServer::new(xattrs::XattrsService::new(calls.clone())))
         .add_service(LocksServer::new(locks::LocksService::new(calls.clone())))
-        .add_service(RegistryServer::new(registry::RegistryService::new(
-            calls.clone(),
-        )))
+        .add_service(InterceptedService::new(
+            RegistryServer::new(registry::RegistryService::new(calls.clone())),
+            RoleCheck::new(tls, &[Role::Chunkserver]),
+        ))
         .add_service(AdminServer::new(admin::AdminService::new(calls)))
+}
+
+/// Admits a call to a service only some roles may use (Raft: masters; Registry:
+/// chunkservers) when its peer's certificate names one of them. Without TLS there is no
+/// certificate to read and every call passes, as every call did before TLS.
+#[derive(Clone)]
+struct RoleCheck {
+    tls: bool,
+    allowed: &'static [Role],
+}
+
+impl RoleCheck {
+    fn new(tls: bool, allowed: &'static [Role]) -> RoleCheck {
+        RoleCheck { tls, allowed }
+    }
+}
+
+impl tonic::service::Interceptor for RoleCheck {
+    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if self.tls {
+            require_role(&request, self.allowed)?;
+        }
+        Ok(request)
+    }
 }
 
 /// A fresh random seed for placement (std's hasher keys are randomly seeded). Like the clock,
