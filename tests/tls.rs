@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use dfs_proto::tls::{Role, TlsOptions};
-use dfs_tests::{Cluster, ClusterOptions, binary, pseudo_random_bytes};
+use dfs_tests::{Cluster, ClusterOptions, binary, pseudo_random_bytes, tls_args};
 
 /// Runs `dfs ARGS`, which must succeed.
 fn dfs_ok(args: &[&str]) {
@@ -52,25 +52,12 @@ fn certificate(dir: &Path, ca: &str, trusted: &str, role: Role, name: &str) -> T
     }
 }
 
-fn args(tls: &TlsOptions) -> Vec<String> {
-    let p = |p: &Option<std::path::PathBuf>| p.as_ref().unwrap().display().to_string();
-    vec![
-        "--tls-ca".into(),
-        p(&tls.ca),
-        "--tls-cert".into(),
-        p(&tls.cert),
-        "--tls-key".into(),
-        p(&tls.key),
-    ]
-}
-
-/// `dfs` with `tls_args` against `cluster`: its output and exit code.
-fn dfs_with(cluster: &Cluster, tls_args: &[String], args: &[&str]) -> (Option<i32>, String) {
+/// `dfs` with the TLS arguments `tls` against `cluster`: its output and exit code.
+fn dfs_with(cluster: &Cluster, tls: &[String], args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(binary("dfs"))
-        .args(tls_args)
+        .args(tls)
         .args(["--master", &cluster.master_addr()])
         .args(args)
-        .env("DFS_RPC_TIMEOUT_MS", "2000")
         .output()
         .unwrap();
     (out.status.code(), text(&out))
@@ -115,8 +102,8 @@ fn a_cluster_over_mutual_tls_serves_its_members_and_refuses_everyone_else() {
 
     let cluster = Cluster::start(ClusterOptions {
         masters: 3,
-        master_args: args(&master),
-        chunkserver_args: args(&chunkserver),
+        master_args: tls_args(&master),
+        chunkserver_args: tls_args(&chunkserver),
         client_tls: Some(alice.clone()),
         ..Default::default()
     });
@@ -134,7 +121,7 @@ fn a_cluster_over_mutual_tls_serves_its_members_and_refuses_everyone_else() {
     // retries for its RPC timeout, as through a failover: both run at once.)
     let (plain, stranger) = std::thread::scope(|s| {
         let plain = s.spawn(|| dfs_with(&cluster, &[], &["mkdir", "/plain"]));
-        let stranger = s.spawn(|| dfs_with(&cluster, &args(&mallory), &["mkdir", "/stranger"]));
+        let stranger = s.spawn(|| dfs_with(&cluster, &tls_args(&mallory), &["mkdir", "/stranger"]));
         (plain.join().unwrap(), stranger.join().unwrap())
     });
     for (code, out) in [plain, stranger] {

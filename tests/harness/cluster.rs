@@ -145,18 +145,11 @@ impl Cluster {
 
     /// The `--tls-*` arguments of a client of this cluster (none without `client_tls`).
     pub fn client_tls_args(&self) -> Vec<String> {
-        let Some(tls) = &self.options.client_tls else {
-            return Vec::new();
-        };
-        let path = |p: &Option<PathBuf>| p.as_ref().expect("all three files").display().to_string();
-        vec![
-            "--tls-ca".into(),
-            path(&tls.ca),
-            "--tls-cert".into(),
-            path(&tls.cert),
-            "--tls-key".into(),
-            path(&tls.key),
-        ]
+        self.options
+            .client_tls
+            .as_ref()
+            .map(tls_args)
+            .unwrap_or_default()
     }
 
     /// The temporary directory holding every server's data and logs.
@@ -416,4 +409,17 @@ fn free_ports(n: usize) -> Vec<u16> {
         .iter()
         .map(|l| l.local_addr().expect("local addr").port())
         .collect()
+}
+
+/// The `--tls-ca`, `--tls-cert` and `--tls-key` arguments that present `tls`.
+pub fn tls_args(tls: &dfs_proto::tls::TlsOptions) -> Vec<String> {
+    let path = |p: &Option<PathBuf>| p.as_ref().expect("all three files").display().to_string();
+    vec![
+        "--tls-ca".into(),
+        path(&tls.ca),
+        "--tls-cert".into(),
+        path(&tls.cert),
+        "--tls-key".into(),
+        path(&tls.key),
+    ]
 }

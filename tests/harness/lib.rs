@@ -39,7 +39,7 @@ mod wait;
 
 pub use admin::report_value;
 pub use browser::{Browser, Element, artifacts_dir};
-pub use cluster::{Cluster, ClusterOptions};
+pub use cluster::{Cluster, ClusterOptions, tls_args};
 pub use data::{XorShift, pseudo_random_bytes, sha256_file};
 pub use files::{close, drop_page_cache, drop_pages, read_fresh, try_read_fresh};
 pub use http::{HttpReply, http_get, http_request};
