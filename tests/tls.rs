@@ -1,7 +1,8 @@
 //! Mutual TLS between the masters, the chunkservers and clients, with certificates made by
-//! `dfs ca init` and `dfs cert issue`: a group of three masters, its chunkservers and a mount
-//! work over it, and what lacks a certificate of the cluster's CA, or the role a service asks
-//! for, is refused with a clear error and changes nothing.
+//! `dfs ca init` and `dfs cert issue`: a group of three masters, its chunkservers (chain
+//! writes between them included) and a mount work over it, and what lacks a certificate of
+//! the cluster's CA, or the role a service asks for, is refused with a clear error and
+//! changes nothing.
 
 use std::fs;
 use std::path::Path;
@@ -91,6 +92,29 @@ fn registry_and_raft(addr: &str, tls: &TlsOptions) -> (tonic::Code, tonic::Code)
     })
 }
 
+/// The status of a `StatReplica` of a chunk that does not exist, asked of the chunkserver at
+/// `addr` presenting `tls` (plaintext without): `NotFound` means the server admitted the
+/// caller and looked.
+fn stat_missing_replica(addr: &str, tls: Option<&TlsOptions>) -> tonic::Code {
+    let tls = tls.map(|tls| tls.load().unwrap().unwrap());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let endpoint = dfs_proto::tls::endpoint(addr, tls.as_ref()).unwrap();
+        let channel = match endpoint.connect().await {
+            Ok(channel) => channel,
+            Err(_) => return tonic::Code::Unavailable,
+        };
+        let mut chunkserver = dfs_proto::pb::chunkserver_client::ChunkserverClient::new(channel);
+        chunkserver
+            .stat_replica(dfs_proto::pb::StatReplicaRequest { chunk_id: u64::MAX })
+            .await
+            .map_or_else(|status| status.code(), |_| tonic::Code::Ok)
+    })
+}
+
 #[test]
 fn a_cluster_over_mutual_tls_serves_its_members_and_refuses_everyone_else() {
     let certs = tempfile::tempdir().unwrap();
@@ -143,4 +167,21 @@ fn a_cluster_over_mutual_tls_serves_its_members_and_refuses_everyone_else() {
     let (registry, raft) = registry_and_raft(&leader, &master);
     assert_eq!(registry, tonic::Code::PermissionDenied);
     assert_ne!(raft, tonic::Code::PermissionDenied, "a master speaks Raft");
+
+    // The chunkservers' data service admits the cluster's certificates only.
+    let chunkserver_addr = cluster.chunkserver_addr_at(0);
+    assert_eq!(
+        stat_missing_replica(&chunkserver_addr, Some(&alice)),
+        tonic::Code::NotFound
+    );
+    assert_ne!(
+        stat_missing_replica(&chunkserver_addr, None),
+        tonic::Code::NotFound,
+        "plaintext read a chunkserver"
+    );
+    assert_ne!(
+        stat_missing_replica(&chunkserver_addr, Some(&mallory)),
+        tonic::Code::NotFound,
+        "another CA's certificate read a chunkserver"
+    );
 }

@@ -39,6 +39,7 @@ use bytes::Bytes;
 use dfs_proto::FsError;
 use dfs_proto::pb::write_chunk_request::Msg;
 use dfs_proto::pb::{WriteChunkReply, WriteChunkRequest, WriteHeader, WriteRanges};
+use dfs_proto::tls::Tls;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
@@ -109,6 +110,11 @@ impl ChainWriter {
             timeouts,
             metrics: ChunkserverMetrics::default(),
         }
+    }
+
+    /// Forwards chain writes over mutual TLS with `tls` (if any).
+    pub fn forward_with_tls(&mut self, tls: Option<Tls>) {
+        self.peers = Peers::new(self.timeouts.rpc).with_tls(tls);
     }
 
     /// Counts the bytes each stream writes to the local replica in `metrics`.

@@ -110,7 +110,8 @@ pub struct Config {
     pub http: HttpConfig,
 
     /// The cluster's CA and this chunkserver's certificate (role chunkserver): with them, its
-    /// connection to the masters is mutual TLS.
+    /// data service, its chain writes and copies, and its connection to the masters are
+    /// mutual TLS.
     #[command(flatten)]
     pub tls: dfs_proto::tls::TlsOptions,
 }

@@ -41,6 +41,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use dfs_proto::pb::ClusterConfig;
+use dfs_proto::tls::Tls;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::task;
@@ -110,7 +111,7 @@ pub async fn run(
         .tls
         .load()
         .map_err(|err| Error::Config(err.to_string()))?;
-    let master = Master::new(&config.master, config.rpc_timeout(), tls)?;
+    let master = Master::new(&config.master, config.rpc_timeout(), tls.clone())?;
     info!(master = %config.master, "asking the master for the cluster configuration");
     let Some(cluster) = master.cluster_config(&mut stop).await else {
         return Ok(());
@@ -129,9 +130,10 @@ pub async fn run(
     let reports = RepairReports::default();
     let service = ChunkserverService::new(store.clone(), timeouts)
         .with_repair_reports(reports.clone())
-        .with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .with_peer_tls(tls.clone());
     let mut server_stop = stop.clone();
-    let mut server = tokio::spawn(serve_service(service, listener, async move {
+    let mut server = tokio::spawn(serve_service(service, listener, tls.clone(), async move {
         server_stop.wait().await
     }));
     info!(listen = %bound, advertise = %advertise, "serving");
@@ -144,7 +146,7 @@ pub async fn run(
         interval: config.heartbeat_interval(),
         full_report_every: config.full_report_every,
     };
-    let peers = Arc::new(Peers::new(config.rpc_timeout()));
+    let peers = Arc::new(Peers::new(config.rpc_timeout()).with_tls(tls));
     let copier = Copier::new(
         store.clone(),
         peers,
@@ -200,13 +202,22 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    serve_service(ChunkserverService::new(store, timeouts), listener, shutdown).await
+    serve_service(
+        ChunkserverService::new(store, timeouts),
+        listener,
+        None,
+        shutdown,
+    )
+    .await
 }
 
 /// Serves `service` on `listener` until `shutdown` completes.
+/// Serves `service` on `listener` until `shutdown`; with `tls`, only to peers presenting a
+/// certificate of the cluster's CA (clients, chunkservers, and masters' API clients alike).
 async fn serve_service(
     service: ChunkserverService,
     listener: TcpListener,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     // Small write acknowledgements and read pieces should not wait for Nagle.
@@ -216,7 +227,13 @@ async fn serve_service(
         }
         conn
     });
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &tls {
+        server = server
+            .tls_config(tls.server())
+            .map_err(|e| Error::Config(format!("TLS: {e}")))?;
+    }
+    server
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .add_service(service.into_server())

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use dfs_proto::FsError;
 use dfs_proto::pb::chunkserver_client::ChunkserverClient;
+use dfs_proto::tls::Tls;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::peer_uri;
@@ -32,7 +33,20 @@ pub fn endpoint(
     addr: &str,
     connect_timeout: Duration,
 ) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(peer_uri(addr))?
+    tls_endpoint(addr, connect_timeout, None)
+}
+
+/// [`endpoint`], over mutual TLS with `tls` (if any).
+pub fn tls_endpoint(
+    addr: &str,
+    connect_timeout: Duration,
+    tls: Option<&Tls>,
+) -> Result<Endpoint, tonic::transport::Error> {
+    let endpoint = match tls {
+        Some(_) => dfs_proto::tls::endpoint(addr, tls)?,
+        None => Endpoint::from_shared(peer_uri(addr))?,
+    };
+    Ok(endpoint
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW)
@@ -47,6 +61,8 @@ pub struct Peers {
     /// Keyed by address as the write header names it. A std mutex: held only to look up or
     /// insert, never across an await.
     channels: Mutex<HashMap<String, Channel>>,
+    /// The certificates of mutual TLS with the other chunkservers, if it is on.
+    tls: Option<Tls>,
 }
 
 impl Peers {
@@ -55,7 +71,14 @@ impl Peers {
         Peers {
             connect_timeout,
             channels: Mutex::default(),
+            tls: None,
         }
+    }
+
+    /// This pool, speaking mutual TLS with `tls` (if any) to the other chunkservers.
+    pub fn with_tls(mut self, tls: Option<Tls>) -> Peers {
+        self.tls = tls;
+        self
     }
 
     /// A client of the chunkserver at `addr`. Connecting happens on first use; a server that
@@ -65,7 +88,7 @@ impl Peers {
         let channel = match channels.get(addr) {
             Some(channel) => channel.clone(),
             None => {
-                let channel = endpoint(addr, self.connect_timeout)
+                let channel = tls_endpoint(addr, self.connect_timeout, self.tls.as_ref())
                     .map_err(|e| Error::Downstream {
                         addr: addr.to_string(),
                         cause: FsError::Invalid(format!("bad chunkserver address: {e}")),

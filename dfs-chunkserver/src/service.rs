@@ -16,6 +16,7 @@ use dfs_proto::pb::{
     ReadChunkReply, ReadChunkRequest, StatReplicaReply, StatReplicaRequest, WriteChunkReply,
     WriteChunkRequest,
 };
+use dfs_proto::tls::Tls;
 use tokio::sync::mpsc;
 use tokio::task;
 use tokio_stream::wrappers::ReceiverStream;
@@ -54,6 +55,12 @@ impl ChunkserverService {
             reports: RepairReports::default(),
             metrics: ChunkserverMetrics::default(),
         }
+    }
+
+    /// Forwards chain writes to the next replicas over mutual TLS with `tls` (if any).
+    pub fn with_peer_tls(mut self, tls: Option<Tls>) -> ChunkserverService {
+        self.chain.forward_with_tls(tls);
+        self
     }
 
     /// Counts reads, writes and their durations (and the local bytes of chain writes) in

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use dfs_proto::FsError;
 use dfs_proto::pb::{self, chunkserver_client::ChunkserverClient, write_chunk_request::Msg};
+use dfs_proto::tls::Tls;
 use tonic::transport::Channel;
 
-use crate::config::endpoint_uri;
 use crate::master::lazy_channel;
 use crate::metrics::{ChunkOp, ClientMetrics};
 
@@ -44,6 +44,8 @@ pub struct ChunkIo {
     timeout: Duration,
     /// Where every call's duration is recorded.
     metrics: ClientMetrics,
+    /// The certificates of mutual TLS with the chunkservers, if it is on.
+    tls: Option<Tls>,
 }
 
 /// What a chunk write stream asks the chain to do besides storing data.
@@ -63,7 +65,14 @@ impl ChunkIo {
             channels: Arc::default(),
             timeout,
             metrics,
+            tls: None,
         }
+    }
+
+    /// This pool, speaking mutual TLS with `tls` (if any) to every chunkserver.
+    pub fn with_tls(mut self, tls: Option<Tls>) -> ChunkIo {
+        self.tls = tls;
+        self
     }
 
     fn client(&self, addr: &str) -> Result<ChunkserverClient<Channel>, FsError> {
@@ -73,7 +82,7 @@ impl ChunkIo {
         let channel = match channels.get(addr) {
             Some(channel) => channel.clone(),
             None => {
-                let channel = lazy_channel(&endpoint_uri(addr), self.timeout)?;
+                let channel = lazy_channel(addr, self.timeout, self.tls.as_ref())?;
                 channels.insert(addr.to_string(), channel.clone());
                 channel
             }

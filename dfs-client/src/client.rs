@@ -145,7 +145,7 @@ impl Client {
         let timeout = config.rpc_timeout();
         let metrics = ClientMetrics::default();
         let tls = config.tls.load()?;
-        let master = MasterClient::with_tls(&config.master, timeout, tls)
+        let master = MasterClient::with_tls(&config.master, timeout, tls.clone())
             .map_err(|e| Error::Config(e.to_string()))?
             .with_metrics(metrics.clone());
         let cluster = master
@@ -169,7 +169,7 @@ impl Client {
         );
         let io = DataPath {
             master,
-            chunks: ChunkIo::new(timeout, metrics),
+            chunks: ChunkIo::new(timeout, metrics).with_tls(tls),
             layout: ChunkLayout::new(cluster.chunk_size, block_size),
             write_budget: WriteBudget::new(config.write_back_bytes()),
             cache: BlockCache::new(config.cache_bytes()),

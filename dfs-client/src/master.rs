@@ -22,7 +22,6 @@ use dfs_proto::tls::Tls;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Response, Status};
 
-use crate::config::endpoint_uri;
 use crate::metrics::ClientMetrics;
 
 mod admin;
@@ -33,19 +32,12 @@ mod xattrs;
 /// exceed tonic's 4 MiB default.
 const MAX_MESSAGE_SIZE: usize = 64 << 20;
 
-/// An endpoint with the client's timeouts: a connect timeout, a per-request timeout and HTTP/2
-/// keepalives (so a dead peer is noticed on an idle channel).
-fn endpoint(uri: &str, timeout: Duration) -> Result<Endpoint, FsError> {
-    Ok(with_timeouts(
-        Endpoint::from_shared(uri.to_string())
-            .map_err(|err| FsError::Invalid(format!("bad address {uri}: {err}")))?,
-        timeout,
-    ))
-}
-
-/// `endpoint` with the client's timeouts, keep-alives and windows.
-fn with_timeouts(endpoint: Endpoint, timeout: Duration) -> Endpoint {
-    endpoint
+/// An endpoint for `addr` (`host:port`, or a URI) with the client's timeouts: a connect
+/// timeout, a per-request timeout and HTTP/2 keepalives (so a dead peer is noticed on an idle
+/// channel). With `tls`, over mutual TLS (`https`).
+fn endpoint(addr: &str, timeout: Duration, tls: Option<&Tls>) -> Result<Endpoint, FsError> {
+    Ok(dfs_proto::tls::endpoint(addr, tls)
+        .map_err(|err| FsError::Invalid(format!("bad address {addr}: {err}")))?
         .connect_timeout(timeout)
         .timeout(timeout)
         .tcp_nodelay(true)
@@ -53,27 +45,19 @@ fn with_timeouts(endpoint: Endpoint, timeout: Duration) -> Endpoint {
         .keep_alive_timeout(timeout)
         .keep_alive_while_idle(true)
         .initial_stream_window_size(4u32 << 20)
-        .initial_connection_window_size(16u32 << 20)
+        .initial_connection_window_size(16u32 << 20))
 }
 
-/// Builds a lazily connecting channel with the client's timeouts.
-pub fn lazy_channel(uri: &str, timeout: Duration) -> Result<Channel, FsError> {
-    Ok(endpoint(uri, timeout)?.connect_lazy())
+/// Builds a lazily connecting channel to `addr` with the client's timeouts (over mutual TLS
+/// with `tls`).
+pub fn lazy_channel(addr: &str, timeout: Duration, tls: Option<&Tls>) -> Result<Channel, FsError> {
+    Ok(endpoint(addr, timeout, tls)?.connect_lazy())
 }
 
 /// A lazily connecting channel to the master at `addr` (`host:port`): the client's timeouts,
 /// but a short connect timeout, so a master whose host is down leaves time to try the others.
-/// With `tls`, over mutual TLS (`https`).
 fn master_channel(addr: &str, timeout: Duration, tls: Option<&Tls>) -> Result<Channel, FsError> {
-    let endpoint = match tls {
-        Some(_) => with_timeouts(
-            dfs_proto::tls::endpoint(addr, tls)
-                .map_err(|err| FsError::Invalid(format!("bad address {addr}: {err}")))?,
-            timeout,
-        ),
-        None => endpoint(&endpoint_uri(addr), timeout)?,
-    };
-    Ok(endpoint
+    Ok(endpoint(addr, timeout, tls)?
         .connect_timeout(masters::connect_timeout(timeout))
         .connect_lazy())
 }
