@@ -154,23 +154,3 @@ impl Config {
         Duration::from_millis(self.write_idle_timeout_ms)
     }
 }
-
-/// The URI of a gRPC peer given as `host:port` or with an `http://` / `https://` scheme.
-pub fn peer_uri(addr: &str) -> String {
-    if addr.starts_with("http://") || addr.starts_with("https://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn peer_addresses_get_a_scheme_once() {
-        assert_eq!(peer_uri("127.0.0.1:9400"), "http://127.0.0.1:9400");
-        assert_eq!(peer_uri("http://master:9400"), "http://master:9400");
-    }
-}

@@ -61,22 +61,12 @@ pub struct Master {
 impl Master {
     /// A client of the masters in `list` (`host:port` or URIs, separated by commas).
     /// Connects on first use; every call fails after `rpc_timeout` instead of hanging on
-    /// masters that do not answer.
-    /// With `tls`, over mutual TLS.
+    /// masters that do not answer. With `tls`, over mutual TLS.
     pub fn new(list: &str, rpc_timeout: Duration, tls: Option<Tls>) -> Result<Master> {
         let connect = Box::new(move |addr: &str| {
-            let addr = match &tls {
-                Some(_) if !addr.contains("://") => format!("https://{addr}"),
-                _ => addr.to_string(),
-            };
-            let mut endpoint = endpoint(&addr, masters::connect_timeout(rpc_timeout))
-                .map_err(|e| e.to_string())?;
-            if let Some(tls) = &tls {
-                endpoint = endpoint
-                    .tls_config(tls.client())
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok(endpoint.timeout(rpc_timeout).connect_lazy())
+            endpoint(addr, masters::connect_timeout(rpc_timeout), tls.as_ref())
+                .map(|endpoint| endpoint.timeout(rpc_timeout).connect_lazy())
+                .map_err(|e| e.to_string())
         });
         let group = MasterGroup::new(list, connect)
             .map_err(|e| Error::Config(format!("bad master address {list:?}: {e}")))?;

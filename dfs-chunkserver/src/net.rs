@@ -11,7 +11,6 @@ use dfs_proto::pb::chunkserver_client::ChunkserverClient;
 use dfs_proto::tls::Tls;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::config::peer_uri;
 use crate::error::{Error, Result};
 
 /// Largest gRPC message sent or accepted. Data messages are at most a few MiB; the default
@@ -27,26 +26,14 @@ pub const STREAM_WINDOW: u32 = 8 << 20;
 pub const CONNECTION_WINDOW: u32 = 32 << 20;
 
 /// An endpoint for `addr` (`host:port` or a URI) with the connect timeout and window sizes
-/// every chunkserver client uses. No overall request timeout: write streams last as long as
-/// their data, and the chain bounds each step instead.
+/// every chunkserver client uses, over mutual TLS with `tls` (if any). No overall request
+/// timeout: write streams last as long as their data, and the chain bounds each step instead.
 pub fn endpoint(
-    addr: &str,
-    connect_timeout: Duration,
-) -> Result<Endpoint, tonic::transport::Error> {
-    tls_endpoint(addr, connect_timeout, None)
-}
-
-/// [`endpoint`], over mutual TLS with `tls` (if any).
-pub fn tls_endpoint(
     addr: &str,
     connect_timeout: Duration,
     tls: Option<&Tls>,
 ) -> Result<Endpoint, tonic::transport::Error> {
-    let endpoint = match tls {
-        Some(_) => dfs_proto::tls::endpoint(addr, tls)?,
-        None => Endpoint::from_shared(peer_uri(addr))?,
-    };
-    Ok(endpoint
+    Ok(dfs_proto::tls::endpoint(addr, tls)?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW)
@@ -88,7 +75,7 @@ impl Peers {
         let channel = match channels.get(addr) {
             Some(channel) => channel.clone(),
             None => {
-                let channel = tls_endpoint(addr, self.connect_timeout, self.tls.as_ref())
+                let channel = endpoint(addr, self.connect_timeout, self.tls.as_ref())
                     .map_err(|e| Error::Downstream {
                         addr: addr.to_string(),
                         cause: FsError::Invalid(format!("bad chunkserver address: {e}")),

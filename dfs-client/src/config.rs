@@ -167,15 +167,6 @@ fn physical_memory() -> Option<u64> {
     pages.checked_mul(page_size)
 }
 
-/// Turns `host:port` into `http://host:port`; leaves addresses with a scheme alone.
-pub fn endpoint_uri(addr: &str) -> String {
-    if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,13 +176,6 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         config: Config,
-    }
-
-    #[test]
-    fn master_address_gets_a_scheme() {
-        assert_eq!(endpoint_uri("10.0.0.1:9400"), "http://10.0.0.1:9400");
-        assert_eq!(endpoint_uri("http://m:1"), "http://m:1");
-        assert_eq!(endpoint_uri("https://m:1"), "https://m:1");
     }
 
     #[test]

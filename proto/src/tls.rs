@@ -270,6 +270,27 @@ mod tests {
     }
 
     #[test]
+    fn addresses_get_a_scheme_once() {
+        let uri = |addr: &str| {
+            let endpoint = endpoint(addr, None).unwrap();
+            let uri = endpoint.uri();
+            (
+                uri.scheme_str().unwrap().to_string(),
+                uri.authority().unwrap().to_string(),
+            )
+        };
+        assert_eq!(
+            uri("10.0.0.1:9400"),
+            ("http".into(), "10.0.0.1:9400".into())
+        );
+        assert_eq!(
+            uri("http://master:9400"),
+            ("http".into(), "master:9400".into())
+        );
+        assert_eq!(uri("https://m:1"), ("https".into(), "m:1".into()));
+    }
+
+    #[test]
     fn bytes_that_are_no_certificate_name_no_role() {
         assert!(matches!(
             role_of(b"\x30\x03\x02\x01"),
