@@ -11,7 +11,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use dfs_tests::{Cluster, ClusterOptions, pseudo_random_bytes, report_value, wait_until};
+use dfs_tests::{
+    Cluster, ClusterOptions, pseudo_random_bytes, report_value, status_healthy, wait_until,
+};
 
 /// Chunk size of these tests: small, so a few MiB make many chunks.
 const CHUNK: u64 = 1 << 20;
@@ -48,10 +50,7 @@ fn options() -> ClusterOptions {
 fn fully_replicated(cluster: &Cluster) -> bool {
     let status = cluster.dfs(&["status"]);
     let fsck = cluster.dfs(&["fsck"]);
-    report_value(&status, "under-replicated") == 0
-        && report_value(&status, "missing") == 0
-        && report_value(&status, "over-replicated") == 0
-        && fsck.contains("status: HEALTHY")
+    status_healthy(&status) && fsck.contains("status: HEALTHY")
 }
 
 /// The `dfs status` line of chunkserver `i`.

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dfs_tests::{
     Acknowledged, Cluster, ClusterOptions, XorShift, close, differences, pseudo_random_bytes,
-    report_value, try_read_fresh, wait_until,
+    status_healthy, try_read_fresh, wait_until,
 };
 
 /// Chunks of 1 MiB, so that the larger files cross chunk boundaries.
@@ -632,13 +632,15 @@ impl Nemesis<'_> {
     /// chunkserver failure again.
     fn fully_replicated(&self) -> bool {
         let status = self.cluster.dfs(&["status"]);
-        let missing = report_value(&status, "under-replicated") + report_value(&status, "missing");
-        if missing > 0 {
-            self.log(format!(
-                "{missing} chunks lack a replica: no chunkserver fault until they are copied"
-            ));
+        let healthy = status_healthy(&status);
+        if !healthy {
+            self.log(
+                "some chunks lack a replica, or the leader is still checking: \
+                 no chunkserver fault until it reports them all replicated"
+                    .to_string(),
+            );
         }
-        missing == 0
+        healthy
     }
 
     /// The master to hit: the leader two times in three, else another.

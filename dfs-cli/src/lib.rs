@@ -565,9 +565,16 @@ pub fn format_status(status: &pb::ClusterStatusReply) -> String {
     let _ = writeln!(out, "inodes: {}", status.files);
     let _ = writeln!(out, "chunks: {}", status.chunks);
     let _ = writeln!(out, "replication: {}", status.replication);
-    let _ = writeln!(out, "under-replicated: {}", status.under_replicated);
-    let _ = writeln!(out, "missing: {}", status.missing);
-    let _ = writeln!(out, "over-replicated: {}", status.over_replicated);
+    if status.health_checked {
+        let _ = writeln!(out, "under-replicated: {}", status.under_replicated);
+        let _ = writeln!(out, "missing: {}", status.missing);
+        let _ = writeln!(out, "over-replicated: {}", status.over_replicated);
+    } else {
+        // A new leader has not checked every chunk yet: zeros would claim a health nobody knows.
+        for line in ["under-replicated", "missing", "over-replicated"] {
+            let _ = writeln!(out, "{line}: checking");
+        }
+    }
     let _ = writeln!(out, "copies in flight: {}", status.replications_in_flight);
     out
 }

@@ -39,8 +39,8 @@ pub struct ClusterStatus {
     pub files: u64,
     /// Chunks in the chunk map.
     pub chunks: u64,
-    /// Replication health as of the last complete replication check.
-    pub health: HealthCounts,
+    /// Replication health as of the last complete replication check (`None` before one).
+    pub health: Option<HealthCounts>,
     /// Copies in flight.
     pub replications_in_flight: u64,
     /// The replication factor.

@@ -246,6 +246,7 @@ pub fn server_status(report: Option<ServerReport>) -> pb::ServerStatus {
 
 /// The answer of `dfs status`.
 pub fn cluster_status(status: ClusterStatus) -> pb::ClusterStatusReply {
+    let health = status.health.unwrap_or_default();
     pb::ClusterStatusReply {
         servers: status
             .servers
@@ -254,11 +255,12 @@ pub fn cluster_status(status: ClusterStatus) -> pb::ClusterStatusReply {
             .collect(),
         files: status.files,
         chunks: status.chunks,
-        under_replicated: status.health.under_replicated,
-        missing: status.health.missing,
-        over_replicated: status.health.over_replicated,
+        under_replicated: health.under_replicated,
+        missing: health.missing,
+        over_replicated: health.over_replicated,
         replications_in_flight: status.replications_in_flight,
         replication: status.replication,
+        health_checked: status.health.is_some(),
     }
 }
 

@@ -61,6 +61,17 @@ impl Cluster {
     }
 }
 
+/// Whether `dfs status` reports no chunk under-, over-replicated or missing; false while the
+/// leader is still `checking` (it has not yet checked every chunk since it took office).
+pub fn status_healthy(status: &str) -> bool {
+    ["under-replicated", "missing", "over-replicated"]
+        .iter()
+        .all(|key| {
+            let checking = status.lines().any(|l| l == format!("{key}: checking"));
+            !checking && report_value(status, key) == 0
+        })
+}
+
 /// The number after `key: ` on a line of `dfs` output (e.g. `under-replicated: 0`).
 pub fn report_value(report: &str, key: &str) -> u64 {
     let prefix = format!("{key}: ");

@@ -37,7 +37,7 @@ mod process;
 mod shell;
 mod wait;
 
-pub use admin::report_value;
+pub use admin::{report_value, status_healthy};
 pub use browser::{Browser, Element, artifacts_dir};
 pub use cluster::{Cluster, ClusterOptions, tls_args};
 pub use data::{XorShift, pseudo_random_bytes, sha256_file};

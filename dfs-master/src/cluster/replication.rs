@@ -127,8 +127,11 @@ struct Pending {
     copies: HashMap<u64, Copy>,
     /// Commands not yet handed out, by target server.
     outbox: HashMap<u64, Vec<CopyCommand>>,
-    /// Result of the last complete cycle.
-    counts: HealthCounts,
+    /// Result of the last complete cycle that began with every server heard from; `None`
+    /// before one (a new leader has not yet heard every chunkserver, and until it has, a
+    /// server it has not heard from counts as healthy, so "nothing under-replicated" would
+    /// be a guess).
+    counts: Option<HealthCounts>,
     /// Where the cycle under way stands.
     scan: Scan,
 }
@@ -140,6 +143,8 @@ struct Scan {
     cursor: Option<(u64, u64)>,
     /// Counts of the chunks visited so far.
     counts: HealthCounts,
+    /// Whether every server not dead had been heard from when the cycle began.
+    informed: bool,
 }
 
 /// The re-replication planner of one master.
@@ -188,8 +193,9 @@ impl Replication {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Health counts of the last complete cycle, and the number of copies in flight.
-    pub fn counts(&self) -> (HealthCounts, usize) {
+    /// Health counts of the last complete, informed cycle (`None` before one), and the
+    /// number of copies in flight.
+    pub fn counts(&self) -> (Option<HealthCounts>, usize) {
         let pending = self.pending();
         (pending.counts, pending.copies.len())
     }
@@ -197,10 +203,15 @@ impl Replication {
     /// One step of the walk over the chunk map (see the module documentation): tidies the
     /// fully replicated chunks of the next `scan_chunks` and plans copies for the
     /// under-replicated ones. `seed` drives placement. Returns the counts of the last complete
-    /// cycle (this check's, if it completed one).
-    pub fn check(&self, servers: &[ServerView], now: Instant, seed: u64) -> Result<HealthCounts> {
+    /// informed cycle (this check's, if it completed one).
+    pub fn check(
+        &self,
+        servers: &[ServerView],
+        now: Instant,
+        seed: u64,
+    ) -> Result<Option<HealthCounts>> {
         let views: HashMap<u64, &ServerView> = servers.iter().map(|s| (s.server_id, s)).collect();
-        let (busy_chunks, cursor, mut counts, last_healthy) = {
+        let (busy_chunks, cursor, mut counts, informed, last_healthy) = {
             let mut pending = self.pending();
             let timeout = self.limits.copy_timeout;
             pending.copies.retain(|chunk_id, copy| {
@@ -212,9 +223,17 @@ impl Replication {
                 alive
             });
             let busy: HashSet<u64> = pending.copies.keys().copied().collect();
-            let last = pending.counts;
-            let healthy = last.under_replicated == 0 && last.missing == 0;
-            (busy, pending.scan.cursor, pending.scan.counts, healthy)
+            let healthy = pending
+                .counts
+                .is_some_and(|last| last.under_replicated == 0 && last.missing == 0);
+            let informed = match pending.scan.cursor {
+                Some(_) => pending.scan.informed,
+                None => servers
+                    .iter()
+                    .all(|s| s.since_heartbeat.is_some() || s.state == ServerState::Dead),
+            };
+            let scan = &pending.scan;
+            (busy, scan.cursor, scan.counts, informed, healthy)
         };
         let replication = self.policy.replication;
         let mut endangered = Vec::new();
@@ -282,11 +301,17 @@ impl Replication {
         }
         let mut pending = self.pending();
         if cycle_done {
-            pending.counts = counts;
+            if informed {
+                pending.counts = Some(counts);
+            }
             pending.scan = Scan::default();
         } else {
             let cursor = page.last().map(|&(ino, index, _)| (ino, index));
-            pending.scan = Scan { cursor, counts };
+            pending.scan = Scan {
+                cursor,
+                counts,
+                informed,
+            };
         }
         Ok(pending.counts)
     }

@@ -112,26 +112,29 @@ impl Collector for MasterGauges {
             return Ok(());
         };
         let (health, in_flight) = master.replication().counts();
-        gauge(
-            &mut encoder,
-            "chunks",
-            "Chunks in the chunk map, as of the last complete replication check (leader only)",
-            count(health.chunks),
-        )?;
-        gauge(
-            &mut encoder,
-            "chunks_under_replicated",
-            "Chunks with fewer healthy replicas than the replication factor but one readable, \
-             as of the last complete replication check (leader only)",
-            count(health.under_replicated),
-        )?;
-        gauge(
-            &mut encoder,
-            "chunks_missing",
-            "Chunks with no readable replica, as of the last complete replication check \
-             (leader only)",
-            count(health.missing),
-        )?;
+        // Absent until the leader has checked every chunk: zeros would read as healthy.
+        if let Some(health) = health {
+            gauge(
+                &mut encoder,
+                "chunks",
+                "Chunks in the chunk map, as of the last complete replication check (leader only)",
+                count(health.chunks),
+            )?;
+            gauge(
+                &mut encoder,
+                "chunks_under_replicated",
+                "Chunks with fewer healthy replicas than the replication factor but one readable, \
+                 as of the last complete replication check (leader only)",
+                count(health.under_replicated),
+            )?;
+            gauge(
+                &mut encoder,
+                "chunks_missing",
+                "Chunks with no readable replica, as of the last complete replication check \
+                 (leader only)",
+                count(health.missing),
+            )?;
+        }
         gauge(
             &mut encoder,
             "copies_in_flight",

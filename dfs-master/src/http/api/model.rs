@@ -335,6 +335,9 @@ pub struct ClusterStatus {
     pub chunks: u64,
     /// The replication factor.
     pub replication: u32,
+    /// Whether the leader has checked every chunk since it took office; until then the three
+    /// counts below read zero and say nothing.
+    pub health_checked: bool,
     /// Chunks with fewer healthy replicas than the replication factor (at least one).
     pub under_replicated: u64,
     /// Chunks with no readable replica.
@@ -372,6 +375,7 @@ impl ClusterStatus {
             inodes: status.files,
             chunks: status.chunks,
             replication: status.replication,
+            health_checked: status.health_checked,
             under_replicated: status.under_replicated,
             missing: status.missing,
             over_replicated: status.over_replicated,

@@ -67,7 +67,9 @@ fn cards(status: &pb::ClusterStatusReply) -> Markup {
         (c + s.capacity_bytes, f + s.free_bytes)
     });
     let used = capacity.saturating_sub(free);
-    let health = if status.missing > 0 {
+    let health = if !status.health_checked {
+        "warn"
+    } else if status.missing > 0 {
         "bad"
     } else if status.under_replicated > 0 {
         "warn"
@@ -105,7 +107,12 @@ fn cards(status: &pb::ClusterStatusReply) -> Markup {
             }
             div class={ "card health " (health) } #replication-card {
                 h3 { "Replication" }
-                p.big { span #under-replicated { (status.under_replicated) } " under-replicated" }
+                @if status.health_checked {
+                    p.big { span #under-replicated { (status.under_replicated) } " under-replicated" }
+                } @else {
+                    // A new leader has not checked every chunk yet.
+                    p.big #health-checking { "checking…" }
+                }
                 p {
                     span #missing { (status.missing) } " missing · "
                     (status.over_replicated) " over-replicated · "
