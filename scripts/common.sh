@@ -93,6 +93,26 @@ http_args() {
 http_addr() { cat "$DFS_STATE_DIR/run/$1.http" 2>/dev/null || echo "?"; }
 # ", http://ADDR/" for process $1, or nothing when it serves no HTTP: for progress lines.
 http_note() { [ "$DFS_HTTP_PORT" = off ] || echo ", http://$(http_addr "$1")/"; }
+# Mutual TLS (the default): a cluster CA and a certificate per process in $DFS_STATE_DIR/tls,
+# made by dfs-up on the first start. DFS_INSECURE=true runs the cluster in plaintext instead.
+insecure() {
+  case ${DFS_INSECURE:-false} in true | 1 | yes | on) return 0 ;; *) return 1 ;; esac
+}
+# The TLS options of process $1 (master1, cs2, client): its certificate, or --insecure.
+tls_args() {
+  if insecure; then
+    echo "--insecure"
+  else
+    local dir=$DFS_STATE_DIR/tls
+    echo "--tls-ca $dir/ca.pem --tls-cert $dir/$1.pem --tls-key $dir/$1.key"
+  fi
+}
+# dfs ARGS...: the dfs command against the local cluster, with its client certificate.
+dfs_cli() {
+  # shellcheck disable=SC2046 # tls_args is a list of words
+  "$DFS_BIN/dfs" $(tls_args client) --master "$(master_addrs)" "$@"
+}
+
 # The masters' addresses, separated by commas, as clients and chunkservers take them.
 master_addrs() {
   local i addrs=

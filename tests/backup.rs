@@ -23,6 +23,7 @@ fn a_master_restored_from_a_backup_serves_the_files_of_the_backup() {
     // A second backup to the same place is refused; the first is untouched.
     let refused = std::process::Command::new(dfs_tests::binary("dfs"))
         .args([
+            "--insecure",
             "--master",
             &cluster.master_addr(),
             "backup",

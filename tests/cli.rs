@@ -13,6 +13,7 @@ use dfs_tests::{Cluster, Mount, binary, pseudo_random_bytes, sh};
 /// Runs `dfs ARGS` against the cluster, in any outcome.
 fn dfs(cluster: &Cluster, args: &[&str]) -> Output {
     Command::new(binary("dfs"))
+        .arg("--insecure")
         .arg("--master")
         .arg(cluster.master_addr())
         .args(args)

@@ -276,7 +276,7 @@ fn transfer_leader(cluster: &Cluster, from: usize, to: usize) {
             return;
         }
         let out = Command::new(dfs_tests::binary("dfs"))
-            .args(["--master", &cluster.master_addr_at(leader)])
+            .args(["--insecure", "--master", &cluster.master_addr_at(leader)])
             .args(["masters", "transfer-leader", &(to + 1).to_string()])
             .output()
             .unwrap();

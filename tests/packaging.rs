@@ -164,6 +164,8 @@ impl HelperMount {
             .args(args)
             .env("DFS_FUSE", binary("dfs-fuse"))
             .env("DFS_LOG_DIR", &self.logs)
+            // The harness's clusters speak plaintext.
+            .env("DFS_INSECURE", "true")
             .output()
             .expect("run mount")
     }

@@ -50,6 +50,7 @@ fn certificate(dir: &Path, ca: &str, trusted: &str, role: Role, name: &str) -> T
         ca: Some(dir.join(trusted).join("ca.pem")),
         cert: Some(certs.join(format!("{name}.pem"))),
         key: Some(certs.join(format!("{name}.key"))),
+        insecure: false,
     }
 }
 
@@ -144,7 +145,7 @@ fn a_cluster_over_mutual_tls_serves_its_members_and_refuses_everyone_else() {
     // Plaintext, and a certificate of another CA: no connection, nothing made. (The command
     // retries for its RPC timeout, as through a failover: both run at once.)
     let (plain, stranger) = std::thread::scope(|s| {
-        let plain = s.spawn(|| dfs_with(&cluster, &[], &["mkdir", "/plain"]));
+        let plain = s.spawn(|| dfs_with(&cluster, &["--insecure".into()], &["mkdir", "/plain"]));
         let stranger = s.spawn(|| dfs_with(&cluster, &tls_args(&mallory), &["mkdir", "/stranger"]));
         (plain.join().unwrap(), stranger.join().unwrap())
     });
@@ -184,4 +185,87 @@ fn a_cluster_over_mutual_tls_serves_its_members_and_refuses_everyone_else() {
         tonic::Code::NotFound,
         "another CA's certificate read a chunkserver"
     );
+}
+
+#[test]
+fn without_certificates_nothing_starts_unless_told_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mnt = dir.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let (data, mnt) = (data.to_str().unwrap(), mnt.to_str().unwrap());
+    let listen = ["--listen", "127.0.0.1:0"];
+    let cases: [(&str, Vec<&str>); 4] = [
+        ("dfs-master", [&listen[..], &["--data-dir", data]].concat()),
+        (
+            "dfs-chunkserver",
+            [
+                &listen[..],
+                &["--data-dir", data, "--master", "127.0.0.1:1"],
+            ]
+            .concat(),
+        ),
+        ("dfs-fuse", vec!["--master", "127.0.0.1:1", mnt]),
+        ("dfs", vec!["--master", "127.0.0.1:1", "ls", "/"]),
+    ];
+    for (bin, args) in cases {
+        let out = Command::new(binary(bin))
+            .args(&args)
+            // No default client certificates either.
+            .env("DFS_TLS_DIR", dir.path())
+            .output()
+            .unwrap();
+        let said = text(&out);
+        assert!(!out.status.success(), "{bin}: {said}");
+        assert!(
+            said.contains("no certificates") && said.contains("--insecure"),
+            "{bin}: {said}"
+        );
+    }
+    // Nothing was created on the way out.
+    assert!(!dir.path().join("data").exists());
+
+    // --insecure with certificates is a contradiction, refused before anything starts.
+    let out = Command::new(binary("dfs"))
+        .args(["--insecure", "--tls-ca", "ca.pem", "--tls-cert", "c.pem"])
+        .args(["--tls-key", "c.key", "ls", "/"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("--insecure contradicts"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_client_finds_its_certificates_in_the_default_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = certificate(dir.path(), "ca", "ca", Role::Master, "m1");
+    let chunkserver = certificate(dir.path(), "ca", "ca", Role::Chunkserver, "cs");
+    let client = certificate(dir.path(), "ca", "ca", Role::Client, "client");
+    let cluster = Cluster::start(ClusterOptions {
+        master_args: tls_args(&master),
+        chunkserver_args: tls_args(&chunkserver),
+        client_tls: Some(client.clone()),
+        ..Default::default()
+    });
+    // ca.pem, client.pem and client.key in one directory, as `scripts/dfs-up` leaves them.
+    let default = dir.path().join("default");
+    fs::create_dir(&default).unwrap();
+    for (from, to) in [
+        (&client.ca, "ca.pem"),
+        (&client.cert, "client.pem"),
+        (&client.key, "client.key"),
+    ] {
+        fs::copy(from.as_ref().unwrap(), default.join(to)).unwrap();
+    }
+    let out = Command::new(binary("dfs"))
+        .args(["--master", &cluster.master_addr(), "mkdir", "/made"])
+        .env("DFS_TLS_DIR", &default)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(cluster.dfs(&["ls", "/"]), "made\n");
 }

@@ -70,6 +70,11 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    // Before anything else: a chunkserver without certificates or --insecure starts nothing.
+    let tls = config
+        .tls
+        .load()
+        .map_err(|err| Error::Config(err.to_string()))?;
     let mut stop = Shutdown::new(shutdown);
     let mut registry = Registry::default();
     // The store opens once the master has sent the cluster's layout; its gauges wait for it.
@@ -107,10 +112,6 @@ pub async fn run(
             the master will hand out an address other hosts cannot reach");
     }
 
-    let tls = config
-        .tls
-        .load()
-        .map_err(|err| Error::Config(err.to_string()))?;
     let master = Master::new(&config.master, config.rpc_timeout(), tls.clone())?;
     info!(master = %config.master, "asking the master for the cluster configuration");
     let Some(cluster) = master.cluster_config(&mut stop).await else {

@@ -162,6 +162,7 @@ async fn registers_reports_deletes_and_reregisters() {
 
     let addr_file = dir.path().join("cs.addr");
     let mut config = Config::new(&data_dir);
+    config.tls = dfs_proto::tls::TlsOptions::insecure();
     config.master = master_addr;
     config.rack = "r1".into();
     config.heartbeat_interval_ms = 30;
@@ -256,6 +257,7 @@ async fn registers_reports_deletes_and_reregisters() {
 /// `interval_ms`; answers the sender that stops it.
 async fn start_chunkserver(dir: &Path, list: &str, interval_ms: u64) -> oneshot::Sender<()> {
     let mut config = Config::new(dir.join("data"));
+    config.tls = dfs_proto::tls::TlsOptions::insecure();
     config.master = list.to_string();
     config.heartbeat_interval_ms = interval_ms;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

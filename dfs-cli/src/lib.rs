@@ -406,7 +406,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
     }
     if let Command::Masters { action } = cli.command {
         // Not through `Client::connect`, which needs a leader: any member lists the group.
-        let master = MasterClient::with_tls(&cli.master, RPC_TIMEOUT, cli.tls.load()?)?;
+        let master = MasterClient::with_tls(&cli.master, RPC_TIMEOUT, cli.tls.load_client()?)?;
         let text = masters::run(&master, action).await?;
         let _ = std::io::stdout().lock().write_all(text.as_bytes());
         return Ok(0);

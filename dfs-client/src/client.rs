@@ -144,7 +144,7 @@ impl Client {
     pub async fn connect(config: &Config) -> Result<Client, Error> {
         let timeout = config.rpc_timeout();
         let metrics = ClientMetrics::default();
-        let tls = config.tls.load()?;
+        let tls = config.tls.load_client()?;
         let master = MasterClient::with_tls(&config.master, timeout, tls.clone())
             .map_err(|e| Error::Config(e.to_string()))?
             .with_metrics(metrics.clone());

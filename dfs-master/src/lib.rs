@@ -95,16 +95,17 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    // Before anything else: a master without certificates or --insecure starts nothing.
+    let tls = config
+        .tls
+        .load()
+        .map_err(|err| Error::Config(err.to_string()))?;
     let local_addr = listener.local_addr()?;
     let addr_file = config.addr_file.clone();
     let data_dir = config.data_dir.clone();
     let http_listener = config.http.bind().await?;
     let mut registry = Registry::default();
     let metrics = Arc::new(MasterMetrics::new(&mut registry));
-    let tls = config
-        .tls
-        .load()
-        .map_err(|err| Error::Config(err.to_string()))?;
     let node = Node::start(&config, local_addr, Arc::clone(&metrics), tls.clone()).await?;
     registry
         .sub_registry_with_prefix("dfs_master")

@@ -94,6 +94,7 @@ fn mknod(parent: u64, name: &str, kind: FileKind) -> pb::MakeNodeRequest {
 async fn serves_metadata_and_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(dir.path().join("data"));
+    config.tls = dfs_proto::tls::TlsOptions::insecure();
     config.chunk_size = 1 << 20;
     config.replication = 2;
     config.addr_file = Some(dir.path().join("master.addr"));
@@ -280,6 +281,7 @@ impl Drop for ChildGuard {
 async fn calls_that_change_names_answer_the_directories_they_changed() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(dir.path().join("data"));
+    config.tls = dfs_proto::tls::TlsOptions::insecure();
     config.addr_file = Some(dir.path().join("master.addr"));
     let mut m = start(&config).await;
     let c = &mut m.client;
@@ -377,6 +379,7 @@ async fn the_binary_writes_its_address_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let addr_file = dir.path().join("addr");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_dfs-master"))
+        .arg("--insecure")
         .arg("--listen")
         .arg("127.0.0.1:0")
         .arg("--addr-file")

@@ -9,6 +9,11 @@
 //! configurations for mutual TLS (rustls): each side proves itself with a certificate of the
 //! cluster's CA, and a server reads the client's role from the certificate the handshake
 //! verified ([`peer_role`], [`require_role`]).
+//!
+//! TLS is the default: a process given no certificates refuses to start unless told
+//! `--insecure`, so that a cluster never ends up in plaintext by omission. A client (a mount,
+//! the `dfs` command) given none looks for them in [`CLIENT_TLS_DIR`] first, as Ceph's tools
+//! find their keyring in `/etc/ceph`: on a machine set up once, commands need no options.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -111,8 +116,11 @@ pub fn role_of(der: &[u8]) -> Result<Role, RoleError> {
     first.parse().map_err(RoleError::Unusable)
 }
 
-/// Where a process finds its certificates. All three or none: without them it speaks
-/// plaintext.
+/// Where a client given no certificates looks for them: `ca.pem`, `client.pem` and
+/// `client.key` (`scripts/dfs-up` links a local cluster's there). `DFS_TLS_DIR` overrides it.
+pub const CLIENT_TLS_DIR: &str = "/etc/dfs/tls";
+
+/// Where a process finds its certificates: all three, or `--insecure` for plaintext.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct TlsOptions {
     /// The cluster CA's certificate (`ca.pem` of `dfs ca init`): every peer must present a
@@ -135,6 +143,15 @@ pub struct TlsOptions {
         requires = "tls_ca"
     )]
     pub key: Option<PathBuf>,
+    /// Speak plaintext: nothing encrypted, and no certificate says who connects, so anything
+    /// that reaches a port is trusted. Only for a trusted network or a test; logged as a
+    /// warning.
+    #[arg(
+        long,
+        env = "DFS_INSECURE",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub insecure: bool,
 }
 
 /// Why the certificates given cannot be used.
@@ -143,6 +160,21 @@ pub enum TlsError {
     /// Only some of the three files were given.
     #[error("TLS needs --tls-ca, --tls-cert and --tls-key together")]
     Incomplete,
+    /// Both certificates and `--insecure`.
+    #[error("--insecure contradicts the certificates given (--tls-*): use one or the other")]
+    Contradiction,
+    /// Neither certificates nor `--insecure`.
+    #[error(
+        "no certificates: give --tls-ca, --tls-cert and --tls-key (made by `dfs ca init` and \
+         `dfs cert issue`), or --insecure to run without TLS"
+    )]
+    Missing,
+    /// A client found neither options nor its certificates in the default directory.
+    #[error(
+        "no certificates: give --tls-ca, --tls-cert and --tls-key, put ca.pem, client.pem and \
+         client.key in {0} (DFS_TLS_DIR), or give --insecure for a cluster without TLS"
+    )]
+    MissingClient(PathBuf),
     /// A file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
@@ -158,10 +190,38 @@ pub enum TlsError {
 }
 
 impl TlsOptions {
-    /// The certificates, read and checked; `None` when no TLS is configured.
+    /// Plaintext, as `--insecure` asks.
+    pub fn insecure() -> TlsOptions {
+        TlsOptions {
+            insecure: true,
+            ..TlsOptions::default()
+        }
+    }
+
+    /// The certificates in `dir` named `ca.pem`, `NAME.pem` and `NAME.key`, as `dfs cert
+    /// issue` writes them.
+    pub fn in_dir(dir: &Path, name: &str) -> TlsOptions {
+        TlsOptions {
+            ca: Some(dir.join("ca.pem")),
+            cert: Some(dir.join(format!("{name}.pem"))),
+            key: Some(dir.join(format!("{name}.key"))),
+            insecure: false,
+        }
+    }
+
+    /// A server's certificates, read and checked; `None` (plaintext, with a warning) under
+    /// `--insecure`; an error without either.
     pub fn load(&self) -> Result<Option<Tls>, TlsError> {
+        let any = self.ca.is_some() || self.cert.is_some() || self.key.is_some();
+        if self.insecure && any {
+            return Err(TlsError::Contradiction);
+        }
+        if self.insecure {
+            warn_insecure();
+            return Ok(None);
+        }
         let (ca, cert, key) = match (&self.ca, &self.cert, &self.key) {
-            (None, None, None) => return Ok(None),
+            (None, None, None) => return Err(TlsError::Missing),
             (Some(ca), Some(cert), Some(key)) => (ca, cert, key),
             _ => return Err(TlsError::Incomplete),
         };
@@ -184,6 +244,41 @@ impl TlsOptions {
             role,
         }))
     }
+
+    /// A client's certificates: as [`TlsOptions::load`], except that a client given neither
+    /// certificates nor `--insecure` takes `client.pem` from [`CLIENT_TLS_DIR`] (or
+    /// `DFS_TLS_DIR`) when the directory holds one.
+    pub fn load_client(&self) -> Result<Option<Tls>, TlsError> {
+        let dir = std::env::var_os("DFS_TLS_DIR")
+            .filter(|d| !d.is_empty())
+            .map_or_else(|| PathBuf::from(CLIENT_TLS_DIR), PathBuf::from);
+        self.load_client_from(&dir)
+    }
+
+    /// [`TlsOptions::load_client`] with `dir` as the default directory.
+    fn load_client_from(&self, dir: &Path) -> Result<Option<Tls>, TlsError> {
+        let given = self.insecure || self.ca.is_some() || self.cert.is_some() || self.key.is_some();
+        if given {
+            return self.load();
+        }
+        let dir = dir.to_path_buf();
+        if !dir.join("client.pem").exists() {
+            return Err(TlsError::MissingClient(dir));
+        }
+        TlsOptions::in_dir(&dir, "client").load()
+    }
+}
+
+/// Logged once per process however many connections it makes: plaintext is a choice the
+/// operator should see, not a line per call.
+fn warn_insecure() {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            "running without TLS (--insecure): traffic is plaintext and any process that \
+             reaches a port is trusted"
+        );
+    });
 }
 
 /// A process's certificates, loaded: what it trusts and how it proves itself.
@@ -338,6 +433,7 @@ mod tests {
                 ca: Some(dir.join(format!("{trusted}.pem"))),
                 cert: Some(cert_path),
                 key: Some(key_path),
+                insecure: false,
             }
         }
     }
@@ -455,12 +551,19 @@ mod tests {
 
     #[test]
     fn certificates_are_all_or_nothing_and_must_name_a_role() {
-        assert!(TlsOptions::default().load().unwrap().is_none());
+        assert!(matches!(
+            TlsOptions::default().load(),
+            Err(TlsError::Missing)
+        ));
+        assert!(TlsOptions::insecure().load().unwrap().is_none());
         let dir = tempfile::tempdir().unwrap();
         let ca = Authority::new(dir.path(), "ca");
         let mut options = ca.issue(dir.path(), "ca", Role::Client, "c");
         options.key = None;
         assert!(matches!(options.load(), Err(TlsError::Incomplete)));
+        let mut options = ca.issue(dir.path(), "ca", Role::Client, "e");
+        options.insecure = true;
+        assert!(matches!(options.load(), Err(TlsError::Contradiction)));
         // The CA's own certificate names no role.
         let mut options = ca.issue(dir.path(), "ca", Role::Client, "d");
         options.cert = Some(dir.path().join("ca.pem"));
@@ -471,5 +574,24 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_client_given_nothing_takes_its_certificates_from_the_default_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let none = TlsOptions::default().load_client_from(dir.path());
+        let Err(err @ TlsError::MissingClient(_)) = none else {
+            panic!("an empty directory holds no certificates: {none:?}");
+        };
+        assert!(err.to_string().contains("--insecure"), "{err}");
+
+        let ca = Authority::new(dir.path(), "ca");
+        let issued = ca.issue(dir.path(), "ca", Role::Client, "client");
+        std::fs::rename(issued.cert.unwrap(), dir.path().join("client.pem")).unwrap();
+        let tls = TlsOptions::default().load_client_from(dir.path()).unwrap();
+        assert_eq!(tls.map(|t| t.role()), Some(Role::Client));
+        // Given options win over the directory.
+        let plain = TlsOptions::insecure().load_client_from(dir.path()).unwrap();
+        assert!(plain.is_none());
     }
 }

@@ -17,7 +17,10 @@ FAILOVER_GIVE_UP_S=60
 
 # masters_report [ADDRS]: `dfs masters`, answered by one of ADDRS (default: every master). Only
 # the leader's report has each member's lag.
-masters_report() { "$DFS_BIN/dfs" --master "${1:-$(master_addrs)}" masters 2>/dev/null; }
+# shellcheck disable=SC2046 # tls_args is a list of words
+masters_report() {
+  "$DFS_BIN/dfs" $(tls_args client) --master "${1:-$(master_addrs)}" masters 2>/dev/null
+}
 
 # leader_of: the leader's id and address from a report on stdin ("none" if none is elected).
 leader_of() { awk '$1 == "leader:" { gsub(/[()]/, "", $3); print $2, $3; exit }'; }

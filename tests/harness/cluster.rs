@@ -143,13 +143,13 @@ impl Cluster {
         server.http.clone()
     }
 
-    /// The `--tls-*` arguments of a client of this cluster (none without `client_tls`).
+    /// The `--tls-*` arguments of a client of this cluster (`--insecure` without
+    /// `client_tls`).
     pub fn client_tls_args(&self) -> Vec<String> {
         self.options
             .client_tls
             .as_ref()
-            .map(tls_args)
-            .unwrap_or_default()
+            .map_or_else(|| vec!["--insecure".into()], tls_args)
     }
 
     /// The temporary directory holding every server's data and logs.

@@ -70,6 +70,8 @@ impl LocalCluster {
             .expect("a temporary directory");
         let mut config = dfs_master::Config::new(dir.path().join("master"));
         config.replication = replication;
+        // In-process servers on loopback: the TLS tests use real processes.
+        config.tls = dfs_proto::tls::TlsOptions::insecure();
         config.chunk_size = chunk_size;
         config.addr_file = Some(dir.path().join("master.addr"));
         let master = Self::spawn(&runtime, |listener, stop| async move {
@@ -117,6 +119,8 @@ impl LocalCluster {
         let i = self.chunkservers.len();
         let mut config = dfs_chunkserver::Config::new(self.chunkserver_dir(i));
         config.master = self.master_addr.clone();
+        // In-process servers on loopback: the TLS tests use real processes.
+        config.tls = dfs_proto::tls::TlsOptions::insecure();
         config.heartbeat_interval_ms = 200;
         config.rpc_timeout_ms = 5_000;
         let addr_file = self.dir.path().join(format!("cs{i}.addr"));
@@ -169,6 +173,8 @@ impl LocalCluster {
         let mut config = dfs_client::Config::new(self.master_addr.clone());
         config.rpc_timeout_ms = 5_000;
         config.lease_wait_ms = 500;
+        // In-process servers on loopback: the TLS tests use real processes.
+        config.tls = dfs_proto::tls::TlsOptions::insecure();
         self.block_on(dfs_client::Client::connect(&config))
             .expect("connect a client")
     }

@@ -54,6 +54,10 @@ pub(crate) fn spawn_server(dir: &Path, bin: &str, name: &str, args: &[String]) -
     let log = unique_log(dir, name);
     let mut cmd = Command::new(binary(bin));
     cmd.args(args).arg("--addr-file").arg(&addr_file);
+    // A server given no certificates must be told to speak plaintext.
+    if !args.iter().any(|a| a == "--tls-ca") {
+        cmd.arg("--insecure");
+    }
     cmd.args(["--http-listen", "127.0.0.1:0", "--http-addr-file"])
         .arg(&http_file);
     let mut child = spawn_logged(cmd, &log);
