@@ -5,7 +5,8 @@
 //! directory it made. It also sends hostile input: a request over the 4 MiB message limit
 //! (`OUT_OF_RANGE`, refused from its length prefix), bytes that are no protobuf message
 //! (`INTERNAL`), names no filesystem allows and a parent that does not exist, each with its
-//! errno; the root lists exactly what it did before.
+//! errno; the root lists exactly what it did before. Last, a chunkserver refuses reads,
+//! writes and stats without a chunk token or with a forged one (`PERMISSION_DENIED`, `ETOKEN`).
 
 use std::process::Command;
 
@@ -38,13 +39,14 @@ fn a_python_grpc_client_speaks_the_masters_services() {
         .arg(repo_path("tests/python/wire_client.py"))
         .arg(cluster.master_addr())
         .arg(stubs.path())
+        .arg(cluster.chunkserver_addr(0))
         .output()
         .expect("run python3 (Debian packages python3-grpcio, python3-protobuf)");
     assert_success("wire_client.py", &out);
     let checks = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         checks.lines().filter(|l| l.starts_with("ok ")).count(),
-        17,
+        22,
         "{}",
         output_text(&out)
     );

@@ -93,9 +93,9 @@ fn registry_and_raft(addr: &str, tls: &TlsOptions) -> (tonic::Code, tonic::Code)
     })
 }
 
-/// The status of a `StatReplica` of a chunk that does not exist, asked of the chunkserver at
-/// `addr` presenting `tls` (plaintext without): `NotFound` means the server admitted the
-/// caller and looked.
+/// The status of a `StatReplica` without a chunk token, asked of the chunkserver at `addr`
+/// presenting `tls` (plaintext without): `PermissionDenied` (no token) means the server
+/// admitted the caller over TLS and then checked the token.
 fn stat_missing_replica(addr: &str, tls: Option<&TlsOptions>) -> tonic::Code {
     let tls = tls.map(|tls| tls.load().unwrap().unwrap());
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -110,7 +110,10 @@ fn stat_missing_replica(addr: &str, tls: Option<&TlsOptions>) -> tonic::Code {
         };
         let mut chunkserver = dfs_proto::pb::chunkserver_client::ChunkserverClient::new(channel);
         chunkserver
-            .stat_replica(dfs_proto::pb::StatReplicaRequest { chunk_id: u64::MAX })
+            .stat_replica(dfs_proto::pb::StatReplicaRequest {
+                chunk_id: u64::MAX,
+                token: None,
+            })
             .await
             .map_or_else(|status| status.code(), |_| tonic::Code::Ok)
     })
@@ -173,17 +176,17 @@ fn a_cluster_over_mutual_tls_serves_its_members_and_refuses_everyone_else() {
     let chunkserver_addr = cluster.chunkserver_addr_at(0);
     assert_eq!(
         stat_missing_replica(&chunkserver_addr, Some(&alice)),
-        tonic::Code::NotFound
+        tonic::Code::PermissionDenied
     );
     assert_ne!(
         stat_missing_replica(&chunkserver_addr, None),
-        tonic::Code::NotFound,
-        "plaintext read a chunkserver"
+        tonic::Code::PermissionDenied,
+        "plaintext reached a chunkserver"
     );
     assert_ne!(
         stat_missing_replica(&chunkserver_addr, Some(&mallory)),
-        tonic::Code::NotFound,
-        "another CA's certificate read a chunkserver"
+        tonic::Code::PermissionDenied,
+        "another CA's certificate reached a chunkserver"
     );
 }
 

@@ -33,6 +33,7 @@
 //! applying its flags, keeps (and checksums) the data that arrived, and aborts its own
 //! downstream the same way. Clients abandoning a write stream should do the same.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,6 +41,7 @@ use dfs_proto::FsError;
 use dfs_proto::pb::write_chunk_request::Msg;
 use dfs_proto::pb::{WriteChunkReply, WriteChunkRequest, WriteHeader, WriteRanges};
 use dfs_proto::tls::Tls;
+use dfs_proto::token::{self, TokenVerifier};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
@@ -91,6 +93,7 @@ pub struct ChainWriter {
     peers: Peers,
     timeouts: ChainTimeouts,
     metrics: ChunkserverMetrics,
+    tokens: Arc<TokenVerifier>,
 }
 
 /// Why the loop moving data from upstream to the consumers stopped early.
@@ -109,7 +112,13 @@ impl ChainWriter {
             peers: Peers::new(timeouts.rpc),
             timeouts,
             metrics: ChunkserverMetrics::default(),
+            tokens: Arc::default(),
         }
+    }
+
+    /// Checks each stream's chunk token with `tokens` before anything is written.
+    pub fn check_tokens_with(&mut self, tokens: Arc<TokenVerifier>) {
+        self.tokens = tokens;
     }
 
     /// Forwards chain writes over mutual TLS with `tls` (if any).
@@ -138,6 +147,11 @@ impl ChainWriter {
                 );
             }
         };
+        let now = token::unix_ms_now();
+        let (chunk_id, version) = (header.chunk_id, Some(header.version));
+        self.tokens
+            .check(header.token.as_ref(), chunk_id, version, token::WRITE, now)
+            .map_err(|err| FsError::TokenRefused(err.to_string()))?;
         // The downstream is opened first, so every hop of the chain opens (for a new replica:
         // creates) its files at the same time instead of one after the other.
         let mut downstream = match header.downstream.split_first() {

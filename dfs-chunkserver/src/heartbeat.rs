@@ -28,6 +28,7 @@ use dfs_proto::pb::{
     ChunkReplicaReport, ClusterConfig, Empty, HeartbeatRequest, RegisterChunkserverRequest,
 };
 use dfs_proto::tls::Tls;
+use dfs_proto::token::TokenVerifier;
 use tokio::task;
 use tokio::time::{MissedTickBehavior, interval, sleep};
 use tonic::transport::Channel;
@@ -155,6 +156,8 @@ pub struct Heartbeater {
     failures: u32,
     /// Where the bytes read and written since start come from, for the master.
     metrics: ChunkserverMetrics,
+    /// Takes the chunk-token keys each registration and heartbeat reply brings.
+    tokens: Arc<TokenVerifier>,
 }
 
 impl Heartbeater {
@@ -178,7 +181,15 @@ impl Heartbeater {
             beats_until_full: 0,
             failures: 0,
             metrics: ChunkserverMetrics::default(),
+            tokens: Arc::default(),
         }
+    }
+
+    /// Hands the chunk-token keys the master sends to `tokens` (which the data service checks
+    /// tokens with).
+    pub fn with_tokens(mut self, tokens: Arc<TokenVerifier>) -> Heartbeater {
+        self.tokens = tokens;
+        self
     }
 
     /// Reports the byte totals of `metrics` with every heartbeat (the master's view of the
@@ -192,7 +203,7 @@ impl Heartbeater {
     /// server id, or `None` if shutdown came first.
     pub async fn register(&mut self, shutdown: &mut Shutdown) -> Option<u64> {
         let master = &self.master;
-        let (store, registration) = (&self.store, &self.registration);
+        let (store, registration, tokens) = (&self.store, &self.registration, &self.tokens);
         let server_id = retry("register with the master", shutdown, || async move {
             let request = registration_request(store, registration)
                 .await
@@ -203,7 +214,10 @@ impl Heartbeater {
                     async move { client.register_chunkserver(request).await }
                 })
                 .await
-                .map(|reply| reply.server_id)
+                .map(|reply| {
+                    tokens.update(&reply.token_keys);
+                    reply.server_id
+                })
         })
         .await
         .ok()?;
@@ -291,6 +305,7 @@ impl Heartbeater {
                 return Err(self.master.error(cause));
             }
         };
+        self.tokens.update(&reply.token_keys);
         self.beats_until_full = if full_report {
             self.schedule.full_report_every
         } else {

@@ -42,6 +42,7 @@ use std::sync::{Arc, OnceLock};
 
 use dfs_proto::pb::ClusterConfig;
 use dfs_proto::tls::Tls;
+use dfs_proto::token::TokenVerifier;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::task;
@@ -129,7 +130,10 @@ pub async fn run(
         idle: config.write_idle_timeout(),
     };
     let reports = RepairReports::default();
+    // Filled by registration and heartbeats; requests before the first are refused.
+    let tokens = Arc::new(TokenVerifier::default());
     let service = ChunkserverService::new(store.clone(), timeouts)
+        .with_tokens(Arc::clone(&tokens))
         .with_repair_reports(reports.clone())
         .with_metrics(metrics.clone())
         .with_peer_tls(tls.clone());
@@ -163,7 +167,8 @@ pub async fn run(
         stop.clone(),
     ));
     let mut heartbeater = Heartbeater::new(master, store, registration, schedule, copier, reports)
-        .with_metrics(metrics);
+        .with_metrics(metrics)
+        .with_tokens(tokens);
     let addr_file = config.addr_file.clone();
     let heartbeats = async move {
         if heartbeater.register(&mut stop).await.is_none() {
@@ -196,15 +201,17 @@ pub async fn run(
 }
 
 /// Serves the data service of `store` on `listener` until `shutdown` completes, then lets
-/// requests in flight finish. Needs no master: [`run`] adds registration and heartbeats.
+/// requests in flight finish, checking chunk tokens with the keys of `tokens`. Needs no
+/// master: [`run`] adds registration and heartbeats, which bring the keys.
 pub async fn serve(
     store: ChunkStore,
     timeouts: ChainTimeouts,
+    tokens: Arc<TokenVerifier>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     serve_service(
-        ChunkserverService::new(store, timeouts),
+        ChunkserverService::new(store, timeouts).with_tokens(tokens),
         listener,
         None,
         shutdown,

@@ -142,6 +142,7 @@ impl Copier {
             version,
             offset: 0,
             length: self.store.options().chunk_size,
+            token: command.token.clone(),
         };
         let mut stream = client
             .read_chunk(request)

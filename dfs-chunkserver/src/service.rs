@@ -8,6 +8,7 @@
 //! replica is replaced without waiting for the scrubber.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use dfs_proto::FsError;
@@ -17,6 +18,7 @@ use dfs_proto::pb::{
     WriteChunkRequest,
 };
 use dfs_proto::tls::Tls;
+use dfs_proto::token::{self, TokenVerifier};
 use tokio::sync::mpsc;
 use tokio::task;
 use tokio_stream::wrappers::ReceiverStream;
@@ -44,6 +46,7 @@ pub struct ChunkserverService {
     chain: ChainWriter,
     reports: RepairReports,
     metrics: ChunkserverMetrics,
+    tokens: Arc<TokenVerifier>,
 }
 
 impl ChunkserverService {
@@ -54,7 +57,16 @@ impl ChunkserverService {
             store,
             reports: RepairReports::default(),
             metrics: ChunkserverMetrics::default(),
+            tokens: Arc::default(),
         }
+    }
+
+    /// Checks every request's chunk token with `tokens`' keys (which registration and
+    /// heartbeats keep current); until it has keys, every request is refused.
+    pub fn with_tokens(mut self, tokens: Arc<TokenVerifier>) -> ChunkserverService {
+        self.chain.check_tokens_with(Arc::clone(&tokens));
+        self.tokens = tokens;
+        self
     }
 
     /// Forwards chain writes to the next replicas over mutual TLS with `tls` (if any).
@@ -112,7 +124,11 @@ impl Chunkserver for ChunkserverService {
             version,
             offset,
             length,
+            token,
         } = request.into_inner();
+        let now = token::unix_ms_now();
+        self.tokens
+            .check(token.as_ref(), chunk_id, Some(version), token::READ, now)?;
         // Held by the task streaming the reply, so the read counts until its last piece.
         let transfer = (self.store.begin_transfer(), self.metrics.start(Op::Read));
         let end = offset.saturating_add(length);
@@ -167,7 +183,10 @@ impl Chunkserver for ChunkserverService {
         request: Request<StatReplicaRequest>,
     ) -> Result<Response<StatReplicaReply>, Status> {
         let _timer = self.metrics.start(Op::Stat);
-        let chunk_id = request.into_inner().chunk_id;
+        let StatReplicaRequest { chunk_id, token } = request.into_inner();
+        let now = token::unix_ms_now();
+        self.tokens
+            .check(token.as_ref(), chunk_id, None, token::READ, now)?;
         let replica = self.store.replica(chunk_id).ok_or(FsError::NotFound)?;
         Ok(Response::new(StatReplicaReply {
             version: replica.version,

@@ -2,17 +2,20 @@
 //! master. Chain writes reach every replica, reads stream them back, and a broken chain
 //! fails in bounded time instead of hanging.
 
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dfs_chunkserver::chain::INLINE_WRITE;
 use dfs_chunkserver::{ChainTimeouts, ChunkStore, StoreOptions};
 use dfs_proto::FsError;
+use dfs_proto::pb::ChunkToken;
 use dfs_proto::pb::chunkserver_client::ChunkserverClient;
 use dfs_proto::pb::write_chunk_request::Msg;
 use dfs_proto::pb::{
     ReadChunkRequest, WriteChunkReply, WriteChunkRequest, WriteHeader, WriteRange, WriteRanges,
 };
+use dfs_proto::token::{self, TokenSigner, TokenVerifier};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -27,6 +30,16 @@ const TIMEOUTS: ChainTimeouts = ChainTimeouts {
     rpc: Duration::from_millis(1000),
     idle: Duration::from_secs(5),
 };
+
+/// The master's side of chunk tokens, as a test cluster's master would hold it.
+static SIGNER: LazyLock<TokenSigner> =
+    LazyLock::new(|| TokenSigner::new(&token::new_secret(), token::DEFAULT_LIFETIME));
+
+/// A read-write token for `chunk_id` up to `version`, signed now.
+fn token_for(chunk_id: u64, version: u64) -> Option<ChunkToken> {
+    let access = token::READ | token::WRITE;
+    Some(SIGNER.issue(chunk_id, version, access, token::unix_ms_now()))
+}
 
 /// One chunkserver data service on `127.0.0.1:0`, stopped on drop.
 struct TestServer {
@@ -61,9 +74,17 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(dfs_chunkserver::serve(store, timeouts, listener, async {
-            let _ = stopped.await;
-        }));
+        let tokens = Arc::new(TokenVerifier::default());
+        tokens.update(&SIGNER.keys(token::unix_ms_now()));
+        tokio::spawn(dfs_chunkserver::serve(
+            store,
+            timeouts,
+            tokens,
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         TestServer {
             addr,
             stop: Some(stop),
@@ -104,6 +125,7 @@ fn header(chunk_id: u64, version: u64, offset: u64, downstream: &[&TestServer]) 
         downstream: downstream.iter().map(|s| s.addr.clone()).collect(),
         sync: false,
         truncate: false,
+        token: token_for(chunk_id, version),
     }
 }
 
@@ -143,6 +165,7 @@ async fn read_all(addr: &str, chunk_id: u64, version: u64) -> Result<Vec<u8>, St
         version,
         offset: 0,
         length: u64::MAX,
+        token: token_for(chunk_id, version),
     };
     let mut stream = client(addr).await.read_chunk(request).await?.into_inner();
     let mut out = Vec::new();
@@ -225,6 +248,7 @@ async fn a_chain_write_reaches_every_replica() {
         version: 1,
         offset: 1000,
         length: 70_000,
+        token: token_for(0x42, 1),
     };
     let mut stream = client(&c.addr)
         .await
@@ -568,4 +592,72 @@ async fn a_client_that_falls_silent_is_abandoned_without_applying_flags() {
     );
     assert_piece_kept_without_truncate(&[&a, &b, &c], &original).await;
     drop(tx);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_a_valid_token_for_their_chunk_are_refused_and_change_nothing() {
+    let a = TestServer::start().await;
+    write(&a.addr, header(9, 1, 0, &[]), b"kept", 1024)
+        .await
+        .unwrap();
+    let now = token::unix_ms_now();
+    let hour_ago = now - 3_600_000;
+    let refused = |status: Status, what: &str| {
+        assert_eq!(
+            status.code(),
+            tonic::Code::PermissionDenied,
+            "{what}: {status:?}"
+        );
+        assert!(
+            matches!(FsError::from_status(&status), FsError::TokenRefused(_)),
+            "{what}: {status:?}"
+        );
+        status.message().to_string()
+    };
+    let cases: [(&str, Option<ChunkToken>, &str); 5] = [
+        ("no token", None, "no chunk token"),
+        ("another chunk's", token_for(10, 1), "is for chunk 10"),
+        ("an older version's", token_for(9, 0), "allows version 0"),
+        (
+            "an expired one",
+            Some(SIGNER.issue(9, 1, token::READ | token::WRITE, hour_ago)),
+            "expired",
+        ),
+        (
+            "a read-only one",
+            Some(SIGNER.issue(9, 1, token::READ, now)),
+            "does not allow writing",
+        ),
+    ];
+    for (what, token, says) in cases {
+        let mut overwrite = header(9, 1, 0, &[]);
+        overwrite.token = token;
+        let status = write(&a.addr, overwrite, b"lost", 1024).await.unwrap_err();
+        let message = refused(status, what);
+        assert!(message.contains(says), "{what}: {message}");
+    }
+    // A forged signature, and a read without a token.
+    let mut forged = header(9, 1, 0, &[]);
+    forged.token.as_mut().unwrap().mac[0] ^= 1;
+    let status = write(&a.addr, forged, b"lost", 1024).await.unwrap_err();
+    assert!(refused(status, "forged").contains("signature"));
+    let bare = ReadChunkRequest {
+        chunk_id: 9,
+        version: 1,
+        offset: 0,
+        length: 4,
+        token: None,
+    };
+    let status = client(&a.addr).await.read_chunk(bare).await.unwrap_err();
+    refused(status, "read without a token");
+    // A new chunk was not created, and the old one holds its bytes.
+    let status = read_all(&a.addr, 11, 1).await.unwrap_err();
+    assert_eq!(FsError::from_status(&status), FsError::NotFound);
+    assert!(
+        !a.dir
+            .path()
+            .join("chunks/0b/000000000000000b.data")
+            .exists()
+    );
+    assert_eq!(read_all(&a.addr, 9, 1).await.unwrap(), b"kept");
 }

@@ -113,6 +113,7 @@ impl Registry for FakeMaster {
         state.registrations.push(request.into_inner());
         Ok(Response::new(RegisterChunkserverReply {
             server_id: 40 + state.registrations.len() as u64,
+            token_keys: Vec::new(),
         }))
     }
     async fn heartbeat(
@@ -126,6 +127,7 @@ impl Registry for FakeMaster {
             delete_chunks: std::mem::take(&mut state.delete_next),
             reregister: std::mem::take(&mut state.reregister_next),
             replicate: Vec::new(),
+            token_keys: Vec::new(),
         };
         Ok(Response::new(reply))
     }

@@ -140,6 +140,7 @@ impl ChunkIo {
             downstream: chunk.replicas[1..].iter().map(|r| r.addr.clone()).collect(),
             sync: flags.sync,
             truncate: flags.truncate,
+            token: chunk.token.clone(),
         };
         let messages = match pieces {
             [(_, data)] => write_messages(header, data.clone()),
@@ -196,14 +197,17 @@ impl ChunkIo {
             .await
     }
 
-    /// The version and length of one replica of `chunk_id` on the server at `addr`.
+    /// The version and length of the replica of `chunk` on the server at `addr`.
     pub async fn stat_replica(
         &self,
         addr: &str,
-        chunk_id: u64,
+        chunk: &pb::ChunkInfo,
     ) -> Result<pb::StatReplicaReply, FsError> {
         let mut client = self.client(addr)?;
-        let call = client.stat_replica(pb::StatReplicaRequest { chunk_id });
+        let call = client.stat_replica(pb::StatReplicaRequest {
+            chunk_id: chunk.chunk_id,
+            token: chunk.token.clone(),
+        });
         let started = Instant::now();
         let answered = self.deadline(call).await;
         self.metrics
@@ -227,6 +231,7 @@ impl ChunkIo {
             version: chunk.version,
             offset,
             length: len,
+            token: chunk.token.clone(),
         };
         let mut client = self.client(addr)?;
         // The channel timeout covers the call up to the response headers; the deadline here

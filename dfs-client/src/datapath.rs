@@ -145,10 +145,18 @@ impl DataPath {
         flags: WriteFlags,
         holder: Option<&str>,
     ) -> Result<(pb::ChunkInfo, u64), FsError> {
-        // Every retry drops at least one replica, so the chain runs out before this does.
-        for _ in 0..=chunk.replicas.len() {
+        let mut token_renewed = false;
+        // Every retry drops at least one replica (or renews the token, once), so the chain
+        // runs out before this does.
+        for _ in 0..=chunk.replicas.len() + 1 {
             let failure = match self.chunks.write_chain_pieces(&chunk, pieces, flags).await {
                 Ok(length) => return Ok((chunk, length)),
+                Err(failure) if failure.error.is_token_refusal() && !token_renewed => {
+                    // Expired while the file was open: the master's chunk map has a new one.
+                    token_renewed = true;
+                    chunk.token = self.fresh_token(ino, index, &chunk, failure.error).await?;
+                    continue;
+                }
                 Err(failure) if failure.error.is_replica_fault() => failure,
                 Err(failure) => return Err(failure.error),
             };
@@ -179,6 +187,24 @@ impl DataPath {
             "chunk {} lost every replica during a write",
             chunk.chunk_id
         )))
+    }
+
+    /// A fresh token for `chunk` (at `index` of file `ino`) from the master's chunk map, after
+    /// a chunkserver refused the one held with `refused`; that error if the master no longer
+    /// maps the chunk there.
+    async fn fresh_token(
+        &self,
+        ino: u64,
+        index: u64,
+        chunk: &pb::ChunkInfo,
+        refused: FsError,
+    ) -> Result<Option<pb::ChunkToken>, FsError> {
+        let reply = self.master.get_chunks(ino, index, 1).await?;
+        let fresh = reply
+            .chunks
+            .into_iter()
+            .find(|c| c.index == index && c.chunk_id == chunk.chunk_id);
+        fresh.map(|c| c.token).ok_or(refused)
     }
 
     /// Reads up to `len` bytes at `offset` of `chunk`, trying its replicas in turn: any

@@ -462,6 +462,17 @@ impl OpenInode {
         Ok(state.read_plan(&io.layout, offset, len))
     }
 
+    /// Takes the token of `fresh` (a chunk as the master just answered it) for the same chunk
+    /// held here, so reads after a token expired do not each ask the master again.
+    pub async fn adopt_token(&self, fresh: &pb::ChunkInfo) {
+        let mut state = self.state.lock().await;
+        if let Some(held) = state.chunks.get_mut(&fresh.index) {
+            if held.chunk_id == fresh.chunk_id {
+                held.token = fresh.token.clone();
+            }
+        }
+    }
+
     /// Plans a read without waiting: `None` when the state is busy (a flush or another
     /// plan in progress), a send is in flight, or it holds buffered writes — all of which
     /// [`plan_read`](Self::plan_read) waits for or flushes first.

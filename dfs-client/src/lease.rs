@@ -413,7 +413,7 @@ pub async fn recover(io: &DataPath, ino: u64, holder: &str) -> Result<(), FsErro
     let mut answered = Vec::with_capacity(last.replicas.len());
     let mut lengths = Vec::with_capacity(last.replicas.len());
     for replica in &last.replicas {
-        match io.chunks.stat_replica(&replica.addr, last.chunk_id).await {
+        match io.chunks.stat_replica(&replica.addr, last).await {
             Ok(stat) => {
                 answered.push(replica.clone());
                 lengths.push(stat.length);

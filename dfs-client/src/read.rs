@@ -37,7 +37,10 @@ pub async fn read(
     let mut pieces = Vec::with_capacity(plan.spans.len());
     for (span, chunk) in plan.spans {
         let Some(chunk) = chunk else { continue };
-        let data = read_span(io, inode.ino, &chunk, &span).await?;
+        let (data, fresh) = read_span(io, inode.ino, &chunk, &span).await?;
+        if let Some(fresh) = fresh {
+            inode.adopt_token(&fresh).await;
+        }
         pieces.push(Piece {
             buf_offset: span.buf_offset,
             len: span.len,
@@ -105,31 +108,34 @@ pub const READ_AHEAD_PIECE: u64 = 1 << 20;
 pub const READ_AHEAD_PARALLEL: usize = 4;
 
 /// Reads one span. When every replica failed, the chunk may have moved or changed version
-/// since this client loaded the chunk map: ask the master once and retry if it did.
+/// since this client loaded the chunk map, or its token expired: ask the master once and
+/// retry if it did. Answers the data, and the chunk as the master answered it if it asked.
 async fn read_span(
     io: &DataPath,
     ino: u64,
     chunk: &pb::ChunkInfo,
     span: &ChunkSpan,
-) -> Result<Bytes, FsError> {
+) -> Result<(Bytes, Option<pb::ChunkInfo>), FsError> {
     let err = match io.read_cached(chunk, span.offset, span.len).await {
-        Ok(data) => return Ok(data),
-        Err(err) if err.is_replica_fault() => err,
+        Ok(data) => return Ok((data, None)),
+        Err(err) if err.is_replica_fault() || err.is_token_refusal() => err,
         Err(err) => return Err(err),
     };
     let reply = io.master.get_chunks(ino, span.index, 1).await?;
     match reply.chunks.into_iter().find(|c| c.index == span.index) {
-        Some(fresh) if same_replicas(&fresh, chunk) => Err(err),
+        Some(fresh) if same_replicas(&fresh, chunk) && !err.is_token_refusal() => Err(err),
         Some(fresh) => {
             tracing::info!(
                 ino,
                 index = span.index,
-                "chunk moved since open, retrying read"
+                error = %err,
+                "chunk moved or its token expired since open, retrying read"
             );
-            io.read_cached(&fresh, span.offset, span.len).await
+            let data = io.read_cached(&fresh, span.offset, span.len).await?;
+            Ok((data, Some(fresh)))
         }
         // Dropped meanwhile (the file was truncated elsewhere): it reads as a hole.
-        None => Ok(Bytes::new()),
+        None => Ok((Bytes::new(), None)),
     }
 }
 

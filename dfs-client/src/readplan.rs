@@ -53,6 +53,7 @@ pub(crate) mod fixtures {
             length,
             replicas: Vec::new(),
             issued_version: 0,
+            token: None,
         }
     }
 }

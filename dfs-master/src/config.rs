@@ -85,6 +85,14 @@ pub struct Config {
     /// time-to-live; when a writing mount dies, other mounts can write its files after this.
     #[arg(long, env = "DFS_LEASE_TTL_MS", default_value_t = DEFAULT_LEASE_TTL_MS)]
     pub lease_ttl_ms: u64,
+    /// Seconds a chunk token lives (at most 3600): how long a client may use a chunk map
+    /// before it asks the master again, and how long a token that leaked stays good.
+    #[arg(
+        long,
+        env = "DFS_CHUNK_TOKEN_LIFETIME_SECS",
+        default_value_t = dfs_proto::token::DEFAULT_LIFETIME.as_secs()
+    )]
+    pub chunk_token_lifetime_secs: u64,
     /// Seconds without a heartbeat after which a chunkserver is dead: its replicas are copied
     /// to other servers (most endangered chunk first) and dropped from it. Never shorter than
     /// the heartbeat timeout.
@@ -214,6 +222,7 @@ impl Config {
             min_replication: DEFAULT_MIN_REPLICATION,
             heartbeat_timeout_secs: DEFAULT_HEARTBEAT_TIMEOUT_SECS,
             lease_ttl_ms: DEFAULT_LEASE_TTL_MS,
+            chunk_token_lifetime_secs: dfs_proto::token::DEFAULT_LIFETIME.as_secs(),
             dead_timeout_secs: DEFAULT_DEAD_TIMEOUT_SECS,
             orphan_grace_secs: DEFAULT_ORPHAN_GRACE_SECS,
             replication_interval_ms: DEFAULT_REPLICATION_INTERVAL_MS,
@@ -259,6 +268,12 @@ impl Config {
         }
         if self.lease_ttl_ms < 100 {
             return fail("lease time-to-live must be at least 100 ms".into());
+        }
+        let token_epoch = dfs_proto::token::KEY_EPOCH.as_secs();
+        if self.chunk_token_lifetime_secs == 0 || self.chunk_token_lifetime_secs > token_epoch {
+            return fail(format!(
+                "chunk token lifetime must be 1 to {token_epoch} seconds"
+            ));
         }
         if self.node_id == 0 {
             return fail("node id must be at least 1".into());
@@ -331,6 +346,11 @@ impl Config {
     /// How long a chunkserver stays live after its last heartbeat.
     pub fn heartbeat_timeout(&self) -> Duration {
         Duration::from_secs(self.heartbeat_timeout_secs)
+    }
+
+    /// How long a chunk token lives.
+    pub fn chunk_token_lifetime(&self) -> Duration {
+        Duration::from_secs(self.chunk_token_lifetime_secs)
     }
 
     /// How long a writer lease lives without a renewal.

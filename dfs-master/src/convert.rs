@@ -124,6 +124,7 @@ pub fn chunk_info(index: u64, chunk: &Chunk, replicas: Vec<ReplicaAddr>) -> pb::
         length: chunk.length,
         replicas: replicas.into_iter().map(replica_location).collect(),
         issued_version: chunk.issued_version,
+        token: None,
     }
 }
 
@@ -183,8 +184,11 @@ pub fn created(
 // --- Registry ---
 
 /// The answer of a registration.
-pub fn registered(server_id: u64) -> pb::RegisterChunkserverReply {
-    pb::RegisterChunkserverReply { server_id }
+pub fn registered(server_id: u64, token_keys: Vec<pb::TokenKey>) -> pb::RegisterChunkserverReply {
+    pb::RegisterChunkserverReply {
+        server_id,
+        token_keys,
+    }
 }
 
 /// The answer of a heartbeat: the registry's deletions (or a request to register again) and
@@ -194,6 +198,7 @@ pub fn heartbeat_reply(answer: HeartbeatAnswer, copies: Vec<CopyCommand>) -> pb:
         delete_chunks: answer.delete_chunks,
         reregister: answer.reregister,
         replicate: copies.into_iter().map(replicate_command).collect(),
+        token_keys: Vec::new(),
     }
 }
 
@@ -202,6 +207,7 @@ fn replicate_command(copy: CopyCommand) -> pb::ReplicateCommand {
         chunk_id: copy.chunk_id,
         version: copy.version,
         source: copy.source,
+        token: None,
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use dfs_proto::chunk::ChunkLayout;
 use dfs_proto::pb::{self, Timestamp};
+use dfs_proto::token::{self, TokenSigner};
 use dfs_proto::{FsError, MAX_NAME_LEN};
 
 use crate::chunks::leases::Leases;
@@ -26,7 +27,7 @@ use crate::locks::LockTable;
 use crate::metrics::MasterMetrics;
 use crate::namespace::Namespace;
 use crate::store::txn::Writer;
-use crate::store::{Store, meta};
+use crate::store::{CF_META, Store, meta};
 
 /// Name of the RocksDB directory inside the data directory.
 const DB_DIR: &str = "metadata";
@@ -70,6 +71,7 @@ pub struct Master {
     layout: ChunkLayout,
     policy: PlacementPolicy,
     replicas: ReplicaChanges,
+    tokens: TokenSigner,
 }
 
 impl Master {
@@ -95,6 +97,10 @@ impl Master {
     ) -> Result<Master> {
         writer.skip_reserved_ids()?;
         let layout = settle_layout(&writer, config.layout())?;
+        let tokens = TokenSigner::new(
+            &settle_token_secret(&writer)?,
+            config.chunk_token_lifetime(),
+        );
         let namespace = Namespace::new(writer.clone(), layout);
         namespace.bootstrap(now)?;
         let chunk_map = ChunkMap::new(writer.clone(), layout);
@@ -133,6 +139,7 @@ impl Master {
             layout,
             policy,
             replicas,
+            tokens,
         })
     }
 
@@ -198,7 +205,21 @@ impl Master {
         self.replication
             .corrupt(req.server_id, &req.corrupt_chunks)?;
         let commands = self.replication.take_commands(req.server_id);
-        Ok(convert::heartbeat_reply(answer, commands))
+        let mut reply = convert::heartbeat_reply(answer, commands);
+        let now_ms = dfs_proto::token::unix_ms_now();
+        for copy in &mut reply.replicate {
+            copy.token = Some(
+                self.tokens
+                    .issue(copy.chunk_id, copy.version, token::READ, now_ms),
+            );
+        }
+        reply.token_keys = self.token_keys();
+        Ok(reply)
+    }
+
+    /// The keys chunkservers check chunk tokens with, as of now.
+    pub fn token_keys(&self) -> Vec<pb::TokenKey> {
+        self.tokens.keys(dfs_proto::token::unix_ms_now())
     }
 
     /// One replication check over the whole chunk map (see [`crate::cluster::replication`]).
@@ -419,11 +440,36 @@ impl Master {
         self.replicas.report_bad_replica(req)
     }
 
-    /// A chunk as clients see it, with its replica addresses resolved.
+    /// A chunk as clients see it, with its replica addresses resolved and a token for them.
+    /// The token reaches one version above any handed out: the version a new lease holder
+    /// stamps on the replicas before the master records it (see `DataPath::take_chunk`).
     pub(crate) fn chunk_info(&self, index: u64, chunk: &Chunk, now: Instant) -> pb::ChunkInfo {
         let replicas = self.registry.locations(&chunk.replicas, now);
-        convert::chunk_info(index, chunk, replicas)
+        let mut info = convert::chunk_info(index, chunk, replicas);
+        let version = chunk.version.max(chunk.issued_version) + 1;
+        let access = token::READ | token::WRITE;
+        let token = self.tokens.issue(
+            chunk.chunk_id,
+            version,
+            access,
+            dfs_proto::token::unix_ms_now(),
+        );
+        info.token = Some(token);
+        info
     }
+}
+
+/// The cluster's chunk-token secret: the persisted one, or (the first time a leader takes
+/// office) a fresh random one, which the group replicates like any mutation.
+fn settle_token_secret(writer: &Writer) -> Result<Vec<u8>> {
+    let mut txn = writer.begin();
+    if let Some(secret) = txn.store().raw(CF_META, meta::TOKEN_SECRET)? {
+        return Ok(secret);
+    }
+    let secret = dfs_proto::token::new_secret();
+    txn.put_meta_raw(meta::TOKEN_SECRET, &secret);
+    txn.commit()?;
+    Ok(secret.to_vec())
 }
 
 /// The chunk layout of the cluster: the persisted one if the cluster exists (a differing

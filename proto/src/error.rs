@@ -62,6 +62,10 @@ pub enum FsError {
     /// An operation mode dfs does not implement (e.g. punching holes).
     #[error("operation not supported")]
     NotSupported,
+    /// A chunkserver refused the request's chunk token (missing, expired, forged, or for
+    /// another chunk, see [`crate::token`]): the client asks the master for a fresh one.
+    #[error("{0}")]
+    TokenRefused(String),
 }
 
 impl FsError {
@@ -77,7 +81,7 @@ impl FsError {
             FsError::NoSpace => libc::ENOSPC,
             FsError::Invalid(_) => libc::EINVAL,
             FsError::NotPermitted => libc::EPERM,
-            FsError::AccessDenied => libc::EACCES,
+            FsError::AccessDenied | FsError::TokenRefused(_) => libc::EACCES,
             FsError::Busy => libc::EBUSY,
             FsError::CrossDevice => libc::EXDEV,
             FsError::TooManyLinks => libc::EMLINK,
@@ -90,6 +94,12 @@ impl FsError {
             FsError::Interrupted => libc::EINTR,
             FsError::NotSupported => libc::EOPNOTSUPP,
         }
+    }
+
+    /// Whether a chunkserver refused the chunk token: a fresh chunk map from the master
+    /// brings a fresh token; another replica would refuse it alike.
+    pub fn is_token_refusal(&self) -> bool {
+        matches!(self, FsError::TokenRefused(_))
     }
 
     /// Whether another replica (or a retry) might succeed where this attempt failed.
@@ -124,6 +134,7 @@ impl FsError {
             FsError::WouldBlock => "EAGAIN",
             FsError::Interrupted => "EINTR",
             FsError::NotSupported => "EOPNOTSUPP",
+            FsError::TokenRefused(_) => "ETOKEN",
         }
     }
 
@@ -133,7 +144,9 @@ impl FsError {
             FsError::Exists => Code::AlreadyExists,
             FsError::NoSpace => Code::ResourceExhausted,
             FsError::Invalid(_) | FsError::NameTooLong => Code::InvalidArgument,
-            FsError::NotPermitted | FsError::AccessDenied => Code::PermissionDenied,
+            FsError::NotPermitted | FsError::AccessDenied | FsError::TokenRefused(_) => {
+                Code::PermissionDenied
+            }
             FsError::Busy => Code::Aborted,
             FsError::Stale(_) => Code::FailedPrecondition,
             FsError::Corrupt(_) => Code::DataLoss,
@@ -175,6 +188,7 @@ impl FsError {
             Some("EINVAL") => FsError::Invalid(detail),
             Some("EPERM") => FsError::NotPermitted,
             Some("EACCES") => FsError::AccessDenied,
+            Some("ETOKEN") => FsError::TokenRefused(detail),
             Some("EBUSY") => FsError::Busy,
             Some("EXDEV") => FsError::CrossDevice,
             Some("EMLINK") => FsError::TooManyLinks,

@@ -24,6 +24,7 @@ pub mod masters;
 pub mod process;
 pub mod time;
 pub mod tls;
+pub mod token;
 
 pub use error::FsError;
 

@@ -2,9 +2,11 @@
 stubs generated from proto/ by protoc. It drives Namespace and Admin calls against a running
 master, then sends it hostile input (an oversized message, bytes that are no message, names
 no filesystem allows, a parent that does not exist) and checks each refusal's status and that
-nothing changed. It prints one line per check, `ok ...`, or exits non-zero with what differed.
+nothing changed. Then it asks a chunkserver for a chunk without a token and with a forged
+one, which must be refused. It prints one line per check, `ok ...`, or exits non-zero with
+what differed.
 
-usage: wire_client.py MASTER_ADDR STUB_DIR
+usage: wire_client.py MASTER_ADDR STUB_DIR CHUNKSERVER_ADDR
 """
 
 import errno
@@ -16,6 +18,8 @@ import grpc  # noqa: E402
 
 import admin_pb2  # noqa: E402
 import admin_pb2_grpc  # noqa: E402
+import chunkserver_pb2  # noqa: E402
+import chunkserver_pb2_grpc  # noqa: E402
 import namespace_pb2  # noqa: E402
 import namespace_pb2_grpc  # noqa: E402
 import types_pb2  # noqa: E402
@@ -103,3 +107,32 @@ expect("a parent that does not exist", (code, err),
 
 listing = namespace.ReadDir(namespace_pb2.ReadDirRequest(ino=ROOT, limit=100, open=True), timeout=10)
 expect("the root after the refusals", [e.name for e in listing.entries], [b"from-python"])
+
+# A chunkserver serves no chunk without the master's token for it: none, a forged one (any
+# MAC, a far expiry), or one for a read used to write. Nothing is created.
+chunkserver = chunkserver_pb2_grpc.ChunkserverStub(grpc.insecure_channel(sys.argv[3]))
+forged = types_pb2.ChunkToken(chunk_id=1, version=1, access=3, expires_unix_ms=2**62,
+                              key_epoch=0, mac=b"\0" * 32)
+REFUSED = (grpc.StatusCode.PERMISSION_DENIED, "ETOKEN")
+
+
+def read_chunk(**token):
+    request = chunkserver_pb2.ReadChunkRequest(chunk_id=1, version=1, offset=0, length=10, **token)
+    return lambda: list(chunkserver.ReadChunk(request, timeout=10))
+
+
+def write_chunk(**token):
+    header = chunkserver_pb2.WriteHeader(chunk_id=2**40, version=1, offset=0, **token)
+    messages = [chunkserver_pb2.WriteChunkRequest(header=header),
+                chunkserver_pb2.WriteChunkRequest(data=b"forged")]
+    return lambda: chunkserver.WriteChunk(iter(messages), timeout=10)
+
+
+expect("a chunk read without a token", failure(read_chunk()), REFUSED)
+expect("a chunk read with a forged token", failure(read_chunk(token=forged)), REFUSED)
+expect("a chunk write without a token", failure(write_chunk()), REFUSED)
+expect("a chunk write with a forged token", failure(write_chunk(token=forged)), REFUSED)
+expect("a replica stat without a token",
+       failure(lambda: chunkserver.StatReplica(
+           chunkserver_pb2.StatReplicaRequest(chunk_id=2**40), timeout=10)),
+       REFUSED)

@@ -37,8 +37,10 @@ impl registry_server::Registry for RegistryService {
     ) -> Result<Response<pb::RegisterChunkserverReply>, Status> {
         let req = request.into_inner();
         let now = Instant::now();
-        self.calls
-            .write(move |m| m.registry().register(&req, now).map(convert::registered))
+        self.calls.write(move |m| {
+            let server_id = m.registry().register(&req, now)?;
+            Ok(convert::registered(server_id, m.token_keys()))
+        })
     }
 
     async fn heartbeat(

@@ -143,6 +143,9 @@ pub mod meta {
     /// [`SCHEMA_VERSION`](super::records::SCHEMA_VERSION)); absent in a database written
     /// before it was recorded, which is schema 1.
     pub const SCHEMA_VERSION: &[u8] = b"schema_version";
+    /// The secret chunk-token keys are derived from (raw bytes; see `dfs_proto::token`),
+    /// made by the first leader.
+    pub const TOKEN_SECRET: &[u8] = b"token_secret";
 
     /// The id counters, each with the key of its *reservation*: the value below which ids
     /// may have been handed out. A reservation is raised (and synced) ahead of the counter,

@@ -316,6 +316,11 @@ impl Txn<'_> {
         self.counters.insert(key, Cached { value, dirty: true });
     }
 
+    /// Sets `key` of the metadata to raw `value` (not a counter).
+    pub fn put_meta_raw(&mut self, key: &'static [u8], value: &[u8]) {
+        self.command.put(CF_META, key, value.to_vec());
+    }
+
     /// Hands out the next value of an id counter; ids start at `first`. Past the counter's
     /// reservation (see [`meta::ID_COUNTERS`]) the reservation moves [`ID_RESERVATION`] ids
     /// ahead and the transaction commits synced, whatever its kind.

@@ -26,6 +26,14 @@ impl Fixture {
         self.master.registry().register(&req, now).unwrap()
     }
 
+    /// Registers a server per name in `uuids`, each with 10 chunks free; their ids in order.
+    pub(super) fn register_all(&self, uuids: &[&str], now: Instant) -> Vec<u64> {
+        uuids
+            .iter()
+            .map(|uuid| self.register(uuid, 10 * CHUNK, now))
+            .collect()
+    }
+
     pub(super) fn heartbeat(
         &self,
         server_id: u64,
@@ -200,10 +208,7 @@ fn old_versions_are_garbage_once_the_current_one_is_known() {
 fn replicas_of_an_unwritten_version_are_never_deleted() {
     let fx = Fixture::new();
     let now = Instant::now();
-    let servers: Vec<u64> = ["a", "b", "c"]
-        .iter()
-        .map(|uuid| fx.register(uuid, 10 * CHUNK, now))
-        .collect();
+    let servers = fx.register_all(&["a", "b", "c"], now);
     let ino = fx.file(ROOT_INO, "f");
     let map = fx.master.chunk_map();
     let chunk = map.allocate_chunk(ino, 0, servers.clone()).unwrap();

@@ -78,10 +78,7 @@ fn copy_of(command: &pb::ReplicateCommand) -> pb::ChunkReplicaReport {
 fn a_dead_servers_chunk_is_copied_to_a_live_server_and_the_dead_replica_dropped() {
     let fx = Fixture::new();
     let start = Instant::now();
-    let ids: Vec<u64> = ["a", "b", "c", "d"]
-        .iter()
-        .map(|uuid| fx.register(uuid, 10 * CHUNK, start))
-        .collect();
+    let ids = fx.register_all(&["a", "b", "c", "d"], start);
     let ino = fx.file(ROOT_INO, "f");
     let chunk = fx
         .master
@@ -133,10 +130,7 @@ fn a_dead_servers_chunk_is_copied_to_a_live_server_and_the_dead_replica_dropped(
 fn surplus_and_corrupt_replicas_are_dropped_and_draining_servers_emptied() {
     let fx = Fixture::new();
     let now = Instant::now();
-    let ids: Vec<u64> = ["a", "b", "c", "d"]
-        .iter()
-        .map(|uuid| fx.register(uuid, 10 * CHUNK, now))
-        .collect();
+    let ids = fx.register_all(&["a", "b", "c", "d"], now);
     let ino = fx.file(ROOT_INO, "f");
     let chunk = fx
         .master
@@ -226,10 +220,7 @@ fn draining_survives_a_master_restart_and_a_server_restart() {
 fn a_restarted_master_reports_no_health_until_it_has_heard_every_server() {
     let fx = Fixture::new();
     let now = Instant::now();
-    let ids: Vec<u64> = ["a", "b", "c"]
-        .iter()
-        .map(|uuid| fx.register(uuid, 10 * CHUNK, now))
-        .collect();
+    let ids = fx.register_all(&["a", "b", "c"], now);
     fx.written_file("f", &ids[..2]);
     let fx = fx.reopen();
 
@@ -257,10 +248,7 @@ fn a_restarted_master_reports_no_health_until_it_has_heard_every_server() {
 fn a_replica_missing_from_a_full_report_is_copied_again_and_failed_copies_are_replanned() {
     let fx = Fixture::new();
     let now = Instant::now();
-    let ids: Vec<u64> = ["a", "b", "c", "d"]
-        .iter()
-        .map(|uuid| fx.register(uuid, 10 * CHUNK, now))
-        .collect();
+    let ids = fx.register_all(&["a", "b", "c", "d"], now);
     let (ino, chunk) = fx.written_file("f", &ids[..3]);
     let empty = fx.file(ROOT_INO, "empty");
     let map = fx.master.chunk_map();
@@ -305,10 +293,7 @@ fn a_replica_missing_from_a_full_report_is_copied_again_and_failed_copies_are_re
 fn a_full_report_listed_before_a_commit_does_not_lose_the_new_replica() {
     let fx = Fixture::new();
     let now = Instant::now();
-    let ids: Vec<u64> = ["a", "b", "c"]
-        .iter()
-        .map(|uuid| fx.register(uuid, 10 * CHUNK, now))
-        .collect();
+    let ids = fx.register_all(&["a", "b", "c"], now);
     let ino = fx.file(ROOT_INO, "f");
     let chunk = fx
         .master
@@ -355,10 +340,7 @@ fn a_chunk_map_larger_than_one_check_is_walked_over_several() {
         config.max_copies_per_server = 16;
     });
     let start = Instant::now();
-    let ids: Vec<u64> = ["a", "b", "c", "d"]
-        .iter()
-        .map(|uuid| fx.register(uuid, 10 * CHUNK, start))
-        .collect();
+    let ids = fx.register_all(&["a", "b", "c", "d"], start);
     let map = fx.master.chunk_map();
     let mut chunk_ids: Vec<u64> = (0..5)
         .map(|i| {
@@ -407,10 +389,7 @@ fn a_chunk_map_larger_than_one_check_is_walked_over_several() {
 fn a_full_report_is_reconciled_with_the_whole_map_a_page_at_a_time() {
     let fx = Fixture::with(|config| config.replication_scan_chunks = 2);
     let now = Instant::now();
-    let ids: Vec<u64> = ["a", "b", "c"]
-        .iter()
-        .map(|uuid| fx.register(uuid, 10 * CHUNK, now))
-        .collect();
+    let ids = fx.register_all(&["a", "b", "c"], now);
     let files: Vec<(u64, pb::ChunkReplicaReport)> = (0..5)
         .map(|i| {
             let (ino, chunk) = fx.written_file(&format!("f{i}"), &ids);

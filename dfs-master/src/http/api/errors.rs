@@ -102,6 +102,8 @@ fn fs_status_and_code(err: &FsError) -> (StatusCode, &'static str) {
         FsError::WouldBlock => (StatusCode::SERVICE_UNAVAILABLE, "EAGAIN"),
         FsError::Interrupted => (StatusCode::SERVICE_UNAVAILABLE, "EINTR"),
         FsError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "EUNAVAIL"),
+        // The API's own chunk token was refused and could not be renewed: retry.
+        FsError::TokenRefused(_) => (StatusCode::SERVICE_UNAVAILABLE, "ETOKEN"),
         FsError::Stale(_) | FsError::Corrupt(_) | FsError::Io(_) => {
             (StatusCode::SERVICE_UNAVAILABLE, "EIO")
         }
