@@ -151,7 +151,7 @@ impl ChainWriter {
         let (chunk_id, version) = (header.chunk_id, Some(header.version));
         self.tokens
             .check(header.token.as_ref(), chunk_id, version, token::WRITE, now)
-            .map_err(|err| FsError::TokenRefused(err.to_string()))?;
+            .map_err(FsError::from)?;
         // The downstream is opened first, so every hop of the chain opens (for a new replica:
         // creates) its files at the same time instead of one after the other.
         let mut downstream = match header.downstream.split_first() {

@@ -134,6 +134,10 @@ pub enum TokenError {
     /// The request carries no token.
     #[error("no chunk token: ask the master for the chunk first")]
     Missing,
+    /// This chunkserver has no keys yet: it has just started and not yet registered. Not the
+    /// token's fault, so it is `UNAVAILABLE` (another replica, or a retry, will do).
+    #[error("this chunkserver has not registered with the master yet")]
+    NoKeys,
     /// No key of the token's epoch (a forged epoch, or a chunkserver not yet told the keys).
     #[error("chunk token signed with an unknown key (epoch {0})")]
     UnknownKey(u64),
@@ -154,9 +158,18 @@ pub enum TokenError {
     NotAllowed(&'static str),
 }
 
+impl From<TokenError> for crate::FsError {
+    fn from(err: TokenError) -> crate::FsError {
+        match err {
+            TokenError::NoKeys => crate::FsError::Unavailable(err.to_string()),
+            _ => crate::FsError::TokenRefused(err.to_string()),
+        }
+    }
+}
+
 impl From<TokenError> for tonic::Status {
     fn from(err: TokenError) -> tonic::Status {
-        crate::FsError::TokenRefused(err.to_string()).into()
+        crate::FsError::from(err).into()
     }
 }
 
@@ -205,6 +218,9 @@ impl TokenVerifier {
         let token = token.ok_or(TokenError::Missing)?;
         {
             let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+            if keys.is_empty() {
+                return Err(TokenError::NoKeys);
+            }
             let key = keys
                 .get(&token.key_epoch)
                 .ok_or(TokenError::UnknownKey(token.key_epoch))?;
@@ -336,5 +352,15 @@ mod tests {
             verifier.check(Some(&token), 1, None, READ, turn + 1),
             Ok(())
         );
+    }
+
+    #[test]
+    fn a_chunkserver_without_keys_is_unavailable_rather_than_refusing() {
+        let (signer, _) = pair();
+        let token = signer.issue(42, 5, READ, NOW);
+        let fresh = TokenVerifier::default();
+        let err = fresh.check(Some(&token), 42, None, READ, NOW).unwrap_err();
+        assert_eq!(err, TokenError::NoKeys);
+        assert!(crate::FsError::from(err).is_replica_fault());
     }
 }
