@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use dfs_proto::tls::{Role, TlsOptions};
-use dfs_tests::{Cluster, ClusterOptions, binary, pseudo_random_bytes, tls_args};
+use dfs_tests::{Cluster, ClusterOptions, binary, expect_errno, pseudo_random_bytes, tls_args};
 
 /// Runs `dfs ARGS`, which must succeed.
 fn dfs_ok(args: &[&str]) {
@@ -271,4 +271,146 @@ fn a_client_finds_its_certificates_in_the_default_directory() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(cluster.dfs(&["ls", "/"]), "made\n");
+}
+
+/// A certificate of `role` named `name` restricted to reading, signed by the CA in `dir/ca`.
+fn read_only_certificate(dir: &Path, name: &str) -> TlsOptions {
+    let certs = dir.join("certs");
+    let ca = dir.join("ca");
+    dfs_ok(&[
+        "cert",
+        "issue",
+        "--role",
+        "client",
+        name,
+        "--read-only",
+        "--ca",
+        ca.to_str().unwrap(),
+        "--out",
+        certs.to_str().unwrap(),
+    ]);
+    TlsOptions {
+        ca: Some(ca.join("ca.pem")),
+        cert: Some(certs.join(format!("{name}.pem"))),
+        key: Some(certs.join(format!("{name}.key"))),
+        insecure: false,
+    }
+}
+
+/// Writes `data` to chunk `chunk` at the chunkserver of its first replica, presenting `tls`
+/// and the chunk's own token: the code the chunkserver answers.
+fn write_chunk_with(chunk: &dfs_proto::pb::ChunkInfo, tls: &TlsOptions) -> (tonic::Code, String) {
+    use dfs_proto::pb::{WriteChunkRequest, WriteHeader, write_chunk_request::Msg};
+    let tls = tls.load().unwrap().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let endpoint = dfs_proto::tls::endpoint(&chunk.replicas[0].addr, Some(&tls)).unwrap();
+        let channel = endpoint.connect().await.unwrap();
+        let mut chunkserver = dfs_proto::pb::chunkserver_client::ChunkserverClient::new(channel);
+        let header = WriteHeader {
+            chunk_id: chunk.chunk_id,
+            version: chunk.version,
+            token: chunk.token.clone(),
+            ..Default::default()
+        };
+        let messages = [
+            WriteChunkRequest {
+                msg: Some(Msg::Header(header)),
+            },
+            WriteChunkRequest {
+                msg: Some(Msg::Data(b"overwritten".to_vec().into())),
+            },
+        ];
+        match chunkserver.write_chunk(tokio_stream::iter(messages)).await {
+            Ok(_) => (tonic::Code::Ok, String::new()),
+            Err(status) => (status.code(), status.message().to_string()),
+        }
+    })
+}
+
+/// The chunk map of file `ino` as the master answers a client presenting `tls`.
+fn chunks_as(cluster: &Cluster, ino: u64, tls: &TlsOptions) -> Vec<dfs_proto::pb::ChunkInfo> {
+    let tls = tls.load().unwrap().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let endpoint = dfs_proto::tls::endpoint(&cluster.master_addr(), Some(&tls)).unwrap();
+        let channel = endpoint.connect().await.unwrap();
+        let mut files = dfs_proto::pb::files_client::FilesClient::new(channel);
+        let request = dfs_proto::pb::GetChunksRequest {
+            ino,
+            first_index: 0,
+            count: 0,
+        };
+        files.get_chunks(request).await.unwrap().into_inner().chunks
+    })
+}
+
+#[test]
+fn a_read_only_certificate_reads_and_every_change_it_asks_for_is_refused() {
+    use std::os::unix::fs::MetadataExt;
+
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path();
+    let master = certificate(dir, "ca", "ca", Role::Master, "master");
+    let chunkserver = certificate(dir, "ca", "ca", Role::Chunkserver, "cs");
+    let writer = certificate(dir, "ca", "ca", Role::Client, "writer");
+    let reader = read_only_certificate(dir, "reader");
+    // The harness's own calls and its mounts are the reader's.
+    let cluster = Cluster::start(ClusterOptions {
+        master_args: tls_args(&master),
+        chunkserver_args: tls_args(&chunkserver),
+        client_tls: Some(reader.clone()),
+        ..Default::default()
+    });
+    let local = dir.join("f");
+    let data = pseudo_random_bytes(5, 200_000);
+    fs::write(&local, &data).unwrap();
+    let put = dfs_with(
+        &cluster,
+        &tls_args(&writer),
+        &["put", local.to_str().unwrap(), "/f"],
+    );
+    assert_eq!(put.0, Some(0), "{}", put.1);
+
+    // It reads, through a mount and the dfs command.
+    let mount = cluster.mount();
+    assert_eq!(fs::read(mount.join("f")).unwrap(), data);
+    let (code, listing) = dfs_with(&cluster, &tls_args(&reader), &["ls", "/"]);
+    assert_eq!((code, listing.as_str()), (Some(0), "f\n"));
+
+    // Every change is refused with EROFS, from the mount and from the dfs command alike.
+    expect_errno(fs::write(mount.join("g"), b"new"), libc::EROFS, "create");
+    expect_errno(
+        fs::OpenOptions::new().write(true).open(mount.join("f")),
+        libc::EROFS,
+        "open for writing",
+    );
+    expect_errno(fs::create_dir(mount.join("d")), libc::EROFS, "mkdir");
+    expect_errno(fs::remove_file(mount.join("f")), libc::EROFS, "unlink");
+    expect_errno(
+        fs::rename(mount.join("f"), mount.join("moved")),
+        libc::EROFS,
+        "rename",
+    );
+    let (code, said) = dfs_with(&cluster, &tls_args(&reader), &["mkdir", "/d"]);
+    assert_ne!(code, Some(0), "{said}");
+    assert!(said.contains("Read-only file system"), "{said}");
+
+    // Its chunk tokens allow reading only: a chunkserver refuses its write too.
+    let ino = fs::metadata(mount.join("f")).unwrap().ino();
+    let [chunk] = chunks_as(&cluster, ino, &reader).try_into().unwrap();
+    let (code, message) = write_chunk_with(&chunk, &reader);
+    assert_eq!(code, tonic::Code::PermissionDenied, "{message}");
+    assert!(message.contains("does not allow writing"), "{message}");
+
+    // Nothing changed.
+    let (_, listing) = dfs_with(&cluster, &tls_args(&writer), &["ls", "/"]);
+    assert_eq!(listing, "f\n");
+    assert_eq!(fs::read(mount.join("f")).unwrap(), data);
 }

@@ -63,6 +63,9 @@ pub struct IssueRequest {
     pub hosts: Vec<String>,
     /// How long the certificate is valid.
     pub days: u32,
+    /// A client that may only read ([`dfs_proto::tls::READ_ONLY_URN`]): the masters refuse
+    /// its changes and hand it read-only chunk tokens.
+    pub read_only: bool,
 }
 
 /// The files a CA or an issue wrote, and until when the certificate is valid.
@@ -131,6 +134,15 @@ pub fn issue(ca_dir: &Path, out: &Path, request: &IssueRequest) -> Result<Writte
         return Err(CertError::Invalid(
             "a client certificate names no hosts: clients serve nothing".into(),
         ));
+    }
+    if request.read_only {
+        if request.role != Role::Client {
+            return Err(CertError::Invalid(
+                "only a client certificate can be read-only".into(),
+            ));
+        }
+        let urn = dfs_proto::tls::READ_ONLY_URN;
+        params.subject_alt_names.push(SanType::URI(urn.try_into()?));
     }
     let not_after = validity(&mut params, request.days)?;
     let cert = params.signed_by(&key, &issuer)?;
@@ -264,6 +276,7 @@ mod tests {
                 Vec::new()
             },
             days: 30,
+            read_only: false,
         }
     }
 
@@ -282,6 +295,27 @@ mod tests {
         }
         // The CA itself is no member of the cluster.
         assert!(role_of(&der(&written.cert)).is_err());
+    }
+
+    #[test]
+    fn a_read_only_client_certificate_says_so_and_only_clients_can_be_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca");
+        init_ca(&ca, 10).unwrap();
+        let mut reader = request(Role::Client, "reader");
+        reader.read_only = true;
+        let issued = issue(&ca, dir.path(), &reader).unwrap();
+        let cert = der(&issued.cert);
+        assert_eq!(role_of(&cert), Ok(Role::Client));
+        assert!(dfs_proto::tls::is_read_only(&cert));
+        let writer = issue(&ca, dir.path(), &request(Role::Client, "writer")).unwrap();
+        assert!(!dfs_proto::tls::is_read_only(&der(&writer.cert)));
+        let mut master = request(Role::Master, "m");
+        master.read_only = true;
+        assert!(matches!(
+            issue(&ca, dir.path(), &master),
+            Err(CertError::Invalid(_))
+        ));
     }
 
     #[test]

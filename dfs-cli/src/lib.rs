@@ -241,6 +241,10 @@ pub enum CertCommand {
         /// Days the certificate is valid.
         #[arg(long, default_value_t = 365)]
         days: u32,
+        /// A client that may only read: the masters refuse its changes (EROFS) and its
+        /// chunk tokens allow reading only.
+        #[arg(long)]
+        read_only: bool,
     },
 }
 
@@ -380,6 +384,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
                     out,
                     mut hosts,
                     days,
+                    read_only,
                 },
         } => {
             if hosts.is_empty() && role.serves() {
@@ -390,6 +395,7 @@ pub async fn run(cli: Cli) -> Result<u8, Error> {
                 name,
                 hosts,
                 days,
+                read_only,
             };
             let out = out.unwrap_or_else(|| ca_dir.clone());
             let written = certs::issue(&ca_dir, &out, &request)?;

@@ -217,6 +217,20 @@ impl Master {
         Ok(reply)
     }
 
+    /// Replaces the tokens of `chunks` with tokens that allow reading only, for a client
+    /// whose certificate is read-only.
+    pub fn read_only_tokens(&self, chunks: &mut [pb::ChunkInfo]) {
+        let now_ms = dfs_proto::token::unix_ms_now();
+        for chunk in chunks {
+            if let Some(held) = &chunk.token {
+                let token = self
+                    .tokens
+                    .issue(held.chunk_id, held.version, token::READ, now_ms);
+                chunk.token = Some(token);
+            }
+        }
+    }
+
     /// The keys chunkservers check chunk tokens with, as of now.
     pub fn token_keys(&self) -> Vec<pb::TokenKey> {
         self.tokens.keys(dfs_proto::token::unix_ms_now())

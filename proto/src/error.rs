@@ -62,6 +62,9 @@ pub enum FsError {
     /// An operation mode dfs does not implement (e.g. punching holes).
     #[error("operation not supported")]
     NotSupported,
+    /// A change asked by a client that may only read (a read-only export).
+    #[error("read-only file system")]
+    ReadOnly,
     /// A chunkserver refused the request's chunk token (missing, expired, forged, or for
     /// another chunk, see [`crate::token`]): the client asks the master for a fresh one.
     #[error("{0}")]
@@ -82,6 +85,7 @@ impl FsError {
             FsError::Invalid(_) => libc::EINVAL,
             FsError::NotPermitted => libc::EPERM,
             FsError::AccessDenied | FsError::TokenRefused(_) => libc::EACCES,
+            FsError::ReadOnly => libc::EROFS,
             FsError::Busy => libc::EBUSY,
             FsError::CrossDevice => libc::EXDEV,
             FsError::TooManyLinks => libc::EMLINK,
@@ -135,6 +139,7 @@ impl FsError {
             FsError::Interrupted => "EINTR",
             FsError::NotSupported => "EOPNOTSUPP",
             FsError::TokenRefused(_) => "ETOKEN",
+            FsError::ReadOnly => "EROFS",
         }
     }
 
@@ -144,9 +149,10 @@ impl FsError {
             FsError::Exists => Code::AlreadyExists,
             FsError::NoSpace => Code::ResourceExhausted,
             FsError::Invalid(_) | FsError::NameTooLong => Code::InvalidArgument,
-            FsError::NotPermitted | FsError::AccessDenied | FsError::TokenRefused(_) => {
-                Code::PermissionDenied
-            }
+            FsError::NotPermitted
+            | FsError::AccessDenied
+            | FsError::TokenRefused(_)
+            | FsError::ReadOnly => Code::PermissionDenied,
             FsError::Busy => Code::Aborted,
             FsError::Stale(_) => Code::FailedPrecondition,
             FsError::Corrupt(_) => Code::DataLoss,
@@ -189,6 +195,7 @@ impl FsError {
             Some("EPERM") => FsError::NotPermitted,
             Some("EACCES") => FsError::AccessDenied,
             Some("ETOKEN") => FsError::TokenRefused(detail),
+            Some("EROFS") => FsError::ReadOnly,
             Some("EBUSY") => FsError::Busy,
             Some("EXDEV") => FsError::CrossDevice,
             Some("EMLINK") => FsError::TooManyLinks,

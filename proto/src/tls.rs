@@ -338,6 +338,34 @@ pub fn peer_role<T>(request: &tonic::Request<T>) -> Result<Role, Status> {
     role_of(leaf).map_err(|err| Status::unauthenticated(format!("client certificate: {err}")))
 }
 
+/// The URI a client certificate carries when its holder may only read
+/// (`dfs cert issue --read-only`): a read-only export, enforced by the master.
+pub const READ_ONLY_URN: &str = "urn:dfs:access:read-only";
+
+/// Whether the DER certificate `der` restricts its holder to reading.
+pub fn is_read_only(der: &[u8]) -> bool {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return false;
+    };
+    let Ok(Some(names)) = cert.subject_alternative_name() else {
+        return false;
+    };
+    names
+        .value
+        .general_names
+        .iter()
+        .any(|name| matches!(name, GeneralName::URI(uri) if *uri == READ_ONLY_URN))
+}
+
+/// Whether the verified certificate of the peer of `request` restricts it to reading (false
+/// without TLS: a plaintext cluster restricts nobody).
+pub fn peer_is_read_only<T>(request: &tonic::Request<T>) -> bool {
+    request
+        .peer_certs()
+        .and_then(|certs| certs.first().map(|leaf| is_read_only(leaf)))
+        .unwrap_or(false)
+}
+
 /// Refuses `request` (`PERMISSION_DENIED`) unless its peer's certificate names one of
 /// `allowed`: for a tonic interceptor in front of a service only some roles may call.
 pub fn require_role<T>(request: &tonic::Request<T>, allowed: &[Role]) -> Result<(), Status> {

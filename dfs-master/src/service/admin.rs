@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use crate::admin;
 use crate::convert;
-use crate::service::Calls;
+use crate::service::{Calls, writable};
 
 /// The `Admin` service of a master.
 pub struct AdminService {
@@ -60,6 +60,7 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<pb::DecommissionRequest>,
     ) -> Result<Response<pb::ServerStatus>, Status> {
+        writable(&request)?;
         let req = request.into_inner();
         let now = Instant::now();
         self.calls
@@ -71,6 +72,7 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<pb::BackupRequest>,
     ) -> Result<Response<pb::BackupReply>, Status> {
+        writable(&request)?;
         let dest = std::path::PathBuf::from(request.into_inner().dest);
         self.calls
             .blocking(move |m| {
@@ -94,6 +96,7 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<pb::AddMasterRequest>,
     ) -> Result<Response<pb::MastersReply>, Status> {
+        writable(&request)?;
         let req = request.into_inner();
         let node = self.calls.node();
         node.leader()?;
@@ -109,6 +112,7 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<pb::MasterIdRequest>,
     ) -> Result<Response<pb::MastersReply>, Status> {
+        writable(&request)?;
         let node = self.calls.node();
         node.leader()?;
         node.remove_member(request.into_inner().id).await?;
@@ -119,6 +123,7 @@ impl admin_server::Admin for AdminService {
         &self,
         request: Request<pb::MasterIdRequest>,
     ) -> Result<Response<pb::MastersReply>, Status> {
+        writable(&request)?;
         let node = self.calls.node();
         node.leader()?;
         node.transfer_leadership(request.into_inner().id).await?;

@@ -4,12 +4,13 @@
 
 use std::time::Instant;
 
+use dfs_proto::FsError;
 use dfs_proto::pb::{self, files_server};
 use dfs_proto::time;
 use tonic::{Request, Response, Status};
 
 use crate::convert;
-use crate::service::{Calls, placement_seed};
+use crate::service::{Calls, placement_seed, writable};
 
 /// The `Files` service of a master.
 pub struct FilesService {
@@ -29,15 +30,27 @@ impl files_server::Files for FilesService {
         &self,
         request: Request<pb::OpenFileRequest>,
     ) -> Result<Response<pb::OpenFileReply>, Status> {
+        let reader = dfs_proto::tls::peer_is_read_only(&request);
         let req = request.into_inner();
+        if reader && !req.lease_holder.is_empty() {
+            // A writer's open: the lease is what writing takes.
+            return Err(FsError::ReadOnly.into());
+        }
         let (now, clock) = (time::now(), Instant::now());
-        self.calls.write(move |m| m.open_file(&req, now, clock))
+        self.calls.write(move |m| {
+            let mut reply = m.open_file(&req, now, clock)?;
+            if let Some(map) = reply.chunk_map.as_mut().filter(|_| reader) {
+                m.read_only_tokens(&mut map.chunks);
+            }
+            Ok(reply)
+        })
     }
 
     async fn create_file(
         &self,
         request: Request<pb::CreateFileRequest>,
     ) -> Result<Response<pb::CreateFileReply>, Status> {
+        writable(&request)?;
         let req = request.into_inner();
         let (now, clock) = (time::now(), Instant::now());
         // A retry of an applied exclusive create finds the file it made (and takes its
@@ -56,16 +69,23 @@ impl files_server::Files for FilesService {
         &self,
         request: Request<pb::GetChunksRequest>,
     ) -> Result<Response<pb::GetChunksReply>, Status> {
+        let reader = dfs_proto::tls::peer_is_read_only(&request);
         let req = request.into_inner();
         let now = Instant::now();
-        self.calls
-            .read(move |m| m.get_chunks(req.ino, req.first_index, req.count, now))
+        self.calls.read(move |m| {
+            let mut reply = m.get_chunks(req.ino, req.first_index, req.count, now)?;
+            if reader {
+                m.read_only_tokens(&mut reply.chunks);
+            }
+            Ok(reply)
+        })
     }
 
     async fn allocate_chunk(
         &self,
         request: Request<pb::AllocateChunkRequest>,
     ) -> Result<Response<pb::ChunkInfo>, Status> {
+        writable(&request)?;
         let req = request.into_inner();
         let (now, seed) = (Instant::now(), placement_seed());
         self.calls
@@ -76,6 +96,7 @@ impl files_server::Files for FilesService {
         &self,
         request: Request<pb::CommitWriteRequest>,
     ) -> Result<Response<pb::AttrReply>, Status> {
+        writable(&request)?;
         let req = request.into_inner();
         let (now, clock) = (time::now(), Instant::now());
         self.calls
@@ -86,6 +107,7 @@ impl files_server::Files for FilesService {
         &self,
         request: Request<pb::ReplaceReplicasRequest>,
     ) -> Result<Response<pb::ChunkInfo>, Status> {
+        writable(&request)?;
         let req = request.into_inner();
         let now = Instant::now();
         self.calls.write(move |m| m.replace_replicas(&req, now))
@@ -104,6 +126,7 @@ impl files_server::Files for FilesService {
         &self,
         request: Request<pb::LeaseRequest>,
     ) -> Result<Response<pb::LeaseReply>, Status> {
+        writable(&request)?;
         let req = request.into_inner();
         let now = Instant::now();
         self.calls.write(move |m| {
@@ -116,6 +139,7 @@ impl files_server::Files for FilesService {
         &self,
         request: Request<pb::LeaseRequest>,
     ) -> Result<Response<pb::LeaseReply>, Status> {
+        writable(&request)?;
         let req = request.into_inner();
         let now = Instant::now();
         self.calls.write(move |m| {
@@ -149,6 +173,7 @@ impl files_server::Files for FilesService {
         &self,
         request: Request<pb::LeaseChunkRequest>,
     ) -> Result<Response<pb::ChunkInfo>, Status> {
+        writable(&request)?;
         let req = request.into_inner();
         let (now, seed) = (Instant::now(), placement_seed());
         self.calls.write(move |m| m.lease_chunk(&req, now, seed))

@@ -50,7 +50,7 @@ use dfs_proto::tls::{Role, require_role};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::Router;
-use tonic::{Response, Status};
+use tonic::{Request, Response, Status};
 
 use crate::error::{Error, Result};
 use crate::master::Master;
@@ -94,6 +94,17 @@ pub fn router(
             RoleCheck::new(tls, &[Role::Chunkserver]),
         ))
         .add_service(AdminServer::new(admin::AdminService::new(calls)))
+}
+
+/// Refuses a change asked by a client whose certificate is read-only (`EROFS`): a read-only
+/// export is the master's to enforce, whatever the mount was told. Its reads get read-only
+/// chunk tokens ([`Master::read_only_tokens`](crate::master::Master::read_only_tokens)), so
+/// no chunkserver takes its writes either.
+pub(crate) fn writable<T>(request: &Request<T>) -> std::result::Result<(), Status> {
+    if dfs_proto::tls::peer_is_read_only(request) {
+        return Err(dfs_proto::FsError::ReadOnly.into());
+    }
+    Ok(())
 }
 
 /// Admits a call to a service only some roles may use (Raft: masters; Registry:

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use crate::convert;
 use crate::error::Result;
 use crate::master::Master;
-use crate::service::Calls;
+use crate::service::{Calls, writable};
 
 /// The `Namespace` service of a master.
 pub struct NamespaceService {
@@ -41,9 +41,16 @@ impl namespace_server::Namespace for NamespaceService {
         &self,
         request: Request<pb::LookupRequest>,
     ) -> Result<Response<pb::AttrReply>, Status> {
+        let reader = dfs_proto::tls::peer_is_read_only(&request);
         let req = request.into_inner();
         let now = Instant::now();
-        self.calls.read(move |m| m.lookup(&req, now))
+        self.calls.read(move |m| {
+            let mut reply = m.lookup(&req, now)?;
+            if let Some(map) = reply.chunk_map.as_mut().filter(|_| reader) {
+                m.read_only_tokens(&mut map.chunks);
+            }
+            Ok(reply)
+        })
     }
 
     async fn get_attr(
@@ -59,6 +66,7 @@ impl namespace_server::Namespace for NamespaceService {
         &self,
         request: Request<pb::SetAttrRequest>,
     ) -> Result<Response<pb::AttrReply>, Status> {
+        writable(&request)?;
         let req = request.into_inner();
         let now = time::now();
         self.calls
@@ -69,6 +77,7 @@ impl namespace_server::Namespace for NamespaceService {
         &self,
         request: Request<pb::MakeNodeRequest>,
     ) -> Result<Response<pb::AttrReply>, Status> {
+        writable(&request)?;
         let req = request.into_inner();
         let now = time::now();
         let (parent, name) = (req.parent, req.name.clone());
@@ -87,6 +96,7 @@ impl namespace_server::Namespace for NamespaceService {
         &self,
         request: Request<pb::RemoveRequest>,
     ) -> Result<Response<pb::ChangedDirs>, Status> {
+        writable(&request)?;
         let req = request.into_inner();
         let now = time::now();
         let parent = req.parent;
@@ -104,6 +114,7 @@ impl namespace_server::Namespace for NamespaceService {
         &self,
         request: Request<pb::RemoveRequest>,
     ) -> Result<Response<pb::ChangedDirs>, Status> {
+        writable(&request)?;
         let req = request.into_inner();
         let now = time::now();
         let parent = req.parent;
@@ -121,6 +132,7 @@ impl namespace_server::Namespace for NamespaceService {
         &self,
         request: Request<pb::RenameRequest>,
     ) -> Result<Response<pb::ChangedDirs>, Status> {
+        writable(&request)?;
         let r = request.into_inner();
         let now = time::now();
         let dirs = [r.parent, r.new_parent];
@@ -139,6 +151,7 @@ impl namespace_server::Namespace for NamespaceService {
         &self,
         request: Request<pb::LinkRequest>,
     ) -> Result<Response<pb::AttrReply>, Status> {
+        writable(&request)?;
         let req = request.into_inner();
         let now = time::now();
         let (parent, name) = (req.new_parent, req.new_name.clone());

@@ -5,7 +5,7 @@ use dfs_proto::time;
 use tonic::{Request, Response, Status};
 
 use crate::convert;
-use crate::service::Calls;
+use crate::service::{Calls, writable};
 
 /// The `Xattrs` service of a master.
 pub struct XattrsService {
@@ -37,6 +37,7 @@ impl xattrs_server::Xattrs for XattrsService {
         &self,
         request: Request<pb::SetXattrRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
+        writable(&request)?;
         let req = request.into_inner();
         let mode = convert::xattr_mode(req.mode());
         let now = time::now();
@@ -60,6 +61,7 @@ impl xattrs_server::Xattrs for XattrsService {
         &self,
         request: Request<pb::XattrRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
+        writable(&request)?;
         let req = request.into_inner();
         let now = time::now();
         self.calls.write(move |m| {

@@ -97,6 +97,7 @@ fn fs_status_and_code(err: &FsError) -> (StatusCode, &'static str) {
         FsError::Invalid(_) => (StatusCode::BAD_REQUEST, "EINVAL"),
         FsError::NotPermitted => (StatusCode::FORBIDDEN, "EPERM"),
         FsError::AccessDenied => (StatusCode::FORBIDDEN, "EACCES"),
+        FsError::ReadOnly => (StatusCode::FORBIDDEN, "EROFS"),
         FsError::NoSpace => (StatusCode::INSUFFICIENT_STORAGE, "ENOSPC"),
         FsError::NotSupported => (StatusCode::NOT_IMPLEMENTED, "EOPNOTSUPP"),
         FsError::WouldBlock => (StatusCode::SERVICE_UNAVAILABLE, "EAGAIN"),
