@@ -5,6 +5,7 @@
 
 mod chunks;
 mod durability;
+mod hostile;
 mod leases;
 mod locks;
 mod namespace;
