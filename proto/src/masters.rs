@@ -128,6 +128,21 @@ pub fn failover(status: &Status) -> Failover {
     }
 }
 
+/// The TLS failure behind `status`, if the connection failed in the handshake (a
+/// certificate the other side does not trust, or a fatal alert): retrying cannot heal it,
+/// so a caller that meets it at every master stops at once rather than at its timeout.
+pub fn tls_failure(status: &Status) -> Option<String> {
+    let mut source = std::error::Error::source(status);
+    while let Some(err) = source {
+        let text = err.to_string();
+        if text.contains("invalid peer certificate") || text.contains("received fatal alert") {
+            return Some(text);
+        }
+        source = err.source();
+    }
+    None
+}
+
 /// The connect timeout of a channel to a master: short next to the call's budget, so a master
 /// whose host is down (a connect that is never refused) leaves time to try the others.
 pub fn connect_timeout(rpc_timeout: Duration) -> Duration {
@@ -319,6 +334,9 @@ impl MasterGroup {
         let deadline = Instant::now() + timeout;
         let mut backoff = Backoff::for_masters();
         let mut tries = 0usize;
+        // Tries of this round that failed in the TLS handshake, and the last such failure.
+        let mut untrusted = 0usize;
+        let mut tls_error = None;
         loop {
             let (index, addr, channel) = self.current();
             let try_deadline = match self.members().addrs.len() {
@@ -345,10 +363,19 @@ impl MasterGroup {
                 Failover::NotLeader(None) | Failover::Unreachable => {
                     tracing::debug!(master = %addr, error = %status.message(),
                         "master did not serve the call; trying the next");
+                    if let Some(failure) = tls_failure(&status) {
+                        untrusted += 1;
+                        tls_error = Some(format!("TLS with {addr} failed: {failure}"));
+                    }
                     self.skip(index);
                 }
             }
             tries += 1;
+            if untrusted >= self.members().addrs.len() {
+                if let Some(error) = tls_error {
+                    return Err(FsError::Unavailable(error));
+                }
+            }
             let now = Instant::now();
             if now >= deadline {
                 return Err(FsError::Unavailable(format!(
@@ -359,6 +386,7 @@ impl MasterGroup {
             }
             if tries >= self.members().addrs.len() {
                 tries = 0;
+                untrusted = 0;
                 tokio::time::sleep_until((now + backoff.next_delay()).min(deadline)).await;
             }
         }
