@@ -28,14 +28,25 @@ fn text(out: &Output) -> String {
 /// The CA in `dir/NAME-ca` and a certificate of `role` named `name` signed by it; the options
 /// that present it, trusting the CA `trusted`.
 fn certificate(dir: &Path, ca: &str, trusted: &str, role: Role, name: &str) -> TlsOptions {
+    issue(dir, ca, trusted, role, name, &[])
+}
+
+/// [`certificate`] with more options of `dfs cert issue` (`--read-only`).
+fn issue(
+    dir: &Path,
+    ca: &str,
+    trusted: &str,
+    role: Role,
+    name: &str,
+    extra: &[&str],
+) -> TlsOptions {
     let ca_dir = dir.join(ca);
     if !ca_dir.join("ca.pem").exists() {
         dfs_ok(&["ca", "init", ca_dir.to_str().unwrap()]);
     }
     let certs = dir.join("certs");
-    let certs_str = certs.to_str().unwrap();
-    let ca_str = ca_dir.to_str().unwrap();
-    dfs_ok(&[
+    let (ca_str, certs_str) = (ca_dir.to_str().unwrap(), certs.to_str().unwrap());
+    let args = [
         "cert",
         "issue",
         "--role",
@@ -45,7 +56,8 @@ fn certificate(dir: &Path, ca: &str, trusted: &str, role: Role, name: &str) -> T
         ca_str,
         "--out",
         certs_str,
-    ]);
+    ];
+    dfs_ok(&[&args[..], extra].concat());
     TlsOptions {
         ca: Some(dir.join(trusted).join("ca.pem")),
         cert: Some(certs.join(format!("{name}.pem"))),
@@ -65,38 +77,16 @@ fn dfs_with(cluster: &Cluster, tls: &[String], args: &[&str]) -> (Option<i32>, S
     (out.status.code(), text(&out))
 }
 
-/// The status of a `get_cluster_config` call to the Registry service of `addr` (chunkservers
-/// only) and of a `vote` to its Raft service (masters only), presenting `tls`.
-fn registry_and_raft(addr: &str, tls: &TlsOptions) -> (tonic::Code, tonic::Code) {
-    let tls = tls.load().unwrap().unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let channel = dfs_proto::tls::endpoint(addr, Some(&tls))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let mut registry = dfs_proto::pb::registry_client::RegistryClient::new(channel.clone());
-        let registry = registry
-            .get_cluster_config(dfs_proto::pb::Empty {})
-            .await
-            .map_or_else(|status| status.code(), |_| tonic::Code::Ok);
-        let mut raft = dfs_proto::pb::raft_client::RaftClient::new(channel);
-        let raft = raft
-            .vote(dfs_proto::pb::RaftMessage::default())
-            .await
-            .map_or_else(|status| status.code(), |_| tonic::Code::Ok);
-        (registry, raft)
-    })
-}
-
-/// The status of a `StatReplica` without a chunk token, asked of the chunkserver at `addr`
-/// presenting `tls` (plaintext without): `PermissionDenied` (no token) means the server
-/// admitted the caller over TLS and then checked the token.
-fn stat_missing_replica(addr: &str, tls: Option<&TlsOptions>) -> tonic::Code {
+/// Runs `call` on a channel to `addr` presenting `tls` (plaintext without), on a runtime of
+/// its own; `None` if no connection could be made.
+fn with_channel<T, Fut>(
+    addr: &str,
+    tls: Option<&TlsOptions>,
+    call: impl FnOnce(tonic::transport::Channel) -> Fut,
+) -> Option<T>
+where
+    Fut: std::future::Future<Output = T>,
+{
     let tls = tls.map(|tls| tls.load().unwrap().unwrap());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -104,19 +94,42 @@ fn stat_missing_replica(addr: &str, tls: Option<&TlsOptions>) -> tonic::Code {
         .unwrap();
     runtime.block_on(async {
         let endpoint = dfs_proto::tls::endpoint(addr, tls.as_ref()).unwrap();
-        let channel = match endpoint.connect().await {
-            Ok(channel) => channel,
-            Err(_) => return tonic::Code::Unavailable,
-        };
-        let mut chunkserver = dfs_proto::pb::chunkserver_client::ChunkserverClient::new(channel);
-        chunkserver
-            .stat_replica(dfs_proto::pb::StatReplicaRequest {
-                chunk_id: u64::MAX,
-                token: None,
-            })
-            .await
-            .map_or_else(|status| status.code(), |_| tonic::Code::Ok)
+        let channel = endpoint.connect().await.ok()?;
+        Some(call(channel).await)
     })
+}
+
+/// The code of a call's answer.
+fn code<T>(result: Result<T, tonic::Status>) -> tonic::Code {
+    result.map_or_else(|status| status.code(), |_| tonic::Code::Ok)
+}
+
+/// The status of a `get_cluster_config` call to the Registry service of `addr` (chunkservers
+/// only) and of a `vote` to its Raft service (masters only), presenting `tls`.
+fn registry_and_raft(addr: &str, tls: &TlsOptions) -> (tonic::Code, tonic::Code) {
+    with_channel(addr, Some(tls), |channel| async move {
+        let mut registry = dfs_proto::pb::registry_client::RegistryClient::new(channel.clone());
+        let registry = code(registry.get_cluster_config(dfs_proto::pb::Empty {}).await);
+        let mut raft = dfs_proto::pb::raft_client::RaftClient::new(channel);
+        let raft = code(raft.vote(dfs_proto::pb::RaftMessage::default()).await);
+        (registry, raft)
+    })
+    .expect("a connection")
+}
+
+/// The status of a `StatReplica` without a chunk token, asked of the chunkserver at `addr`
+/// presenting `tls` (plaintext without): `PermissionDenied` (no token) means the server
+/// admitted the caller over TLS and then checked the token.
+fn stat_missing_replica(addr: &str, tls: Option<&TlsOptions>) -> tonic::Code {
+    with_channel(addr, tls, |channel| async move {
+        let mut chunkserver = dfs_proto::pb::chunkserver_client::ChunkserverClient::new(channel);
+        let request = dfs_proto::pb::StatReplicaRequest {
+            chunk_id: u64::MAX,
+            token: None,
+        };
+        code(chunkserver.stat_replica(request).await)
+    })
+    .unwrap_or(tonic::Code::Unavailable)
 }
 
 #[test]
@@ -275,82 +288,46 @@ fn a_client_finds_its_certificates_in_the_default_directory() {
     assert_eq!(cluster.dfs(&["ls", "/"]), "made\n");
 }
 
-/// A certificate of `role` named `name` restricted to reading, signed by the CA in `dir/ca`.
-fn read_only_certificate(dir: &Path, name: &str) -> TlsOptions {
-    let certs = dir.join("certs");
-    let ca = dir.join("ca");
-    dfs_ok(&[
-        "cert",
-        "issue",
-        "--role",
-        "client",
-        name,
-        "--read-only",
-        "--ca",
-        ca.to_str().unwrap(),
-        "--out",
-        certs.to_str().unwrap(),
-    ]);
-    TlsOptions {
-        ca: Some(ca.join("ca.pem")),
-        cert: Some(certs.join(format!("{name}.pem"))),
-        key: Some(certs.join(format!("{name}.key"))),
-        insecure: false,
-    }
-}
-
 /// Writes `data` to chunk `chunk` at the chunkserver of its first replica, presenting `tls`
 /// and the chunk's own token: the code the chunkserver answers.
 fn write_chunk_with(chunk: &dfs_proto::pb::ChunkInfo, tls: &TlsOptions) -> (tonic::Code, String) {
     use dfs_proto::pb::{WriteChunkRequest, WriteHeader, write_chunk_request::Msg};
-    let tls = tls.load().unwrap().unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let endpoint = dfs_proto::tls::endpoint(&chunk.replicas[0].addr, Some(&tls)).unwrap();
-        let channel = endpoint.connect().await.unwrap();
+    let header = WriteHeader {
+        chunk_id: chunk.chunk_id,
+        version: chunk.version,
+        token: chunk.token.clone(),
+        ..Default::default()
+    };
+    let messages = [
+        WriteChunkRequest {
+            msg: Some(Msg::Header(header)),
+        },
+        WriteChunkRequest {
+            msg: Some(Msg::Data(b"overwritten".to_vec().into())),
+        },
+    ];
+    with_channel(&chunk.replicas[0].addr, Some(tls), |channel| async move {
         let mut chunkserver = dfs_proto::pb::chunkserver_client::ChunkserverClient::new(channel);
-        let header = WriteHeader {
-            chunk_id: chunk.chunk_id,
-            version: chunk.version,
-            token: chunk.token.clone(),
-            ..Default::default()
-        };
-        let messages = [
-            WriteChunkRequest {
-                msg: Some(Msg::Header(header)),
-            },
-            WriteChunkRequest {
-                msg: Some(Msg::Data(b"overwritten".to_vec().into())),
-            },
-        ];
         match chunkserver.write_chunk(tokio_stream::iter(messages)).await {
             Ok(_) => (tonic::Code::Ok, String::new()),
             Err(status) => (status.code(), status.message().to_string()),
         }
     })
+    .expect("a connection")
 }
 
 /// The chunk map of file `ino` as the master answers a client presenting `tls`.
 fn chunks_as(cluster: &Cluster, ino: u64, tls: &TlsOptions) -> Vec<dfs_proto::pb::ChunkInfo> {
-    let tls = tls.load().unwrap().unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let endpoint = dfs_proto::tls::endpoint(&cluster.master_addr(), Some(&tls)).unwrap();
-        let channel = endpoint.connect().await.unwrap();
+    let request = dfs_proto::pb::GetChunksRequest {
+        ino,
+        first_index: 0,
+        count: 0,
+    };
+    with_channel(&cluster.master_addr(), Some(tls), |channel| async move {
         let mut files = dfs_proto::pb::files_client::FilesClient::new(channel);
-        let request = dfs_proto::pb::GetChunksRequest {
-            ino,
-            first_index: 0,
-            count: 0,
-        };
         files.get_chunks(request).await.unwrap().into_inner().chunks
     })
+    .expect("a connection")
 }
 
 #[test]
@@ -362,7 +339,7 @@ fn a_read_only_certificate_reads_and_every_change_it_asks_for_is_refused() {
     let master = certificate(dir, "ca", "ca", Role::Master, "master");
     let chunkserver = certificate(dir, "ca", "ca", Role::Chunkserver, "cs");
     let writer = certificate(dir, "ca", "ca", Role::Client, "writer");
-    let reader = read_only_certificate(dir, "reader");
+    let reader = issue(dir, "ca", "ca", Role::Client, "reader", &["--read-only"]);
     // The harness's own calls and its mounts are the reader's.
     let cluster = Cluster::start(ClusterOptions {
         master_args: tls_args(&master),

@@ -19,6 +19,7 @@
 pub mod attrs;
 pub mod chunk;
 pub mod error;
+pub mod fuzz;
 pub mod http;
 pub mod masters;
 pub mod process;

@@ -8,87 +8,51 @@
 //! dfs-proto --test hostile_input` runs a longer one. The seed is printed; `DFS_FUZZ_SEED`
 //! replays a run.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
+use dfs_proto::fuzz::Rng;
 use dfs_proto::pb;
 use dfs_proto::tls::{Role, is_read_only, role_of};
 use dfs_proto::token::{self, TokenSigner, TokenVerifier};
 use prost::Message;
 
-/// A small deterministic generator, so a failing run replays from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound.max(1) as u64) as usize
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
-
 /// The run's generator and how many inputs each check tries.
 fn setup(name: &str) -> (Rng, usize) {
-    let seed = std::env::var("DFS_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    let iterations = std::env::var("DFS_FUZZ_ITERATIONS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20_000);
-    println!("{name}: seed {seed} (replay with DFS_FUZZ_SEED={seed}), {iterations} inputs each");
-    (Rng(seed | 1), iterations)
+    dfs_proto::fuzz::setup(name, 20_000)
 }
 
 /// `valid` changed in one of the ways a hostile or broken peer would.
 fn mutate(rng: &mut Rng, valid: &[u8]) -> Vec<u8> {
     let mut out = valid.to_vec();
-    match rng.below(6) {
+    match rng.index(6) {
         0 => {
             // Flip a few bits.
-            for _ in 0..=rng.below(4) {
+            for _ in 0..=rng.index(4) {
                 if !out.is_empty() {
-                    let i = rng.below(out.len());
-                    out[i] ^= 1 << rng.below(8);
+                    let i = rng.index(out.len());
+                    out[i] ^= 1 << rng.index(8);
                 }
             }
         }
-        1 => out.truncate(rng.below(out.len() + 1)),
+        1 => out.truncate(rng.index(out.len() + 1)),
         2 => {
-            let at = rng.below(out.len() + 1);
-            let len = 1 + rng.below(16);
+            let at = rng.index(out.len() + 1);
+            let len = 1 + rng.index(16);
             let junk = rng.bytes(len);
             out.splice(at..at, junk);
         }
         3 => {
             // A length-delimited field claiming far more than follows (a varint of ~2^62).
-            let at = rng.below(out.len() + 1);
+            let at = rng.index(out.len() + 1);
             out.splice(
                 at..at,
                 [0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f],
             );
         }
         4 => {
-            let len = rng.below(64);
+            let len = rng.index(64);
             out = rng.bytes(len);
         }
         _ => {
-            let len = rng.below(32);
+            let len = rng.index(32);
             out.extend(rng.bytes(len));
         }
     }
@@ -313,12 +277,12 @@ fn only_an_untouched_token_opens_its_chunk() {
     }
     // Random tokens out of nothing never open anything.
     for _ in 0..n {
-        let mac_len = rng.below(40);
+        let mac_len = rng.index(40);
         let token = pb::ChunkToken {
             chunk_id: 7,
-            version: rng.next(),
-            access: rng.next() as u32,
-            expires_unix_ms: rng.next(),
+            version: rng.next_u64(),
+            access: rng.next_u64() as u32,
+            expires_unix_ms: rng.next_u64(),
             key_epoch: good.key_epoch,
             mac: rng.bytes(mac_len),
         };

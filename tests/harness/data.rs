@@ -16,30 +16,8 @@ pub fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
-/// A tiny deterministic PRNG for tests.
-pub struct XorShift(u64);
-
-impl XorShift {
-    /// A generator from a non-zero seed.
-    pub fn new(seed: u64) -> XorShift {
-        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// A number in `0..bound`.
-    pub fn below(&mut self, bound: u64) -> u64 {
-        self.next_u64() % bound
-    }
-}
+/// A tiny deterministic PRNG for tests (the one the fuzz tests use).
+pub use dfs_proto::fuzz::Rng as XorShift;
 
 /// Hex SHA-256 of a file's contents, read in 1 MiB pieces.
 pub fn sha256_file(path: &Path) -> String {

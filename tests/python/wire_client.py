@@ -16,6 +16,8 @@ sys.path.insert(0, sys.argv[2])
 
 import grpc  # noqa: E402
 
+from checks import expect, failure  # noqa: E402
+
 import admin_pb2  # noqa: E402
 import admin_pb2_grpc  # noqa: E402
 import chunkserver_pb2  # noqa: E402
@@ -25,22 +27,6 @@ import namespace_pb2_grpc  # noqa: E402
 import types_pb2  # noqa: E402
 
 ROOT = 1
-
-
-def expect(what, got, want):
-    if got != want:
-        sys.exit(f"{what}: got {got!r}, want {want!r}")
-    print(f"ok {what}")
-
-
-def failure(call):
-    """The status code and dfs-errno metadata of a call that must fail."""
-    try:
-        call()
-    except grpc.RpcError as err:
-        meta = dict(err.trailing_metadata() or ())
-        return err.code(), meta.get("dfs-errno")
-    sys.exit("the call succeeded but should have failed")
 
 
 channel = grpc.insecure_channel(sys.argv[1])

@@ -8,30 +8,23 @@
 
 use std::collections::HashSet;
 
+use dfs_proto::fuzz::Rng;
 use dfs_proto::pb::{self, FileKind};
 use dfs_proto::{MAX_NAME_LEN, ROOT_INO};
 
 use super::{Fixture, ts};
 use crate::namespace::xattrs::XattrMode;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound.max(1)
-    }
-
+/// Names and inode numbers for the calls.
+trait Hostile {
     /// A name: mostly a few short ones (so operations meet), sometimes one no filesystem
     /// allows.
+    fn name(&mut self) -> Vec<u8>;
+    /// An inode number: mostly one that exists, sometimes one that does not.
+    fn ino(&mut self, known: &[u64]) -> u64;
+}
+
+impl Hostile for Rng {
     fn name(&mut self) -> Vec<u8> {
         match self.below(12) {
             0 => Vec::new(),
@@ -40,37 +33,19 @@ impl Rng {
             3 => b"a/b".to_vec(),
             4 => b"nul\0".to_vec(),
             5 => vec![b'n'; MAX_NAME_LEN + self.below(3) as usize],
-            6 => (0..self.below(20)).map(|_| self.next() as u8).collect(),
+            6 => (0..self.below(20)).map(|_| self.next_u64() as u8).collect(),
             _ => format!("n{}", self.below(6)).into_bytes(),
         }
     }
 
-    /// An inode number: mostly one that exists, sometimes one that does not.
     fn ino(&mut self, known: &[u64]) -> u64 {
         match self.below(8) {
-            0 => self.next(),
+            0 => self.next_u64(),
             1 => 0,
             2 => u64::MAX,
             _ => known[self.below(known.len() as u64) as usize],
         }
     }
-}
-
-fn setup() -> (Rng, usize) {
-    let seed = std::env::var("DFS_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    let iterations = std::env::var("DFS_FUZZ_ITERATIONS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20_000);
-    println!("namespace fuzz: seed {seed} (replay with DFS_FUZZ_SEED={seed}), {iterations} calls");
-    (Rng(seed | 1), iterations)
 }
 
 /// Every inode reachable from the root, checking each listed entry on the way.
@@ -105,7 +80,7 @@ fn walk(fx: &Fixture) -> HashSet<u64> {
 
 #[test]
 fn random_hostile_namespace_calls_fail_cleanly_and_leave_the_tree_whole() {
-    let (mut rng, iterations) = setup();
+    let (mut rng, iterations) = dfs_proto::fuzz::setup("namespace calls", 20_000);
     let fx = Fixture::new();
     let mut known = vec![ROOT_INO];
     let mut answered = 0;
@@ -124,9 +99,9 @@ fn random_hostile_namespace_calls_fail_cleanly_and_leave_the_tree_whole() {
                     parent: rng.ino(&known),
                     name: rng.name(),
                     kind: kinds[rng.below(4) as usize] as i32 + (rng.below(20) == 0) as i32 * 40,
-                    perm: rng.next() as u32,
-                    uid: rng.next() as u32,
-                    gid: rng.next() as u32,
+                    perm: rng.next_u64() as u32,
+                    uid: rng.next_u64() as u32,
+                    gid: rng.next_u64() as u32,
                     exclusive: rng.below(2) == 0,
                     symlink_target: rng.name(),
                     ..Default::default()
@@ -137,7 +112,7 @@ fn random_hostile_namespace_calls_fail_cleanly_and_leave_the_tree_whole() {
             3 => ns.rmdir(rng.ino(&known), &rng.name(), now),
             4 => {
                 let (from, to) = (rng.ino(&known), rng.ino(&known));
-                let flags = [0, 1, 2, 3, rng.next() as u32][rng.below(5) as usize];
+                let flags = [0, 1, 2, 3, rng.next_u64() as u32][rng.below(5) as usize];
                 ns.rename(from, &rng.name(), to, &rng.name(), flags, now)
             }
             5 => ns
@@ -146,9 +121,9 @@ fn random_hostile_namespace_calls_fail_cleanly_and_leave_the_tree_whole() {
             6 => {
                 let req = pb::SetAttrRequest {
                     ino: rng.ino(&known),
-                    perm: (rng.below(2) == 0).then(|| rng.next() as u32),
-                    uid: (rng.below(3) == 0).then(|| rng.next() as u32),
-                    size: (rng.below(3) == 0).then(|| rng.next() >> rng.below(64)),
+                    perm: (rng.below(2) == 0).then(|| rng.next_u64() as u32),
+                    uid: (rng.below(3) == 0).then(|| rng.next_u64() as u32),
+                    size: (rng.below(3) == 0).then(|| rng.next_u64() >> rng.below(64)),
                     ..Default::default()
                 };
                 ns.setattr(&req, now).map(drop)
