@@ -1,7 +1,8 @@
 //! The master's JSON API under `/api/v1`, spoken to as a browser, `curl` or a script would:
 //! a large file streamed up and down through a follower while a mount reads it, byte ranges,
 //! the namespace calls, the cluster's reports, the OpenAPI document, and every error with its
-//! status and JSON body (and nothing changed by a refused request).
+//! status and JSON body (and nothing changed by a refused request), also for hostile requests
+//! drawn at random (a seeded fuzz; `DFS_FUZZ_SEED`, `DFS_FUZZ_ITERATIONS`).
 
 use std::fs;
 use std::io::Write;
@@ -574,4 +575,86 @@ fn failed_and_abandoned_uploads_leave_no_lease_held() {
         http_get(&api, "/api/v1/stat/abandoned.bin").json()["size"],
         0
     );
+}
+
+/// A path segment no filesystem allows, or that is not what it seems.
+fn hostile_segment(rng: &mut dfs_proto::fuzz::Rng) -> String {
+    match rng.below(5) {
+        0 => "..".into(),
+        1 => format!("a%00{}", rng.below(10)),
+        2 => "a%2Fb".into(),
+        3 => "n".repeat(256 + rng.index(50)),
+        _ => "%ff%fe".into(),
+    }
+}
+
+/// A body no handler takes: random bytes, or JSON cut short or of the wrong shape.
+fn hostile_body(rng: &mut dfs_proto::fuzz::Rng) -> Vec<u8> {
+    let valid = br#"{"from":"/d/none","to":"/d/other"}"#;
+    match rng.below(5) {
+        0 => {
+            let len = rng.index(200);
+            rng.bytes(len)
+        }
+        1 => valid[..rng.index(valid.len())].to_vec(),
+        2 => br#"{"from":7,"to":[1,2]}"#.to_vec(),
+        3 => br#"{"from":"/d/none"}"#.to_vec(),
+        _ => format!(r#"{{"from":"/{}","to":"/x"}}"#, "y".repeat(300)).into_bytes(),
+    }
+}
+
+#[test]
+fn hostile_requests_get_a_clear_status_and_change_nothing() {
+    let cluster = Cluster::start_default();
+    let api = cluster.master_http_at(0);
+    assert_eq!(
+        http_request(&api, "PUT", "/api/v1/dirs/d", &[], &[]).status,
+        201
+    );
+    assert_eq!(put(&api, "/api/v1/files/d/f", b"content").status, 201);
+    let before = tree(&api, "/");
+
+    let (mut rng, requests) = dfs_proto::fuzz::setup("http api", 400);
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for _ in 0..requests {
+        let segment = hostile_segment(&mut rng);
+        let (method, path, body) = match rng.below(6) {
+            0 => ("GET", format!("/api/v1/files/d/{segment}"), Vec::new()),
+            1 => ("GET", format!("/api/v1/list/{segment}/x"), Vec::new()),
+            2 => ("PUT", format!("/api/v1/dirs/d/{segment}"), Vec::new()),
+            3 => (
+                "PUT",
+                format!("/api/v1/files/d/{segment}/f"),
+                b"junk".to_vec(),
+            ),
+            4 => ("DELETE", format!("/api/v1/files/{segment}"), Vec::new()),
+            _ => ("POST", "/api/v1/rename".to_string(), hostile_body(&mut rng)),
+        };
+        let range = format!("bytes={}-{}", rng.next_u64(), rng.below(10));
+        let headers: &[(&str, &str)] = match rng.below(3) {
+            0 => &[("Range", &range)],
+            1 => &[("Content-Type", "application/json")],
+            _ => &[],
+        };
+        let reply = http_request(&api, method, &path, headers, &body);
+        let what = format!("{method} {path} {:?}", String::from_utf8_lossy(&body));
+        // A refusal of the request, never the server failing: no 5xx.
+        assert!(
+            (400..500).contains(&reply.status) || reply.status == 200,
+            "{what}: {} {}",
+            reply.status,
+            reply.text()
+        );
+        if reply.status >= 400 {
+            let body = reply.json();
+            assert_eq!(body["error"]["status"], reply.status, "{what}: {body}");
+        }
+        *statuses.entry(reply.status).or_default() += 1;
+    }
+    // The requests reached the handlers' checks, not only the router's.
+    println!("answers by status: {statuses:?}");
+    assert!(statuses.len() >= 2, "{statuses:?}");
+    assert_eq!(tree(&api, "/"), before);
+    let kept = http_get(&api, "/api/v1/files/d/f");
+    assert_eq!(kept.body, b"content");
 }
