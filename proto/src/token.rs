@@ -18,7 +18,7 @@
 //! so the cluster's clocks must agree to well within the token lifetime (NTP does).
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ring::hmac;
@@ -77,6 +77,9 @@ fn signed_bytes(token: &pb::ChunkToken) -> [u8; 52] {
 pub struct TokenSigner {
     secret: hmac::Key,
     lifetime: Duration,
+    /// The signing key of the epoch tokens were last issued in: every chunk map of an hour
+    /// is signed with it, so it is derived once, not per token.
+    current: Mutex<Option<(u64, hmac::Key)>>,
 }
 
 impl TokenSigner {
@@ -86,6 +89,7 @@ impl TokenSigner {
         TokenSigner {
             secret: hmac::Key::new(hmac::HMAC_SHA256, secret),
             lifetime: lifetime.min(KEY_EPOCH),
+            current: Mutex::new(None),
         }
     }
 
@@ -122,7 +126,17 @@ impl TokenSigner {
             key_epoch: epoch,
             mac: Vec::new(),
         };
-        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.epoch_key(epoch));
+        let key = {
+            let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+            match &*current {
+                Some((cached, key)) if *cached == epoch => key.clone(),
+                _ => {
+                    let key = hmac::Key::new(hmac::HMAC_SHA256, &self.epoch_key(epoch));
+                    *current = Some((epoch, key.clone()));
+                    key
+                }
+            }
+        };
         token.mac = hmac::sign(&key, &signed_bytes(&token)).as_ref().to_vec();
         token
     }
