@@ -333,8 +333,9 @@ fn tree(api: &str, dir: &str) -> Vec<(String, u64)> {
     out
 }
 
-#[test]
-fn every_refused_request_answers_its_status_in_json_and_changes_nothing() {
+/// A cluster whose tree holds `/d/f` ("content"), made through the API at the address
+/// returned with it.
+fn cluster_with_a_file() -> (Cluster, String) {
     let cluster = Cluster::start_default();
     let api = cluster.master_http_at(0);
     assert_eq!(
@@ -342,6 +343,12 @@ fn every_refused_request_answers_its_status_in_json_and_changes_nothing() {
         201
     );
     assert_eq!(put(&api, "/api/v1/files/d/f", b"content").status, 201);
+    (cluster, api)
+}
+
+#[test]
+fn every_refused_request_answers_its_status_in_json_and_changes_nothing() {
+    let (_cluster, api) = cluster_with_a_file();
     let before = tree(&api, "/");
 
     assert_error(
@@ -605,13 +612,7 @@ fn hostile_body(rng: &mut dfs_proto::fuzz::Rng) -> Vec<u8> {
 
 #[test]
 fn hostile_requests_get_a_clear_status_and_change_nothing() {
-    let cluster = Cluster::start_default();
-    let api = cluster.master_http_at(0);
-    assert_eq!(
-        http_request(&api, "PUT", "/api/v1/dirs/d", &[], &[]).status,
-        201
-    );
-    assert_eq!(put(&api, "/api/v1/files/d/f", b"content").status, 201);
+    let (_cluster, api) = cluster_with_a_file();
     let before = tree(&api, "/");
 
     let (mut rng, requests) = dfs_proto::fuzz::setup("http api", 400);

@@ -199,12 +199,20 @@ impl DataPath {
         chunk: &pb::ChunkInfo,
         refused: FsError,
     ) -> Result<Option<pb::ChunkToken>, FsError> {
+        let fresh = self.current_chunk(ino, index).await?;
+        let same = fresh.filter(|c| c.chunk_id == chunk.chunk_id);
+        same.map(|c| c.token).ok_or(refused)
+    }
+
+    /// The chunk at `index` of file `ino` as the master maps it now (`None`: a hole), with a
+    /// fresh token.
+    pub async fn current_chunk(
+        &self,
+        ino: u64,
+        index: u64,
+    ) -> Result<Option<pb::ChunkInfo>, FsError> {
         let reply = self.master.get_chunks(ino, index, 1).await?;
-        let fresh = reply
-            .chunks
-            .into_iter()
-            .find(|c| c.index == index && c.chunk_id == chunk.chunk_id);
-        fresh.map(|c| c.token).ok_or(refused)
+        Ok(reply.chunks.into_iter().find(|c| c.index == index))
     }
 
     /// Reads up to `len` bytes at `offset` of `chunk`, trying its replicas in turn: any

@@ -121,8 +121,7 @@ async fn read_span(
         Err(err) if err.is_replica_fault() || err.is_token_refusal() => err,
         Err(err) => return Err(err),
     };
-    let reply = io.master.get_chunks(ino, span.index, 1).await?;
-    match reply.chunks.into_iter().find(|c| c.index == span.index) {
+    match io.current_chunk(ino, span.index).await? {
         Some(fresh) if same_replicas(&fresh, chunk) && !err.is_token_refusal() => Err(err),
         Some(fresh) => {
             tracing::info!(
