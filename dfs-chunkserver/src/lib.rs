@@ -130,7 +130,8 @@ pub async fn run(
         idle: config.write_idle_timeout(),
     };
     let reports = RepairReports::default();
-    // Filled by registration and heartbeats; requests before the first are refused.
+    // Filled by registration and heartbeats; until the first, requests are answered UNAVAILABLE
+    // (clients turn to another replica).
     let tokens = Arc::new(TokenVerifier::default());
     let service = ChunkserverService::new(store.clone(), timeouts)
         .with_tokens(Arc::clone(&tokens))

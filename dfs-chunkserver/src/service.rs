@@ -62,7 +62,8 @@ impl ChunkserverService {
     }
 
     /// Checks every request's chunk token with `tokens`' keys (which registration and
-    /// heartbeats keep current); until it has keys, every request is refused.
+    /// heartbeats keep current); until it has keys, every request is
+    /// answered UNAVAILABLE, so clients turn to another replica.
     pub fn with_tokens(mut self, tokens: Arc<TokenVerifier>) -> ChunkserverService {
         self.chain.check_tokens_with(Arc::clone(&tokens));
         self.tokens = tokens;
