@@ -128,6 +128,13 @@ fn every_endpoint_passes_promtool_and_the_dashboard_asks_only_for_served_metrics
     drop_page_cache(&path);
     assert_eq!(std::fs::read(&path).unwrap().len(), 3 << 20);
 
+    // The chunk-health gauges appear once the leader has checked every chunk with every
+    // chunkserver heard from (until then `dfs status` says `checking`).
+    wait_until(
+        Duration::from_secs(60),
+        "the leader knows the chunks' health",
+        || !cluster.dfs(&["status"]).contains(": checking"),
+    );
     let mut addrs: Vec<String> = (0..3).map(|i| cluster.master_http_at(i)).collect();
     addrs.extend((0..3).map(|i| cluster.chunkserver_http_at(i)));
     addrs.push(mount.http());
